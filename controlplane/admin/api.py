@@ -1,0 +1,119 @@
+"""The JSON REST API under /api/v1 (plus moto's reset path), for scripts and the dashboard.
+
+Endpoints are plain `def`: FastAPI runs them on worker threads, so the blocking ones (reset
+stops nodes) never hold the event loop."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+
+from controlplane.state.records import CacheCluster
+
+if TYPE_CHECKING:
+    from controlplane.app import Service
+
+
+class Health(BaseModel):
+    status: str
+    runtime: str
+    addressing: str
+    cache_clusters: int
+    nodes: int
+    nodes_available: int
+    engines: dict[str, list[str]]
+
+
+class ResetResult(BaseModel):
+    status: str
+    deleted: int
+
+
+class NodeView(BaseModel):
+    node_id: str
+    status: str
+    address: str
+    port: int
+    availability_zone: str
+    version: str | None
+
+
+class CacheClusterView(BaseModel):
+    account: str
+    region: str
+    id: str
+    status: str
+    engine: str
+    engine_version: str
+    node_type: str
+    nodes: list[NodeView]
+    configuration_endpoint: str | None
+
+
+class EventView(BaseModel):
+    account: str
+    region: str
+    source_type: str
+    source_id: str
+    message: str
+    date: datetime
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _cluster_view(rec: CacheCluster) -> CacheClusterView:
+    cfg = rec.status.config_host
+    return CacheClusterView(
+        account=rec.account, region=rec.region, id=rec.id, status=rec.api_status(),
+        engine=rec.spec.engine, engine_version=rec.status.engine_version or rec.spec.engine_version,
+        node_type=rec.spec.node_type,
+        nodes=[NodeView(node_id=n.node_id, status=n.status, address=n.host, port=n.port,
+                        availability_zone=n.az, version=n.version) for n in rec.status.nodes],
+        configuration_endpoint=f"{cfg}:{rec.status.config_port}" if cfg else None,
+    )
+
+
+def admin_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/api/v1/health", response_model=Health, tags=["admin"])
+    def health(request: Request) -> Health:
+        service = _service(request)
+        clusters = service.store.records(CacheCluster)
+        nodes = [n for c in clusters for n in c.status.nodes]
+        return Health(
+            status="ok", runtime=service.runtime.name, addressing=service.addressing,
+            cache_clusters=len(clusters), nodes=len(nodes),
+            nodes_available=sum(1 for n in nodes if n.status == "available"),
+            engines={k: list(v) for k, v in service.available_versions().items()},
+        )
+
+    def reset(request: Request) -> ResetResult:
+        return ResetResult(status="ok", deleted=_service(request).reset())
+
+    router.add_api_route("/api/v1/reset", reset, methods=["POST"], response_model=ResetResult, tags=["admin"],
+                         summary="Delete every resource and stop every node")
+    # moto's server mode path, so suites written for moto_server run against us unchanged.
+    router.add_api_route("/moto-api/reset", reset, methods=["POST"], response_model=ResetResult,
+                         tags=["admin"], summary="moto-compatible reset")
+
+    @router.get("/api/v1/cache-clusters", response_model=list[CacheClusterView], tags=["resources"])
+    def cache_clusters(request: Request) -> list[CacheClusterView]:
+        return [_cluster_view(r) for r in _service(request).store.records(CacheCluster)]
+
+    @router.get("/api/v1/events", response_model=list[EventView], tags=["resources"])
+    def events(request: Request, account: str = Query(default="123456789012"),
+               region: str = Query(default="us-east-1"), minutes: int = Query(default=60, ge=1, le=20160)
+               ) -> list[EventView]:
+        service = _service(request)
+        now = service.clock.now()
+        return [EventView(**e.model_dump()) for e in
+                service.store.events(account, region, now - timedelta(minutes=minutes), now)]
+
+    return router

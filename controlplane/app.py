@@ -1,0 +1,172 @@
+"""create_app: builds every part of the service from settings. No globals anywhere."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from controlplane.admin.api import admin_router
+from controlplane.handlers.context import Services
+from controlplane.handlers.registry import all_handlers
+from controlplane.protocol.model import ApiModel
+from controlplane.protocol.route import QueryApi
+from controlplane.reconciler.cache_clusters import CacheClusterReconciler
+from controlplane.reconciler.clock import Clock, RealClock
+from controlplane.reconciler.controller import Controller
+from controlplane.reconciler.infra import EndpointHub, Infra
+from controlplane.reconciler.workqueue import WorkQueue
+from controlplane.settings import Settings
+from controlplane.state.events import EventLog
+from controlplane.state.records import CacheCluster, ResourceKey
+from controlplane.state.store import Store
+from engine.addresses import AddressAllocator, loopback_aliases_work
+from engine.proxy.hub import ProxyHub
+from engine.runtime.base import NodeRuntime
+
+log = logging.getLogger("elasticache_local")
+
+
+def build_runtime(settings: Settings) -> NodeRuntime:
+    if settings.runtime == "docker":
+        raise SystemExit(
+            "The docker runtime is not available in this version yet; use --runtime process."
+        )
+    from engine.runtime.process import ProcessRuntime
+    from engine.versions import discover
+
+    binaries = discover(settings.binary_paths)
+    return ProcessRuntime(settings.data_dir / "nodes", binaries)
+
+
+def addressing_mode(settings: Settings) -> str:
+    if settings.addressing != "auto":
+        return settings.addressing
+    host = settings.node_network.split("/")[0].rsplit(".", 1)[0] + ".1"
+    return "loopback" if loopback_aliases_work(host) else "ports"
+
+
+@dataclass
+class Service:
+    """Everything the running service is made of; `app.state.service` in the web app."""
+
+    settings: Settings
+    api: ApiModel
+    store: Store
+    events: EventLog
+    clock: Clock
+    runtime: NodeRuntime
+    hub: EndpointHub
+    controller: Controller
+    clusters: CacheClusterReconciler
+    query: QueryApi
+    addressing: str
+    started_at: float = field(default_factory=time.monotonic)
+
+    def start(self) -> None:
+        self.hub.start()
+        self.runtime.set_exit_listener(self._node_exited)
+        self.controller.start()
+
+    def stop(self) -> None:
+        """Stop the API's machinery. Nodes keep running; the next start re-adopts them."""
+        self.controller.stop()
+        self.hub.close()
+        self.runtime.close()
+        self.store.close()
+
+    def _node_exited(self, name: str) -> None:
+        key = self.clusters.node_index.get(name)
+        if key is not None:
+            self.controller.enqueue(key)
+
+    def available_versions(self) -> Mapping[str, Sequence[str]]:
+        return self.runtime.available_versions()
+
+    def reset(self, timeout: float = 30.0) -> int:
+        """Delete every resource and stop every node (moto's /moto-api/reset)."""
+        keys = [k for k in self.store.keys() if k.kind == CacheCluster.KIND]
+        for key in keys:
+            self.store.update(key, CacheCluster, _request_delete)
+            self.controller.enqueue(key)
+        deadline = time.monotonic() + timeout
+        while any(k.kind == CacheCluster.KIND for k in self.store.keys()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        leftover = [k for k in self.store.keys() if k.kind == CacheCluster.KIND]
+        if leftover:
+            raise TimeoutError(f"reset: {len(leftover)} cluster(s) still being deleted")
+        for node in self.runtime.list_managed():
+            self.runtime.remove(node.name)
+        self.store.reset()
+        return len(keys)
+
+
+def _request_delete(rec: CacheCluster) -> None:
+    rec.spec.delete_requested = True
+    rec.generation += 1
+
+
+def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock: Clock | None = None,
+                  hub: EndpointHub | None = None) -> Service:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    clock = clock or RealClock()
+    runtime = runtime or build_runtime(settings)
+    store = Store(settings.data_dir / "state.sqlite3")
+    events = EventLog(store, clock)
+    mode = addressing_mode(settings)
+    low, high = settings.port_bounds()
+    node_addresses = AddressAllocator(mode, network=settings.node_network, port_range=(low, high))  # type: ignore[arg-type]
+    endpoint_addresses = AddressAllocator(mode, network=settings.endpoint_network,  # type: ignore[arg-type]
+                                          port_range=(low, high))
+    hub = hub or ProxyHub()
+    infra = Infra(runtime=runtime, node_addresses=node_addresses, endpoint_addresses=endpoint_addresses,
+                  hub=hub, strict_versions=settings.strict_engine_versions)
+    queue: WorkQueue[ResourceKey] = WorkQueue(clock.monotonic)
+    controller = Controller(store, queue, workers=settings.workers, resync_interval=settings.resync_interval)
+    clusters = CacheClusterReconciler(store, infra, events, clock)
+    controller.register(clusters)
+    api = ApiModel()
+    services = Services(store=store, events=events, clock=clock, settings=settings,
+                        enqueue=controller.enqueue, available_versions=runtime.available_versions)
+    query = QueryApi(api, all_handlers(), services, on_browser=_front_page)
+    return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
+                   hub=hub, controller=controller, clusters=clusters, query=query,
+                   addressing=mode)
+
+
+def _front_page(request: Request) -> Response:
+    service: Service = request.app.state.service
+    count = len(service.store.records(CacheCluster))
+    url = f"http://{request.url.netloc}"
+    return HTMLResponse(
+        "<!doctype html><title>elasticache-local</title>"
+        f"<h1>elasticache-local</h1><p>The ElastiCache API is served here: {count} cache cluster(s).</p>"
+        f"<p>Try: <code>aws elasticache describe-cache-clusters --endpoint-url {url}</code></p>"
+        '<p>JSON API: <a href="/docs">/docs</a></p>'
+    )
+
+
+def create_app(settings: Settings, runtime: NodeRuntime | None = None, clock: Clock | None = None) -> FastAPI:
+    service = build_service(settings, runtime, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(title="elasticache-local", version="0.1.0", lifespan=lifespan,
+                  description="JSON API of elasticache-local: resources, health and admin actions. "
+                              "The AWS ElastiCache Query API is served at POST /.")
+    app.state.service = service
+    app.router.add_route("/", service.query.endpoint, methods=["GET", "POST"], include_in_schema=False)
+    app.include_router(admin_router())
+    return app

@@ -1,0 +1,83 @@
+"""`elasticache-local serve | status | reset`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from controlplane.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from controlplane.app import create_app
+
+    overrides: dict[str, object] = {}
+    for name in ("host", "port", "data_dir", "runtime", "log_level"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides[name] = value
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    service = app.state.service
+    url = f"http://{settings.host}:{settings.port}"
+    engines = ", ".join(f"{e} {'/'.join(v)}" for e, v in service.available_versions().items() if v) or "none"
+    print(
+        f"elasticache-local: the ElastiCache API is at {url}\n"
+        f"  runtime {service.runtime.name}, node addresses: {service.addressing}, engines: {engines}\n"
+        f"  data: {settings.data_dir}\n"
+        f"  try:  aws elasticache create-cache-cluster --endpoint-url {url} --cache-cluster-id web "
+        "--engine redis --cache-node-type cache.t3.micro --num-cache-nodes 1\n"
+        f"  or:   export AWS_ENDPOINT_URL={url}   (boto3 and the aws cli pick it up)\n"
+        "  Ctrl-C stops the API; cache nodes keep running and are re-adopted on the next start.",
+        flush=True,
+    )
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    return 0
+
+
+def _call(args: argparse.Namespace, method: str, path: str) -> int:
+    settings = Settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    req = urllib.request.Request(f"http://{host}:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            print(json.dumps(json.loads(resp.read()), indent=2))
+            return 0
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"elasticache-local is not answering at http://{host}:{port}: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="elasticache-local", description="AWS ElastiCache, locally, with real nodes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the service (Ctrl-C stops it; nodes keep running)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir", type=Path)
+    serve.add_argument("--runtime", choices=["process", "docker"])
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    for name, help_text in (("status", "show the running service's health"),
+                            ("reset", "delete every resource and stop every node")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "status":
+        return _call(args, "GET", "/api/v1/health")
+    return _call(args, "POST", "/api/v1/reset")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

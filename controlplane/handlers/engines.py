@@ -1,0 +1,49 @@
+"""DescribeCacheEngineVersions: AWS's versions, each marked with what this machine runs for it."""
+
+from __future__ import annotations
+
+from controlplane import catalog
+from controlplane.handlers import validate as v
+from controlplane.handlers.context import Handler, Params, RequestContext, Result
+from controlplane.reconciler.infra import resolve_version
+
+_ENGINE_NAMES = {"redis": "Redis", "valkey": "Valkey", "memcached": "memcached"}
+
+
+def describe_cache_engine_versions(ctx: RequestContext, params: Params) -> Result:
+    engine = (params.get("Engine") or "").lower() or None
+    version = params.get("EngineVersion")
+    family = params.get("CacheParameterGroupFamily")
+    entries = [
+        e for e in catalog.ENGINE_VERSIONS
+        if (engine is None or e.engine == engine)
+        and (version is None or e.version == version)
+        and (family is None or e.family == family)
+    ]
+    if params.get("DefaultOnly"):
+        entries = [e for e in entries if e.version == catalog.DEFAULT_VERSIONS[e.engine]]
+    available = ctx.services.available_versions()
+    chunk, marker = v.page(entries, params)
+    out_items = []
+    for e in chunk:
+        chosen, exact = resolve_version(e.engine, e.version, available, strict=False)
+        if chosen is None:
+            local = "no binary for this engine is installed here"
+        elif exact:
+            local = f"runs locally as {e.engine} {chosen}"
+        else:
+            local = f"not installed here; nodes run {e.engine} {chosen} instead"
+        out_items.append({
+            "Engine": e.engine,
+            "EngineVersion": e.version,
+            "CacheParameterGroupFamily": e.family,
+            "CacheEngineDescription": _ENGINE_NAMES[e.engine],
+            "CacheEngineVersionDescription": f"{e.description} ({local})",
+        })
+    out: Result = {"CacheEngineVersions": out_items}
+    if marker:
+        out["Marker"] = marker
+    return out
+
+
+HANDLERS: dict[str, Handler] = {"DescribeCacheEngineVersions": describe_cache_engine_versions}

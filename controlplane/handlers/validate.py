@@ -1,0 +1,103 @@
+"""Validation rules AWS applies beyond the model (ids, windows, paging), with AWS's errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from controlplane.protocol.errors import ServiceError
+
+T = TypeVar("T")
+
+_ID = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9]|-(?!-))*$")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_WEEKLY = re.compile(r"^(sun|mon|tue|wed|thu|fri|sat):([01]\d|2[0-3]):([0-5]\d)-"
+                     r"(sun|mon|tue|wed|thu|fri|sat):([01]\d|2[0-3]):([0-5]\d)$")
+_DAILY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def invalid(message: str) -> ServiceError:
+    return ServiceError("InvalidParameterValueException", message)
+
+
+def combination(message: str) -> ServiceError:
+    return ServiceError("InvalidParameterCombinationException", message)
+
+
+def resource_id(value: str, what: str, max_len: int) -> str:
+    """AWS's identifier rule: 1..max_len letters, digits, hyphens; a letter first; no trailing
+    hyphen and no two hyphens in a row. Stored lower-case."""
+    if not value or len(value) > max_len or not _ID.match(value) or value.endswith("-"):
+        raise invalid(
+            f"Invalid {what}: {value}. The {what} must begin with a letter, contain only "
+            f"ASCII letters, digits, and hyphens, not end with a hyphen or contain two consecutive "
+            f"hyphens, and be 1 to {max_len} characters long."
+        )
+    return value.lower()
+
+
+def maintenance_window(value: str) -> str:
+    """ddd:hh24:mi-ddd:hh24:mi, UTC, at least 60 minutes."""
+    v = value.lower()
+    m = _WEEKLY.match(v)
+    if not m:
+        raise invalid(f"Invalid maintenance window format: {value}. Expected ddd:hh24:mi-ddd:hh24:mi.")
+    start = _DAYS.index(m[1]) * 1440 + int(m[2]) * 60 + int(m[3])
+    end = _DAYS.index(m[4]) * 1440 + int(m[5]) * 60 + int(m[6])
+    if (end - start) % (7 * 1440) < 60:
+        raise invalid("The maintenance window must be at least 60 minutes.")
+    return v
+
+
+def snapshot_window(value: str) -> str:
+    """hh24:mi-hh24:mi, UTC, at least 60 minutes."""
+    m = _DAILY.match(value)
+    if not m:
+        raise invalid(f"Invalid snapshot window format: {value}. Expected hh24:mi-hh24:mi.")
+    start = int(m[1]) * 60 + int(m[2])
+    end = int(m[3]) * 60 + int(m[4])
+    if (end - start) % 1440 < 60:
+        raise invalid("The snapshot window must be at least 60 minutes.")
+    return value
+
+
+def windows_overlap(maintenance: str, snapshot: str) -> bool:
+    """Whether a daily snapshot window overlaps a weekly maintenance window (AWS refuses it)."""
+    m = _WEEKLY.match(maintenance)
+    s = _DAILY.match(snapshot)
+    if not m or not s:
+        return False
+    w_start = _DAYS.index(m[1]) * 1440 + int(m[2]) * 60 + int(m[3])
+    w_end = _DAYS.index(m[4]) * 1440 + int(m[5]) * 60 + int(m[6])
+    if w_end <= w_start:
+        w_end += 7 * 1440
+    s_start = int(s[1]) * 60 + int(s[2])
+    s_len = (int(s[3]) * 60 + int(s[4]) - s_start) % 1440
+    for day in range(8):
+        a = day * 1440 + s_start - 1440
+        if a < w_end and w_start < a + s_len:
+            return True
+    return False
+
+
+def page(items: Sequence[T], params: dict[str, Any], default: int = 100,
+         low: int = 20, high: int = 100) -> tuple[list[T], str | None]:
+    """Marker/MaxRecords paging as AWS does it: MaxRecords in [low, high]; the marker is opaque
+    (here: the index of the next item)."""
+    max_records = params.get("MaxRecords")
+    if max_records is None:
+        size = default
+    elif not low <= max_records <= high:
+        raise invalid(f"MaxRecords must be between {low} and {high}.")
+    else:
+        size = max_records
+    start = 0
+    marker = params.get("Marker")
+    if marker:
+        if not marker.isdigit() or int(marker) > len(items):
+            raise invalid(f"Invalid marker: {marker}")
+        start = int(marker)
+    chunk = list(items[start:start + size])
+    next_marker = str(start + size) if start + size < len(items) else None
+    return chunk, next_marker

@@ -1,0 +1,96 @@
+"""The Query API's HTTP face: `POST /` (form body) and `GET /?Action=...`.
+
+parse -> handler -> serialize, with the request's account and region taken from its SigV4
+credential. Handlers run on worker threads (they write SQLite); parsing is cheap and stays here.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from controlplane.handlers.context import Handler, RequestContext, Services
+from controlplane.protocol.errors import ServiceError, not_implemented
+from controlplane.protocol.model import ApiModel
+from controlplane.protocol.parser import parse
+from controlplane.protocol.serializer import serialize_error, serialize_result
+
+log = logging.getLogger("elasticache_local.api")
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/")
+_ACCOUNT_KEY = re.compile(r"^\d{12}$")
+
+
+@dataclass(frozen=True)
+class Identity:
+    account: str
+    region: str
+
+
+def identity(headers: Mapping[str, str], query: Mapping[str, str], default_account: str,
+             default_region: str) -> Identity:
+    """Account from the access key, region from the SigV4 credential scope.
+
+    As moto does: an access key id of 12 digits is taken as the account id, so tests can act as
+    several accounts; any other key maps to the default account.
+    """
+    credential = headers.get("authorization", "")
+    m = _CREDENTIAL.search(credential)
+    if m is None and "X-Amz-Credential" in query:
+        m = _CREDENTIAL.search("Credential=" + query["X-Amz-Credential"])
+    if m is None:
+        return Identity(default_account, default_region)
+    key, region = m.group(1), m.group(2)
+    return Identity(key if _ACCOUNT_KEY.match(key) else default_account, region)
+
+
+class QueryApi:
+    def __init__(self, api: ApiModel, handlers: Mapping[str, Handler], services: Services,
+                 on_browser: Callable[[Request], Response] | None = None) -> None:
+        self.api = api
+        self.handlers = dict(handlers)
+        self.services = services
+        self._on_browser = on_browser
+
+    def dispatch(self, pairs: list[tuple[str, str]], who: Identity, request_id: str) -> tuple[int, bytes]:
+        """One request, start to end; never raises."""
+        operation = "?"
+        try:
+            parsed = parse(self.api, pairs)
+            operation = parsed.operation
+            handler = self.handlers.get(operation)
+            if handler is None:
+                raise not_implemented(operation)
+            ctx = RequestContext(who.account, who.region, request_id, self.services)
+            result = handler(ctx, parsed.params)
+            return 200, serialize_result(self.api, operation, result, request_id)
+        except ServiceError as err:
+            return serialize_error(self.api, err, request_id)
+        except Exception:
+            log.exception("request %s (%s) failed", request_id, operation)
+            err = ServiceError("InternalFailure", f"The request {request_id} failed inside "
+                               "elasticache-local; the log has the details.")
+            return serialize_error(self.api, err, request_id)
+
+    async def endpoint(self, request: Request) -> Response:
+        query = request.url.query
+        pairs = parse_qsl(query, keep_blank_values=True) if query else []
+        if request.method == "POST":
+            body = await request.body()
+            pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        elif not any(k == "Action" for k, _ in pairs) and self._on_browser is not None:
+            return self._on_browser(request)
+        settings = self.services.settings
+        who = identity(request.headers, dict(pairs), settings.default_account, settings.region)
+        request_id = str(uuid.uuid4())
+        status, body_out = await run_in_threadpool(self.dispatch, pairs, who, request_id)
+        return Response(body_out, status_code=status, media_type="text/xml",
+                        headers={"x-amzn-RequestId": request_id})

@@ -1,0 +1,363 @@
+"""Reconcile a cache cluster: its nodes exist, run the right version, answer, and its status
+and events say so. Every step is safe to repeat; status is written after each real change."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from controlplane import catalog
+from controlplane.reconciler.clock import Clock
+from controlplane.reconciler.errors import PermanentError, TemporaryError
+from controlplane.reconciler.infra import (
+    Infra,
+    build_node_config,
+    endpoint_name,
+    node_name,
+    resolve_version,
+)
+from controlplane.state.events import EventLog
+from controlplane.state.records import CacheCluster, CacheClusterStatus, NodeStatus, ResourceKey
+from controlplane.state.store import Store
+from engine.proxy.hub import Member
+from engine.runtime.base import NodeConfig, NodeState, RuntimeError_
+
+log = logging.getLogger("elasticache_local.reconciler")
+
+SOURCE = "cache-cluster"
+READY_TIMEOUT = 3.0  # seconds a started node may take to answer before we retry later
+PROBE_TIMEOUT = 0.25
+
+
+class CacheClusterReconciler:
+    kind = CacheCluster.KIND
+
+    def __init__(self, store: Store, infra: Infra, events: EventLog, clock: Clock) -> None:
+        self._store = store
+        self._infra = infra
+        self._events = events
+        self._clock = clock
+        self._endpoints: set[str] = set()  # config endpoints served by this process's hub
+        self.node_index: dict[str, ResourceKey] = {}  # runtime node name -> cluster key
+
+    # ---- entry points -----------------------------------------------------------------
+
+    def startup(self) -> None:
+        for rec in self._store.records(CacheCluster):
+            for node in rec.status.nodes:
+                self.node_index[self._name(rec, node.node_id)] = rec.key
+
+    def reconcile(self, key: ResourceKey) -> None:
+        rec = self._store.get(key, CacheCluster)
+        if rec is None:
+            return
+        if rec.spec.delete_requested:
+            self._delete(rec)
+            return
+        version = self._choose_version(rec)
+        rec = self._plan_nodes(rec, version)
+        rec = self._remove_nodes(rec)
+        rec = self._run_nodes(rec, version)
+        rec = self._reboot(rec, version)
+        self._config_endpoint(rec)
+        self._settle(rec)
+
+    def fail(self, key: ResourceKey, message: str) -> None:
+        rec = self._store.get(key, CacheCluster)
+        if rec is None:
+            return
+
+        def change(r: CacheCluster) -> None:
+            r.status.phase = "incompatible-network"
+            r.status.failure = message
+
+        self._store.update(key, CacheCluster, change)
+        self._emit(rec, f"Failed to create cache cluster: {message}")
+
+    # ---- steps --------------------------------------------------------------------------
+
+    def _choose_version(self, rec: CacheCluster) -> str:
+        """The installed version the nodes run; decided once, re-decided on a version change."""
+        available = self._infra.runtime.available_versions()
+        chosen, exact = resolve_version(
+            rec.spec.engine, rec.spec.engine_version, available, self._infra.strict_versions
+        )
+        if chosen is None:
+            raise PermanentError(
+                f"No {rec.spec.engine} {rec.spec.engine_version} can run on this machine "
+                f"(installed: {', '.join(available.get(rec.spec.engine, ())) or 'none'})"
+            )
+        if rec.status.engine_version != chosen:
+            if not exact:
+                self._emit(
+                    rec,
+                    f"Engine version {rec.spec.engine_version} is not installed on this machine; "
+                    f"the nodes run {rec.spec.engine} {chosen}",
+                )
+            self._write_status(rec, lambda s: setattr(s, "engine_version", chosen))
+        return chosen
+
+    def _plan_nodes(self, rec: CacheCluster, version: str) -> CacheCluster:
+        """Add a node slot (id, AZ, address) for every node the spec asks for beyond those we have."""
+        live = [n for n in rec.status.nodes if n.node_id not in rec.spec.node_ids_to_remove]
+        missing = rec.spec.num_nodes - len(live)
+        if missing <= 0:
+            return rec
+        azs = self._azs(rec)
+        with self._infra.alloc_lock:
+            in_use = self._addresses_in_use()
+            new_nodes: list[NodeStatus] = []
+            number = max((int(n.node_id) for n in rec.status.nodes), default=rec.status.last_node_number)
+            number = max(number, rec.status.last_node_number)
+            for _ in range(missing):
+                number += 1
+                node_id = f"{number:04d}"
+                try:
+                    host, port = self._infra.node_addresses.allocate(rec.spec.port, in_use)
+                except RuntimeError_ as exc:
+                    raise PermanentError(str(exc)) from exc
+                in_use.add((host, port))
+                az = azs[(number - 1) % len(azs)]
+                new_nodes.append(NodeStatus(node_id=node_id, status="creating", az=az, host=host,
+                                            port=port, created_at=self._clock.now()))
+            growing = rec.status.announced_available
+
+            def change(s: CacheClusterStatus) -> None:
+                if growing and s.modifying_from is None:
+                    s.modifying_from = len([n for n in s.nodes if n.status != "deleting"])
+                s.nodes.extend(new_nodes)
+                s.last_node_number = number
+                if s.phase is None:
+                    s.phase = "creating"
+
+            rec = self._write_status(rec, change)
+        if growing:
+            self._emit(rec, "Increasing number of requested nodes")
+        for node in new_nodes:
+            self.node_index[self._name(rec, node.node_id)] = rec.key
+            self._emit(rec, f"Added cache node {node.node_id} in availability zone {node.az}")
+        return rec
+
+    def _remove_nodes(self, rec: CacheCluster) -> CacheCluster:
+        doomed = [n for n in rec.status.nodes if n.node_id in rec.spec.node_ids_to_remove]
+        if not doomed:
+            return rec
+        if rec.status.modifying_from is None:
+            before = len(rec.status.nodes)
+            rec = self._write_status(rec, lambda s: setattr(s, "modifying_from", before))
+        for node in doomed:
+            self._infra.runtime.remove(self._name(rec, node.node_id))
+            self.node_index.pop(self._name(rec, node.node_id), None)
+        ids = {n.node_id for n in doomed}
+        rec = self._write_status(rec, lambda s: setattr(s, "nodes", [n for n in s.nodes if n.node_id not in ids]))
+        self._emit(rec, f"Removed cache nodes {', '.join(sorted(ids))}")
+        return rec
+
+    def _run_nodes(self, rec: CacheCluster, version: str) -> CacheCluster:
+        """Start every node that is not running; wait for the ones starting to answer."""
+        runtime = self._infra.runtime
+        starting: list[str] = []
+        for node in rec.status.nodes:
+            name = self._name(rec, node.node_id)
+            info = runtime.inspect(name)
+            running = info is not None and info.state != NodeState.EXITED
+            current = info is not None and info.version == version and node.node_type == rec.spec.node_type
+            if running and current:
+                if node.status != "available":
+                    starting.append(node.node_id)
+                continue
+            if running:
+                runtime.stop(name)  # another version or node type was asked for: replace the process
+            recovering = node.status == "available"
+            if recovering:
+                self._emit(rec, f"Recovering cache nodes {node.node_id}")
+                rec = self._set_node(rec, node.node_id, "rebooting")
+            try:
+                runtime.start(self._config(rec, node, version))
+                node_type = rec.spec.node_type
+                rec = self._write_status(rec, lambda s, i=node.node_id: _set_type(s, i, node_type))
+            except RuntimeError_ as exc:
+                if exc.temporary:
+                    raise TemporaryError(f"node {node.node_id}: {exc}", delay=0.5) from exc
+                raise PermanentError(f"node {node.node_id}: {exc}") from exc
+            starting.append(node.node_id)
+        if starting:
+            rec = self._await_ready(rec, starting)
+        return rec
+
+    def _await_ready(self, rec: CacheCluster, node_ids: Iterable[str]) -> CacheCluster:
+        runtime = self._infra.runtime
+        waiting = list(node_ids)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while waiting:
+            for node_id in list(waiting):
+                result = runtime.probe(self._name(rec, node_id), PROBE_TIMEOUT)
+                if not result.ok:
+                    continue
+                waiting.remove(node_id)
+                node = rec.node(node_id)
+                was = node.status if node else "creating"
+                rec = self._set_node(rec, node_id, "available", version=result.version)
+                if was == "rebooting" and rec.status.rebooted_seq >= (rec.spec.reboot.seq if rec.spec.reboot
+                                                                     else 0):
+                    self._emit(rec, f"Finished recovery for cache nodes {node_id}")
+            if not waiting:
+                break
+            if time.monotonic() > deadline:
+                raise TemporaryError(f"nodes {', '.join(waiting)} do not answer yet", delay=0.2)
+            time.sleep(0.003)
+        return rec
+
+    def _reboot(self, rec: CacheCluster, version: str) -> CacheCluster:
+        request = rec.spec.reboot
+        if request is None or request.seq <= rec.status.rebooted_seq:
+            return rec
+        runtime = self._infra.runtime
+
+        def rebooting(s: CacheClusterStatus) -> None:
+            s.phase = "rebooting cache cluster nodes"
+            for n in s.nodes:
+                if n.node_id in request.node_ids:
+                    n.status = "rebooting"
+
+        rec = self._write_status(rec, rebooting)
+        for node_id in request.node_ids:
+            node = rec.node(node_id)
+            if node is None:
+                continue
+            name = self._name(rec, node_id)
+            runtime.stop(name)
+            self._emit(rec, f"Cache node {node_id} shutdown")
+            runtime.start(self._config(rec, node, version))
+        rec = self._await_ready(rec, [n for n in request.node_ids if rec.node(n) is not None])
+        for node_id in request.node_ids:
+            self._emit(rec, f"Cache node {node_id} restarted")
+
+        def done(s: CacheClusterStatus) -> None:
+            s.rebooted_seq = request.seq
+            s.phase = "available"
+
+        return self._write_status(rec, done)
+
+    def _config_endpoint(self, rec: CacheCluster) -> None:
+        if rec.spec.engine != "memcached":
+            return
+        name = endpoint_name(rec.account, rec.region, rec.id, "cfg")
+        if rec.status.config_host is None or rec.status.config_port is None:
+            with self._infra.alloc_lock:
+                try:
+                    host, port = self._infra.endpoint_addresses.allocate(rec.spec.port, self._addresses_in_use())
+                except RuntimeError_ as exc:
+                    raise PermanentError(str(exc)) from exc
+
+                def change(s: CacheClusterStatus) -> None:
+                    s.config_host, s.config_port = host, port
+
+                rec = self._write_status(rec, change)
+        assert rec.status.config_host is not None and rec.status.config_port is not None
+        if name not in self._endpoints:
+            try:
+                self._infra.hub.add_memcached_config_endpoint(name, rec.status.config_host, rec.status.config_port)
+            except OSError as exc:
+                raise TemporaryError(f"configuration endpoint: {exc}", delay=0.5) from exc
+            self._endpoints.add(name)
+        members = [Member(n.host, n.host, n.port) for n in rec.status.nodes if n.status == "available"]
+        self._infra.hub.set_members(name, members)
+
+    def _settle(self, rec: CacheCluster) -> None:
+        """All nodes answer: the cluster is available at the generation we acted on."""
+        if any(n.status != "available" for n in rec.status.nodes):
+            return
+        generation = rec.generation
+        first = not rec.status.announced_available
+        grown_from = rec.status.modifying_from
+        count = len(rec.status.nodes)
+
+        def change(r: CacheCluster) -> None:
+            r.status.phase = "available"
+            r.status.announced_available = True
+            r.status.modifying_from = None
+            r.status.failure = None
+            r.observed_generation = max(r.observed_generation, generation)
+
+        self._store.update(rec.key, CacheCluster, change)
+        if first:
+            self._emit(rec, "Cache cluster created")
+        elif grown_from is not None and grown_from != count:
+            self._emit(rec, f"Finished modifying number of nodes from {grown_from} to {count}")
+
+    def _delete(self, rec: CacheCluster) -> None:
+        for node in rec.status.nodes:
+            name = self._name(rec, node.node_id)
+            self._infra.runtime.remove(name)
+            self.node_index.pop(name, None)
+        cfg = endpoint_name(rec.account, rec.region, rec.id, "cfg")
+        if cfg in self._endpoints:
+            self._infra.hub.remove(cfg)
+            self._endpoints.discard(cfg)
+        self._store.delete(rec.key)
+        self._emit(rec, "Cache cluster deleted")
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _name(self, rec: CacheCluster, node_id: str) -> str:
+        return node_name(rec.account, rec.region, rec.id, node_id)
+
+    def _config(self, rec: CacheCluster, node: NodeStatus, version: str) -> NodeConfig:
+        engine = rec.spec.engine
+        return build_node_config(
+            name=self._name(rec, node.node_id),
+            engine=engine,
+            version=version,
+            host=node.host,
+            port=node.port,
+            node_type=rec.spec.node_type,
+            labels={"account": rec.account, "region": rec.region, "cluster": rec.id,
+                    "node": node.node_id},
+        )
+
+    def _azs(self, rec: CacheCluster) -> list[str]:
+        if rec.spec.preferred_azs:
+            return rec.spec.preferred_azs
+        zones = catalog.availability_zones(rec.region)
+        # Deterministic per cluster, like AWS's choice is stable for a cluster.
+        start = sum(rec.id.encode()) % len(zones)
+        rotated = zones[start:] + zones[:start]
+        return rotated if rec.spec.az_mode == "cross-az" else rotated[:1]
+
+    def _addresses_in_use(self) -> set[tuple[str, int]]:
+        used: set[tuple[str, int]] = set()
+        for rec in self._store.records(CacheCluster):
+            used.update((n.host, n.port) for n in rec.status.nodes)
+            if rec.status.config_host is not None and rec.status.config_port is not None:
+                used.add((rec.status.config_host, rec.status.config_port))
+        return used
+
+    def _set_node(self, rec: CacheCluster, node_id: str, status: str, version: str | None = None) -> CacheCluster:
+        def change(s: CacheClusterStatus) -> None:
+            for n in s.nodes:
+                if n.node_id == node_id:
+                    n.status = status
+                    if version:
+                        n.version = version
+
+        return self._write_status(rec, change)
+
+    def _write_status(self, rec: CacheCluster, change: Callable[[CacheClusterStatus], None]) -> CacheCluster:
+        def apply(r: CacheCluster) -> None:
+            change(r.status)
+
+        updated = self._store.update(rec.key, CacheCluster, apply)
+        if updated is None:
+            raise TemporaryError("cluster record vanished")  # deleted meanwhile; next pass ends
+        return updated
+
+    def _emit(self, rec: CacheCluster, message: str) -> None:
+        self._events.emit(rec.account, rec.region, SOURCE, rec.id, message)
+
+
+def _set_type(status: CacheClusterStatus, node_id: str, node_type: str) -> None:
+    for n in status.nodes:
+        if n.node_id == node_id:
+            n.node_type = node_type

@@ -1,0 +1,136 @@
+"""The control loop: worker threads take resource keys off a queue and reconcile them.
+
+Level-triggered: a reconcile reads the spec and what is observed, takes the next step and
+writes status; it is safe to repeat. Keys come from handlers (after a spec change), from the
+runtime (a node exited), from retries, and from a periodic resync that catches anything missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from controlplane.reconciler.errors import PermanentError, TemporaryError
+from controlplane.reconciler.workqueue import WorkQueue
+from controlplane.state.records import ResourceKey
+from controlplane.state.store import Store
+
+log = logging.getLogger("elasticache_local.reconciler")
+
+
+class KindReconciler(Protocol):
+    kind: str
+
+    def reconcile(self, key: ResourceKey) -> None: ...
+
+    def fail(self, key: ResourceKey, message: str) -> None:
+        """Record a permanent failure (status and event)."""
+        ...
+
+    def startup(self) -> None:
+        """Called once before the workers start (re-adopt nodes, rebuild indexes)."""
+        ...
+
+
+class Controller:
+    def __init__(
+        self,
+        store: Store,
+        queue: WorkQueue[ResourceKey],
+        *,
+        workers: int = 4,
+        resync_interval: float = 2.0,
+    ) -> None:
+        self._store = store
+        self.queue = queue
+        self._workers = workers
+        self._resync_interval = resync_interval
+        self._reconcilers: dict[str, KindReconciler] = {}
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._idle_hooks: list[Callable[[], None]] = []
+
+    def register(self, reconciler: KindReconciler) -> None:
+        self._reconcilers[reconciler.kind] = reconciler
+
+    def enqueue(self, key: ResourceKey, delay: float = 0.0) -> None:
+        self.queue.add_after(key, delay)
+
+    def enqueue_all(self) -> None:
+        for key in self._store.keys():
+            if key.kind in self._reconcilers:
+                self.queue.add(key)
+
+    # ---- one step ---------------------------------------------------------------------
+
+    def process(self, key: ResourceKey) -> None:
+        """Reconcile one key, turning its outcome into a retry, a failure or nothing."""
+        reconciler = self._reconcilers.get(key.kind)
+        if reconciler is None:
+            return
+        try:
+            reconciler.reconcile(key)
+            self.queue.forget(key)
+        except TemporaryError as exc:
+            delay = self.queue.backoff(key, exc.delay)
+            log.debug("%s: %s (retry in %.2fs)", key, exc, delay)
+            self.queue.add_after(key, delay)
+        except PermanentError as exc:
+            log.warning("%s: %s", key, exc)
+            self.queue.forget(key)
+            reconciler.fail(key, str(exc))
+        except Exception:
+            # A bug must not kill the worker; retry slowly so it is visible but not a hot loop.
+            log.exception("reconcile of %s failed unexpectedly", key)
+            self.queue.add_after(key, self.queue.backoff(key, 1.0))
+
+    def drain(self, max_steps: int = 1000) -> int:
+        """Process ready keys on the calling thread until none is left (tests, fake clock)."""
+        steps = 0
+        while steps < max_steps:
+            key = self.queue.get_nowait()
+            if key is None:
+                break
+            try:
+                self.process(key)
+            finally:
+                self.queue.done(key)
+            steps += 1
+        return steps
+
+    # ---- threads ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        for reconciler in self._reconcilers.values():
+            reconciler.startup()
+        self.enqueue_all()
+        for i in range(self._workers):
+            t = threading.Thread(target=self._work, name=f"reconcile-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._resync, name="resync", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            key = self.queue.get(timeout=0.5)
+            if key is None:
+                continue
+            try:
+                self.process(key)
+            finally:
+                self.queue.done(key)
+
+    def _resync(self) -> None:
+        while not self._stop.wait(self._resync_interval):
+            self.enqueue_all()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.close()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads.clear()

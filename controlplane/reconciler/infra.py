@@ -1,0 +1,103 @@
+"""What the reconcilers act on: the node runtime, address allocators, the endpoint hub, and the
+translation from AWS words (cluster, node type, engine version) to engine words (node config)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from controlplane import catalog
+from engine.addresses import AddressAllocator
+from engine.proxy.hub import Member
+from engine.runtime.base import NodeConfig, NodeRuntime
+from engine.versions import nearest
+
+
+class EndpointHub(Protocol):
+    """What the service needs of engine.proxy.hub.ProxyHub (tests pass a recording fake)."""
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def add_memcached_config_endpoint(self, name: str, host: str, port: int) -> None: ...
+
+    def set_members(self, name: str, members: Sequence[Member]) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+
+@dataclass
+class Infra:
+    runtime: NodeRuntime
+    node_addresses: AddressAllocator
+    endpoint_addresses: AddressAllocator
+    hub: EndpointHub
+    strict_versions: bool = False
+    # Held while choosing an address and recording it, so two workers never pick the same one.
+    alloc_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def node_name(account: str, region: str, cluster_id: str, node_id: str) -> str:
+    """The runtime's name for a node: unique across accounts and regions, filesystem safe."""
+    return f"{account}-{region}-{cluster_id}-{node_id}"
+
+
+def endpoint_name(account: str, region: str, cluster_id: str, kind: str) -> str:
+    return f"{account}-{region}-{cluster_id}-{kind}"
+
+
+def resolve_version(
+    engine: str, requested: str, available: Mapping[str, Sequence[str]], strict: bool
+) -> tuple[str | None, bool]:
+    """The installed version to run for an AWS engine version, and whether it is a match.
+
+    "7.0" or "7.0.7" runs any installed 7.0.x (a match). Otherwise the nearest installed
+    version of the same major is used, and failing that (non-strict only) the newest installed
+    version of the engine; both are reported as not a match so the caller can warn.
+    """
+    installed = list(available.get(engine, ()))
+    if not installed:
+        return None, False
+    wanted = "6.2" if requested == "6.x" else requested
+    parts = wanted.split(".")
+    prefix = ".".join(parts[:2])
+    exact = [v for v in installed if v == wanted or v.startswith(prefix + ".") or v == prefix]
+    if exact:
+        return max(exact, key=_version_key), True
+    if strict:
+        return None, False
+    same_major = nearest(wanted, installed)
+    if same_major is not None:
+        return same_major, False
+    return max(installed, key=_version_key), False
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def build_node_config(
+    *,
+    name: str,
+    engine: str,
+    version: str,
+    host: str,
+    port: int,
+    node_type: str,
+    labels: Mapping[str, str],
+) -> NodeConfig:
+    spec = catalog.NODE_TYPES[node_type]
+    threads = min(spec.vcpus, catalog.MAX_MEMCACHED_THREADS) if engine == "memcached" else 1
+    return NodeConfig(
+        name=name,
+        engine=engine,
+        version=version,
+        host=host,
+        port=port,
+        memory_mb=spec.memory_mb,
+        threads=threads,
+        labels=dict(labels),
+    )

@@ -1,0 +1,51 @@
+"""Service settings: environment variables with the prefix ELASTICACHE_LOCAL_, or CLI flags."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """A per-user state directory, as the platform expects it."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "elasticache-local"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "elasticache-local"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ELASTICACHE_LOCAL_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8379, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    runtime: Literal["process", "docker"] = "process"
+    # loopback: every node its own 127.x address on the engine's standard port, as in AWS.
+    # ports: 127.0.0.1 with a port from port_range (macOS without loopback aliases).
+    # auto: loopback where this machine allows it, else ports.
+    addressing: Literal["auto", "loopback", "ports"] = "auto"
+    node_network: str = "127.0.100.0/22"
+    endpoint_network: str = "127.0.104.0/22"
+    port_range: str = "30000-30999"
+    region: str = "us-east-1"
+    default_account: str = "123456789012"
+    # Refuse an EngineVersion this machine cannot run, instead of running the nearest one.
+    strict_engine_versions: bool = False
+    health_interval: float = Field(default=0.2, gt=0)
+    down_after: float = Field(default=1.0, gt=0)
+    resync_interval: float = Field(default=2.0, gt=0)
+    workers: int = Field(default=4, ge=1, le=64)
+    check_signatures: bool = False
+    log_level: str = "info"
+    # Where to look for node binaries besides PATH (e.g. a valkey build).
+    binary_paths: list[Path] = Field(default_factory=list)
+
+    def port_bounds(self) -> tuple[int, int]:
+        low, _, high = self.port_range.partition("-")
+        return int(low), int(high or low)

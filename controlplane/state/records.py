@@ -1,0 +1,156 @@
+"""Typed resource records: spec (what the user asked; written by handlers only) and status (what
+is observed; written by the reconciler only), plus generation / observed_generation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, NamedTuple
+
+from pydantic import BaseModel, Field
+
+
+class ResourceKey(NamedTuple):
+    kind: str
+    account: str
+    region: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.account}/{self.region}/{self.id}"
+
+
+class Tag(BaseModel):
+    key: str
+    value: str = ""
+
+
+class Record(BaseModel):
+    """Common part of every stored resource."""
+
+    KIND: ClassVar[str] = ""
+
+    account: str
+    region: str
+    id: str
+    created_at: datetime
+    generation: int = 1
+    observed_generation: int = 0
+    tags: list[Tag] = Field(default_factory=list)
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(self.KIND, self.account, self.region, self.id)
+
+
+# ---- cache clusters -------------------------------------------------------------------------
+
+
+class PendingChanges(BaseModel):
+    """Modifications waiting for the maintenance window (ApplyImmediately=false)."""
+
+    num_nodes: int | None = None
+    node_ids_to_remove: list[str] = Field(default_factory=list)
+    engine_version: str | None = None
+    node_type: str | None = None
+
+    def empty(self) -> bool:
+        return (
+            self.num_nodes is None
+            and not self.node_ids_to_remove
+            and self.engine_version is None
+            and self.node_type is None
+        )
+
+
+class RebootRequest(BaseModel):
+    seq: int
+    node_ids: list[str]
+
+
+class CacheClusterSpec(BaseModel):
+    engine: str
+    engine_version: str  # as requested (or the default), e.g. "7.0" or "1.6.22"
+    node_type: str
+    num_nodes: int
+    port: int
+    az_mode: str = "single-az"
+    preferred_azs: list[str] = Field(default_factory=list)
+    parameter_group: str
+    subnet_group: str | None = None
+    security_group_names: list[str] = Field(default_factory=list)
+    security_group_ids: list[str] = Field(default_factory=list)
+    maintenance_window: str
+    snapshot_window: str | None = None
+    snapshot_retention_limit: int = 0
+    notification_topic_arn: str | None = None
+    auto_minor_version_upgrade: bool = True
+    replication_group_id: str | None = None
+    transit_encryption: bool = False
+    network_type: str = "ipv4"
+    ip_discovery: str = "ipv4"
+    # Node ids to drop when num_nodes goes down (memcached).
+    node_ids_to_remove: list[str] = Field(default_factory=list)
+    pending: PendingChanges = Field(default_factory=PendingChanges)
+    reboot: RebootRequest | None = None
+    delete_requested: bool = False
+
+
+class NodeStatus(BaseModel):
+    node_id: str
+    status: str  # creating | available | rebooting | deleting
+    az: str
+    host: str
+    port: int
+    created_at: datetime
+    version: str | None = None  # as the node reports it
+    node_type: str | None = None  # the node type its memory settings were started with
+
+
+class CacheClusterStatus(BaseModel):
+    # None until the reconciler first acts: the API then shows "creating".
+    phase: str | None = None
+    engine_version: str | None = None  # what the nodes really run
+    nodes: list[NodeStatus] = Field(default_factory=list)
+    config_host: str | None = None  # memcached configuration endpoint
+    config_port: int | None = None
+    rebooted_seq: int = 0
+    last_node_number: int = 0  # node ids are never reused within a cluster
+    modifying_from: int | None = None  # node count before a resize in progress
+    announced_available: bool = False
+    failure: str | None = None
+
+
+class CacheCluster(Record):
+    KIND: ClassVar[str] = "cache-cluster"
+
+    spec: CacheClusterSpec
+    status: CacheClusterStatus = Field(default_factory=CacheClusterStatus)
+
+    def api_status(self) -> str:
+        if self.spec.delete_requested:
+            return "deleting"
+        if self.status.phase is None:
+            return "creating"
+        if self.spec.reboot is not None and self.spec.reboot.seq > self.status.rebooted_seq:
+            return "rebooting cache cluster nodes"
+        if self.status.phase == "available" and self.observed_generation < self.generation:
+            return "modifying"
+        return self.status.phase
+
+    def node(self, node_id: str) -> NodeStatus | None:
+        return next((n for n in self.status.nodes if n.node_id == node_id), None)
+
+
+RECORD_TYPES: dict[str, type[Record]] = {CacheCluster.KIND: CacheCluster}
+
+
+# ---- events ---------------------------------------------------------------------------------
+
+
+class Event(BaseModel):
+    account: str
+    region: str
+    source_type: str
+    source_id: str
+    message: str
+    date: datetime

@@ -1,0 +1,109 @@
+"""Records -> API shapes (dicts keyed by the model's member names). One place, explicit code.
+
+Member names here are checked against the model by a unit test that walks every key we emit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.catalog import family_of
+from controlplane.state.arns import arn
+from controlplane.state.records import CacheCluster, Event, Tag
+
+
+def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
+    spec, status = rec.spec, rec.status
+    out: dict[str, Any] = {
+        "CacheClusterId": rec.id,
+        "ClientDownloadLandingPage": "https://console.aws.amazon.com/elasticache/home#client-download:",
+        "CacheNodeType": spec.node_type,
+        "Engine": spec.engine,
+        # The truth: the version the nodes run, once known.
+        "EngineVersion": status.engine_version or spec.engine_version,
+        "CacheClusterStatus": rec.api_status(),
+        "NumCacheNodes": len(status.nodes) if status.announced_available else spec.num_nodes,
+        "PreferredMaintenanceWindow": spec.maintenance_window,
+        "PendingModifiedValues": _pending(rec),
+        "CacheSecurityGroups": [{"CacheSecurityGroupName": n, "Status": "active"}
+                                for n in spec.security_group_names],
+        "CacheParameterGroup": {
+            "CacheParameterGroupName": spec.parameter_group,
+            "ParameterApplyStatus": "in-sync",
+            "CacheNodeIdsToReboot": [],
+        },
+        "AutoMinorVersionUpgrade": spec.auto_minor_version_upgrade,
+        "SecurityGroups": [{"SecurityGroupId": g, "Status": "active"} for g in spec.security_group_ids],
+        "SnapshotRetentionLimit": spec.snapshot_retention_limit,
+        "AuthTokenEnabled": False,
+        "TransitEncryptionEnabled": spec.transit_encryption,
+        "AtRestEncryptionEnabled": False,
+        "ARN": arn(rec.region, rec.account, rec.KIND, rec.id),
+        "ReplicationGroupLogDeliveryEnabled": False,
+        "LogDeliveryConfigurations": [],
+        "NetworkType": spec.network_type,
+        "IpDiscovery": spec.ip_discovery,
+    }
+    if status.nodes or spec.preferred_azs:
+        zones = {n.az for n in status.nodes} or set(spec.preferred_azs)
+        out["PreferredAvailabilityZone"] = zones.pop() if len(zones) == 1 else "Multiple"
+    if status.announced_available:
+        out["CacheClusterCreateTime"] = rec.created_at
+    if spec.engine == "memcached" and status.config_host is not None:
+        out["ConfigurationEndpoint"] = {"Address": status.config_host, "Port": status.config_port}
+    if spec.notification_topic_arn:
+        out["NotificationConfiguration"] = {"TopicArn": spec.notification_topic_arn, "TopicStatus": "active"}
+    if spec.subnet_group:
+        out["CacheSubnetGroupName"] = spec.subnet_group
+    if spec.replication_group_id:
+        out["ReplicationGroupId"] = spec.replication_group_id
+    if spec.engine != "memcached":
+        out["SnapshotWindow"] = spec.snapshot_window
+    if show_nodes:
+        out["CacheNodes"] = [
+            {
+                "CacheNodeId": n.node_id,
+                "CacheNodeStatus": "deleting" if spec.delete_requested else n.status,
+                "CacheNodeCreateTime": n.created_at,
+                "Endpoint": {"Address": n.host, "Port": n.port},
+                "ParameterGroupStatus": "in-sync",
+                "CustomerAvailabilityZone": n.az,
+            }
+            for n in status.nodes
+        ]
+    return out
+
+
+def _pending(rec: CacheCluster) -> dict[str, Any]:
+    pending = rec.spec.pending
+    out: dict[str, Any] = {}
+    if pending.num_nodes is not None:
+        out["NumCacheNodes"] = pending.num_nodes
+    if pending.node_ids_to_remove:
+        out["CacheNodeIdsToRemove"] = list(pending.node_ids_to_remove)
+    if pending.engine_version is not None:
+        out["EngineVersion"] = pending.engine_version
+    if pending.node_type is not None:
+        out["CacheNodeType"] = pending.node_type
+    # A resize applied immediately shows as pending until the nodes exist.
+    if "NumCacheNodes" not in out and rec.status.announced_available and rec.spec.num_nodes != len(
+        [n for n in rec.status.nodes if n.node_id not in rec.spec.node_ids_to_remove]
+    ):
+        out["NumCacheNodes"] = rec.spec.num_nodes
+        removing = [n.node_id for n in rec.status.nodes if n.node_id in rec.spec.node_ids_to_remove]
+        if removing:
+            out["CacheNodeIdsToRemove"] = removing
+    return out
+
+
+def event(ev: Event) -> dict[str, Any]:
+    return {"SourceIdentifier": ev.source_id, "SourceType": ev.source_type, "Message": ev.message,
+            "Date": ev.date}
+
+
+def tags(items: list[Tag]) -> list[dict[str, str]]:
+    return [{"Key": t.key, "Value": t.value} for t in items]
+
+
+def parameter_group_family(engine: str, version: str) -> str:
+    return family_of(engine, version)

@@ -1,0 +1,174 @@
+"""The resource store: SQLite (WAL) for durability, an in-memory mirror for fast reads.
+
+The control plane is the only writer of its database, so the mirror is always exact: every
+write goes to SQLite first and to the mirror after the commit. Reads never touch SQLite, which
+keeps DescribeCacheClusters cheap. Records handed out are shared: callers must not mutate them;
+`update` gives the mutation function its own deep copy.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from controlplane.state.records import RECORD_TYPES, Event, Record, ResourceKey
+
+R = TypeVar("R", bound=Record)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    kind TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL, id TEXT NOT NULL,
+    seq INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (kind, account, region, id)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL, region TEXT NOT NULL, source_type TEXT NOT NULL,
+    source_id TEXT NOT NULL, message TEXT NOT NULL, date TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_scope ON events (account, region, date);
+"""
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+        # key -> (insertion sequence, record); the sequence keeps listings in creation order.
+        self._mirror: dict[ResourceKey, tuple[int, Record]] = {}
+        self._seq = 0
+        for kind, account, region, rid, seq, body in self._db.execute(
+            "SELECT kind, account, region, id, seq, body FROM resources ORDER BY seq"
+        ):
+            model = RECORD_TYPES.get(kind)
+            if model is None:
+                continue  # written by a newer version; left alone
+            self._mirror[ResourceKey(kind, account, region, rid)] = (seq, model.model_validate_json(body))
+            self._seq = max(self._seq, seq)
+
+    # ---- resources ----------------------------------------------------------------------
+
+    def get(self, key: ResourceKey, model: type[R]) -> R | None:
+        entry = self._mirror.get(key)
+        if entry is None:
+            return None
+        record = entry[1]
+        assert isinstance(record, model)
+        return record
+
+    def records(self, model: type[R], account: str | None = None, region: str | None = None) -> list[R]:
+        """Records of one kind in creation order, optionally of one account and region."""
+        with self._lock:
+            entries = sorted(self._mirror.items(), key=lambda item: item[1][0])
+        out: list[R] = []
+        for key, (_, record) in entries:
+            if key.kind != model.KIND:
+                continue
+            if account is not None and key.account != account:
+                continue
+            if region is not None and key.region != region:
+                continue
+            assert isinstance(record, model)
+            out.append(record)
+        return out
+
+    def keys(self) -> list[ResourceKey]:
+        with self._lock:
+            return list(self._mirror)
+
+    def create(self, record: Record) -> bool:
+        """Insert a new record; False (and nothing written) if the key exists."""
+        with self._lock:
+            if record.key in self._mirror:
+                return False
+            self._seq += 1
+            self._write(record, self._seq)
+            return True
+
+    def update(self, key: ResourceKey, model: type[R], change: Callable[[R], None]) -> R | None:
+        """Apply `change` to a copy of the current record and store it. None if it is gone."""
+        with self._lock:
+            entry = self._mirror.get(key)
+            if entry is None:
+                return None
+            seq, current = entry
+            assert isinstance(current, model)
+            record = current.model_copy(deep=True)
+            change(record)
+            self._write(record, seq)
+            return record
+
+    def delete(self, key: ResourceKey) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM resources WHERE kind=? AND account=? AND region=? AND id=?", tuple(key)
+            )
+            self._mirror.pop(key, None)
+
+    def _write(self, record: Record, seq: int) -> None:
+        key = record.key
+        self._db.execute(
+            "INSERT OR REPLACE INTO resources (kind, account, region, id, seq, body) VALUES (?,?,?,?,?,?)",
+            (*key, seq, record.model_dump_json()),
+        )
+        self._mirror[key] = (seq, record)
+
+    # ---- events -------------------------------------------------------------------------
+
+    def add_event(self, event: Event) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO events (account, region, source_type, source_id, message, date)"
+                " VALUES (?,?,?,?,?,?)",
+                (event.account, event.region, event.source_type, event.source_id, event.message,
+                 event.date.isoformat()),
+            )
+
+    def events(
+        self,
+        account: str,
+        region: str,
+        start: datetime,
+        end: datetime,
+        source_type: str | None = None,
+        source_id: str | None = None,
+    ) -> list[Event]:
+        """Events of one account and region in [start, end], oldest first."""
+        query = "SELECT source_type, source_id, message, date FROM events WHERE account=? AND region=?"
+        args: list[str] = [account, region]
+        if source_type is not None:
+            query += " AND source_type=?"
+            args.append(source_type)
+        if source_id is not None:
+            query += " AND source_id=?"
+            args.append(source_id)
+        query += " ORDER BY seq"
+        with self._lock:
+            rows: Iterable[tuple[str, str, str, str]] = self._db.execute(query, args).fetchall()
+        out = []
+        for stype, sid, message, date in rows:
+            when = datetime.fromisoformat(date)
+            if start <= when <= end:
+                out.append(Event(account=account, region=region, source_type=stype, source_id=sid,
+                                 message=message, date=when))
+        return out
+
+    # ---- whole store --------------------------------------------------------------------
+
+    def reset(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM resources")
+            self._db.execute("DELETE FROM events")
+            self._mirror.clear()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

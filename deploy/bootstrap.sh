@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Prepares everything the service and its tests need, and does nothing that is already done:
+# OS packages (redis-server, memcached), a virtual environment in .venv, the Python dependencies.
+# Usage: deploy/bootstrap.sh [--dev]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null; then
+      python=$candidate; break
+    fi
+  done
+fi
+if [ -z "$python" ]; then
+  say "Python 3.11 or newer is needed (Debian/Ubuntu: apt-get install python3 python3-venv; macOS: brew install python@3.12)"
+  exit 1
+fi
+
+# OS packages: the node binaries. Installed when missing and we may (root with apt, or Homebrew).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v memcached >/dev/null 2>&1 || missing+=(memcached)
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing ${missing[*]} with apt-get"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" redis-tools >/dev/null
+    # Debian starts the packaged services where systemd runs; our nodes do not need them.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      systemctl disable --now redis-server memcached >/dev/null 2>&1 || true
+    fi
+  elif command -v brew >/dev/null 2>&1; then
+    say "installing ${missing[*]} with Homebrew"
+    brew install redis memcached
+  else
+    say "missing ${missing[*]}: install them first (Debian/Ubuntu: sudo apt-get install redis-server memcached; macOS: brew install redis memcached)"
+    exit 1
+  fi
+fi
+
+# Python: a virtual environment, refreshed when pyproject.toml changes.
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  if ! "$python" -m venv .venv 2>/dev/null; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      "$python" -m venv .venv
+    else
+      say "python venv module missing (Debian/Ubuntu: apt-get install python3-venv)"; exit 1
+    fi
+  fi
+fi
+extras=""
+[ $dev = 1 ] && extras="[dev]"
+stamp=".venv/.installed$( [ $dev = 1 ] && echo -dev )"
+want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing Python dependencies${extras:+ (with test tools)}"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".${extras}"
+  echo "$want" > "$stamp"
+fi

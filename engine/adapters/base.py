@@ -1,0 +1,56 @@
+"""What every engine adapter offers: how to launch a node and how to probe it.
+
+An adapter is pure knowledge about one engine family (redis/valkey, memcached): it renders
+command lines and config files and speaks the wire protocol for health probes. It never starts
+a process itself; runtimes (process, docker) do that with what `launch` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Protocol
+
+from engine.runtime.base import NodeConfig, ProbeResult
+
+__all__ = ["CONFIG_FILE", "LOG_FILE", "PID_FILE", "EngineAdapter", "Launch", "ProbeResult"]
+
+# File names inside a node's directory, shared by adapters and runtimes.
+CONFIG_FILE = "node.conf"
+PID_FILE = "node.pid"
+LOG_FILE = "node.log"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to run one node: the argv, files to write into the node directory first, and a
+    `marker` string that appears in the running process's command line and identifies this
+    very node (so a pid found in a pid file is only trusted when the command line matches)."""
+
+    argv: tuple[str, ...]
+    marker: str
+    files: Mapping[str, str] = field(default_factory=dict)
+
+
+class EngineAdapter(Protocol):
+    engines: tuple[str, ...]  # engine names this adapter serves, e.g. ("redis", "valkey")
+    default_port: int
+
+    def launch(
+        self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False
+    ) -> Launch:
+        """Command line and files for `config`. Raises ValueError for invalid settings."""
+        ...
+
+    def probe(self, host: str, port: int, timeout: float, *, password: str | None = None) -> ProbeResult:
+        """One health probe bounded by `timeout` seconds. Never raises."""
+        ...
+
+
+def check_setting(key: str, value: str) -> None:
+    """Settings end up in config files and argv: refuse what could inject extra lines/args."""
+    if not key or any(c in key for c in "\r\n\0 \t"):
+        raise ValueError(f"invalid setting name {key!r}: must be non-empty, without spaces or newlines")
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError(f"invalid value for setting {key!r}: newlines and NUL are not allowed")

@@ -1,0 +1,207 @@
+"""ProxyHub: every userspace endpoint of the control plane on one event loop in one thread.
+
+The rest of the control plane is threads (reconciler workers) and its own loop (the API); the
+hub keeps its sockets off both. Its public methods are called from any other thread: each runs
+a coroutine on the hub's loop and waits for it, so when a call returns the listener is bound,
+the membership is published, or the address is free again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from engine.proxy.memcached_config import Member, MemcachedConfigEndpoint
+from engine.proxy.tcp import BindError, Listener, ProxyError, TcpForwarder
+
+__all__ = ["BindError", "Member", "ProxyError", "ProxyHub"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+L = TypeVar("L", bound=Listener)
+
+
+class ProxyHub:
+    def __init__(self, *, call_timeout: float = 10.0) -> None:
+        self._call_timeout = call_timeout
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._endpoints: dict[str, Listener] = {}  # touched only on the hub's loop
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                try:
+                    loop.run_forever()
+                finally:
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                    loop.close()
+
+            thread = threading.Thread(target=run, name="proxy-hub", daemon=True)
+            thread.start()
+            if not ready.wait(self._call_timeout):
+                raise ProxyError("the proxy hub's event loop did not start")
+            self._loop, self._thread = loop, thread
+
+    def close(self) -> None:
+        """Close every listener and connection and stop the loop thread. Safe to repeat."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            if loop is None or thread is None:
+                return
+            try:
+                self._run(loop, self._close_all)
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(self._call_timeout)
+                self._loop = self._thread = None
+
+    def __enter__(self) -> ProxyHub:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- endpoints -----------------------------------------------------------------------------
+
+    def add_memcached_config_endpoint(
+        self, name: str, host: str, port: int, members: Sequence[Member] = ()
+    ) -> None:
+        """Listen on host:port as a memcached configuration endpoint (raises BindError).
+
+        Adding the same name again with the same address only publishes `members` (if given).
+        """
+        members = tuple(members)
+
+        async def add() -> None:
+            def new() -> MemcachedConfigEndpoint:
+                return MemcachedConfigEndpoint(host, port, members)
+
+            endpoint = await self._add(name, host, port, MemcachedConfigEndpoint, new)
+            if members:
+                endpoint.set_members(members)
+
+        self._call(add)
+
+    def add_tcp_forwarder(self, name: str, host: str, port: int, target: tuple[str, int] | None) -> None:
+        """Listen on host:port and pump each connection to `target` (raises BindError)."""
+
+        async def add() -> None:
+            def new() -> TcpForwarder:
+                return TcpForwarder(host, port, target)
+
+            forwarder = await self._add(name, host, port, TcpForwarder, new)
+            forwarder.set_target(target)
+
+        self._call(add)
+
+    def set_members(self, name: str, members: Sequence[Member]) -> None:
+        """Publish the nodes of a configuration endpoint; the version goes up if the set changed."""
+        members = tuple(members)
+
+        async def set_() -> None:
+            self._get(name, MemcachedConfigEndpoint).set_members(members)
+
+        self._call(set_)
+
+    def set_target(self, name: str, target: tuple[str, int] | None, *, drop_existing: bool = False) -> None:
+        """Send new connections of a forwarder to `target` (None: refuse them)."""
+
+        async def set_() -> None:
+            self._get(name, TcpForwarder).set_target(target, drop_existing=drop_existing)
+
+        self._call(set_)
+
+    def remove(self, name: str) -> None:
+        """Close an endpoint, its connections and its listening socket. Unknown names are ignored."""
+
+        async def remove() -> None:
+            endpoint = self._endpoints.pop(name, None)
+            if endpoint is not None:
+                await endpoint.close()
+
+        self._call(remove)
+
+    def address(self, name: str) -> tuple[str, int]:
+        """The bound address of an endpoint (the actual port when it was added with port 0)."""
+
+        async def address() -> tuple[str, int]:
+            endpoint = self._endpoints.get(name)
+            if endpoint is None:
+                raise ProxyError(f"no proxy endpoint named {name!r}")
+            return endpoint.host, endpoint.port
+
+        return self._call(address)
+
+    def config_version(self, name: str) -> int:
+        """The configuration version a memcached configuration endpoint currently serves."""
+
+        async def version() -> int:
+            return self._get(name, MemcachedConfigEndpoint).version
+
+        return self._call(version)
+
+    # -- on the loop ---------------------------------------------------------------------------
+
+    async def _add(self, name: str, host: str, port: int, kind: type[L], factory: Callable[[], L]) -> L:
+        existing = self._endpoints.get(name)
+        if existing is not None:
+            # Repeating an add (a reconciler retrying) is fine; a different endpoint is not.
+            if isinstance(existing, kind) and existing.host == host and port in (0, existing.port):
+                return existing
+            raise ProxyError(
+                f"endpoint {name!r} already exists as a {existing.kind} on {existing.host}:{existing.port}"
+            )
+        endpoint = factory()
+        await endpoint.start()
+        self._endpoints[name] = endpoint
+        return endpoint
+
+    def _get(self, name: str, kind: type[L]) -> L:
+        endpoint = self._endpoints.get(name)
+        if endpoint is None:
+            raise ProxyError(f"no proxy endpoint named {name!r}")
+        if not isinstance(endpoint, kind):
+            raise ProxyError(f"endpoint {name!r} is a {endpoint.kind}, not a {kind.kind}")
+        return endpoint
+
+    async def _close_all(self) -> None:
+        endpoints = list(self._endpoints.values())
+        self._endpoints.clear()
+        results = await asyncio.gather(*(e.close() for e in endpoints), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("closing a proxy endpoint failed: %r", result)
+
+    # -- thread bridge -------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        loop = self._loop
+        if loop is None:
+            raise ProxyError("the proxy hub is not running (call start() first)")
+        return self._run(loop, fn)
+
+    def _run(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        if threading.current_thread() is self._thread:
+            raise ProxyError("ProxyHub methods block; they cannot be called from the hub's own loop")
+        future = asyncio.run_coroutine_threadsafe(fn(), loop)
+        try:
+            return future.result(self._call_timeout)
+        except TimeoutError:
+            future.cancel()
+            raise ProxyError(f"the proxy hub did not answer within {self._call_timeout} s") from None

@@ -1,0 +1,124 @@
+"""The node runtime protocol: how the control plane starts, stops and observes cache nodes.
+
+The engine knows nodes (a process or container running redis/valkey/memcached on an address),
+never AWS resources. Every implementation (process, docker, fake) honours the same contract:
+
+- calls are blocking and may be slow (fork/exec, Docker API); callers run them on worker threads;
+- `start` is idempotent: a node already running with the same name is returned as it is, a node
+  that exists but is not running is started again on its own data directory;
+- a node's exit (crash, kill, stop) is reported through the exit listener as soon as the runtime
+  learns of it, so the control plane does not have to wait for a probe timeout.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class NodeState(enum.StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    EXITED = "exited"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything needed to run one node. `name` is unique per runtime and filesystem safe."""
+
+    name: str
+    engine: str  # "redis" | "valkey" | "memcached"
+    version: str  # a version this runtime can run (see NodeRuntime.available_versions)
+    host: str  # the address the node listens on (its own loopback address, or 127.0.0.1)
+    port: int
+    memory_mb: int  # redis/valkey maxmemory, memcached -m
+    threads: int = 1  # memcached -t (redis/valkey: ignored)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    # Extra engine directives, e.g. {"appendonly": "yes"} for redis, or {"-c": "1024"} for memcached.
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    state: NodeState
+    engine: str
+    version: str
+    host: str
+    port: int
+    pid: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One health probe of one node (redis/valkey: PING + INFO; memcached: `version`).
+
+    `role` is "master" or "slave" for redis/valkey (INFO's words), None for memcached or when
+    the probe failed. `error` says why `ok` is False. `details` holds the probed engine's own
+    replication fields (INFO replication: master_link_status, master_repl_offset, ...), so the
+    control plane can rank replicas without a second round trip; empty for memcached.
+    """
+
+    ok: bool
+    role: str | None
+    version: str | None
+    error: str | None
+    latency_ms: float
+    details: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+ExitListener = Callable[[str], None]
+
+
+class RuntimeError_(Exception):
+    """A runtime could not do what it was asked. `temporary` tells whether a retry may help."""
+
+    def __init__(self, message: str, *, temporary: bool = True) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
+class NodeRuntime(Protocol):
+    name: str  # "process" | "docker" | "fake"
+
+    def available_versions(self) -> Mapping[str, tuple[str, ...]]:
+        """Engine name -> full versions this runtime can run, e.g. {"redis": ("7.0.15",)}."""
+        ...
+
+    def start(self, config: NodeConfig) -> NodeInfo: ...
+
+    def stop(self, name: str, timeout: float = 5.0) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after `timeout`); data is kept. No-op if absent."""
+        ...
+
+    def kill(self, name: str) -> None:
+        """SIGKILL. No-op if the node is not running."""
+        ...
+
+    def pause(self, name: str) -> None: ...
+
+    def resume(self, name: str) -> None: ...
+
+    def remove(self, name: str) -> None:
+        """Stop the node and delete everything it had (data directory, container). No-op if absent."""
+        ...
+
+    def inspect(self, name: str) -> NodeInfo | None: ...
+
+    def list_managed(self) -> list[NodeInfo]:
+        """Every node this runtime manages under its data directory / owner label, alive or not."""
+        ...
+
+    def probe(self, name: str, timeout: float) -> ProbeResult:
+        """Ask the node whether it serves (bounded by `timeout` seconds). Never raises:
+        an absent, exited, paused or hung node gives ok=False with the reason in `error`."""
+        ...
+
+    def set_exit_listener(self, listener: ExitListener) -> None: ...
+
+    def close(self) -> None:
+        """Release watchers and threads. Nodes keep running."""
+        ...

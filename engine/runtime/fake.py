@@ -1,0 +1,234 @@
+"""An in-memory NodeRuntime with fault injection, for fast deterministic tests of the control loop.
+
+Nothing here touches sockets or processes. Exit listeners are called synchronously, in the
+thread that caused the exit (crash/kill/stop/remove), after the runtime's lock is released.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from engine.runtime.base import (
+    ExitListener,
+    NodeConfig,
+    NodeInfo,
+    NodeState,
+    ProbeResult,
+    RuntimeError_,
+)
+
+__all__ = ["DEFAULT_VERSIONS", "FakeRuntime"]
+
+DEFAULT_VERSIONS: Mapping[str, tuple[str, ...]] = {
+    "redis": ("7.0.15", "6.2.14"),
+    "valkey": ("8.1.8",),
+    "memcached": ("1.6.18",),
+}
+
+
+@dataclass
+class _FakeNode:
+    config: NodeConfig
+    state: NodeState
+    pid: int | None
+    role: str | None
+    hung: bool = False
+    probes_since_start: int = 0
+    ready_after: int = 0
+
+
+class FakeRuntime:
+    """NodeRuntime in memory. Every call is appended to `calls` as (method, node name)
+    ("list_managed" with an empty name). Fault injection: crash, hang/unhang,
+    fail_next_starts, set_ready_after; set_role makes a node a replica ("slave") or primary."""
+
+    name = "fake"
+
+    def __init__(self, available_versions: Mapping[str, tuple[str, ...]] | None = None) -> None:
+        self._versions = dict(DEFAULT_VERSIONS if available_versions is None else available_versions)
+        self._nodes: dict[str, _FakeNode] = {}
+        self._listener: ExitListener | None = None
+        self._lock = threading.RLock()
+        self._next_pid = 1000
+        self._fail_starts = 0
+        self._fail_temporary = True
+        self._ready_after = 0
+        self.calls: list[tuple[str, str]] = []
+
+    # --- the NodeRuntime protocol ---
+
+    def available_versions(self) -> Mapping[str, tuple[str, ...]]:
+        return dict(self._versions)
+
+    def start(self, config: NodeConfig) -> NodeInfo:
+        with self._lock:
+            self.calls.append(("start", config.name))
+            node = self._nodes.get(config.name)
+            if node is not None and node.state is not NodeState.EXITED:
+                return self._info(node)
+            if self._fail_starts > 0:
+                self._fail_starts -= 1
+                raise RuntimeError_(
+                    f"injected start failure of {config.name}", temporary=self._fail_temporary
+                )
+            if config.version not in self._versions.get(config.engine, ()):
+                raise RuntimeError_(
+                    f"{config.engine} {config.version} is not available (have: "
+                    f"{', '.join(self._versions.get(config.engine, ())) or 'none'})",
+                    temporary=False,
+                )
+            self._next_pid += 1
+            role = None if config.engine == "memcached" else (node.role if node else "master")
+            node = _FakeNode(
+                config=config,
+                state=NodeState.RUNNING,
+                pid=self._next_pid,
+                role=role,
+                ready_after=self._ready_after,
+            )
+            self._nodes[config.name] = node
+            return self._info(node)
+
+    def stop(self, name: str, timeout: float = 5.0) -> None:
+        self._exit(name, "stop")
+
+    def kill(self, name: str) -> None:
+        self._exit(name, "kill")
+
+    def pause(self, name: str) -> None:
+        with self._lock:
+            self.calls.append(("pause", name))
+            node = self._running(name)
+            node.state = NodeState.PAUSED
+
+    def resume(self, name: str) -> None:
+        with self._lock:
+            self.calls.append(("resume", name))
+            node = self._running(name)
+            node.state = NodeState.RUNNING
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self.calls.append(("remove", name))
+            node = self._nodes.pop(name, None)
+            was_alive = node is not None and node.state is not NodeState.EXITED
+        if was_alive:
+            self._notify(name)
+
+    def inspect(self, name: str) -> NodeInfo | None:
+        with self._lock:
+            self.calls.append(("inspect", name))
+            node = self._nodes.get(name)
+            return None if node is None else self._info(node)
+
+    def list_managed(self) -> list[NodeInfo]:
+        with self._lock:
+            self.calls.append(("list_managed", ""))
+            return [self._info(n) for _, n in sorted(self._nodes.items())]
+
+    def probe(self, name: str, timeout: float) -> ProbeResult:
+        with self._lock:
+            self.calls.append(("probe", name))
+            node = self._nodes.get(name)
+            if node is None:
+                return ProbeResult(False, None, None, f"no node named {name}", 0.0)
+            if node.state is NodeState.EXITED:
+                return ProbeResult(False, None, None, "Connection refused", 0.0)
+            if node.state is NodeState.PAUSED or node.hung:
+                return ProbeResult(False, None, None, "timed out", timeout * 1000.0)
+            node.probes_since_start += 1
+            if node.probes_since_start <= node.ready_after:
+                return ProbeResult(False, None, None, "Connection refused", 0.1)
+            return ProbeResult(True, node.role, node.config.version, None, 0.1)
+
+    def set_exit_listener(self, listener: ExitListener) -> None:
+        self._listener = listener
+
+    def close(self) -> None:
+        self._listener = None
+
+    # --- fault injection and test helpers ---
+
+    def crash(self, name: str) -> None:
+        """The node exits on its own (as after a segfault or OOM kill); the listener is called."""
+        self._exit(name, "crash")
+
+    def hang(self, name: str) -> None:
+        """Probes of the node time out, while the runtime still reports it running."""
+        with self._lock:
+            self._get(name).hung = True
+
+    def unhang(self, name: str) -> None:
+        with self._lock:
+            self._get(name).hung = False
+
+    def fail_next_starts(self, n: int, temporary: bool = True) -> None:
+        """The next `n` starts of nodes that are not running raise RuntimeError_."""
+        with self._lock:
+            self._fail_starts = n
+            self._fail_temporary = temporary
+
+    def set_ready_after(self, n_probes: int) -> None:
+        """Nodes started from now on fail their first `n_probes` probes (start-up time)."""
+        with self._lock:
+            self._ready_after = n_probes
+
+    def set_role(self, name: str, role: str) -> None:
+        """ "master" or "slave", as INFO replication reports it."""
+        with self._lock:
+            self._get(name).role = role
+
+    def config_of(self, name: str) -> NodeConfig:
+        """The config the node was last started with."""
+        with self._lock:
+            return self._get(name).config
+
+    def calls_of(self, method: str) -> list[str]:
+        """Node names of every recorded call of `method`, in order."""
+        with self._lock:
+            return [n for m, n in self.calls if m == method]
+
+    # --- internals ---
+
+    def _get(self, name: str) -> _FakeNode:
+        node = self._nodes.get(name)
+        if node is None:
+            raise RuntimeError_(f"no node named {name}", temporary=False)
+        return node
+
+    def _running(self, name: str) -> _FakeNode:
+        node = self._get(name)
+        if node.state is NodeState.EXITED:
+            raise RuntimeError_(f"node {name} is not running", temporary=False)
+        return node
+
+    def _exit(self, name: str, method: str) -> None:
+        with self._lock:
+            self.calls.append((method, name))
+            node = self._nodes.get(name)
+            if node is None or node.state is NodeState.EXITED:
+                return
+            node.state = NodeState.EXITED
+            node.pid = None
+            node.hung = False
+        self._notify(name)
+
+    def _notify(self, name: str) -> None:
+        listener = self._listener
+        if listener is not None:
+            listener(name)
+
+    def _info(self, node: _FakeNode) -> NodeInfo:
+        c = node.config
+        return NodeInfo(
+            name=c.name,
+            state=node.state,
+            engine=c.engine,
+            version=c.version,
+            host=c.host,
+            port=c.port,
+            pid=node.pid,
+            labels=dict(c.labels),
+        )

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from controlplane.app import Service, build_service
+from controlplane.reconciler.clock import FakeClock
+from controlplane.settings import Settings
+from engine.proxy.hub import Member
+from engine.runtime.fake import FakeRuntime
+from tests.harness import Caller
+
+
+class FakeHub:
+    """Records endpoint changes instead of binding sockets."""
+
+    def __init__(self) -> None:
+        self.endpoints: dict[str, tuple[str, int]] = {}
+        self.members: dict[str, list[Member]] = {}
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def add_memcached_config_endpoint(self, name: str, host: str, port: int) -> None:
+        self.endpoints[name] = (host, port)
+
+    def set_members(self, name: str, members: Sequence[Member]) -> None:
+        self.members[name] = list(members)
+
+    def remove(self, name: str) -> None:
+        self.endpoints.pop(name, None)
+        self.members.pop(name, None)
+
+
+class World:
+    """A service on the fake runtime and fake clock; the control loop runs only when told."""
+
+    def __init__(self, data_dir: Path, runtime: FakeRuntime | None = None) -> None:
+        self.data_dir = data_dir
+        self.runtime = runtime or FakeRuntime()
+        self.clock = FakeClock()
+        self.hub = FakeHub()
+        self.service: Service = build_service(self.settings(), self.runtime, self.clock, self.hub)
+        self.service.runtime.set_exit_listener(self.service._node_exited)
+        self.service.clusters.startup()
+        self.call = Caller(self.service)
+
+    def settings(self) -> Settings:
+        return Settings(data_dir=self.data_dir, addressing="loopback", node_network="127.0.220.0/24",
+                        endpoint_network="127.0.221.0/24")
+
+    def settle(self) -> int:
+        return self.service.controller.drain()
+
+    def restart(self) -> World:
+        """A new control plane on the same data directory and the same (still running) nodes."""
+        self.service.store.close()
+        return World(self.data_dir, self.runtime)
+
+    def events(self, source_id: str | None = None) -> list[str]:
+        params = {"SourceType": "cache-cluster", "SourceIdentifier": source_id} if source_id else {}
+        return [e["Message"] for e in self.call("DescribeEvents", **params)["Events"]]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.service.store.close()
