@@ -192,7 +192,13 @@ def _build_structure(api: ApiModel, shape: StructureShape) -> ParseFn:
 
 def _indexed(node: _Node, path: str) -> list[tuple[str, _Node]]:
     """The `.1`, `.2`, ... children of a node in order; a gap is an error, not a crash."""
-    indexed = [(key, child) for key, child in node.children.items() if _INDEX_RE.fullmatch(key)]
+    indexed = []
+    for key, child in node.children.items():
+        if not (key.isascii() and key.isdigit()):
+            continue  # not an index: an unknown parameter, ignored
+        if _INDEX_RE.fullmatch(key) is None:  # 0, 007, or more elements than can exist
+            raise _invalid(f"Parameter {path}.{_show(key)[1:-1]} has an invalid index: indices count from 1")
+        indexed.append((key, child))
     if not indexed:
         return []
     indexed.sort(key=lambda item: int(item[0]))

@@ -106,7 +106,7 @@ class CacheClusterReconciler:
             return rec
         azs = self._azs(rec)
         with self._infra.alloc_lock:
-            in_use = self._addresses_in_use()
+            in_use = self._addresses_in_use(rec.spec.port)
             new_nodes: list[NodeStatus] = []
             number = max((int(n.node_id) for n in rec.status.nodes), default=rec.status.last_node_number)
             number = max(number, rec.status.last_node_number)
@@ -247,7 +247,8 @@ class CacheClusterReconciler:
         if rec.status.config_host is None or rec.status.config_port is None:
             with self._infra.alloc_lock:
                 try:
-                    host, port = self._infra.endpoint_addresses.allocate(rec.spec.port, self._addresses_in_use())
+                    host, port = self._infra.endpoint_addresses.allocate(
+                        rec.spec.port, self._addresses_in_use(rec.spec.port))
                 except RuntimeError_ as exc:
                     raise PermanentError(str(exc)) from exc
 
@@ -326,12 +327,16 @@ class CacheClusterReconciler:
         rotated = zones[start:] + zones[:start]
         return rotated if rec.spec.az_mode == "cross-az" else rotated[:1]
 
-    def _addresses_in_use(self) -> set[tuple[str, int]]:
+    def _addresses_in_use(self, port: int) -> set[tuple[str, int]]:
+        """Addresses taken, as the allocator sees them for `port`. In loopback mode every node
+        and endpoint has an address of its own, whatever its port, as in AWS."""
         used: set[tuple[str, int]] = set()
         for rec in self._store.records(CacheCluster):
             used.update((n.host, n.port) for n in rec.status.nodes)
             if rec.status.config_host is not None and rec.status.config_port is not None:
                 used.add((rec.status.config_host, rec.status.config_port))
+        if self._infra.node_addresses.mode == "loopback":
+            used |= {(host, port) for host, _ in used}
         return used
 
     def _set_node(self, rec: CacheCluster, node_id: str, status: str, version: str | None = None) -> CacheCluster:

@@ -199,7 +199,12 @@ class ProxyHub:
     def _run(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         if threading.current_thread() is self._thread:
             raise ProxyError("ProxyHub methods block; they cannot be called from the hub's own loop")
-        future = asyncio.run_coroutine_threadsafe(fn(), loop)
+        coro = fn()
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:  # the loop closed under us (close() on another thread)
+            coro.close()
+            raise ProxyError("the proxy hub is not running") from None
         try:
             return future.result(self._call_timeout)
         except TimeoutError:

@@ -196,6 +196,15 @@ def test_accounts_and_regions_do_not_see_each_other(world: World) -> None:
     assert len(addresses) == 3
 
 
+def test_every_node_has_an_address_of_its_own_whatever_its_port(world: World) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="web", **REDIS)
+    world.call("CreateCacheCluster", CacheClusterId="mc", NumCacheNodes=2, **MEMCACHED)
+    world.settle()
+    hosts = [n["Endpoint"]["Address"] for c in world.call("DescribeCacheClusters", ShowCacheNodeInfo=True)[
+        "CacheClusters"] for n in c["CacheNodes"]]
+    assert len(hosts) == len(set(hosts)) == 3
+
+
 def test_paging(world: World) -> None:
     for i in range(25):
         world.call("CreateCacheCluster", CacheClusterId=f"c{i:02d}", **REDIS)

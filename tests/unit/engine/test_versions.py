@@ -64,7 +64,7 @@ INSTALLED = ["7.0.15", "6.2.14", "7.2.4", "6.0.20"]
         ("7.1", "7.0.15"),  # no 7.1: the highest below it, never a newer one
         ("6.1", "6.0.20"),
         ("7.0.20", "7.0.15"),
-        ("7.0.5", "7.0.15"),  # nothing below in 7.0.*... 7.0.15 is above: lowest above
+        ("7.0.5", "7.0.15"),  # nothing of 7.x below 7.0.5: the lowest above
         ("5.0.6", None),  # no 5.x installed
         ("8.0", None),
         ("", None),

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import pytest
+
+from engine.runtime.base import NodeConfig, NodeRuntime, NodeState, RuntimeError_
+from engine.runtime.fake import FakeRuntime
+
+
+def config(name: str = "n1", engine: str = "redis", version: str = "7.0.15") -> NodeConfig:
+    return NodeConfig(name=name, engine=engine, version=version, host="127.0.200.1", port=6379, memory_mb=64)
+
+
+@pytest.fixture
+def rt() -> FakeRuntime:
+    return FakeRuntime()
+
+
+def test_is_a_node_runtime(rt: FakeRuntime) -> None:
+    runtime: NodeRuntime = rt
+    assert runtime.name == "fake"
+    assert rt.available_versions()["redis"] == ("7.0.15", "6.2.14")
+    assert FakeRuntime({"redis": ("7.2.4",)}).available_versions() == {"redis": ("7.2.4",)}
+
+
+def test_start_inspect_probe(rt: FakeRuntime) -> None:
+    info = rt.start(config())
+    assert info.state is NodeState.RUNNING and info.pid is not None
+    assert rt.inspect("n1") == info
+    assert rt.start(config()) == info  # idempotent
+    result = rt.probe("n1", 0.5)
+    assert result.ok and result.role == "master" and result.version == "7.0.15"
+    mc = rt.start(config("m1", "memcached", "1.6.18"))
+    assert rt.probe("m1", 0.5).role is None and mc.pid != info.pid
+    assert [i.name for i in rt.list_managed()] == ["m1", "n1"]
+    assert rt.inspect("nope") is None
+    assert not rt.probe("nope", 0.5).ok
+
+
+def test_unavailable_version_is_permanent(rt: FakeRuntime) -> None:
+    with pytest.raises(RuntimeError_) as caught:
+        rt.start(config(version="5.0.6"))
+    assert caught.value.temporary is False
+
+
+def test_crash_calls_listener_and_restart_gets_new_pid(rt: FakeRuntime) -> None:
+    exits: list[str] = []
+    rt.set_exit_listener(exits.append)
+    first = rt.start(config())
+    rt.crash("n1")
+    assert exits == ["n1"]
+    assert rt.inspect("n1").state is NodeState.EXITED  # type: ignore[union-attr]
+    assert rt.probe("n1", 0.5).error == "Connection refused"
+    again = rt.start(config())
+    assert again.state is NodeState.RUNNING and again.pid != first.pid
+    rt.crash("n1")
+    rt.crash("n1")  # already exited: no second notification
+    assert exits == ["n1", "n1"]
+
+
+def test_stop_kill_remove_notify(rt: FakeRuntime) -> None:
+    exits: list[str] = []
+    rt.set_exit_listener(exits.append)
+    for name in ("a", "b", "c"):
+        rt.start(config(name))
+    rt.stop("a")
+    rt.kill("b")
+    rt.remove("c")
+    rt.stop("absent")
+    rt.remove("absent")
+    assert exits == ["a", "b", "c"]
+    assert rt.inspect("c") is None
+
+
+def test_hang_and_pause_fail_probes_but_stay_running(rt: FakeRuntime) -> None:
+    rt.start(config())
+    rt.hang("n1")
+    result = rt.probe("n1", 0.25)
+    assert not result.ok and result.error == "timed out"
+    assert rt.inspect("n1").state is NodeState.RUNNING  # type: ignore[union-attr]
+    rt.unhang("n1")
+    assert rt.probe("n1", 0.25).ok
+    rt.pause("n1")
+    assert rt.inspect("n1").state is NodeState.PAUSED  # type: ignore[union-attr]
+    assert not rt.probe("n1", 0.25).ok
+    rt.resume("n1")
+    assert rt.probe("n1", 0.25).ok
+
+
+def test_pause_of_an_exited_node_is_an_error(rt: FakeRuntime) -> None:
+    rt.start(config())
+    rt.kill("n1")
+    with pytest.raises(RuntimeError_):
+        rt.pause("n1")
+    with pytest.raises(RuntimeError_):
+        rt.resume("absent")
+
+
+def test_fail_next_starts(rt: FakeRuntime) -> None:
+    rt.fail_next_starts(2)
+    for _ in range(2):
+        with pytest.raises(RuntimeError_) as caught:
+            rt.start(config())
+        assert caught.value.temporary
+    assert rt.start(config()).state is NodeState.RUNNING
+    rt.fail_next_starts(1, temporary=False)
+    with pytest.raises(RuntimeError_) as caught:
+        rt.start(config("n2"))
+    assert not caught.value.temporary
+
+
+def test_ready_after_n_probes(rt: FakeRuntime) -> None:
+    rt.set_ready_after(3)
+    rt.start(config())
+    assert [rt.probe("n1", 0.1).ok for _ in range(5)] == [False, False, False, True, True]
+    rt.crash("n1")
+    rt.start(config())  # a restart starts up again
+    assert [rt.probe("n1", 0.1).ok for _ in range(4)] == [False, False, False, True]
+
+
+def test_roles_survive_restarts(rt: FakeRuntime) -> None:
+    rt.start(config())
+    rt.set_role("n1", "slave")
+    rt.kill("n1")
+    rt.start(config())
+    assert rt.probe("n1", 0.1).role == "slave"
+
+
+def test_calls_are_recorded(rt: FakeRuntime) -> None:
+    rt.start(config())
+    rt.probe("n1", 0.1)
+    rt.pause("n1")
+    rt.resume("n1")
+    rt.list_managed()
+    rt.stop("n1")
+    assert rt.calls == [
+        ("start", "n1"),
+        ("probe", "n1"),
+        ("pause", "n1"),
+        ("resume", "n1"),
+        ("list_managed", ""),
+        ("stop", "n1"),
+    ]
+    assert rt.calls_of("start") == ["n1"]
+    assert rt.config_of("n1") == config()
+
+
+def test_listener_may_call_back_into_the_runtime(rt: FakeRuntime) -> None:
+    seen: list[NodeState] = []
+    rt.set_exit_listener(lambda name: seen.append(rt.inspect(name).state))  # type: ignore[union-attr]
+    rt.start(config())
+    rt.crash("n1")
+    assert seen == [NodeState.EXITED]
