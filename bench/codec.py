@@ -15,9 +15,9 @@ from urllib.parse import parse_qsl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controlplane.protocol.model import ApiModel  # noqa: E402
-from controlplane.protocol.parser import parse  # noqa: E402
-from controlplane.protocol.serializer import serialize_result  # noqa: E402
+from controlplane.protocol.model import ApiModel
+from controlplane.protocol.parser import parse
+from controlplane.protocol.serializer import serialize_result
 
 
 def cluster(i: int) -> dict[str, Any]:

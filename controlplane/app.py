@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from controlplane.admin.api import admin_router
+from controlplane.admin.api import API_DESCRIPTION, API_TITLE, API_VERSION, admin_router
 from controlplane.handlers.context import Services
 from controlplane.handlers.registry import all_handlers
 from controlplane.protocol.model import ApiModel
@@ -91,14 +91,14 @@ class Service:
 
     def reset(self, timeout: float = 30.0) -> int:
         """Delete every resource and stop every node (moto's /moto-api/reset)."""
-        keys = [k for k in self.store.keys() if k.kind == CacheCluster.KIND]
+        keys = [k for k in self.store.resource_keys() if k.kind == CacheCluster.KIND]
         for key in keys:
             self.store.update(key, CacheCluster, _request_delete)
             self.controller.enqueue(key)
         deadline = time.monotonic() + timeout
-        while any(k.kind == CacheCluster.KIND for k in self.store.keys()) and time.monotonic() < deadline:
+        while any(k.kind == CacheCluster.KIND for k in self.store.resource_keys()) and time.monotonic() < deadline:
             time.sleep(0.01)
-        leftover = [k for k in self.store.keys() if k.kind == CacheCluster.KIND]
+        leftover = [k for k in self.store.resource_keys() if k.kind == CacheCluster.KIND]
         if leftover:
             raise TimeoutError(f"reset: {len(leftover)} cluster(s) still being deleted")
         for node in self.runtime.list_managed():
@@ -163,9 +163,7 @@ def create_app(settings: Settings, runtime: NodeRuntime | None = None, clock: Cl
         finally:
             service.stop()
 
-    app = FastAPI(title="elasticache-local", version="0.1.0", lifespan=lifespan,
-                  description="JSON API of elasticache-local: resources, health and admin actions. "
-                              "The AWS ElastiCache Query API is served at POST /.")
+    app = FastAPI(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION, lifespan=lifespan)
     app.state.service = service
     app.router.add_route("/", service.query.endpoint, methods=["GET", "POST"], include_in_schema=False)
     app.include_router(admin_router())

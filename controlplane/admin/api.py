@@ -17,6 +17,12 @@ if TYPE_CHECKING:
     from controlplane.app import Service
 
 
+API_TITLE = "elasticache-local"
+API_VERSION = "0.1.0"
+API_DESCRIPTION = ("JSON API of elasticache-local: resources, health and admin actions. "
+                   "The AWS ElastiCache Query API is served at POST /.")
+
+
 class Health(BaseModel):
     status: str
     runtime: str

@@ -76,9 +76,9 @@ class QueryApi:
             return serialize_error(self.api, err, request_id)
         except Exception:
             log.exception("request %s (%s) failed", request_id, operation)
-            err = ServiceError("InternalFailure", f"The request {request_id} failed inside "
-                               "elasticache-local; the log has the details.")
-            return serialize_error(self.api, err, request_id)
+            internal = ServiceError("InternalFailure", f"The request {request_id} failed inside "
+                                    "elasticache-local; the log has the details.")
+            return serialize_error(self.api, internal, request_id)
 
     async def endpoint(self, request: Request) -> Response:
         query = request.url.query

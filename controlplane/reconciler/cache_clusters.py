@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from controlplane import catalog
 from controlplane.reconciler.clock import Clock
@@ -17,8 +18,15 @@ from controlplane.reconciler.infra import (
     node_name,
     resolve_version,
 )
+from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.state.events import EventLog
-from controlplane.state.records import CacheCluster, CacheClusterStatus, NodeStatus, ResourceKey
+from controlplane.state.records import (
+    CacheCluster,
+    CacheClusterStatus,
+    NodeStatus,
+    PendingChanges,
+    ResourceKey,
+)
 from controlplane.state.store import Store
 from engine.proxy.hub import Member
 from engine.runtime.base import NodeConfig, NodeState, RuntimeError_
@@ -55,6 +63,7 @@ class CacheClusterReconciler:
         if rec.spec.delete_requested:
             self._delete(rec)
             return
+        rec = self._apply_pending(rec)
         version = self._choose_version(rec)
         rec = self._plan_nodes(rec, version)
         rec = self._remove_nodes(rec)
@@ -76,6 +85,32 @@ class CacheClusterReconciler:
         self._emit(rec, f"Failed to create cache cluster: {message}")
 
     # ---- steps --------------------------------------------------------------------------
+
+    def _apply_pending(self, rec: CacheCluster) -> CacheCluster:
+        """Modifications asked with ApplyImmediately=false take effect in the maintenance window.
+        This is the scheduler carrying out intent the user recorded, so it writes spec."""
+        if rec.spec.pending.empty() or rec.api_status() != "available":
+            return rec
+        if not in_weekly_window(rec.spec.maintenance_window, self._clock.now()):
+            return rec
+
+        def apply(r: CacheCluster) -> None:
+            pending = r.spec.pending
+            if pending.num_nodes is not None:
+                r.spec.num_nodes = pending.num_nodes
+                r.spec.node_ids_to_remove = list(pending.node_ids_to_remove)
+            if pending.engine_version is not None:
+                r.spec.engine_version = pending.engine_version
+            if pending.node_type is not None:
+                r.spec.node_type = pending.node_type
+            r.spec.pending = PendingChanges()
+            r.generation += 1
+
+        updated = self._store.update(rec.key, CacheCluster, apply)
+        if updated is None:
+            raise TemporaryError("cluster record vanished")
+        self._emit(updated, "Applying pending modifications in the maintenance window")
+        return updated
 
     def _choose_version(self, rec: CacheCluster) -> str:
         """The installed version the nodes run; decided once, re-decided on a version change."""
@@ -175,12 +210,11 @@ class CacheClusterReconciler:
                 rec = self._set_node(rec, node.node_id, "rebooting")
             try:
                 runtime.start(self._config(rec, node, version))
-                node_type = rec.spec.node_type
-                rec = self._write_status(rec, lambda s, i=node.node_id: _set_type(s, i, node_type))
             except RuntimeError_ as exc:
                 if exc.temporary:
                     raise TemporaryError(f"node {node.node_id}: {exc}", delay=0.5) from exc
                 raise PermanentError(f"node {node.node_id}: {exc}") from exc
+            rec = self._write_status(rec, partial(_set_type, node_id=node.node_id, node_type=rec.spec.node_type))
             starting.append(node.node_id)
         if starting:
             rec = self._await_ready(rec, starting)

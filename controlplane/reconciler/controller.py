@@ -59,7 +59,7 @@ class Controller:
         self.queue.add_after(key, delay)
 
     def enqueue_all(self) -> None:
-        for key in self._store.keys():
+        for key in self._store.resource_keys():
             if key.kind in self._reconcilers:
                 self.queue.add(key)
 

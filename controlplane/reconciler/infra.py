@@ -64,7 +64,7 @@ def resolve_version(
     wanted = "6.2" if requested == "6.x" else requested
     parts = wanted.split(".")
     prefix = ".".join(parts[:2])
-    exact = [v for v in installed if v == wanted or v.startswith(prefix + ".") or v == prefix]
+    exact = [v for v in installed if v in (wanted, prefix) or v.startswith(prefix + ".")]
     if exact:
         return max(exact, key=_version_key), True
     if strict:

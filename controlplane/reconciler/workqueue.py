@@ -48,7 +48,7 @@ class WorkQueue(Generic[K]):
         with self._cond:
             n = self._failures.get(key, 0)
             self._failures[key] = n + 1
-        return min(cap, base * (2**n))
+        return float(min(cap, base * (2.0**n)))
 
     def forget(self, key: K) -> None:
         with self._cond:

@@ -80,7 +80,7 @@ class Store:
             out.append(record)
         return out
 
-    def keys(self) -> list[ResourceKey]:
+    def resource_keys(self) -> list[ResourceKey]:
         with self._lock:
             return list(self._mirror)
 

@@ -114,9 +114,7 @@ class ProcessRuntime:
 
     def available_versions(self) -> Mapping[str, tuple[str, ...]]:
         return {
-            engine: tuple(dict.fromkeys(b.version for b in found))
-            for engine, found in self._binaries.items()
-            if found
+            engine: tuple(dict.fromkeys(b.version for b in found)) for engine, found in self._binaries.items() if found
         }
 
     def start(self, config: NodeConfig) -> NodeInfo:
@@ -160,10 +158,11 @@ class ProcessRuntime:
             self._after_exit(node, pid)
 
     def pause(self, name: str) -> None:
-        self._signal_running(name, signal.SIGSTOP)
+        """SIGSTOP to the node's process group; returns once the node is stopped."""
+        self._signal_running(name, signal.SIGSTOP, paused=True)
 
     def resume(self, name: str) -> None:
-        self._signal_running(name, signal.SIGCONT)
+        self._signal_running(name, signal.SIGCONT, paused=False)
 
     def remove(self, name: str) -> None:
         if not _NAME_RE.match(name):
@@ -222,6 +221,13 @@ class ProcessRuntime:
         if not any(t.is_alive() for t in threads):
             os.close(self._wake_r)
             os.close(self._wake_w)
+        with self._lock:
+            children = [n.proc for n in self._nodes.values() if n.proc is not None]
+        for proc in children:
+            if proc.returncode is None:
+                # Running on is intended, not a leak: without this, Popen.__del__ warns
+                # "subprocess ... is still running". A later runtime re-adopts and reaps it.
+                setattr(proc, "_child_created", False)  # noqa: B010
 
     # --- extras (not in the protocol) ---
 
@@ -283,13 +289,17 @@ class ProcessRuntime:
                 )
         except OSError as exc:
             raise RuntimeError_(f"cannot run {binary}: {exc.strerror or exc}", temporary=False) from exc
-        _write_atomic(node_dir / PID_FILE, f"{proc.pid}\n")
         with self._lock:
             node.proc = proc
-
-        exited = proc.poll() is not None
-        if not exited and self._start_grace > 0:
-            exited = self._wait_exit(proc.pid, proc, self._start_grace)
+        try:
+            _write_atomic(node_dir / PID_FILE, f"{proc.pid}\n")
+            exited = proc.poll() is not None
+            if not exited and self._start_grace > 0:
+                exited = self._wait_exit(proc.pid, proc, self._start_grace)
+        except BaseException:
+            _signal(proc.pid, signal.SIGKILL, group=True)  # no node we cannot account for
+            proc.wait()
+            raise
         if exited:
             code = proc.wait()
             _remove_pid_file(node_dir / PID_FILE, proc.pid)
@@ -373,13 +383,20 @@ class ProcessRuntime:
             return pid
         return None
 
-    def _signal_running(self, name: str, sig: signal.Signals) -> None:
+    def _signal_running(self, name: str, sig: signal.Signals, *, paused: bool) -> None:
         with self._node_lock(name):
             node = self._get(name)
             pid = self._live_pid(node) if node else None
             if pid is None:
                 raise RuntimeError_(f"node {name} is not running", temporary=False)
             _signal(pid, sig, group=True)
+            # Signals are delivered asynchronously: wait (about a millisecond) until the state
+            # shows, so an inspect() right after pause() says PAUSED.
+            deadline = time.monotonic() + 1.0
+            while (_proc_state(pid) in ("T", "t")) != paused and time.monotonic() < deadline:
+                if _proc_state(pid) in (None, "Z"):
+                    break
+                time.sleep(0.001)
 
     # --- exits ---
 
@@ -532,7 +549,8 @@ def _config_from_json(data: Mapping[str, Any]) -> NodeConfig:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # A name of our own: memcached writes its pid file through "<pidfile>.tmp" too.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 

@@ -92,6 +92,31 @@ def test_modify_without_apply_immediately_is_pending(world: World) -> None:
     world.settle()
     assert len(_cluster(world, "mc")["CacheNodes"]) == 1
 
+    # The fake clock starts Thursday 2026-01-01 12:00 UTC; put the window an hour ahead.
+    world.call("ModifyCacheCluster", CacheClusterId="mc", PreferredMaintenanceWindow="thu:13:00-thu:14:00")
+    world.service.controller.enqueue_all()
+    world.settle()
+    assert len(_cluster(world, "mc")["CacheNodes"]) == 1  # not yet
+    world.clock.advance(3600 + 60)
+    world.service.controller.enqueue_all()
+    world.settle()
+    cluster = _cluster(world, "mc")
+    assert len(cluster["CacheNodes"]) == 3 and cluster["PendingModifiedValues"] == {}
+    assert "Applying pending modifications in the maintenance window" in world.events("mc")
+
+
+def test_weekly_window_wraps_around_the_week() -> None:
+    from datetime import UTC, datetime
+
+    from controlplane.reconciler.schedule import in_weekly_window
+
+    sat_2330 = datetime(2026, 1, 3, 23, 30, tzinfo=UTC)
+    sun_0030 = datetime(2026, 1, 4, 0, 30, tzinfo=UTC)
+    assert in_weekly_window("sat:23:00-sun:01:00", sat_2330)
+    assert in_weekly_window("sat:23:00-sun:01:00", sun_0030)
+    assert not in_weekly_window("sat:23:00-sun:01:00", datetime(2026, 1, 4, 1, 0, tzinfo=UTC))
+    assert in_weekly_window("sun:23:30-mon:00:30", datetime(2026, 1, 4, 23, 45, tzinfo=UTC))
+
 
 def test_crashed_node_is_recovered(world: World) -> None:
     world.call("CreateCacheCluster", CacheClusterId="web", **REDIS)

@@ -11,7 +11,7 @@ import pytest
 from engine.adapters import adapter_for
 from engine.adapters.memcached import MemcachedAdapter, argv
 from engine.adapters.memcached import probe as memcached_probe
-from engine.adapters.redis import RedisAdapter, RespError, _Reader, parse_info, render_config
+from engine.adapters.redis import RedisAdapter, RespError, RespReply, _Reader, parse_info, render_config
 from engine.adapters.redis import probe as redis_probe
 from engine.runtime.base import NodeConfig
 
@@ -111,7 +111,13 @@ def test_redis_launch() -> None:
 
 def mc_config(**kw: object) -> NodeConfig:
     base: dict[str, object] = dict(
-        name="m1", engine="memcached", version="1.6.18", host="127.0.200.6", port=11211, memory_mb=64, threads=2
+        name="m1",
+        engine="memcached",
+        version="1.6.18",
+        host="127.0.200.6",
+        port=11211,
+        memory_mb=64,
+        threads=2,
     )
     base.update(kw)
     return NodeConfig(**base)  # type: ignore[arg-type]
@@ -128,9 +134,7 @@ def test_memcached_argv() -> None:
 
 
 def test_memcached_settings() -> None:
-    args = argv(
-        mc_config(settings={"--conn-limit": "1024", "-o": "modern", "-L": ""}), "memcached", pidfile=None
-    )
+    args = argv(mc_config(settings={"--conn-limit": "1024", "-o": "modern", "-L": ""}), "memcached", pidfile=None)
     assert args[args.index("-c") + 1] == "1024" and args.count("-c") == 1
     assert args[args.index("-o") + 1] == "modern"
     assert args[-1] == "-L"
@@ -158,7 +162,7 @@ def test_adapter_for() -> None:
 # --- RESP and probes against scripted servers ---
 
 
-def read_all(data: bytes) -> list[object]:
+def read_all(data: bytes) -> list[RespReply]:
     a, b = socket.socketpair()
     try:
         b.sendall(data)
@@ -222,7 +226,9 @@ def bulk(text: str) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
-def test_redis_probe_parses_role_and_version(scripted_server: Callable[[bytes | None], tuple[str, int]]) -> None:
+def test_redis_probe_parses_role_and_version(
+    scripted_server: Callable[[bytes | None], tuple[str, int]],
+) -> None:
     answer = (
         b"+PONG\r\n"
         + bulk("# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nslave_repl_offset:12\r\n")

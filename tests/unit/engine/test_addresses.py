@@ -67,9 +67,7 @@ def test_hold_expires() -> None:
 
 def test_unbindable_addresses_are_skipped() -> None:
     busy = {("127.0.200.1", 6379), ("127.0.200.2", 6379)}
-    alloc = AddressAllocator(
-        network=TEST_NET, bind_check=lambda h, p: errno.EADDRINUSE if (h, p) in busy else None
-    )
+    alloc = AddressAllocator(network=TEST_NET, bind_check=lambda h, p: errno.EADDRINUSE if (h, p) in busy else None)
     assert alloc.allocate(6379, ()) == ("127.0.200.3", 6379)
 
 
@@ -92,7 +90,7 @@ def test_exhaustion_is_a_permanent_error_with_a_hint() -> None:
 
 def test_port_taken_everywhere_suggests_ports_mode() -> None:
     alloc = AddressAllocator(network="127.0.200.0/30", bind_check=lambda h, p: errno.EADDRINUSE)
-    with pytest.raises(RuntimeError_, match="taken on every address.*'ports'"):
+    with pytest.raises(RuntimeError_, match=r"taken on every address.*'ports'"):
         alloc.allocate(6379, ())
 
 
@@ -111,7 +109,7 @@ def test_ports_mode_allocates_from_the_range_on_127_0_0_1() -> None:
     alloc = AddressAllocator("ports", port_range=(30000, 30002), bind_check=always_free)
     assert alloc.allocate(6379, ()) == ("127.0.0.1", 30000)  # the wanted port is ignored
     assert alloc.allocate(None, [("127.0.0.1", 30001)]) == ("127.0.0.1", 30002)
-    with pytest.raises(RuntimeError_, match="no free port in 30000-30002 on 127.0.0.1") as caught:
+    with pytest.raises(RuntimeError_, match=r"no free port in 30000-30002 on 127\.0\.0\.1") as caught:
         alloc.allocate(None, [("127.0.0.1", 30001)])
     assert caught.value.temporary is False
 

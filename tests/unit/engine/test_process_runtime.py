@@ -74,12 +74,21 @@ def rt(make_runtime: Factory) -> tuple[ProcessRuntime, Exits]:
     return runtime, exits
 
 
-def node_config(name: str, binary: Binary | None, port: int, **kw: object) -> NodeConfig:
+def node_config(
+    name: str, binary: Binary | None, port: int, *, threads: int = 1, settings: dict[str, str] | None = None
+) -> NodeConfig:
     assert binary is not None
     host, port = ADDRESSES.allocate(port, ())
     return NodeConfig(
-        name=name, engine=binary.engine, version=binary.version, host=host, port=port, memory_mb=64, **kw
-    )  # type: ignore[arg-type]
+        name=name,
+        engine=binary.engine,
+        version=binary.version,
+        host=host,
+        port=port,
+        memory_mb=64,
+        threads=threads,
+        settings=settings or {},
+    )
 
 
 def wait_ready(runtime: NodeRuntime, name: str, limit: float = 2.0) -> tuple[ProbeResult, float]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode
 
-from botocore.model import ListShape, MapShape, Shape, StructureShape
+import botocore.serialize
+from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 from hypothesis import strategies as st
 
 MAX_ITEMS = 3  # per list/map: enough to show ordering and indices, small enough to be fast
@@ -139,7 +141,9 @@ def wire_keys(shape: Shape, prefix: str = "", depth: int = 0) -> list[str]:
         return keys
     if kind == "list":
         lst = cast(ListShape, shape)
-        item = "" if shape.serialization.get("flattened") else "." + str(lst.member.serialization.get("name", "member"))
+        item = "." + str(lst.member.serialization.get("name", "member"))
+        if shape.serialization.get("flattened"):
+            item = ""
         keys = [prefix]
         for i in (1, 2):
             keys += wire_keys(lst.member, f"{prefix}{item}.{i}", depth + 1)
@@ -147,10 +151,21 @@ def wire_keys(shape: Shape, prefix: str = "", depth: int = 0) -> list[str]:
     if kind == "map":
         mp = cast(MapShape, shape)
         entry = "" if shape.serialization.get("flattened") else ".entry"
+        key_name = mp.key.serialization.get("name", "key")
+        value_name = mp.value.serialization.get("name", "value")
         keys = []
         for i in (1, 2):
-            keys += wire_keys(mp.key, f"{prefix}{entry}.{i}.{mp.key.serialization.get('name', 'key')}", depth + 1)
-            keys += wire_keys(mp.value, f"{prefix}{entry}.{i}.{mp.value.serialization.get('name', 'value')}",
-                              depth + 1)
+            keys += wire_keys(mp.key, f"{prefix}{entry}.{i}.{key_name}", depth + 1)
+            keys += wire_keys(mp.value, f"{prefix}{entry}.{i}.{value_name}", depth + 1)
         return keys
     return [prefix]
+
+
+_BOTOCORE_SERIALIZER = botocore.serialize.create_serializer("query")  # with botocore's validation
+
+
+def botocore_wire_pairs(operation: OperationModel, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a boto3 client puts on the wire for these parameters, decoded as the server decodes
+    a form body."""
+    request = _BOTOCORE_SERIALIZER.serialize_to_request(params, operation)
+    return parse_qsl(urlencode(request["body"]), keep_blank_values=True)

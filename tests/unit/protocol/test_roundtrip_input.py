@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
-import botocore.serialize
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controlplane.protocol.model import ApiModel
 from controlplane.protocol.parser import parse
-from tests.unit.protocol.strategies import input_value
+from tests.unit.protocol.strategies import botocore_wire_pairs, input_value
 
 OPERATIONS = ApiModel().operation_names
-SERIALIZER = botocore.serialize.create_serializer("query")  # with botocore's own validation
 
 ROUNDTRIP = settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
-
-
-def wire_pairs(api: ApiModel, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
-    """What a boto3 client puts on the wire, decoded as the server decodes a form body."""
-    op = api.operation(operation)
-    assert op is not None
-    request = SERIALIZER.serialize_to_request(params, op)
-    return parse_qsl(urlencode(request["body"]), keep_blank_values=True)
 
 
 def test_every_operation_is_covered(api: ApiModel) -> None:
@@ -46,6 +35,6 @@ def test_input_roundtrip(api: ApiModel, operation: str, data: st.DataObject) -> 
     params: dict[str, Any] = {}
     if op.input_shape is not None:
         params = data.draw(input_value(op.input_shape), label="params")
-    parsed = parse(api, wire_pairs(api, operation, params))
+    parsed = parse(api, botocore_wire_pairs(op, params))
     assert parsed.operation == operation
     assert parsed.params == params

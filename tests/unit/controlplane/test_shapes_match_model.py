@@ -1,0 +1,59 @@
+"""Every member name our record -> shape mapping emits exists in the botocore model, with a
+value of the type the model says; a typo would otherwise vanish silently on the wire."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from botocore.model import Shape
+
+from tests.unit.controlplane.conftest import World
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,), "integer": (int,), "long": (int,), "boolean": (bool,), "timestamp": (datetime,),
+    "double": (float, int), "float": (float, int),
+}
+
+
+def _check(value: Any, shape: Shape, path: str) -> None:
+    if shape.type_name == "structure":
+        assert isinstance(value, dict), path
+        for key, item in value.items():
+            assert key in shape.members, f"{path}.{key} is not a member of {shape.name}"
+            _check(item, shape.members[key], f"{path}.{key}")
+    elif shape.type_name == "list":
+        assert isinstance(value, list), path
+        for i, item in enumerate(value):
+            _check(item, shape.member, f"{path}[{i}]")
+    else:
+        assert isinstance(value, _TYPES[shape.type_name]), f"{path}: {value!r} is not {shape.type_name}"
+        if shape.type_name == "integer":
+            assert not isinstance(value, bool), path
+
+
+def test_every_implemented_output_matches_its_shape(world: World) -> None:
+    from controlplane.handlers.context import RequestContext
+
+    ctx = RequestContext("123456789012", "us-east-1", "r", world.service.query.services)
+    h = world.service.query.handlers
+    world.runtime.set_ready_after(0)
+    created = h["CreateCacheCluster"](ctx, {"CacheClusterId": "mc", "Engine": "memcached",
+                                            "CacheNodeType": "cache.t3.micro", "NumCacheNodes": 2,
+                                            "Tags": [{"Key": "a", "Value": "b"}]})
+    world.settle()
+    h["CreateCacheCluster"](ctx, {"CacheClusterId": "web", "Engine": "redis", "CacheNodeType": "cache.t3.micro"})
+    world.settle()
+    h["ModifyCacheCluster"](ctx, {"CacheClusterId": "mc", "NumCacheNodes": 3})
+    outputs = {
+        "CreateCacheCluster": created,
+        "DescribeCacheClusters": h["DescribeCacheClusters"](ctx, {"ShowCacheNodeInfo": True, "MaxRecords": 20}),
+        "DescribeCacheEngineVersions": h["DescribeCacheEngineVersions"](ctx, {}),
+        "DescribeEvents": h["DescribeEvents"](ctx, {}),
+        "ListTagsForResource": h["ListTagsForResource"](ctx, {"ResourceName": created["CacheCluster"]["ARN"]}),
+        "RebootCacheCluster": h["RebootCacheCluster"](ctx, {"CacheClusterId": "web",
+                                                            "CacheNodeIdsToReboot": ["0001"]}),
+    }
+    for operation, result in outputs.items():
+        shape = world.service.api.operation(operation).output_shape  # type: ignore[union-attr]
+        _check(result, shape, operation)
