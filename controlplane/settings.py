@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     down_after: float = Field(default=1.0, gt=0)
     resync_interval: float = Field(default=2.0, gt=0)
     workers: int = Field(default=4, ge=1, le=64)
-    check_signatures: bool = False
     log_level: str = "info"
     # Where to look for node binaries besides PATH (e.g. a valkey build).
     binary_paths: list[Path] = Field(default_factory=list)

@@ -1,5 +1,5 @@
-"""Node addresses: an own loopback address per node on the engine's standard port, like AWS,
-or 127.0.0.1 with a port from a range where that cannot be had.
+"""Node addresses: an own loopback address per node on the engine's standard port, as on the
+managed service, or 127.0.0.1 with a port from a range where that cannot be had.
 
 Linux routes all of 127.0.0.0/8 to the loopback device, so 127.0.x.y needs no set-up; macOS
 only answers on 127.0.0.1 unless aliases are added (`sudo ifconfig lo0 alias 127.0.100.1`),
@@ -156,9 +156,7 @@ class AddressAllocator:
                 "`sudo ifconfig lo0 alias <address>`); switch node addressing to 'ports'"
             )
         elif (
-            errors.get(errno.EADDRINUSE)
-            and self.mode == "loopback"
-            and not any(e != errno.EADDRINUSE for e in errors)
+            errors.get(errno.EADDRINUSE) and self.mode == "loopback" and not any(e != errno.EADDRINUSE for e in errors)
         ):
             hint = (
                 f"port {wanted_port} is taken on every address (is a server listening on "

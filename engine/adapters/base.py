@@ -37,9 +37,7 @@ class EngineAdapter(Protocol):
     engines: tuple[str, ...]  # engine names this adapter serves, e.g. ("redis", "valkey")
     default_port: int
 
-    def launch(
-        self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False
-    ) -> Launch:
+    def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False) -> Launch:
         """Command line and files for `config`. Raises ValueError for invalid settings."""
         ...
 

@@ -29,9 +29,7 @@ _ALIASES = {
 RESERVED = frozenset({"-l", "-p", "-P", "-u", "-d"})
 
 
-def argv(
-    config: NodeConfig, binary: str, *, pidfile: PurePath | None, run_as_root: bool = False
-) -> list[str]:
+def argv(config: NodeConfig, binary: str, *, pidfile: PurePath | None, run_as_root: bool = False) -> list[str]:
     """memcached's command line. `config.settings` are extra flags, e.g. {"-c": "1024"} (replaces
     the default) or {"-o": "modern"}; an empty value gives a bare flag. Raises ValueError."""
     flags: dict[str, str] = {
@@ -94,18 +92,14 @@ def probe(host: str, port: int, timeout: float, *, password: str | None = None) 
     line = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
     if not line.startswith("VERSION "):
         return fail(f"unexpected reply {line[:80]!r}")
-    return ProbeResult(
-        True, None, line[len("VERSION ") :].strip(), None, (time.monotonic() - started) * 1000.0
-    )
+    return ProbeResult(True, None, line[len("VERSION ") :].strip(), None, (time.monotonic() - started) * 1000.0)
 
 
 class MemcachedAdapter:
     engines: tuple[str, ...] = ("memcached",)
     default_port: int = DEFAULT_PORT
 
-    def launch(
-        self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False
-    ) -> Launch:
+    def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False) -> Launch:
         pidfile = node_dir / PID_FILE
         # The pid file path is in argv, so it identifies this node's process (pid reuse).
         return Launch(

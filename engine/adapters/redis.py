@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import PurePath
 from typing import TypeAlias
 
@@ -32,9 +32,7 @@ __all__ = [
 DEFAULT_PORT = 6379
 
 # Directives the runtime depends on (paths, supervision); settings may not replace them.
-RESERVED = frozenset(
-    {"port", "dir", "pidfile", "logfile", "daemonize", "include", "supervised", "proc-title-template"}
-)
+RESERVED = frozenset({"port", "dir", "pidfile", "logfile", "daemonize", "include", "supervised", "proc-title-template"})
 
 # The process title carries the config file path, so a pid found in a pid file can be checked
 # against /proc/<pid>/cmdline (or `ps`) before it is trusted: pids get reused.
@@ -83,7 +81,7 @@ def render_config(config: NodeConfig, node_dir: PurePath) -> str:
         # Nodes listen on loopback addresses only; AUTH, when asked for, comes from settings.
         "protected-mode": "no",
         "maxmemory": f"{config.memory_mb}mb",
-        # The default parameter group's policy.
+        # The managed service's default policy.
         "maxmemory-policy": "volatile-lru",
         # The built-in 5 s delay holds every first full sync of a new replica.
         "repl-diskless-sync-delay": "0",
@@ -101,7 +99,7 @@ def render_config(config: NodeConfig, node_dir: PurePath) -> str:
             directives[key.lower()] = value
 
     lines = [
-        "# Written by the elasticache-local engine; rewritten at every start.",
+        "# Written by the node runtime; rewritten at every start.",
         "bind " + " ".join(binds),
     ]
     for key, value in directives.items():
@@ -191,9 +189,7 @@ def _encode(args: Sequence[str | bytes]) -> bytes:
     return b"".join(out)
 
 
-def _roundtrip(
-    host: str, port: int, commands: Sequence[Sequence[str | bytes]], timeout: float
-) -> list[RespReply]:
+def _roundtrip(host: str, port: int, commands: Sequence[Sequence[str | bytes]], timeout: float) -> list[RespReply]:
     deadline = time.monotonic() + timeout
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -280,9 +276,7 @@ class RedisAdapter:
     engines: tuple[str, ...] = ("redis", "valkey")
     default_port: int = DEFAULT_PORT
 
-    def launch(
-        self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False
-    ) -> Launch:
+    def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False) -> Launch:
         conf = node_dir / CONFIG_FILE
         return Launch(
             argv=(binary, str(conf)),
@@ -292,8 +286,3 @@ class RedisAdapter:
 
     def probe(self, host: str, port: int, timeout: float, *, password: str | None = None) -> ProbeResult:
         return probe(host, port, timeout, password=password)
-
-    @staticmethod
-    def password(settings: Mapping[str, str]) -> str | None:
-        """The password a probe must use for a node started with these settings."""
-        return settings.get("requirepass") or None

@@ -70,9 +70,7 @@ class FakeRuntime:
                 return self._info(node)
             if self._fail_starts > 0:
                 self._fail_starts -= 1
-                raise RuntimeError_(
-                    f"injected start failure of {config.name}", temporary=self._fail_temporary
-                )
+                raise RuntimeError_(f"injected start failure of {config.name}", temporary=self._fail_temporary)
             if config.version not in self._versions.get(config.engine, ()):
                 raise RuntimeError_(
                     f"{config.engine} {config.version} is not available (have: "

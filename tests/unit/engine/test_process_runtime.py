@@ -1,10 +1,11 @@
 """The process runtime against real redis-server and memcached nodes (fast: a node is up in
-~10 ms). Nodes listen on test-only loopback addresses (127.0.200.0/24) and every node a test
-starts is removed by the fixture's finalizer."""
+~10 ms). Nodes listen on test-only loopback addresses (127.0.200.0 - 127.0.249.255) and every
+node a test starts is removed by the fixture's finalizer."""
 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
@@ -24,7 +25,8 @@ MEMCACHED = BINARIES.get("memcached", [None])[0]
 needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
 needs_memcached = pytest.mark.skipif(MEMCACHED is None, reason="memcached is not installed")
 
-ADDRESSES = AddressAllocator(network="127.0.200.0/24", hold_seconds=600)
+# A random test-only /24 per session, so concurrent test runs rarely meet on an address.
+ADDRESSES = AddressAllocator(network=f"127.0.{random.randint(200, 249)}.0/24", hold_seconds=600)
 
 
 class Exits:

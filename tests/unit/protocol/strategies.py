@@ -80,39 +80,49 @@ def _scalar(shape: Shape, *, for_input: bool) -> st.SearchStrategy[Any]:
     raise NotImplementedError(f"no strategy for shape type {kind}")
 
 
-def _value(shape: Shape, for_input: bool, depth: int) -> st.SearchStrategy[Any]:
+_NESTED = ("structure", "list", "map")
+
+
+def _value(shape: Shape, for_input: bool, path: tuple[str, ...]) -> st.SearchStrategy[Any]:
+    """`path`: the structure shapes enclosing this one, to cut recursive shapes short."""
     kind = shape.type_name
     if kind == "structure":
-        return _structure(cast(StructureShape, shape), for_input, depth)
+        return _structure(cast(StructureShape, shape), for_input, path)
     if kind == "list":
         lst = cast(ListShape, shape)
         low = int(shape.metadata.get("min", 0))
         if not for_input and shape.serialization.get("flattened"):
             low = max(low, 1)  # an empty flattened list has no XML element: it reads back absent
         high = max(low, min(int(shape.metadata.get("max", MAX_ITEMS)), MAX_ITEMS))
-        return st.lists(_value(lst.member, for_input, depth + 1), min_size=low, max_size=high)
+        return st.lists(_value(lst.member, for_input, path), min_size=low, max_size=high)
     if kind == "map":
         mp = cast(MapShape, shape)
         # An empty map sends no key at all in a request, so inputs always have an entry;
         # an empty flattened map has no XML element, so such outputs do too.
         low = 1 if for_input or shape.serialization.get("flattened") else 0
         return st.dictionaries(
-            _value(mp.key, for_input, depth + 1),
-            _value(mp.value, for_input, depth + 1),
+            _value(mp.key, for_input, path),
+            _value(mp.value, for_input, path),
             min_size=low,
             max_size=MAX_ITEMS,
         )
     return _scalar(shape, for_input=for_input)
 
 
-def _structure(shape: StructureShape, for_input: bool, depth: int) -> st.SearchStrategy[dict[str, Any]]:
+def _structure(shape: StructureShape, for_input: bool, path: tuple[str, ...]) -> st.SearchStrategy[Any]:
     required = set(shape.required_members) if for_input else set()
-    fixed = {n: _value(m, for_input, depth + 1) for n, m in shape.members.items() if n in required}
-    optional = {}
-    if depth < MAX_DEPTH:
-        optional = {n: _value(m, for_input, depth + 1) for n, m in shape.members.items() if n not in required}
+    inner = (*path, shape.name)
+    # A structure met again inside itself (a recursive shape) only gets its scalar members,
+    # and only its required nested ones: that ends the recursion after one repetition.
+    leaf = shape.name in path or len(path) >= MAX_DEPTH
+    fixed, optional = {}, {}
+    for name, member in shape.members.items():
+        if name in required:
+            fixed[name] = _value(member, for_input, inner)
+        elif not (leaf and member.type_name in _NESTED):
+            optional[name] = _value(member, for_input, inner)
     drawn = st.fixed_dictionaries(fixed, optional=optional)
-    if for_input and depth > 0 and not fixed and optional:
+    if for_input and path and not fixed and optional:
         # An empty structure sends no key at all, so a nested one would vanish on the wire.
         drawn = drawn.filter(bool)
     return drawn
@@ -120,12 +130,12 @@ def _structure(shape: StructureShape, for_input: bool, depth: int) -> st.SearchS
 
 def input_value(shape: Shape) -> st.SearchStrategy[Any]:
     """Values a boto3 caller may pass for `shape` that satisfy the model's constraints."""
-    return _value(shape, True, 0)
+    return _value(shape, True, ())
 
 
 def output_value(shape: Shape) -> st.SearchStrategy[Any]:
     """Values a handler may return for `shape` (any XML-representable text)."""
-    return _value(shape, False, 0)
+    return _value(shape, False, ())
 
 
 def wire_keys(shape: Shape, prefix: str = "", depth: int = 0) -> list[str]:
