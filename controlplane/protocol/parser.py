@@ -310,8 +310,7 @@ def _string_converter(shape: Shape) -> Converter:
     pattern: re.Pattern[str] | None = None
     if "pattern" in meta:
         try:
-            # Model patterns are not implicitly anchored (Smithy @pattern): hence search().
-            pattern = re.compile(meta["pattern"])
+            pattern = re.compile(_unanchored(meta["pattern"]))
         except re.error:  # an ECMA-only construct Python cannot compile: skip that check
             pattern = None
 
@@ -324,11 +323,22 @@ def _string_converter(shape: Shape) -> Converter:
             raise _invalid(f"Parameter {path} must be at most {high} character(s) long")
         if pattern is not None and pattern.search(text) is None:
             raise _invalid(
-                f"Invalid value {_show(text)} for parameter {path}: must match {pattern.pattern}"
+                f"Invalid value {_show(text)} for parameter {path}: must match {meta['pattern']}"
             )
         return text
 
     return convert
+
+
+def _unanchored(pattern: str) -> str:
+    """Model patterns are not implicitly anchored (Smithy @pattern), so they are checked with
+    search(). A leading or trailing `.*` then changes nothing but the time: searching `.*\\S.*`
+    in 30 000 spaces backtracks quadratically (seconds), searching `\\S` does not."""
+    if pattern.startswith(".*") and not pattern.startswith(".*?"):
+        pattern = pattern[2:]
+    if pattern.endswith(".*") and not pattern.endswith("\\.*"):
+        pattern = pattern[:-2]
+    return pattern
 
 
 def _integer_converter(shape: Shape) -> Converter:

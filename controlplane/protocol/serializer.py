@@ -205,40 +205,73 @@ def _member_tag(member: Shape, member_name: str) -> str:
     return str(member.serialization.get("name", member_name))
 
 
+_INLINE_DEPTH = 3  # nested structures written inline, without a call, down to this depth
+
+
 def _build_structure(api: ApiModel, shape: StructureShape, checked: bool) -> Writer:
     """Generate one straight-line function per structure: this is the hot path (50 clusters of
-    ~60 members each), and unrolled code skips the loop, the unpacking and the type dispatch.
-    Every name from the model enters the source as a repr() literal, never as code."""
+    ~60 members each), and unrolled code skips the loop, the unpacking, the type dispatch and,
+    for nested structures, the call. Names from the model enter the source only as repr()
+    literals, never as code."""
     namespace: dict[str, Any] = {"_escape": escape, "_int": _int}
-    lines = ["def write(value, out, raw):", "    append = out.append", "    get = value.get"]
-    for i, (name, member) in enumerate(shape.members.items()):
-        tag = _member_tag(member, name)
-        open_tag, close_tag = repr(f"<{tag}>"), repr(f"</{tag}>")
-        lines += [f"    v = get({name!r})", "    if v is not None:"]
-        kind = member.type_name
-        if _is_flattened(member):
-            namespace[f"_w{i}"] = _compile(api, member, checked, tag)
-            lines.append(f"        _w{i}(v, out, raw)")
-        elif kind in ("structure", "list", "map"):
-            namespace[f"_w{i}"] = _compile(api, member, checked)
-            lines.append(f"        append({open_tag}); _w{i}(v, out, raw); append({close_tag})")
-        elif kind in ("string", "character"):
-            if checked:
-                lines.append(f"        v = _escape(v); append({open_tag}); append(v); append({close_tag})")
-            else:
-                lines.append(f"        append({open_tag}); append(v); append({close_tag}); raw(v)")
-        elif kind == "boolean":
-            true, false = repr(f"<{tag}>true</{tag}>"), repr(f"<{tag}>false</{tag}>")
-            lines.append(f"        append({true} if v else {false})")
-        elif kind in ("integer", "long", "short", "byte"):
-            text = "str(v) if v.__class__ is int else _int(v)"
-            lines.append(f"        append({open_tag}); append({text}); append({close_tag})")
-        else:
-            namespace[f"_t{i}"] = _scalar_text(api, kind)
-            lines.append(f"        append({open_tag}); append(_t{i}(v)); append({close_tag})")
+    lines = ["def write(value, out, raw):", "    append = out.append"]
+    _emit_members(api, shape, checked, "value", 0, (shape.name,), lines, namespace)
     source = "\n".join(lines) + "\n"
     exec(compile(source, f"<serializer for {shape.name}>", "exec"), namespace)
     return cast(Writer, namespace["write"])
+
+
+def _emit_members(
+    api: ApiModel,
+    shape: StructureShape,
+    checked: bool,
+    var: str,
+    depth: int,
+    path: tuple[str, ...],
+    lines: list[str],
+    namespace: dict[str, Any],
+) -> None:
+    """Source lines writing the members of the structure held in `var` (own variables per depth,
+    so an inlined nested structure does not clobber its parent's)."""
+    pad = "    " * (depth + 1)
+    get, v = f"get{depth}", f"v{depth}"
+    lines.append(f"{pad}{get} = {var}.get")
+
+    def helper(prefix: str, obj: Any) -> str:
+        name = f"{prefix}{len(namespace)}"
+        namespace[name] = obj
+        return name
+
+    for name, member in shape.members.items():
+        tag = _member_tag(member, name)
+        open_tag, close_tag = repr(f"<{tag}>"), repr(f"</{tag}>")
+        lines += [f"{pad}{v} = {get}({name!r})", f"{pad}if {v} is not None:"]
+        body = pad + "    "
+        kind = member.type_name
+        if _is_flattened(member):
+            lines.append(f"{body}{helper('_w', _compile(api, member, checked, tag))}({v}, out, raw)")
+        elif kind == "structure" and depth < _INLINE_DEPTH and member.name not in path:
+            lines.append(f"{body}append({open_tag})")
+            nested = cast(StructureShape, member)
+            _emit_members(api, nested, checked, v, depth + 1, (*path, member.name), lines, namespace)
+            lines.append(f"{body}append({close_tag})")
+        elif kind in ("structure", "list", "map"):
+            writer = helper("_w", _compile(api, member, checked))
+            lines.append(f"{body}append({open_tag}); {writer}({v}, out, raw); append({close_tag})")
+        elif kind in ("string", "character"):
+            if checked:
+                lines.append(f"{body}append({open_tag}); append(_escape({v})); append({close_tag})")
+            else:
+                lines.append(f"{body}append({open_tag}); append({v}); append({close_tag}); raw({v})")
+        elif kind == "boolean":
+            true, false = repr(f"<{tag}>true</{tag}>"), repr(f"<{tag}>false</{tag}>")
+            lines.append(f"{body}append({true} if {v} else {false})")
+        elif kind in ("integer", "long", "short", "byte"):
+            text = f"str({v}) if {v}.__class__ is int else _int({v})"
+            lines.append(f"{body}append({open_tag}); append({text}); append({close_tag})")
+        else:
+            text_fn = helper("_t", _scalar_text(api, kind))
+            lines.append(f"{body}append({open_tag}); append({text_fn}({v})); append({close_tag})")
 
 
 def _build_list(api: ApiModel, shape: ListShape, checked: bool, tag: str) -> Writer:

@@ -182,7 +182,7 @@ class CacheClusterReconciler:
             before = len(rec.status.nodes)
             rec = self._write_status(rec, lambda s: setattr(s, "modifying_from", before))
         for node in doomed:
-            self._infra.runtime.remove(self._name(rec, node.node_id))
+            self._discard(self._name(rec, node.node_id))
             self.node_index.pop(self._name(rec, node.node_id), None)
         ids = {n.node_id for n in doomed}
         rec = self._write_status(rec, lambda s: setattr(s, "nodes", [n for n in s.nodes if n.node_id not in ids]))
@@ -261,7 +261,12 @@ class CacheClusterReconciler:
             if node is None:
                 continue
             name = self._name(rec, node_id)
-            runtime.stop(name)
+            if rec.spec.engine == "memcached":
+                # A memcached reboot flushes the data (as in AWS), and memcached takes a second
+                # to notice SIGTERM: kill it.
+                runtime.kill(name)
+            else:
+                runtime.stop(name)  # redis saves its data on SIGTERM and comes back with it
             self._emit(rec, f"Cache node {node_id} shutdown")
             runtime.start(self._config(rec, node, version))
         rec = self._await_ready(rec, [n for n in request.node_ids if rec.node(n) is not None])
@@ -325,7 +330,7 @@ class CacheClusterReconciler:
     def _delete(self, rec: CacheCluster) -> None:
         for node in rec.status.nodes:
             name = self._name(rec, node.node_id)
-            self._infra.runtime.remove(name)
+            self._discard(name)
             self.node_index.pop(name, None)
         cfg = endpoint_name(rec.account, rec.region, rec.id, "cfg")
         if cfg in self._endpoints:
@@ -335,6 +340,11 @@ class CacheClusterReconciler:
         self._emit(rec, "Cache cluster deleted")
 
     # ---- helpers ------------------------------------------------------------------------
+
+    def _discard(self, name: str) -> None:
+        """A node whose data is going away: no graceful stop, just gone."""
+        self._infra.runtime.kill(name)
+        self._infra.runtime.remove(name)
 
     def _name(self, rec: CacheCluster, node_id: str) -> str:
         return node_name(rec.account, rec.region, rec.id, node_id)
