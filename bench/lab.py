@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,6 +47,52 @@ _STATUS = re.compile(rb"<CacheClusterStatus>([^<]*)</CacheClusterStatus>")
 def log(message: str) -> None:
     """Progress goes to stderr, so stdout holds only the tables."""
     print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def proc_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far; None where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine since boot, all CPUs summed."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values[:8]) - idle) / tick, sum(values[:8]) / tick
+
+
+class CpuWatch:
+    """How busy the machine was while measuring, and how much of that was someone else: on a
+    small machine shared with other work, that explains a noisy number."""
+
+    def __init__(self, *pids: int) -> None:
+        self._pids = pids
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float] | None:
+        machine = machine_cpu()
+        ours = [proc_cpu(p) for p in self._pids]
+        if machine is None or any(c is None for c in ours):
+            return None
+        me = os.times()
+        return machine[0], machine[1], sum(c for c in ours if c is not None) + me.user + me.system
+
+    def summary(self) -> str:
+        end = self._sample()
+        if self._start is None or end is None or end[1] <= self._start[1]:
+            return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+        busy, total, mine = (e - s for e, s in zip(end, self._start, strict=True))
+        others = max(0.0, busy - mine)
+        return (f"machine CPU busy {busy / total:.0%} during the measurement ({os.cpu_count()} CPUs): "
+                f"servers + runner {mine / total:.0%}, everything else (cache nodes included) {others / total:.0%}")
 
 
 def free_port() -> int:
@@ -289,15 +336,26 @@ class Lab:
             self._moto.reset()
 
     def close(self) -> None:
+        """Stop both servers. A second Ctrl-C meanwhile is ignored (every step has a deadline),
+        so an impatient user does not leave 50 nodes behind."""
+        servers = [s for s in (self._ours, self._moto) if s is not None]
+        if not servers:
+            return
+        log("stopping " + " and ".join(s.name for s in servers))
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         errors: list[BaseException] = []
-        for server in (self._ours, self._moto):
-            if server is None:
-                continue
-            try:
-                server.stop()
-            except BaseException as exc:  # stop the other one all the same
-                errors.append(exc)
-        self._ours = self._moto = None
+        try:
+            for server in servers:
+                try:
+                    server.stop()
+                except BaseException as exc:  # stop the other one all the same
+                    errors.append(exc)
+        finally:
+            self._ours = self._moto = None
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         if errors:
             raise errors[0]
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.lab import Lab, RawClient, Server, free_port, log, wait_until
+from bench.lab import CpuWatch, Lab, RawClient, Server, free_port, log, wait_until
 from bench.report import Row, Table, median, ours_below, percentile, ratio_at_least
 
 POLL = 0.002
@@ -151,14 +151,21 @@ def run(lab: Lab) -> list[Table]:
     ours, moto = lab.ours, lab.moto
     lab.reset()
     try:
+        assert ours.proc is not None and moto.proc is not None
         log(f"lifecycle: moto, create+delete pairs for {moto_seconds:g} s")
+        watch = CpuWatch(moto.proc.pid)
         m = moto_pairs(moto, moto_seconds)
+        moto_cpu = watch.summary()
         log(f"lifecycle: elasticache-local, {n} pairs with real nodes")
+        watch = CpuWatch(ours.proc.pid)
         o = our_pairs(ours, n)
+        ours_cpu = watch.summary()
     finally:
         lab.reset()
     log(f"lifecycle: bare redis-server first PING, {n} times")
+    watch = CpuWatch()
     bare = bare_redis_first_ping(n)
+    bare_cpu = watch.summary()
 
     pairs = Table("create/delete pairs: ours = create, wait available, delete, wait NotFound (real "
                   "node); moto = the two API calls only", "moto")
@@ -170,6 +177,8 @@ def run(lab: Lab) -> list[Table]:
     pairs.add(Row("ours: delete response -> NotFound p50", median(o.to_gone) * 1e3, None, "ms"))
     pairs.notes.append(f"pairs measured: ours {o.count} (boto3 calls, raw describe polls every "
                        f"{POLL * 1e3:g} ms), moto {m.count} in {m.seconds:.1f} s")
+    pairs.notes.append(f"ours: {ours_cpu}")
+    pairs.notes.append(f"moto: {moto_cpu}")
 
     ready = Table(f"CreateCacheCluster response -> available (ours, n={n}) vs bare redis-server "
                   "Popen -> first PING", "bare redis-server")
@@ -177,4 +186,5 @@ def run(lab: Lab) -> list[Table]:
                   target=ours_below(250, "ms")))
     ready.add(Row("p90", percentile(o.to_available, 90) * 1e3, percentile(bare, 90) * 1e3, "ms"))
     ready.add(Row("max", max(o.to_available) * 1e3, max(bare) * 1e3, "ms"))
+    ready.notes.append(f"bare redis-server: {bare_cpu}")
     return [pairs, ready]

@@ -96,7 +96,7 @@ class Table:
 
         rule = "-" * len(join(["x" * w for w in widths]))
         out = [f"== {self.title}", join(header), rule, *(join(c) for c in lines)]
-        out += [f"   {n}" for n in self.notes]
+        out += [f"   {n}" for n in self.notes if n]
         for r in self.rows:
             if r.note:
                 out.append(f"   {r.name}: {r.note}")

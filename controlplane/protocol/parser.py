@@ -111,9 +111,10 @@ def parse(api: ApiModel, pairs: Sequence[tuple[str, str]]) -> ParsedRequest:
 # -- compilation ---------------------------------------------------------------------------
 
 
-def _shape_key(shape: Shape) -> tuple[str, str, tuple[tuple[str, Any], ...]]:
-    # A member reference may add serialization traits to a shape, so they are part of the key.
-    return (shape.name, shape.type_name, tuple(sorted(shape.serialization.items())))
+def _shape_key(shape: Shape) -> tuple[str, str, str]:
+    # A member reference may add serialization traits to a shape, so they are part of the key
+    # (as text: a trait value may be a dict).
+    return (shape.name, shape.type_name, repr(sorted(shape.serialization.items())))
 
 
 def _compile(api: ApiModel, shape: Shape) -> ParseFn:

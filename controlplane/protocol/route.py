@@ -73,12 +73,20 @@ class QueryApi:
             result = handler(ctx, parsed.params)
             return 200, serialize_result(self.api, operation, result, request_id)
         except ServiceError as err:
-            return serialize_error(self.api, err, request_id)
+            error = err
         except Exception:
             log.exception("request %s (%s) failed", request_id, operation)
-            internal = ServiceError("InternalFailure", f"The request {request_id} failed inside "
-                                    "elasticache-local; the log has the details.")
-            return serialize_error(self.api, internal, request_id)
+            error = self._internal(request_id)
+        try:
+            return serialize_error(self.api, error, request_id)
+        except KeyError:  # an error name the model does not know: our bug, not the caller's
+            log.exception("request %s (%s): unknown error %s", request_id, operation, error.name)
+            return serialize_error(self.api, self._internal(request_id), request_id)
+
+    @staticmethod
+    def _internal(request_id: str) -> ServiceError:
+        return ServiceError("InternalFailure", f"The request {request_id} failed inside elasticache-local; "
+                            "the log has the details.")
 
     async def endpoint(self, request: Request) -> Response:
         query = request.url.query

@@ -46,8 +46,8 @@ def _escape_match(match: re.Match[str]) -> str:
 
 
 def escape(text: str) -> str:
-    """XML text escaping: &, <, > as entities, "\r" as a character reference, characters XML
-    cannot carry as U+FFFD."""
+    """XML text escaping: &, <, > as entities, carriage return as a character reference (a
+    literal one would read back as a newline), characters XML cannot carry as U+FFFD."""
     if "&" in text or "<" in text or ">" in text or not text.isprintable():
         return _ESCAPE_RE.sub(_escape_match, text)
     return text
@@ -162,7 +162,7 @@ def _compile(api: ApiModel, shape: Shape, checked: bool, tag: str = "") -> Write
     """The writer for a shape's content. `tag` is only used by flattened lists and maps, which
     write their items under the enclosing member's element name."""
     cache = api.cache("serializer")
-    key = (shape.name, shape.type_name, tuple(sorted(shape.serialization.items())), tag, checked)
+    key = (shape.name, shape.type_name, repr(sorted(shape.serialization.items())), tag, checked)
     writer: Writer | None = cache.get(key)
     if writer is not None:
         return writer

@@ -344,3 +344,19 @@ def test_unimplemented_operation_is_a_clear_error(world: World) -> None:
         world.call("DescribeServerlessCaches")
     assert (err.value.code, err.value.status) == ("NotImplemented", 501)
     assert "DescribeServerlessCaches" in err.value.message
+
+
+def test_a_handler_bug_is_an_internal_failure_not_a_crash(world: World) -> None:
+    from controlplane.protocol.errors import ServiceError
+
+    def broken(ctx: object, params: object) -> dict:
+        raise ServiceError("NoSuchErrorShape", "typo in a handler")
+
+    def crashing(ctx: object, params: object) -> dict:
+        raise ZeroDivisionError
+
+    for handler in (broken, crashing):
+        world.service.query.handlers["DescribeCacheClusters"] = handler
+        with pytest.raises(ApiError) as err:
+            world.call("DescribeCacheClusters")
+        assert (err.value.code, err.value.status) == ("InternalFailure", 500)
