@@ -13,6 +13,7 @@ import time
 import timeit
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bench.lab import CpuWatch, Lab, RawClient, Server, log, proc_cpu, wait_until
 from bench.report import Row, Table, median, ours_below, percentile, ratio_at_least
@@ -122,13 +123,16 @@ def raw_runs(servers: list[Server], seconds: float, warmup: float) -> list[Run]:
 
 
 def boto3_runs(servers: list[Server], seconds: float, warmup: float) -> list[Run]:
+    def caller(client: Any) -> Callable[[], object]:
+        return lambda: client.describe_cache_clusters(ShowCacheNodeInfo=True)
+
     loops = []
     for server in servers:
         client = server.client()
         got = client.describe_cache_clusters(ShowCacheNodeInfo=True)["CacheClusters"]
         if len(got) != CLUSTERS:
             raise RuntimeError(f"{server.name}: boto3 sees {len(got)} clusters, expected {CLUSTERS}")
-        loops.append(Loop(lambda c=client: c.describe_cache_clusters(ShowCacheNodeInfo=True), _pid(server)))
+        loops.append(Loop(caller(client), _pid(server)))
     take_turns(loops, seconds, warmup)
     return [loop.run for loop in loops]
 
@@ -144,7 +148,7 @@ def botocore_parse_ms(body: bytes) -> float:
     response = {"body": body, "headers": {}, "status_code": 200}
 
     def parse() -> object:
-        return parser.parse(response, shape)
+        return parser.parse(response, shape)  # type: ignore[arg-type]  # output_shape is set here
 
     timer = timeit.Timer(parse)
     number, _ = timer.autorange()

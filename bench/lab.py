@@ -336,15 +336,15 @@ class Lab:
             self._moto.reset()
 
     def close(self) -> None:
-        """Stop both servers. A second Ctrl-C meanwhile is ignored (every step has a deadline),
+        """Stop both servers. Ctrl-C and SIGTERM meanwhile are ignored (every step has a deadline),
         so an impatient user does not leave 50 nodes behind."""
         servers = [s for s in (self._ours, self._moto) if s is not None]
         if not servers:
             return
         log("stopping " + " and ".join(s.name for s in servers))
-        previous = None
+        previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
         errors: list[BaseException] = []
         try:
             for server in servers:
@@ -354,8 +354,8 @@ class Lab:
                     errors.append(exc)
         finally:
             self._ours = self._moto = None
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if errors:
             raise errors[0]
 

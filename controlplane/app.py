@@ -82,7 +82,7 @@ class Service:
         self.store.close()
 
     def _node_exited(self, name: str) -> None:
-        key = self.clusters.node_index.get(name)
+        key = self.clusters._infra.node_owner.get(name)
         if key is not None:
             self.controller.enqueue(key)
 
@@ -129,7 +129,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                   hub=hub, strict_versions=settings.strict_engine_versions)
     queue: WorkQueue[ResourceKey] = WorkQueue(clock.monotonic)
     controller = Controller(store, queue, workers=settings.workers, resync_interval=settings.resync_interval)
-    clusters = CacheClusterReconciler(store, infra, events, clock)
+    clusters = CacheClusterReconciler(store, infra, events, clock, controller.enqueue)
     controller.register(clusters)
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,

@@ -4,6 +4,7 @@ DeleteCacheCluster: validate, write spec, enqueue, return the shape."""
 from __future__ import annotations
 
 import zlib
+from functools import partial
 
 from controlplane import catalog
 from controlplane.handlers import validate as v
@@ -245,7 +246,9 @@ def describe_cache_clusters(ctx: RequestContext, params: Params) -> Result:
         if params.get("ShowCacheClustersNotInReplicationGroups"):
             records = [r for r in records if not r.spec.replication_group_id]
     chunk, marker = v.page(records, params)
-    out: Result = {"CacheClusters": [shapes.cache_cluster(r, show_nodes) for r in chunk]}
+    services = ctx.services
+    out: Result = {"CacheClusters": [
+        services.cached_shape(r, show_nodes, partial(shapes.cache_cluster, r, show_nodes)) for r in chunk]}
     if marker:
         out["Marker"] = marker
     return out

@@ -6,7 +6,7 @@ They never start processes or containers."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.reconciler.clock import Clock
@@ -25,6 +25,20 @@ class Services:
     enqueue: Callable[[ResourceKey], None]
     # Engine -> versions the runtime can run (for DescribeCacheEngineVersions and validation).
     available_versions: Callable[[], Mapping[str, Sequence[str]]]
+    # Rendered API shapes by (record id, variant). Records are never mutated once stored (an
+    # update stores a new object), so an entry is valid while it holds the same object.
+    shape_cache: dict[tuple[int, bool], tuple[Any, dict[str, Any]]] = field(default_factory=dict)
+
+    def cached_shape(self, record: Any, variant: bool, render: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        key = (id(record), variant)
+        hit = self.shape_cache.get(key)
+        if hit is not None and hit[0] is record:
+            return hit[1]
+        shape = render()
+        if len(self.shape_cache) > 8192:
+            self.shape_cache.clear()
+        self.shape_cache[key] = (record, shape)
+        return shape
 
 
 @dataclass

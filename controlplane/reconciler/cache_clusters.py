@@ -41,24 +41,31 @@ PROBE_TIMEOUT = 0.25
 class CacheClusterReconciler:
     kind = CacheCluster.KIND
 
-    def __init__(self, store: Store, infra: Infra, events: EventLog, clock: Clock) -> None:
+    def __init__(self, store: Store, infra: Infra, events: EventLog, clock: Clock,
+                 enqueue: Callable[[ResourceKey], None]) -> None:
         self._store = store
+        self._enqueue = enqueue
         self._infra = infra
         self._events = events
         self._clock = clock
         self._endpoints: set[str] = set()  # config endpoints served by this process's hub
-        self.node_index: dict[str, ResourceKey] = {}  # runtime node name -> cluster key
 
     # ---- entry points -----------------------------------------------------------------
 
     def startup(self) -> None:
         for rec in self._store.records(CacheCluster):
+            if rec.spec.replication_group_id:
+                continue
             for node in rec.status.nodes:
-                self.node_index[self._name(rec, node.node_id)] = rec.key
+                self._infra.node_owner[self._name(rec, node.node_id)] = rec.key
 
     def reconcile(self, key: ResourceKey) -> None:
         rec = self._store.get(key, CacheCluster)
         if rec is None:
+            return
+        if rec.spec.replication_group_id:
+            # A member of a replication group: the group's reconciler runs its node.
+            self._enqueue(ResourceKey("replication-group", rec.account, rec.region, rec.spec.replication_group_id))
             return
         if rec.spec.delete_requested:
             self._delete(rec)
@@ -141,18 +148,13 @@ class CacheClusterReconciler:
             return rec
         azs = self._azs(rec)
         with self._infra.alloc_lock:
-            in_use = self._addresses_in_use(rec.spec.port)
             new_nodes: list[NodeStatus] = []
             number = max((int(n.node_id) for n in rec.status.nodes), default=rec.status.last_node_number)
             number = max(number, rec.status.last_node_number)
             for _ in range(missing):
                 number += 1
                 node_id = f"{number:04d}"
-                try:
-                    host, port = self._infra.node_addresses.allocate(rec.spec.port, in_use)
-                except RuntimeError_ as exc:
-                    raise PermanentError(str(exc)) from exc
-                in_use.add((host, port))
+                host, port = self._infra.allocate(self._infra.node_addresses, rec.spec.port, self._store)
                 az = azs[(number - 1) % len(azs)]
                 new_nodes.append(NodeStatus(node_id=node_id, status="creating", az=az, host=host,
                                             port=port, created_at=self._clock.now()))
@@ -170,7 +172,7 @@ class CacheClusterReconciler:
         if growing:
             self._emit(rec, "Increasing number of requested nodes")
         for node in new_nodes:
-            self.node_index[self._name(rec, node.node_id)] = rec.key
+            self._infra.node_owner[self._name(rec, node.node_id)] = rec.key
             self._emit(rec, f"Added cache node {node.node_id} in availability zone {node.az}")
         return rec
 
@@ -183,7 +185,7 @@ class CacheClusterReconciler:
             rec = self._write_status(rec, lambda s: setattr(s, "modifying_from", before))
         for node in doomed:
             self._discard(self._name(rec, node.node_id))
-            self.node_index.pop(self._name(rec, node.node_id), None)
+            self._infra.node_owner.pop(self._name(rec, node.node_id), None)
         ids = {n.node_id for n in doomed}
         rec = self._write_status(rec, lambda s: setattr(s, "nodes", [n for n in s.nodes if n.node_id not in ids]))
         self._emit(rec, f"Removed cache nodes {', '.join(sorted(ids))}")
@@ -285,11 +287,7 @@ class CacheClusterReconciler:
         name = endpoint_name(rec.account, rec.region, rec.id, "cfg")
         if rec.status.config_host is None or rec.status.config_port is None:
             with self._infra.alloc_lock:
-                try:
-                    host, port = self._infra.endpoint_addresses.allocate(
-                        rec.spec.port, self._addresses_in_use(rec.spec.port))
-                except RuntimeError_ as exc:
-                    raise PermanentError(str(exc)) from exc
+                host, port = self._infra.allocate(self._infra.endpoint_addresses, rec.spec.port, self._store)
 
                 def change(s: CacheClusterStatus) -> None:
                     s.config_host, s.config_port = host, port
@@ -331,7 +329,7 @@ class CacheClusterReconciler:
         for node in rec.status.nodes:
             name = self._name(rec, node.node_id)
             self._discard(name)
-            self.node_index.pop(name, None)
+            self._infra.node_owner.pop(name, None)
         cfg = endpoint_name(rec.account, rec.region, rec.id, "cfg")
         if cfg in self._endpoints:
             self._infra.hub.remove(cfg)
@@ -370,18 +368,6 @@ class CacheClusterReconciler:
         start = sum(rec.id.encode()) % len(zones)
         rotated = zones[start:] + zones[:start]
         return rotated if rec.spec.az_mode == "cross-az" else rotated[:1]
-
-    def _addresses_in_use(self, port: int) -> set[tuple[str, int]]:
-        """Addresses taken, as the allocator sees them for `port`. In loopback mode every node
-        and endpoint has an address of its own, whatever its port, as in AWS."""
-        used: set[tuple[str, int]] = set()
-        for rec in self._store.records(CacheCluster):
-            used.update((n.host, n.port) for n in rec.status.nodes)
-            if rec.status.config_host is not None and rec.status.config_port is not None:
-                used.add((rec.status.config_host, rec.status.config_port))
-        if self._infra.node_addresses.mode == "loopback":
-            used |= {(host, port) for host, _ in used}
-        return used
 
     def _set_node(self, rec: CacheCluster, node_id: str, status: str, version: str | None = None) -> CacheCluster:
         def change(s: CacheClusterStatus) -> None:

@@ -11,7 +11,10 @@ from typing import Protocol
 from controlplane import catalog
 from engine.addresses import AddressAllocator
 from engine.proxy.hub import Member
-from engine.runtime.base import NodeConfig, NodeRuntime
+from controlplane.reconciler.errors import PermanentError
+from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
+from controlplane.state.store import Store
+from engine.runtime.base import NodeConfig, NodeRuntime, RuntimeError_
 from engine.versions import nearest
 
 
@@ -38,6 +41,29 @@ class Infra:
     strict_versions: bool = False
     # Held while choosing an address and recording it, so two workers never pick the same one.
     alloc_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Runtime node name -> the resource whose reconcile acts on it (a cluster, or the
+    # replication group of a member cluster); the runtime's exit notifications go there.
+    node_owner: dict[str, ResourceKey] = field(default_factory=dict)
+
+    def allocate(self, allocator: AddressAllocator, port: int, store: Store) -> tuple[str, int]:
+        """A free address for a new node or endpoint; call with alloc_lock held and record the
+        result before releasing it. In loopback mode every node and endpoint has an address of
+        its own, whatever its port, as in AWS."""
+        used: set[tuple[str, int]] = set()
+        for rec in store.records(CacheCluster):
+            used.update((n.host, n.port) for n in rec.status.nodes)
+            if rec.status.config_host is not None and rec.status.config_port is not None:
+                used.add((rec.status.config_host, rec.status.config_port))
+        for rg in store.records(ReplicationGroup):
+            for host in (rg.status.primary_host, rg.status.reader_host):
+                if host is not None:
+                    used.add((host, rg.spec.port))
+        if allocator.mode == "loopback":
+            used |= {(host, port) for host, _ in used}
+        try:
+            return allocator.allocate(port, used)
+        except RuntimeError_ as exc:
+            raise PermanentError(str(exc)) from exc
 
 
 def node_name(account: str, region: str, cluster_id: str, node_id: str) -> str:
@@ -88,6 +114,7 @@ def build_node_config(
     port: int,
     node_type: str,
     labels: Mapping[str, str],
+    settings: Mapping[str, str] | None = None,
 ) -> NodeConfig:
     spec = catalog.NODE_TYPES[node_type]
     threads = min(spec.vcpus, catalog.MAX_MEMCACHED_THREADS) if engine == "memcached" else 1
@@ -100,4 +127,5 @@ def build_node_config(
         memory_mb=spec.memory_mb,
         threads=threads,
         labels=dict(labels),
+        settings=dict(settings or {}),
     )

@@ -141,7 +141,97 @@ class CacheCluster(Record):
         return next((n for n in self.status.nodes if n.node_id == node_id), None)
 
 
-RECORD_TYPES: dict[str, type[Record]] = {CacheCluster.KIND: CacheCluster}
+# ---- replication groups (cluster mode disabled: one node group, "0001") -----------------
+
+
+class FailoverRequest(BaseModel):
+    seq: int
+    node_group: str = "0001"
+    requested_at: datetime
+
+
+class PrimaryChange(BaseModel):
+    """ModifyReplicationGroup PrimaryClusterId: a planned switchover to this member."""
+
+    seq: int
+    member: str
+
+
+class ReplicationGroupSpec(BaseModel):
+    description: str
+    engine: str
+    engine_version: str
+    node_type: str
+    port: int
+    parameter_group: str
+    maintenance_window: str
+    snapshot_window: str
+    snapshot_retention_limit: int = 0
+    snapshotting_cluster_id: str | None = None
+    notification_topic_arn: str | None = None
+    auto_minor_version_upgrade: bool = True
+    security_group_ids: list[str] = Field(default_factory=list)
+    security_group_names: list[str] = Field(default_factory=list)
+    automatic_failover: bool = False
+    multi_az: bool = False
+    initial_primary: str | None = None  # member cluster id chosen as primary at creation
+    primary_change: PrimaryChange | None = None
+    test_failover: FailoverRequest | None = None
+    # TestFailover calls, for AWS's limit of 15 node groups per rolling 24 hours.
+    test_failover_calls: list[datetime] = Field(default_factory=list)
+    pending: PendingChanges = Field(default_factory=PendingChanges)
+    delete_requested: bool = False
+    retain_primary_cluster: bool = False
+
+
+class FailoverState(BaseModel):
+    """The failover state machine, persisted so a restarted control plane resumes it.
+
+    detected -> fence -> select -> promote -> wait_promotion -> repoint -> reconfigure ->
+    replace -> (done: the state is cleared)."""
+
+    step: str
+    reason: str  # "automatic" | "test"
+    old_primary: str  # member cluster id
+    candidate: str | None = None
+    excluded: list[str] = Field(default_factory=list)
+    started_at: datetime
+    test_seq: int = 0
+
+
+class ReplicationGroupStatus(BaseModel):
+    phase: str | None = None
+    primary: str | None = None  # member cluster id of the current primary
+    primary_host: str | None = None  # the floating primary endpoint
+    reader_host: str | None = None  # the floating reader endpoint
+    reader_on: str | None = None  # member holding the reader address
+    failover: FailoverState | None = None
+    test_failover_done: int = 0
+    primary_change_done: int = 0
+    announced_available: bool = False
+    failure: str | None = None
+
+
+class ReplicationGroup(Record):
+    KIND: ClassVar[str] = "replication-group"
+
+    spec: ReplicationGroupSpec
+    status: ReplicationGroupStatus = Field(default_factory=ReplicationGroupStatus)
+
+    def api_status(self) -> str:
+        if self.spec.delete_requested:
+            return "deleting"
+        if self.status.phase is None:
+            return "creating"
+        if self.status.phase == "available" and (
+            self.observed_generation < self.generation or self.status.failover is not None
+            or (self.spec.test_failover is not None and self.spec.test_failover.seq > self.status.test_failover_done)
+        ):
+            return "modifying"
+        return self.status.phase
+
+
+RECORD_TYPES: dict[str, type[Record]] = {CacheCluster.KIND: CacheCluster, ReplicationGroup.KIND: ReplicationGroup}
 
 
 # ---- events ---------------------------------------------------------------------------------

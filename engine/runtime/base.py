@@ -13,7 +13,7 @@ never AWS resources. Every implementation (process, docker, fake) honours the sa
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -115,6 +115,16 @@ class NodeRuntime(Protocol):
     def probe(self, name: str, timeout: float) -> ProbeResult:
         """Ask the node whether it serves (bounded by `timeout` seconds). Never raises:
         an absent, exited, paused or hung node gives ok=False with the reason in `error`."""
+        ...
+
+    def replicate(self, name: str, primary: tuple[str, int] | None) -> None:
+        """Redis/Valkey: make the node a replica of `primary` (host, port), or a primary when None.
+        Raises RuntimeError_ when the node cannot be reached or refuses."""
+        ...
+
+    def set_addresses(self, name: str, extra: Sequence[str]) -> None:
+        """Redis/Valkey: listen on the node's own address plus `extra` addresses from now on
+        (the floating endpoint addresses that follow a primary). Raises RuntimeError_."""
         ...
 
     def set_exit_listener(self, listener: ExitListener) -> None: ...

@@ -7,7 +7,7 @@ thread that caused the exit (crash/kill/stop/remove), after the runtime's lock i
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.runtime.base import (
@@ -56,6 +56,11 @@ class FakeRuntime:
         self._fail_temporary = True
         self._ready_after = 0
         self.calls: list[tuple[str, str]] = []
+        # Replication as the nodes would report it: whose replica each node is, what it listens on.
+        self.primary_of: dict[str, tuple[str, int] | None] = {}
+        self.addresses: dict[str, list[str]] = {}
+        self._offsets: dict[str, int] = {}
+        self._refuse_commands: set[str] = set()
 
     # --- the NodeRuntime protocol ---
 
@@ -78,7 +83,12 @@ class FakeRuntime:
                     temporary=False,
                 )
             self._next_pid += 1
-            role = None if config.engine == "memcached" else (node.role if node else "master")
+            role = None if config.engine == "memcached" else ("slave" if config.settings.get("replicaof") else "master")
+            if config.engine != "memcached":
+                replicaof = config.settings.get("replicaof", "").split()
+                self.primary_of[config.name] = (replicaof[0], int(replicaof[1])) if len(replicaof) == 2 else None
+                extra = config.settings.get("bind", "").split()
+                self.addresses[config.name] = [config.host, *extra]
             node = _FakeNode(
                 config=config,
                 state=NodeState.RUNNING,
@@ -139,7 +149,29 @@ class FakeRuntime:
             node.probes_since_start += 1
             if node.probes_since_start <= node.ready_after:
                 return ProbeResult(False, None, None, "Connection refused", 0.1)
-            return ProbeResult(True, node.role, node.config.version, None, 0.1)
+            details: dict[str, str] = {}
+            if node.role == "slave":
+                details = {"master_link_status": "up", "slave_repl_offset": str(self._offsets.get(name, 0))}
+            return ProbeResult(True, node.role, node.config.version, None, 0.1, details)
+
+    def replicate(self, name: str, primary: tuple[str, int] | None) -> None:
+        with self._lock:
+            self.calls.append(("replicate", name))
+            node = self._command_target(name)
+            node.role = "master" if primary is None else "slave"
+            self.primary_of[name] = primary
+
+    def set_addresses(self, name: str, extra: Sequence[str]) -> None:
+        with self._lock:
+            self.calls.append(("set_addresses", name))
+            node = self._command_target(name)
+            wanted = [node.config.host, *[a for a in extra if a != node.config.host]]
+            for other, addresses in self.addresses.items():
+                taken = set(addresses[1:]) & set(wanted[1:])
+                if other != name and taken and self._nodes.get(other) is not None and \
+                        self._nodes[other].state is not NodeState.EXITED:
+                    raise RuntimeError_(f"node {name}: bind {' '.join(taken)}: address already in use")
+            self.addresses[name] = wanted
 
     def set_exit_listener(self, listener: ExitListener) -> None:
         self._listener = listener
@@ -148,6 +180,28 @@ class FakeRuntime:
         self._listener = None
 
     # --- fault injection and test helpers ---
+
+    def set_offset(self, name: str, offset: int) -> None:
+        """The replication offset a replica reports (failover prefers the highest)."""
+        with self._lock:
+            self._offsets[name] = offset
+
+    def refuse_commands(self, name: str, refuse: bool = True) -> None:
+        """replicate/set_addresses on the node fail (e.g. a node that will not be promoted)."""
+        with self._lock:
+            (self._refuse_commands.add if refuse else self._refuse_commands.discard)(name)
+
+    def listeners(self, address: str) -> list[str]:
+        """Running nodes listening on an address (own or extra)."""
+        with self._lock:
+            return sorted(n for n, addrs in self.addresses.items() if address in addrs
+                          and n in self._nodes and self._nodes[n].state is not NodeState.EXITED)
+
+    def _command_target(self, name: str) -> _FakeNode:
+        node = self._nodes.get(name)
+        if node is None or node.state is not NodeState.RUNNING or node.hung or name in self._refuse_commands:
+            raise RuntimeError_(f"node {name} does not answer")
+        return node
 
     def crash(self, name: str) -> None:
         """The node exits on its own (as after a segfault or OOM kill); the listener is called."""

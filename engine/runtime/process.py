@@ -39,6 +39,7 @@ from typing import Any
 from engine.adapters import adapter_for
 from engine.adapters.base import LOG_FILE, PID_FILE
 from engine.addresses import bind_error
+from engine.runtime.commands import TcpNodeCommands
 from engine.runtime.base import (
     ExitListener,
     NodeConfig,
@@ -79,7 +80,7 @@ class _Node:
     watch: _Watch | None = field(default=None)
 
 
-class ProcessRuntime:
+class ProcessRuntime(TcpNodeCommands):
     """NodeRuntime running nodes as local processes. All methods are thread-safe; operations on
     one node are serialized, operations on different nodes run in parallel.
 

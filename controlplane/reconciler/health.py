@@ -1,0 +1,171 @@
+"""The health monitor: Sentinel's model with one observer.
+
+Every watched node is probed each `interval`; a node is *down* once its probes have failed for
+`down_after` seconds. A node whose process or container exits is down at once (the runtime says
+so; no timeout needed). When a node goes down, the key that owns it is handed to the control
+loop. A TILT guard: if the monitor itself stalled (its loop ran late by more than `tilt_after`,
+e.g. the laptop slept), no node is declared down until every node has been probed afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from controlplane.state.records import ResourceKey
+from engine.runtime.base import NodeRuntime, ProbeResult
+
+log = logging.getLogger("elasticache_local.health")
+
+
+@dataclass
+class NodeHealth:
+    key: ResourceKey
+    last_ok: float
+    last: ProbeResult | None = None
+    exited: bool = False
+    reported: bool = False  # the owner was told this node is down
+    fresh: bool = field(default=False)  # probed since the last TILT
+
+
+class HealthMonitor:
+    def __init__(
+        self,
+        runtime: NodeRuntime,
+        on_down: Callable[[ResourceKey, str], None],
+        *,
+        interval: float = 0.2,
+        down_after: float = 1.0,
+        tilt_after: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._runtime = runtime
+        self._on_down = on_down
+        self.interval = interval
+        self.down_after = down_after
+        self._tilt_after = tilt_after
+        self._now = monotonic
+        self._nodes: dict[str, NodeHealth] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self.tilt = False
+
+    # ---- what is watched ----------------------------------------------------------------
+
+    def watch(self, name: str, key: ResourceKey) -> None:
+        """Start watching a node (idempotent). A newly watched node counts as healthy now."""
+        with self._lock:
+            current = self._nodes.get(name)
+            if current is None or current.key != key:
+                self._nodes[name] = NodeHealth(key=key, last_ok=self._now())
+
+    def unwatch(self, name: str) -> None:
+        with self._lock:
+            self._nodes.pop(name, None)
+
+    def revive(self, name: str) -> None:
+        """The owner (re)started the node: forget the old failure."""
+        with self._lock:
+            node = self._nodes.get(name)
+            if node is not None:
+                node.last_ok = self._now()
+                node.exited = False
+                node.reported = False
+
+    def exited(self, name: str) -> bool:
+        """The runtime reports the node's exit: down at once. True if the node is watched."""
+        with self._lock:
+            node = self._nodes.get(name)
+            if node is None:
+                return False
+            node.exited = True
+            node.reported = True
+            key = node.key
+        self._on_down(key, name)
+        return True
+
+    def is_down(self, name: str) -> bool:
+        with self._lock:
+            node = self._nodes.get(name)
+            if node is None:
+                return False
+            return node.exited or (not self.tilt and self._now() - node.last_ok >= self.down_after)
+
+    def last_probe(self, name: str) -> ProbeResult | None:
+        with self._lock:
+            node = self._nodes.get(name)
+            return node.last if node else None
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    def probe_all(self) -> None:
+        """One round: probe every watched node, then report the ones that went down."""
+        with self._lock:
+            names = list(self._nodes)
+        timeout = max(0.05, min(0.25, self.down_after / 4))
+        if self._pool is not None and len(names) > 1:
+            results = list(self._pool.map(lambda n: (n, self._runtime.probe(n, timeout)), names))
+        else:
+            results = [(n, self._runtime.probe(n, timeout)) for n in names]
+        now = self._now()
+        down: list[tuple[ResourceKey, str]] = []
+        with self._lock:
+            for name, result in results:
+                node = self._nodes.get(name)
+                if node is None:
+                    continue
+                node.last = result
+                node.fresh = True
+                if result.ok:
+                    node.last_ok = now
+                    node.exited = False
+                    node.reported = False
+                elif not self.tilt and not node.reported and now - node.last_ok >= self.down_after:
+                    node.reported = True
+                    down.append((node.key, name))
+            if self.tilt and all(n.fresh for n in self._nodes.values()):
+                log.warning("TILT over: every node has been observed afresh")
+                self.tilt = False
+        for key, name in down:
+            log.warning("node %s is down (no answer for %.1fs)", name, self.down_after)
+            self._on_down(key, name)
+
+    def enter_tilt(self) -> None:
+        with self._lock:
+            self.tilt = True
+            now = self._now()
+            for node in self._nodes.values():
+                node.fresh = False
+                node.last_ok = max(node.last_ok, now)  # stale observations say nothing
+
+    def _run(self) -> None:
+        last = self._now()
+        while not self._stop.wait(self.interval):
+            now = self._now()
+            if now - last > self.interval + self._tilt_after:
+                log.warning("health monitor stalled for %.1fs: TILT, no failover until nodes are seen again",
+                            now - last)
+                self.enter_tilt()
+            last = now
+            try:
+                self.probe_all()
+            except Exception:
+                log.exception("health round failed")
+
+    def start(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,621 @@
+"""Reconcile a replication group (cluster mode disabled): one primary and 0-5 replicas, each a
+member cache cluster with one real node; floating primary and reader endpoint addresses; and
+the failover state machine, persisted step by step in the group's status.
+
+This reconciler is the only actor on its members' nodes: the cache-cluster reconciler hands
+member clusters over to it, so no two loops ever race on a node.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from collections.abc import Callable
+from typing import Any
+
+from controlplane import catalog
+from controlplane.reconciler.clock import Clock
+from controlplane.reconciler.errors import PermanentError, TemporaryError
+from controlplane.reconciler.health import HealthMonitor
+from controlplane.reconciler.infra import Infra, build_node_config, node_name, resolve_version
+from controlplane.state.events import EventLog
+from controlplane.state.records import (
+    CacheCluster,
+    FailoverState,
+    NodeStatus,
+    ReplicationGroup,
+    ReplicationGroupStatus,
+    ResourceKey,
+)
+from controlplane.state.store import Store
+from engine.runtime.base import NodeState, ProbeResult, RuntimeError_
+
+log = logging.getLogger("elasticache_local.failover")
+
+RG = "replication-group"
+CC = "cache-cluster"
+NODE_ID = "0001"
+READY_TIMEOUT = 3.0
+PROMOTION_TIMEOUT = 5.0
+PROBE_TIMEOUT = 0.25
+
+
+def members_of(store: Store, rg: ReplicationGroup) -> list[CacheCluster]:
+    return [c for c in store.records(CacheCluster, rg.account, rg.region) if c.spec.replication_group_id == rg.id]
+
+
+class ReplicationGroupReconciler:
+    kind = ReplicationGroup.KIND
+
+    def __init__(self, store: Store, infra: Infra, events: EventLog, clock: Clock, health: HealthMonitor) -> None:
+        self._store = store
+        self._infra = infra
+        self._events = events
+        self._clock = clock
+        self._health = health
+        # Floating addresses we last told each node to hold; forgotten on restart, so the
+        # first pass re-applies them (idempotent).
+        self._applied: dict[str, tuple[str, ...]] = {}
+
+    # ---- entry points -----------------------------------------------------------------
+
+    def startup(self) -> None:
+        for rg in self._store.records(ReplicationGroup):
+            for member in members_of(self._store, rg):
+                self._own(rg, member.id)
+
+    def reconcile(self, key: ResourceKey) -> None:
+        rg = self._store.get(key, ReplicationGroup)
+        if rg is None:
+            return
+        members = members_of(self._store, rg)
+        if rg.spec.delete_requested:
+            self._delete(rg, members)
+            return
+        version = self._version(rg)
+        rg = self._endpoints(rg)
+        if rg.status.primary is None:
+            first = rg.spec.initial_primary or (members[0].id if members else None)
+            rg = self._write(rg, lambda s: setattr(s, "primary", first))
+        members = self._remove_members(rg, members)
+        members = self._plan_members(rg, members)
+        if rg.status.failover is None:
+            rg = self._maybe_start_failover(rg, members)
+        if rg.status.failover is not None:
+            rg = self._failover(rg, version)
+            members = members_of(self._store, rg)
+        members = self._run_members(rg, members, version)
+        rg = self._switchover(rg, members)
+        rg = self._place_addresses(rg, members)
+        self._reboots(rg, members, version)
+        self._settle(rg, members_of(self._store, rg))
+
+    def fail(self, key: ResourceKey, message: str) -> None:
+        rg = self._store.get(key, ReplicationGroup)
+        if rg is None:
+            return
+
+        def change(s: ReplicationGroupStatus) -> None:
+            s.phase = "create-failed" if not s.announced_available else s.phase
+            s.failure = message
+
+        self._write(rg, change)
+        self._emit(RG, rg.id, rg, f"Failed to create replication group: {message}")
+
+    # ---- set-up steps -------------------------------------------------------------------
+
+    def _version(self, rg: ReplicationGroup) -> str:
+        available = self._infra.runtime.available_versions()
+        chosen, _ = resolve_version(rg.spec.engine, rg.spec.engine_version, available, self._infra.strict_versions)
+        if chosen is None:
+            raise PermanentError(f"No {rg.spec.engine} {rg.spec.engine_version} can run on this machine")
+        return chosen
+
+    def _endpoints(self, rg: ReplicationGroup) -> ReplicationGroup:
+        if rg.status.primary_host is not None and rg.status.reader_host is not None:
+            return rg
+        with self._infra.alloc_lock:
+            primary, _ = self._infra.allocate(self._infra.endpoint_addresses, rg.spec.port, self._store)
+            rg = self._write(rg, lambda s: setattr(s, "primary_host", primary))
+            reader, _ = self._infra.allocate(self._infra.endpoint_addresses, rg.spec.port, self._store)
+            return self._write(rg, lambda s: setattr(s, "reader_host", reader))
+
+    def _plan_members(self, rg: ReplicationGroup, members: list[CacheCluster]) -> list[CacheCluster]:
+        """Give every member without a node a node slot: id 0001, an AZ, an address of its own."""
+        out = []
+        for member in members:
+            if not member.status.nodes:
+                with self._infra.alloc_lock:
+                    host, port = self._infra.allocate(self._infra.node_addresses, rg.spec.port, self._store)
+                    zones = member.spec.preferred_azs or catalog.availability_zones(rg.region)[:1]
+                    node = NodeStatus(node_id=NODE_ID, status="creating", az=zones[0], host=host, port=port,
+                                      created_at=self._clock.now())
+
+                    def add(c: CacheCluster, node: NodeStatus = node) -> None:
+                        c.status.nodes = [node]
+                        c.status.phase = c.status.phase or "creating"
+                        c.status.last_node_number = 1
+
+                    member = self._update_member(member, add)
+                self._emit(CC, member.id, rg, f"Added cache node {NODE_ID} in availability zone {node.az}")
+            self._own(rg, member.id)
+            out.append(member)
+        return out
+
+    def _remove_members(self, rg: ReplicationGroup, members: list[CacheCluster]) -> list[CacheCluster]:
+        keep = []
+        for member in members:
+            if not member.spec.delete_requested or member.id == rg.status.primary:
+                keep.append(member)
+                continue
+            self._discard(self._name(rg, member.id))
+            if rg.status.reader_on == member.id:
+                rg = self._write(rg, lambda s: setattr(s, "reader_on", None))
+            self._store.delete(member.key)
+            self._emit(CC, member.id, rg, "Cache cluster deleted")
+        return keep
+
+    # ---- nodes --------------------------------------------------------------------------
+
+    def _run_members(self, rg: ReplicationGroup, members: list[CacheCluster], version: str) -> list[CacheCluster]:
+        """Every member's node runs with its role; recover the dead, converge the roles."""
+        runtime = self._infra.runtime
+        primary = self._member(members, rg.status.primary)
+        starting: list[str] = []
+        for member in members:
+            name = self._name(rg, member.id)
+            info = runtime.inspect(name)
+            alive = info is not None and info.state != NodeState.EXITED
+            node = member.status.nodes[0]
+            if alive and node.status == "available" and self._health.is_down(name):
+                # Frozen or hung (the primary's case went to failover when that was possible):
+                # make it surely dead so it comes back below.
+                runtime.kill(name)
+                alive = False
+            if alive:
+                if node.status != "available":
+                    starting.append(member.id)
+                continue
+            if primary is None:
+                raise TemporaryError("no primary to replicate from")
+            if node.status == "available":
+                self._emit(CC, member.id, rg, f"Recovering cache nodes {NODE_ID}")
+                member = self._set_member_node(member, "rebooting")
+            self._start(rg, member, primary, version)
+            starting.append(member.id)
+        members = members_of(self._store, rg)
+        if starting:
+            members = self._await_members(rg, members, starting)
+        self._converge_roles(rg, members)
+        return members_of(self._store, rg)
+
+    def _start(self, rg: ReplicationGroup, member: CacheCluster, primary: CacheCluster, version: str,
+               fresh: bool = False) -> None:
+        name = self._name(rg, member.id)
+        node = member.status.nodes[0]
+        settings: dict[str, str] = {}
+        if member.id != primary.id:
+            p = primary.status.nodes[0]
+            settings["replicaof"] = f"{p.host} {p.port}"
+        extra = self._wanted_addresses(rg, member.id)
+        if extra:
+            settings["bind"] = " ".join(extra)
+        if fresh:
+            self._infra.runtime.remove(name)  # a new replica starts empty and syncs from the primary
+        config = build_node_config(name=name, engine=rg.spec.engine, version=version, host=node.host,
+                                   port=node.port, node_type=rg.spec.node_type,
+                                   labels={"account": rg.account, "region": rg.region, "cluster": member.id,
+                                           "node": NODE_ID, "group": rg.id},
+                                   settings=settings)
+        try:
+            self._infra.runtime.start(config)
+        except RuntimeError_ as exc:
+            if exc.temporary:
+                raise TemporaryError(f"{member.id}: {exc}", delay=0.3) from exc
+            raise PermanentError(f"{member.id}: {exc}") from exc
+        self._applied[name] = tuple(extra)
+        self._health.revive(name)
+
+    def _await_members(self, rg: ReplicationGroup, members: list[CacheCluster], ids: list[str]) -> list[CacheCluster]:
+        """Wait until the started members answer with the right role (replicas: link up)."""
+        waiting = list(ids)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while waiting:
+            for member_id in list(waiting):
+                member = self._member(members, member_id)
+                if member is None:
+                    waiting.remove(member_id)
+                    continue
+                result = self._infra.runtime.probe(self._name(rg, member_id), PROBE_TIMEOUT)
+                if not result.ok or not self._role_ok(rg, member_id, result):
+                    continue
+                waiting.remove(member_id)
+                was = member.status.nodes[0].status
+                self._set_member_node(member, "available", version=result.version)
+                if was == "rebooting":
+                    self._emit(CC, member_id, rg, f"Finished recovery for cache nodes {NODE_ID}")
+            if not waiting:
+                break
+            if time.monotonic() > deadline:
+                raise TemporaryError(f"members {', '.join(waiting)} are not replicating yet", delay=0.2)
+            time.sleep(0.003)
+        return members_of(self._store, rg)
+
+    def _role_ok(self, rg: ReplicationGroup, member_id: str, result: ProbeResult) -> bool:
+        if member_id == rg.status.primary:
+            return result.role == "master"
+        return result.role == "slave" and result.details.get("master_link_status") == "up"
+
+    def _converge_roles(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:
+        """Level-triggered: a node whose role is not what the group's status says is told."""
+        primary = self._member(members, rg.status.primary)
+        if primary is None or rg.status.failover is not None:
+            return
+        p = primary.status.nodes[0]
+        for member in members:
+            name = self._name(rg, member.id)
+            result = self._health.last_probe(name) or self._infra.runtime.probe(name, PROBE_TIMEOUT)
+            if not result.ok:
+                continue
+            try:
+                if member.id == primary.id and result.role != "master":
+                    self._infra.runtime.replicate(name, None)
+                elif member.id != primary.id and result.role == "master":
+                    self._infra.runtime.replicate(name, (p.host, p.port))
+            except RuntimeError_ as exc:
+                raise TemporaryError(str(exc)) from exc
+
+    # ---- floating endpoint addresses ----------------------------------------------------
+
+    def _wanted_addresses(self, rg: ReplicationGroup, member_id: str) -> list[str]:
+        extra = []
+        if member_id == rg.status.primary and rg.status.primary_host:
+            extra.append(rg.status.primary_host)
+        if member_id == rg.status.reader_on and rg.status.reader_host:
+            extra.append(rg.status.reader_host)
+        return extra
+
+    def _place_addresses(self, rg: ReplicationGroup, members: list[CacheCluster]) -> ReplicationGroup:
+        """The primary address on the primary; the reader address on one healthy replica (the
+        primary when there is none). Addresses are dropped from old holders before they are
+        added to new ones: one address, one listener."""
+        healthy = [m.id for m in members if m.id != rg.status.primary and m.status.nodes
+                   and m.status.nodes[0].status == "available"
+                   and not self._health.is_down(self._name(rg, m.id))]
+        reader = rg.status.reader_on if rg.status.reader_on in healthy else (
+            healthy[0] if healthy else rg.status.primary)
+        if reader != rg.status.reader_on:
+            rg = self._write(rg, lambda s: setattr(s, "reader_on", reader))
+        wanted = {m.id: tuple(self._wanted_addresses(rg, m.id)) for m in members}
+        runtime = self._infra.runtime
+        # First every release, then every claim.
+        for phase in ("release", "claim"):
+            for member_id, extra in wanted.items():
+                name = self._name(rg, member_id)
+                current = self._applied.get(name)
+                if current == extra:
+                    continue
+                releasing = current is None or not set(current) <= set(extra)
+                if (phase == "release") != releasing:
+                    continue
+                target = tuple(a for a in (current or ()) if a in extra) if phase == "release" else extra
+                try:
+                    runtime.set_addresses(name, list(target))
+                except RuntimeError_ as exc:
+                    if self._health.is_down(name):
+                        continue  # a dead node holds nothing; it gets its addresses when it restarts
+                    raise TemporaryError(str(exc), delay=0.1) from exc
+                self._applied[name] = target
+        return rg
+
+    # ---- failover -----------------------------------------------------------------------
+
+    def _maybe_start_failover(self, rg: ReplicationGroup, members: list[CacheCluster]) -> ReplicationGroup:
+        request = rg.spec.test_failover
+        if request is not None and request.seq > rg.status.test_failover_done and rg.status.primary:
+            self._emit(RG, rg.id, rg, f"Test Failover API called for node group {request.node_group}")
+            return self._begin(rg, "test", request.seq)
+        if not rg.status.announced_available or rg.status.primary is None:
+            return rg
+        name = self._name(rg, rg.status.primary)
+        info = self._infra.runtime.inspect(name)
+        dead = info is None or info.state == NodeState.EXITED
+        if not (dead or self._health.is_down(name)):
+            return rg
+        if not rg.spec.automatic_failover or not self._eligible(rg, members, rg.status.primary, []):
+            return rg  # _run_members restarts the primary in place
+        log.warning("%s: primary %s is down; failing over", rg.id, rg.status.primary)
+        return self._begin(rg, "automatic", 0)
+
+    def _begin(self, rg: ReplicationGroup, reason: str, seq: int) -> ReplicationGroup:
+        assert rg.status.primary is not None
+        state = FailoverState(step="fence", reason=reason, old_primary=rg.status.primary,
+                              started_at=self._clock.now(), test_seq=seq)
+        return self._write(rg, lambda s: setattr(s, "failover", state))
+
+    def _eligible(self, rg: ReplicationGroup, members: list[CacheCluster], old: str,
+                  excluded: list[str]) -> list[tuple[CacheCluster, ProbeResult]]:
+        out = []
+        for m in members:
+            if m.id == old or m.id in excluded or not m.status.nodes:
+                continue
+            result = self._infra.runtime.probe(self._name(rg, m.id), PROBE_TIMEOUT)
+            if result.ok and result.role == "slave":
+                out.append((m, result))
+        return out
+
+    def _failover(self, rg: ReplicationGroup, version: str) -> ReplicationGroup:
+        """Run the state machine from its persisted step to the end (or to a wait)."""
+        runtime = self._infra.runtime
+        for _ in range(20):  # bounded: each step either advances or ends the machine
+            fo = rg.status.failover
+            if fo is None:
+                return rg
+            members = members_of(self._store, rg)
+            old_name = self._name(rg, fo.old_primary)
+            if fo.step == "fence":
+                # Surely dead: it releases the primary address and takes no more writes.
+                runtime.kill(old_name)
+                self._applied.pop(old_name, None)
+                rg = self._step(rg, "select")
+            elif fo.step == "select":
+                candidates = self._eligible(rg, members, fo.old_primary, fo.excluded)
+                if not candidates:
+                    self._emit(RG, rg.id, rg, f"Failover of primary node {fo.old_primary} aborted: no healthy "
+                                              "replica can be promoted; restarting the primary")
+                    return self._end(rg, fo)
+                best = max(candidates, key=lambda c: (_offset(c[1]), [-ord(ch) for ch in c[0].id]))[0]
+                rg = self._step(rg, "promote", candidate=best.id)
+            elif fo.step == "promote":
+                assert fo.candidate is not None
+                try:
+                    runtime.replicate(self._name(rg, fo.candidate), None)
+                    rg = self._step(rg, "wait_promotion")
+                except RuntimeError_:
+                    rg = self._step(rg, "select", exclude=fo.candidate)
+            elif fo.step == "wait_promotion":
+                assert fo.candidate is not None
+                if self._wait_role(self._name(rg, fo.candidate), "master"):
+                    rg = self._step(rg, "repoint")
+                else:
+                    rg = self._step(rg, "select", exclude=fo.candidate)
+            elif fo.step == "repoint":
+                assert fo.candidate is not None
+                candidate = fo.candidate
+
+                def repoint(s: ReplicationGroupStatus) -> None:
+                    s.primary = candidate
+                    if s.reader_on in (fo.old_primary, candidate):
+                        s.reader_on = None
+
+                rg = self._write(rg, repoint)
+                # The candidate may hold the reader address: drop it, then take the primary's.
+                self._release_all(rg, candidate)
+                runtime.set_addresses(self._name(rg, candidate), [rg.status.primary_host or ""])
+                self._applied[self._name(rg, candidate)] = (rg.status.primary_host or "",)
+                text = f"Failover from primary node {fo.old_primary} to replica node {candidate} completed"
+                self._emit(CC, fo.old_primary, rg, text)
+                self._emit(RG, rg.id, rg, text)
+                rg = self._step(rg, "reconfigure")
+            elif fo.step == "reconfigure":
+                new = self._member(members, rg.status.primary)
+                assert new is not None
+                p = new.status.nodes[0]
+                for m in members:
+                    if m.id in (new.id, fo.old_primary):
+                        continue
+                    try:
+                        runtime.replicate(self._name(rg, m.id), (p.host, p.port))
+                    except RuntimeError_ as exc:
+                        log.warning("%s: re-pointing %s failed (%s); it is recovered later", rg.id, m.id, exc)
+                rg = self._step(rg, "replace")
+            elif fo.step == "replace":
+                new = self._member(members, rg.status.primary)
+                old = self._member(members, fo.old_primary)
+                assert new is not None
+                if old is not None:
+                    self._emit(CC, old.id, rg, f"Recovering cache nodes {NODE_ID}")
+                    old = self._set_member_node(old, "rebooting")
+                    self._start(rg, old, new, version, fresh=True)
+                return self._end(rg, fo)
+        return rg
+
+    def _step(self, rg: ReplicationGroup, step: str, candidate: str | None = None,
+              exclude: str | None = None) -> ReplicationGroup:
+        def change(s: ReplicationGroupStatus) -> None:
+            assert s.failover is not None
+            s.failover.step = step
+            if candidate is not None:
+                s.failover.candidate = candidate
+            if exclude is not None:
+                s.failover.excluded.append(exclude)
+
+        log.info("%s: failover step %s", rg.id, step)
+        return self._write(rg, change)
+
+    def _end(self, rg: ReplicationGroup, fo: FailoverState) -> ReplicationGroup:
+        def change(s: ReplicationGroupStatus) -> None:
+            s.failover = None
+            if fo.reason == "test":
+                s.test_failover_done = max(s.test_failover_done, fo.test_seq)
+
+        return self._write(rg, change)
+
+    def _wait_role(self, name: str, role: str) -> bool:
+        deadline = time.monotonic() + PROMOTION_TIMEOUT
+        while time.monotonic() < deadline:
+            result = self._infra.runtime.probe(name, PROBE_TIMEOUT)
+            if result.ok and result.role == role:
+                return True
+            time.sleep(0.002)
+        return False
+
+    def _release_all(self, rg: ReplicationGroup, member_id: str) -> None:
+        name = self._name(rg, member_id)
+        if self._applied.get(name):
+            self._infra.runtime.set_addresses(name, [])
+            self._applied[name] = ()
+
+    # ---- planned switchover, reboots ----------------------------------------------------
+
+    def _switchover(self, rg: ReplicationGroup, members: list[CacheCluster]) -> ReplicationGroup:
+        """ModifyReplicationGroup PrimaryClusterId: promote the member, demote the old primary."""
+        change = rg.spec.primary_change
+        if change is None or change.seq <= rg.status.primary_change_done:
+            return rg
+        old, new = self._member(members, rg.status.primary), self._member(members, change.member)
+        if new is None or old is None or new.id == old.id:
+            return self._write(rg, lambda s: setattr(s, "primary_change_done", change.seq))
+        runtime = self._infra.runtime
+        self._release_all(rg, old.id)
+        self._release_all(rg, new.id)
+        runtime.replicate(self._name(rg, new.id), None)
+        if not self._wait_role(self._name(rg, new.id), "master"):
+            raise TemporaryError(f"{new.id} was not promoted")
+
+        def switch(s: ReplicationGroupStatus) -> None:
+            s.primary = new.id
+            s.primary_change_done = change.seq
+            s.reader_on = None
+
+        rg = self._write(rg, switch)
+        p = new.status.nodes[0]
+        for m in members:
+            if m.id != new.id:
+                runtime.replicate(self._name(rg, m.id), (p.host, p.port))
+        self._emit(RG, rg.id, rg, f"Primary cluster changed from {old.id} to {new.id}")
+        return rg
+
+    def _reboots(self, rg: ReplicationGroup, members: list[CacheCluster], version: str) -> None:
+        """RebootCacheCluster on a member: restart its node in place (no failover, as in AWS)."""
+        primary = self._member(members, rg.status.primary)
+        for member in members:
+            request = member.spec.reboot
+            if request is None or request.seq <= member.status.rebooted_seq or primary is None:
+                continue
+            name = self._name(rg, member.id)
+            member = self._set_member_node(member, "rebooting")
+            self._infra.runtime.stop(name)
+            self._emit(CC, member.id, rg, f"Cache node {NODE_ID} shutdown")
+            self._start(rg, member, primary, version)
+            self._await_members(rg, members_of(self._store, rg), [member.id])
+            self._emit(CC, member.id, rg, f"Cache node {NODE_ID} restarted")
+            self._update_member(member, partial(_rebooted, seq=request.seq))
+
+    # ---- status -------------------------------------------------------------------------
+
+    def _settle(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:
+        if rg.status.failover is not None:
+            return
+        if any(not m.status.nodes or m.status.nodes[0].status != "available" for m in members):
+            return
+        generation = rg.generation
+        first = not rg.status.announced_available
+        for member in members:
+            if member.status.phase != "available" or not member.status.announced_available:
+                created = not member.status.announced_available
+
+                def ready(c: CacheCluster) -> None:
+                    c.status.phase = "available"
+                    c.status.announced_available = True
+                    c.observed_generation = c.generation
+
+                self._update_member(member, ready)
+                if created:
+                    self._emit(CC, member.id, rg, "Cache cluster created")
+
+        def change(r: ReplicationGroup) -> None:
+            r.status.phase = "available"
+            r.status.announced_available = True
+            r.status.failure = None
+            r.observed_generation = max(r.observed_generation, generation)
+
+        self._store.update(rg.key, ReplicationGroup, change)
+        if first:
+            self._emit(RG, rg.id, rg, f"Replication group {rg.id} created")
+
+    def _delete(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:
+        for member in members:
+            name = self._name(rg, member.id)
+            if rg.spec.retain_primary_cluster and member.id == rg.status.primary:
+                # Kept as a standalone cluster: it stops holding the group's addresses.
+                if self._applied.get(name) or self._applied.get(name) is None:
+                    try:
+                        self._infra.runtime.set_addresses(name, [])
+                    except RuntimeError_:
+                        pass
+                self._applied.pop(name, None)
+                self._health.unwatch(name)
+                self._infra.node_owner[name] = member.key
+
+                def standalone(c: CacheCluster) -> None:
+                    c.spec.replication_group_id = None
+
+                self._update_member(member, standalone)
+                continue
+            self._discard(name)
+            self._store.delete(member.key)
+            self._emit(CC, member.id, rg, "Cache cluster deleted")
+        self._store.delete(rg.key)
+        self._emit(RG, rg.id, rg, f"Replication group {rg.id} deleted")
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _own(self, rg: ReplicationGroup, member_id: str) -> None:
+        name = self._name(rg, member_id)
+        self._infra.node_owner[name] = rg.key
+        self._health.watch(name, rg.key)
+
+    def _discard(self, name: str) -> None:
+        self._health.unwatch(name)
+        self._infra.node_owner.pop(name, None)
+        self._applied.pop(name, None)
+        self._infra.runtime.kill(name)
+        self._infra.runtime.remove(name)
+
+    @staticmethod
+    def _member(members: list[CacheCluster], member_id: str | None) -> CacheCluster | None:
+        return next((m for m in members if m.id == member_id), None)
+
+    def _name(self, rg: ReplicationGroup, member_id: str) -> str:
+        return node_name(rg.account, rg.region, member_id, NODE_ID)
+
+    def _write(self, rg: ReplicationGroup, change: Callable[[ReplicationGroupStatus], Any]) -> ReplicationGroup:
+        def apply(r: ReplicationGroup) -> None:
+            change(r.status)
+
+        updated = self._store.update(rg.key, ReplicationGroup, apply)
+        if updated is None:
+            raise TemporaryError("replication group vanished")
+        return updated
+
+    def _update_member(self, member: CacheCluster, change: Callable[[CacheCluster], Any]) -> CacheCluster:
+        updated = self._store.update(member.key, CacheCluster, change)
+        if updated is None:
+            raise TemporaryError(f"member {member.id} vanished")
+        return updated
+
+    def _set_member_node(self, member: CacheCluster, status: str, version: str | None = None) -> CacheCluster:
+        def change(c: CacheCluster) -> None:
+            for n in c.status.nodes:
+                n.status = status
+                if version:
+                    n.version = version
+                    c.status.engine_version = version
+
+        return self._update_member(member, change)
+
+    def _emit(self, source_type: str, source_id: str, rg: ReplicationGroup, message: str) -> None:
+        self._events.emit(rg.account, rg.region, source_type, source_id, message)
+
+
+def _offset(result: ProbeResult) -> int:
+    try:
+        return int(result.details.get("slave_repl_offset", "0"))
+    except ValueError:
+        return 0
+
+
+def _rebooted(member: CacheCluster, seq: int) -> None:
+    member.status.rebooted_seq = seq

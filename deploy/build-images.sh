@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds local node images from this machine's own redis-server / valkey-server / memcached
+# binaries, for machines that reach no image registry (CI). Each image is a root filesystem with
+# the binary, the shared libraries `ldd` lists and the dynamic loader, loaded with `docker import`:
+#
+#   elasticache-local/redis:<version>  elasticache-local/valkey:<version>  elasticache-local/memcached:<version>
+#
+# <version> is what the binary itself reports. An image that already exists is skipped, so the
+# script is cheap to run again. Point the service at the images with
+#   ELASTICACHE_LOCAL_DOCKER_IMAGE_REDIS='elasticache-local/redis:{version}'
+#   ELASTICACHE_LOCAL_DOCKER_IMAGE_VALKEY='elasticache-local/valkey:{version}'
+#   ELASTICACHE_LOCAL_DOCKER_IMAGE_MEMCACHED='elasticache-local/memcached:{version}'
+#   ELASTICACHE_LOCAL_DOCKER_PULL=false
+# Usage: deploy/build-images.sh [--prefix elasticache-local] [--force]
+set -euo pipefail
+
+prefix=elasticache-local
+force=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prefix) prefix=$2; shift 2 ;;
+    --force) force=1; shift ;;
+    *) echo "usage: $0 [--prefix NAME] [--force]" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf 'build-images: %s\n' "$*" >&2; }
+
+if ! docker info >/dev/null 2>&1; then
+  say "no Docker engine answers (docker info failed): start one first (deploy/docker-setup.sh does)"
+  exit 1
+fi
+
+# The node user: nodes run unprivileged, and own their data directory (a fresh named volume
+# takes the owner of the image's /data).
+NODE_UID=65534
+
+version_of() {  # engine binary -> "engine version", as the binary reports itself
+  local out
+  case "$(basename "$1")" in
+    memcached) out=$("$1" -V 2>/dev/null || true)
+      [[ $out =~ ^memcached\ ([0-9]+\.[0-9]+\.[0-9]+) ]] && echo "memcached ${BASH_REMATCH[1]}" ;;
+    *) out=$("$1" --version 2>/dev/null || true)
+      [[ $out =~ (Redis|Valkey)\ server\ v=([0-9]+\.[0-9]+\.[0-9]+) ]] &&
+        echo "$(echo "${BASH_REMATCH[1]}" | tr '[:upper:]' '[:lower:]') ${BASH_REMATCH[2]}" ;;
+  esac
+}
+
+copy_with_libs() {  # binary rootfs name-inside
+  local binary=$1 root=$2 name=$3 lib
+  install -D -m 0755 "$(readlink -f "$binary")" "$root/usr/bin/$name"
+  # Every library ldd resolves (`name => /path`), and the loader (a bare absolute path).
+  for lib in $(ldd "$binary" | awk '/=> \// {print $3} /^[[:space:]]*\/[^ ]+ \(/ {print $1}'); do
+    install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+  done
+}
+
+build() {  # engine version binary
+  local engine=$1 version=$2 binary=$3 image="$prefix/$1:$2" root name old
+  old=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
+  if [ $force = 0 ] && [ -n "$old" ]; then
+    say "$image exists"
+    return
+  fi
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' RETURN
+  name=$(basename "$binary")
+  [ "$engine" = valkey ] && name=valkey-server
+  [ "$engine" = redis ] && name=redis-server
+  copy_with_libs "$binary" "$root" "$name"
+  mkdir -p "$root/data" "$root/tmp" "$root/etc"
+  chmod 1777 "$root/tmp"
+  chown "$NODE_UID:$NODE_UID" "$root/data"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:%s:%s:nobody:/data:/sbin/nologin\n' \
+    "$NODE_UID" "$NODE_UID" > "$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:%s:\n' "$NODE_UID" > "$root/etc/group"
+  tar -C "$root" -c . | docker import \
+    --change "USER $NODE_UID:$NODE_UID" \
+    --change 'WORKDIR /data' \
+    --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
+    --change "LABEL elasticache-local.image=local elasticache-local.engine=$engine elasticache-local.version=$version" \
+    --change "CMD [\"/usr/bin/$name\"]" \
+    --message "elasticache-local: $engine $version from $binary" \
+    - "$image" >/dev/null
+  # A rebuild (--force) leaves the previous image untagged: remove it.
+  if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$image")" ]; then
+    docker image rm "$old" >/dev/null 2>&1 || true
+  fi
+  say "built $image from $binary ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.1f MB", $1/1e6}'))"
+}
+
+found=0
+seen=" "
+for program in redis-server valkey-server memcached; do
+  binary=$(command -v "$program" 2>/dev/null || true)
+  [ -n "$binary" ] || continue
+  read -r engine version <<<"$(version_of "$binary")" || true
+  [ -n "${version:-}" ] || { say "skipping $binary: cannot tell its version"; continue; }
+  # Some distributions install valkey under the name redis-server: one image per engine/version.
+  case "$seen" in *" $engine:$version "*) continue ;; esac
+  seen="$seen$engine:$version "
+  build "$engine" "$version" "$binary"
+  found=$((found + 1))
+done
+if [ $found = 0 ]; then
+  say "no redis-server, valkey-server or memcached on PATH: install them first (deploy/bootstrap.sh does)"
+  exit 1
+fi

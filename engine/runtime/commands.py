@@ -1,0 +1,45 @@
+"""Replication and address commands for runtimes whose nodes are reachable over TCP at their
+own address (the process runtime, and the docker runtime with host networking)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.adapters import redis as redis_adapter
+from engine.runtime.base import NodeInfo, RuntimeError_
+
+COMMAND_TIMEOUT = 2.0
+
+
+class TcpNodeCommands:
+    """Mixin: needs `inspect(name) -> NodeInfo | None` from the runtime it is mixed into."""
+
+    def inspect(self, name: str) -> NodeInfo | None:  # provided by the runtime
+        raise NotImplementedError
+
+    def _redis(self, name: str, *args: str) -> None:
+        info = self.inspect(name)
+        if info is None:
+            raise RuntimeError_(f"no node named {name}", temporary=False)
+        if info.engine not in ("redis", "valkey"):
+            raise RuntimeError_(f"node {name} runs {info.engine}, which does not replicate", temporary=False)
+        try:
+            redis_adapter.execute(info.host, info.port, *args, timeout=COMMAND_TIMEOUT)
+        except (OSError, redis_adapter.RespError) as exc:
+            raise RuntimeError_(f"node {name}: {' '.join(args[:2])} failed: {exc}") from exc
+
+    def replicate(self, name: str, primary: tuple[str, int] | None) -> None:
+        """Make the node a replica of `primary`, or a primary itself when None."""
+        if primary is None:
+            self._redis(name, "REPLICAOF", "NO", "ONE")
+        else:
+            self._redis(name, "REPLICAOF", primary[0], str(primary[1]))
+
+    def set_addresses(self, name: str, extra: Sequence[str]) -> None:
+        """Listen on the node's own address plus `extra` (floating endpoint addresses), at once.
+        Redis and Valkey >= 7.0 change `bind` at runtime."""
+        info = self.inspect(name)
+        if info is None:
+            raise RuntimeError_(f"no node named {name}", temporary=False)
+        addresses = [info.host, *[a for a in extra if a != info.host]]
+        self._redis(name, "CONFIG", "SET", "bind", " ".join(addresses))
