@@ -20,11 +20,13 @@ from controlplane.protocol.route import QueryApi
 from controlplane.reconciler.cache_clusters import CacheClusterReconciler
 from controlplane.reconciler.clock import Clock, RealClock
 from controlplane.reconciler.controller import Controller
+from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import EndpointHub, Infra
+from controlplane.reconciler.replication_groups import ReplicationGroupReconciler
 from controlplane.reconciler.workqueue import WorkQueue
 from controlplane.settings import Settings
 from controlplane.state.events import EventLog
-from controlplane.state.records import CacheCluster, ResourceKey
+from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
 from controlplane.state.store import Store
 from engine.addresses import AddressAllocator, loopback_aliases_work
 from engine.proxy.hub import ProxyHub
@@ -65,6 +67,9 @@ class Service:
     hub: EndpointHub
     controller: Controller
     clusters: CacheClusterReconciler
+    groups: ReplicationGroupReconciler
+    infra: Infra
+    health: HealthMonitor
     query: QueryApi
     addressing: str
     started_at: float = field(default_factory=time.monotonic)
@@ -73,16 +78,21 @@ class Service:
         self.hub.start()
         self.runtime.set_exit_listener(self._node_exited)
         self.controller.start()
+        self.health.start()
 
     def stop(self) -> None:
         """Stop the API's machinery. Nodes keep running; the next start re-adopts them."""
+        self.health.stop()
         self.controller.stop()
         self.hub.close()
         self.runtime.close()
         self.store.close()
 
     def _node_exited(self, name: str) -> None:
-        key = self.clusters._infra.node_owner.get(name)
+        """The runtime saw a node exit: its owner reconciles now (no probe timeout to wait)."""
+        if self.health.exited(name):
+            return  # watched: the health monitor told the owner
+        key = self.infra.node_owner.get(name)
         if key is not None:
             self.controller.enqueue(key)
 
@@ -91,23 +101,26 @@ class Service:
 
     def reset(self, timeout: float = 30.0) -> int:
         """Delete every resource and stop every node (moto's /moto-api/reset)."""
-        keys = [k for k in self.store.resource_keys() if k.kind == CacheCluster.KIND]
+        keys = self.store.resource_keys()
         for key in keys:
-            self.store.update(key, CacheCluster, _request_delete)
+            if key.kind == ReplicationGroup.KIND:
+                self.store.update(key, ReplicationGroup, _request_delete)
+            elif key.kind == CacheCluster.KIND:
+                self.store.update(key, CacheCluster, _request_delete)
             self.controller.enqueue(key)
         deadline = time.monotonic() + timeout
-        while any(k.kind == CacheCluster.KIND for k in self.store.resource_keys()) and time.monotonic() < deadline:
+        while self.store.resource_keys() and time.monotonic() < deadline:
             time.sleep(0.01)
-        leftover = [k for k in self.store.resource_keys() if k.kind == CacheCluster.KIND]
+        leftover = self.store.resource_keys()
         if leftover:
-            raise TimeoutError(f"reset: {len(leftover)} cluster(s) still being deleted")
+            raise TimeoutError(f"reset: {len(leftover)} resource(s) still being deleted")
         for node in self.runtime.list_managed():
             self.runtime.remove(node.name)
         self.store.reset()
         return len(keys)
 
 
-def _request_delete(rec: CacheCluster) -> None:
+def _request_delete(rec: CacheCluster | ReplicationGroup) -> None:
     rec.spec.delete_requested = True
     rec.generation += 1
 
@@ -131,12 +144,17 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     controller = Controller(store, queue, workers=settings.workers, resync_interval=settings.resync_interval)
     clusters = CacheClusterReconciler(store, infra, events, clock, controller.enqueue)
     controller.register(clusters)
+    health = HealthMonitor(runtime, lambda key, _name: controller.enqueue(key), interval=settings.health_interval,
+                           down_after=settings.down_after, monotonic=clock.monotonic)
+    groups = ReplicationGroupReconciler(store, infra, events, clock, health)
+    controller.register(groups)
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions)
     query = QueryApi(api, all_handlers(), services, on_browser=_front_page)
     return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
-                   hub=hub, controller=controller, clusters=clusters, query=query,
+                   hub=hub, controller=controller, clusters=clusters, groups=groups, infra=infra,
+                   health=health, query=query,
                    addressing=mode)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zlib
 from functools import partial
+from typing import Any
 
 from controlplane import catalog
 from controlplane.handlers import validate as v
@@ -135,9 +136,7 @@ def _check_quota(ctx: RequestContext, adding: int) -> None:
 def create_cache_cluster(ctx: RequestContext, params: Params) -> Result:
     cluster_id = v.resource_id(params["CacheClusterId"], "CacheClusterId", 50)
     if params.get("ReplicationGroupId"):
-        raise ServiceError(
-            "ReplicationGroupNotFoundFault", f"ReplicationGroup {params['ReplicationGroupId']} not found."
-        )
+        return _join_replication_group(ctx, cluster_id, params)
     engine = (params.get("Engine") or "").lower()
     if not engine:
         raise v.invalid("The parameter Engine must be provided (memcached or redis).")
@@ -235,6 +234,38 @@ def create_cache_cluster(ctx: RequestContext, params: Params) -> Result:
         raise ServiceError("CacheClusterAlreadyExistsFault", f"Cache cluster {cluster_id} already exists.")
     ctx.services.enqueue(key)
     return {"CacheCluster": shapes.cache_cluster(rec, show_nodes=False)}
+
+
+def _join_replication_group(ctx: RequestContext, cluster_id: str, params: Params) -> Result:
+    """CreateCacheCluster with ReplicationGroupId: the new cluster joins as a read replica (as
+    Terraform's aws_elasticache_cluster does); it takes the group's engine, version and type."""
+    from controlplane.handlers.replication_groups import MAX_MEMBERS, get_group, member_spec
+    from controlplane.reconciler.replication_groups import members_of
+
+    rg = get_group(ctx, params["ReplicationGroupId"])
+    if rg.api_status() != "available":
+        raise ServiceError("InvalidReplicationGroupStateFault",
+                           f"Replication group {rg.id} is not in the available state.")
+    for name, value in (("Engine", rg.spec.engine), ("CacheNodeType", rg.spec.node_type)):
+        if params.get(name) and params[name].lower() != value:
+            raise v.combination(f"{name} {params[name]} does not match the replication group's {value}.")
+    store = ctx.services.store
+    if len(members_of(store, rg)) >= MAX_MEMBERS:
+        raise v.invalid(f"Replication group {rg.id} already has a primary and 5 replicas.")
+    az = params.get("PreferredAvailabilityZone")
+    if az and az not in catalog.availability_zones(ctx.region):
+        raise v.invalid(f"Invalid availability zone: {az}")
+    rec = CacheCluster(account=ctx.account, region=ctx.region, id=cluster_id, created_at=ctx.services.clock.now(),
+                       tags=_tags(params), spec=member_spec(rg, az))
+    if not store.create(rec):
+        raise ServiceError("CacheClusterAlreadyExistsFault", f"Cache cluster {cluster_id} already exists.")
+    store.update(rg.key, type(rg), _bump_generation)
+    ctx.services.enqueue(rg.key)
+    return {"CacheCluster": shapes.cache_cluster(rec, show_nodes=False)}
+
+
+def _bump_generation(rec: Any) -> None:
+    rec.generation += 1
 
 
 def describe_cache_clusters(ctx: RequestContext, params: Params) -> Result:
@@ -387,6 +418,19 @@ def delete_cache_cluster(ctx: RequestContext, params: Params) -> Result:
                                "Snapshots are not supported for Memcached clusters.")
         raise v.combination("FinalSnapshotIdentifier is not supported by elasticache-local yet.")
     _require_available(rec)
+    if rec.spec.replication_group_id:
+        from controlplane.handlers.replication_groups import get_group
+        from controlplane.reconciler.replication_groups import members_of
+
+        rg = get_group(ctx, rec.spec.replication_group_id)
+        if rg.status.primary == rec.id:
+            raise ServiceError("InvalidCacheClusterStateFault",
+                               f"Cache cluster {rec.id} is the primary of replication group {rg.id} and cannot be "
+                               "deleted; delete the replication group or fail over first.")
+        if rg.spec.automatic_failover and len(members_of(ctx.services.store, rg)) <= 2:
+            raise ServiceError("InvalidReplicationGroupStateFault",
+                               f"Cache cluster {rec.id} is the last replica of replication group {rg.id}, which has "
+                               "automatic failover enabled.")
 
     def change(r: CacheCluster) -> None:
         r.spec.delete_requested = True

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controlplane import catalog
-from engine.addresses import AddressAllocator
-from engine.proxy.hub import Member
 from controlplane.reconciler.errors import PermanentError
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
 from controlplane.state.store import Store
+from engine.addresses import AddressAllocator
+from engine.proxy.hub import Member
 from engine.runtime.base import NodeConfig, NodeRuntime, RuntimeError_
 from engine.versions import nearest
 

@@ -8,10 +8,11 @@ member clusters over to it, so no two loops ever race on a node.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from controlplane import catalog
@@ -323,8 +324,12 @@ class ReplicationGroupReconciler:
         dead = info is None or info.state == NodeState.EXITED
         if not (dead or self._health.is_down(name)):
             return rg
-        if not rg.spec.automatic_failover or not self._eligible(rg, members, rg.status.primary, []):
+        if not rg.spec.automatic_failover:
             return rg  # _run_members restarts the primary in place
+        if not self._eligible(rg, members, rg.status.primary, []):
+            self._emit(RG, rg.id, rg, f"Failover of primary node {rg.status.primary} aborted: no healthy replica "
+                                      "can be promoted; restarting the primary")
+            return rg
         log.warning("%s: primary %s is down; failing over", rg.id, rg.status.primary)
         return self._begin(rg, "automatic", 0)
 
@@ -383,13 +388,7 @@ class ReplicationGroupReconciler:
             elif fo.step == "repoint":
                 assert fo.candidate is not None
                 candidate = fo.candidate
-
-                def repoint(s: ReplicationGroupStatus) -> None:
-                    s.primary = candidate
-                    if s.reader_on in (fo.old_primary, candidate):
-                        s.reader_on = None
-
-                rg = self._write(rg, repoint)
+                rg = self._write(rg, partial(_repoint, old=fo.old_primary, new=candidate))
                 # The candidate may hold the reader address: drop it, then take the primary's.
                 self._release_all(rg, candidate)
                 runtime.set_addresses(self._name(rg, candidate), [rg.status.primary_host or ""])
@@ -527,6 +526,7 @@ class ReplicationGroupReconciler:
 
         def change(r: ReplicationGroup) -> None:
             r.status.phase = "available"
+            r.status.af_applied = r.spec.automatic_failover if r.generation == generation else r.status.af_applied
             r.status.announced_available = True
             r.status.failure = None
             r.observed_generation = max(r.observed_generation, generation)
@@ -540,11 +540,8 @@ class ReplicationGroupReconciler:
             name = self._name(rg, member.id)
             if rg.spec.retain_primary_cluster and member.id == rg.status.primary:
                 # Kept as a standalone cluster: it stops holding the group's addresses.
-                if self._applied.get(name) or self._applied.get(name) is None:
-                    try:
-                        self._infra.runtime.set_addresses(name, [])
-                    except RuntimeError_:
-                        pass
+                with contextlib.suppress(RuntimeError_):
+                    self._infra.runtime.set_addresses(name, [])
                 self._applied.pop(name, None)
                 self._health.unwatch(name)
                 self._infra.node_owner[name] = member.key
@@ -619,3 +616,9 @@ def _offset(result: ProbeResult) -> int:
 
 def _rebooted(member: CacheCluster, seq: int) -> None:
     member.status.rebooted_seq = seq
+
+
+def _repoint(status: ReplicationGroupStatus, old: str, new: str) -> None:
+    status.primary = new
+    if status.reader_on in (old, new):
+        status.reader_on = None

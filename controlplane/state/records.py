@@ -209,6 +209,7 @@ class ReplicationGroupStatus(BaseModel):
     test_failover_done: int = 0
     primary_change_done: int = 0
     announced_available: bool = False
+    af_applied: bool | None = None  # the AutomaticFailover setting the loop last acted on
     failure: str | None = None
 
 

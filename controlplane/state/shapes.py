@@ -9,7 +9,7 @@ from typing import Any
 
 from controlplane.catalog import family_of
 from controlplane.state.arns import arn
-from controlplane.state.records import CacheCluster, Event, Tag
+from controlplane.state.records import CacheCluster, Event, ReplicationGroup, Tag
 
 
 def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
@@ -107,3 +107,78 @@ def tags(items: list[Tag]) -> list[dict[str, str]]:
 
 def parameter_group_family(engine: str, version: str) -> str:
     return family_of(engine, version)
+
+
+def replication_group(rg: ReplicationGroup, members: list[CacheCluster]) -> dict[str, Any]:
+    spec, status = rg.spec, rg.status
+    settling = rg.observed_generation < rg.generation or status.phase is None
+    if spec.automatic_failover:
+        failover = "enabling" if (settling and not status.announced_available) or _af_changing(rg) else "enabled"
+    else:
+        failover = "disabling" if _af_changing(rg) else "disabled"
+    out: dict[str, Any] = {
+        "ReplicationGroupId": rg.id,
+        "Description": spec.description,
+        "Status": rg.api_status(),
+        "PendingModifiedValues": _rg_pending(rg),
+        "MemberClusters": [m.id for m in members],
+        "AutomaticFailover": failover,
+        "MultiAZ": "enabled" if spec.multi_az else "disabled",
+        "SnapshotRetentionLimit": spec.snapshot_retention_limit,
+        "SnapshotWindow": spec.snapshot_window,
+        "ClusterEnabled": False,
+        "CacheNodeType": spec.node_type,
+        "AuthTokenEnabled": False,
+        "TransitEncryptionEnabled": False,
+        "AtRestEncryptionEnabled": False,
+        "ARN": arn(rg.region, rg.account, rg.KIND, rg.id),
+        "UserGroupIds": [],
+        "LogDeliveryConfigurations": [],
+        "DataTiering": "disabled",
+        "AutoMinorVersionUpgrade": spec.auto_minor_version_upgrade,
+        "NetworkType": "ipv4",
+        "IpDiscovery": "ipv4",
+        "ClusterMode": "disabled",
+        "Engine": spec.engine,
+    }
+    if status.announced_available:
+        out["ReplicationGroupCreateTime"] = rg.created_at
+    if spec.snapshotting_cluster_id:
+        out["SnapshottingClusterId"] = spec.snapshotting_cluster_id
+    node_members = []
+    for m in members:
+        if not m.status.nodes:
+            continue
+        node = m.status.nodes[0]
+        member: dict[str, Any] = {
+            "CacheClusterId": m.id,
+            "CacheNodeId": node.node_id,
+            "ReadEndpoint": {"Address": node.host, "Port": node.port},
+            "PreferredAvailabilityZone": node.az,
+        }
+        if status.primary is not None:
+            member["CurrentRole"] = "primary" if m.id == status.primary else "replica"
+        node_members.append(member)
+    group: dict[str, Any] = {"NodeGroupId": "0001", "Status": "available" if rg.api_status() == "available"
+                             else rg.api_status(), "NodeGroupMembers": node_members}
+    if status.primary_host is not None:
+        group["PrimaryEndpoint"] = {"Address": status.primary_host, "Port": spec.port}
+    if status.reader_host is not None:
+        group["ReaderEndpoint"] = {"Address": status.reader_host, "Port": spec.port}
+    out["NodeGroups"] = [group]
+    return out
+
+
+def _af_changing(rg: ReplicationGroup) -> bool:
+    return rg.status.announced_available and rg.observed_generation < rg.generation and \
+        rg.status.af_applied is not None and rg.status.af_applied != rg.spec.automatic_failover
+
+
+def _rg_pending(rg: ReplicationGroup) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    change = rg.spec.primary_change
+    if change is not None and change.seq > rg.status.primary_change_done:
+        out["PrimaryClusterId"] = change.member
+    if _af_changing(rg):
+        out["AutomaticFailoverStatus"] = "enabled" if rg.spec.automatic_failover else "disabled"
+    return out
