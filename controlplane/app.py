@@ -37,9 +37,24 @@ log = logging.getLogger("elasticache_local")
 
 def build_runtime(settings: Settings) -> NodeRuntime:
     if settings.runtime == "docker":
-        raise SystemExit(
-            "The docker runtime is not available in this version yet; use --runtime process."
-        )
+        from engine.runtime.base import RuntimeError_
+        from engine.runtime.docker import DockerRuntime, owner_for
+
+        data_dir = str(settings.data_dir.resolve())
+        try:
+            # Owned by this data directory: two services on one Docker engine never meet.
+            return DockerRuntime(
+                owner=owner_for(data_dir),
+                owner_note=data_dir,
+                base_url=settings.docker_host,
+                network=settings.docker_network,
+                images={"redis": settings.docker_image_redis, "valkey": settings.docker_image_valkey,
+                        "memcached": settings.docker_image_memcached},
+                pull=settings.docker_pull,
+                versions=settings.docker_versions,
+            )
+        except (RuntimeError_, ValueError) as exc:
+            raise SystemExit(f"elasticache-local: {exc}") from exc
     from engine.runtime.process import ProcessRuntime
     from engine.versions import discover
 

@@ -48,3 +48,23 @@ class Settings(BaseSettings):
     def port_bounds(self) -> tuple[int, int]:
         low, _, high = self.port_range.partition("-")
         return int(low), int(high or low)
+
+    # --- the docker runtime (runtime = "docker") ---
+    # The Docker engine: None means DOCKER_HOST, the current docker context, or /var/run/docker.sock.
+    docker_host: str | None = None
+    # host: nodes share the host's network (own loopback address, standard port, no proxy in the
+    # data path; Linux). ports: each node's port published on its address (Docker Desktop).
+    docker_network: Literal["host", "ports"] = "host"
+    # One image per engine and version; "{version}" is replaced by the version to run.
+    docker_image_redis: str = "redis:{version}"
+    docker_image_valkey: str = "valkey/valkey:{version}"
+    docker_image_memcached: str = "memcached:{version}"
+    # Pull a missing image on first use. Off: only images present on the engine run (CI, built by
+    # deploy/build-images.sh).
+    docker_pull: bool = True
+    # Versions offered for pulling (images already present are offered too).
+    docker_versions: dict[str, list[str]] = Field(default_factory=lambda: {
+        "redis": ["7.0.15", "6.2.14", "6.0.20", "5.0.14", "4.0.14"],
+        "valkey": ["8.1.1", "8.0.2", "7.2.8"],
+        "memcached": ["1.6.22"],
+    })

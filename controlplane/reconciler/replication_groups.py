@@ -125,12 +125,14 @@ class ReplicationGroupReconciler:
     def _plan_members(self, rg: ReplicationGroup, members: list[CacheCluster]) -> list[CacheCluster]:
         """Give every member without a node a node slot: id 0001, an AZ, an address of its own."""
         out = []
-        for member in members:
+        zones = catalog.availability_zones(rg.region)
+        for index, member in enumerate(members):
             if not member.status.nodes:
                 with self._infra.alloc_lock:
                     host, port = self._infra.allocate(self._infra.node_addresses, rg.spec.port, self._store)
-                    zones = member.spec.preferred_azs or catalog.availability_zones(rg.region)[:1]
-                    node = NodeStatus(node_id=NODE_ID, status="creating", az=zones[0], host=host, port=port,
+                    # Without a preference, members are spread over the region's zones as AWS does.
+                    az = member.spec.preferred_azs[0] if member.spec.preferred_azs else zones[index % len(zones)]
+                    node = NodeStatus(node_id=NODE_ID, status="creating", az=az, host=host, port=port,
                                       created_at=self._clock.now())
 
                     def add(c: CacheCluster, node: NodeStatus = node) -> None:

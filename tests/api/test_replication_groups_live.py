@@ -1,0 +1,147 @@
+"""Replication groups with real redis nodes: replication, floating endpoints, and failover
+under a writing client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from tests.api.conftest import LiveServer
+
+FAST = {"Delay": 0.1, "MaxAttempts": 150}
+
+
+def _group(ec: Any, group_id: str = "rg") -> dict[str, Any]:
+    return dict(ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0])
+
+
+def _members(ec: Any) -> dict[str, dict[str, Any]]:
+    return {m["CacheClusterId"]: m for m in _group(ec)["NodeGroups"][0]["NodeGroupMembers"]}
+
+
+def _client(endpoint: dict[str, Any]) -> redis.Redis:
+    return redis.Redis(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=1, socket_connect_timeout=1)
+
+
+def test_replication_and_endpoints(ec: Any) -> None:
+    ec.create_replication_group(ReplicationGroupId="rg", ReplicationGroupDescription="d", Engine="redis",
+                                CacheNodeType="cache.t3.micro", NumCacheClusters=3, AutomaticFailoverEnabled=True)
+    ec.get_waiter("replication_group_available").wait(ReplicationGroupId="rg", WaiterConfig=FAST)
+    ng = _group(ec)["NodeGroups"][0]
+    primary = _client(ng["PrimaryEndpoint"])
+    primary.set("k", "v")
+    assert primary.info("replication")["role"] == "master"
+    assert primary.info("replication")["connected_slaves"] == 2
+    reader = _client(ng["ReaderEndpoint"])
+    assert reader.info("replication")["role"] == "slave"
+    for member in ng["NodeGroupMembers"]:
+        node = _client(member["ReadEndpoint"])
+        expected = "master" if member["CurrentRole"] == "primary" else "slave"
+        assert node.info("replication")["role"] == expected
+        for _ in range(100):  # replication is asynchronous: bounded wait
+            if node.get("k") == b"v":
+                break
+            time.sleep(0.01)
+        assert node.get("k") == b"v"
+    zones = {m["PreferredAvailabilityZone"] for m in ng["NodeGroupMembers"]}
+    assert len(zones) == 3
+    ec.delete_replication_group(ReplicationGroupId="rg")
+    ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId="rg", WaiterConfig=FAST)
+    assert ec.describe_cache_clusters()["CacheClusters"] == []
+
+
+def test_kill_9_of_the_primary_under_a_writer(ec: Any) -> None:
+    ec.create_replication_group(ReplicationGroupId="rg", ReplicationGroupDescription="d", Engine="redis",
+                                CacheNodeType="cache.t3.micro", NumCacheClusters=3, AutomaticFailoverEnabled=True,
+                                MultiAZEnabled=True)
+    ec.get_waiter("replication_group_available").wait(ReplicationGroupId="rg", WaiterConfig=FAST)
+    endpoint = _group(ec)["NodeGroups"][0]["PrimaryEndpoint"]
+    client = _client(endpoint)
+    old_pid = client.info("server")["process_id"]
+    acked: list[int] = []
+    failures: list[float] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                client.set(f"k{i}", i)
+                acked.append(i)
+                i += 1
+            except redis.RedisError:
+                failures.append(time.monotonic())
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        before = len(acked)
+        killed_at = time.monotonic()
+        os.kill(old_pid, 9)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # writes resume through the same endpoint address
+            if len(acked) > before + 100 and (not failures or failures[-1] > killed_at):
+                break
+            time.sleep(0.01)
+        assert len(acked) > before + 100
+    finally:
+        stop.set()
+        thread.join()
+    assert client.info("server")["process_id"] != old_pid
+    roles = {k: m["CurrentRole"] for k, m in _members(ec).items()}
+    assert roles["rg-001"] == "replica" and sorted(roles.values()) == ["primary", "replica", "replica"]
+    messages = [e["Message"] for e in ec.describe_events(SourceType="replication-group",
+                                                         SourceIdentifier="rg")["Events"]]
+    assert any(m.startswith("Failover from primary node rg-001 to replica node") for m in messages)
+    # The failed node is back as a replica of the new primary, within 10 s.
+    old = _client(_members(ec)["rg-001"]["ReadEndpoint"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            info = old.info("replication")
+            if info["role"] == "slave" and info["master_link_status"] == "up":
+                break
+        except redis.RedisError:
+            pass
+        time.sleep(0.05)
+    assert old.info("replication")["master_link_status"] == "up"
+    assert _group(ec)["Status"] == "available"
+    cluster_events = [e["Message"] for e in ec.describe_events(SourceType="cache-cluster",
+                                                               SourceIdentifier="rg-001")["Events"]]
+    assert cluster_events[-2:] == ["Recovering cache nodes 0001", "Finished recovery for cache nodes 0001"]
+
+
+def test_aws_cli_test_failover(server: LiveServer, ec: Any) -> None:
+    ec.create_replication_group(ReplicationGroupId="rg", ReplicationGroupDescription="d", Engine="redis",
+                                CacheNodeType="cache.t3.micro", ReplicasPerNodeGroup=1, AutomaticFailoverEnabled=True)
+    ec.get_waiter("replication_group_available").wait(ReplicationGroupId="rg", WaiterConfig=FAST)
+    endpoint = _group(ec)["NodeGroups"][0]["PrimaryEndpoint"]
+    _client(endpoint).set("before", "1")
+    time.sleep(0.1)  # let the replica receive it
+    aws = [str(Path(sys.executable).with_name("aws")), "elasticache", "--endpoint-url", server.url, "--output", "json"]
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    out = subprocess.run([*aws, "test-failover", "--replication-group-id", "rg", "--node-group-id", "0001"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["ReplicationGroup"]["Status"] == "available"
+    waited = subprocess.run([*aws, "wait", "replication-group-available", "--replication-group-id", "rg"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert waited.returncode == 0, waited.stderr
+    deadline = time.monotonic() + 10
+    while _members(ec)["rg-002"]["CurrentRole"] != "primary" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _members(ec)["rg-002"]["CurrentRole"] == "primary"
+    client = _client(endpoint)
+    assert client.info("replication")["role"] == "master"
+    assert client.get("before") == b"1"
+    assert client.set("after", "2")
