@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from controlplane.admin.api import API_DESCRIPTION, API_TITLE, API_VERSION, admin_router
+from controlplane.admin.faults import FaultInjector
 from controlplane.handlers.context import Services
 from controlplane.handlers.registry import all_handlers
 from controlplane.protocol.model import ApiModel
@@ -85,6 +86,7 @@ class Service:
     groups: ReplicationGroupReconciler
     infra: Infra
     health: HealthMonitor
+    faults: FaultInjector
     query: QueryApi
     addressing: str
     started_at: float = field(default_factory=time.monotonic)
@@ -169,7 +171,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     query = QueryApi(api, all_handlers(), services, on_browser=_front_page)
     return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
                    hub=hub, controller=controller, clusters=clusters, groups=groups, infra=infra,
-                   health=health, query=query,
+                   health=health, faults=FaultInjector(store, infra, events, clock, controller.enqueue), query=query,
                    addressing=mode)
 
 

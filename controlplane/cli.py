@@ -43,15 +43,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _call(args: argparse.Namespace, method: str, path: str) -> int:
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None) -> int:
     settings = Settings()
     host = args.host or settings.host
     port = args.port or settings.port
-    req = urllib.request.Request(f"http://{host}:{port}{path}", method=method)
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://{host}:{port}{path}", method=method, data=data,
+                                 headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             print(json.dumps(json.loads(resp.read()), indent=2))
             return 0
+    except urllib.error.HTTPError as exc:
+        print(f"refused: {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
     except (urllib.error.URLError, OSError) as exc:
         print(f"elasticache-local is not answering at http://{host}:{port}: {exc}", file=sys.stderr)
         return 1
@@ -71,9 +76,27 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--host")
         p.add_argument("--port", type=int)
+    fault = sub.add_parser("fault", help="inject a fault: kill/stop/pause/resume a node, interrupt an AZ")
+    fault.add_argument("--host")
+    fault.add_argument("--port", type=int)
+    fault.add_argument("action", choices=["kill", "stop", "pause", "resume", "az", "az-restore"])
+    fault.add_argument("target", help="cache cluster id (node actions) or availability zone (az actions)")
+    fault.add_argument("--node", default="0001")
+    fault.add_argument("--seconds", type=float, default=60.0)
+    fault.add_argument("--account", default="123456789012")
+    fault.add_argument("--region", default="us-east-1")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "fault":
+        if args.action == "az":
+            return _call(args, "POST", "/api/v1/faults/availability-zone",
+                         {"availability_zone": args.target, "seconds": args.seconds})
+        if args.action == "az-restore":
+            return _call(args, "DELETE", f"/api/v1/faults/availability-zone/{args.target}")
+        return _call(args, "POST", "/api/v1/faults/node", {"cluster_id": args.target, "node_id": args.node,
+                                                           "action": args.action, "account": args.account,
+                                                           "region": args.region})
     if args.command == "status":
         return _call(args, "GET", "/api/v1/health")
     return _call(args, "POST", "/api/v1/reset")

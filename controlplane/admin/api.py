@@ -8,9 +8,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
+from controlplane.admin.faults import FaultError
 from controlplane.state.records import CacheCluster
 
 if TYPE_CHECKING:
@@ -68,6 +69,24 @@ class EventView(BaseModel):
     date: datetime
 
 
+class NodeFault(BaseModel):
+    cluster_id: str
+    node_id: str = "0001"
+    action: str  # kill | stop | pause | resume
+    account: str = "123456789012"
+    region: str = "us-east-1"
+
+
+class AzFault(BaseModel):
+    availability_zone: str
+    seconds: float = 60.0
+
+
+class FaultResult(BaseModel):
+    message: str
+    nodes: list[str] = []
+
+
 def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
@@ -108,6 +127,31 @@ def admin_router() -> APIRouter:
     # moto's server mode path, so suites written for moto_server run against us unchanged.
     router.add_api_route("/moto-api/reset", reset, methods=["POST"], response_model=ResetResult,
                          tags=["admin"], summary="moto-compatible reset")
+
+    @router.post("/api/v1/faults/node", response_model=FaultResult, tags=["faults"],
+                 summary="Kill, stop, freeze (pause) or resume a cache node")
+    def node_fault(request: Request, fault: NodeFault) -> FaultResult:
+        try:
+            message = _service(request).faults.node(fault.account, fault.region, fault.cluster_id, fault.node_id,
+                                                    fault.action)
+        except FaultError as exc:
+            raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
+        return FaultResult(message=message, nodes=[f"{fault.cluster_id}/{fault.node_id}"])
+
+    @router.post("/api/v1/faults/availability-zone", response_model=FaultResult, tags=["faults"],
+                 summary="Interrupt an availability zone: every node placed in it goes down for a while")
+    def az_fault(request: Request, fault: AzFault) -> FaultResult:
+        try:
+            nodes = _service(request).faults.interrupt_az(fault.availability_zone, fault.seconds)
+        except FaultError as exc:
+            raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
+        return FaultResult(message=f"{fault.availability_zone} interrupted for {fault.seconds:g} s", nodes=nodes)
+
+    @router.delete("/api/v1/faults/availability-zone/{az}", response_model=FaultResult, tags=["faults"],
+                   summary="End an availability-zone interruption now")
+    def az_restore(request: Request, az: str) -> FaultResult:
+        _service(request).faults.restore_az(az)
+        return FaultResult(message=f"{az} restored")
 
     @router.get("/api/v1/cache-clusters", response_model=list[CacheClusterView], tags=["resources"])
     def cache_clusters(request: Request) -> list[CacheClusterView]:

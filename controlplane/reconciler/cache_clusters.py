@@ -195,6 +195,7 @@ class CacheClusterReconciler:
         """Start every node that is not running; wait for the ones starting to answer."""
         runtime = self._infra.runtime
         starting: list[str] = []
+        blocked: list[str] = []
         for node in rec.status.nodes:
             name = self._name(rec, node.node_id)
             info = runtime.inspect(name)
@@ -206,6 +207,9 @@ class CacheClusterReconciler:
                 continue
             if running:
                 runtime.stop(name)  # another version or node type was asked for: replace the process
+            elif self._infra.az_down(node.az, self._clock.monotonic()):
+                blocked.append(node.node_id)  # its zone is interrupted: it comes back afterwards
+                continue
             recovering = node.status == "available"
             if recovering:
                 self._emit(rec, f"Recovering cache nodes {node.node_id}")
@@ -220,6 +224,8 @@ class CacheClusterReconciler:
             starting.append(node.node_id)
         if starting:
             rec = self._await_ready(rec, starting)
+        if blocked:
+            raise TemporaryError(f"nodes {', '.join(blocked)} wait for their availability zone", delay=1.0)
         return rec
 
     def _await_ready(self, rec: CacheCluster, node_ids: Iterable[str]) -> CacheCluster:

@@ -44,6 +44,12 @@ class Infra:
     # Runtime node name -> the resource whose reconcile acts on it (a cluster, or the
     # replication group of a member cluster); the runtime's exit notifications go there.
     node_owner: dict[str, ResourceKey] = field(default_factory=dict)
+    # Availability zones interrupted by fault injection -> until when (clock.monotonic()).
+    down_azs: dict[str, float] = field(default_factory=dict)
+
+    def az_down(self, az: str, now: float) -> bool:
+        until = self.down_azs.get(az)
+        return until is not None and now < until
 
     def allocate(self, allocator: AddressAllocator, port: int, store: Store) -> tuple[str, int]:
         """A free address for a new node or endpoint; call with alloc_lock held and record the

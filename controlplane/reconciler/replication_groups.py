@@ -166,6 +166,7 @@ class ReplicationGroupReconciler:
         runtime = self._infra.runtime
         primary = self._member(members, rg.status.primary)
         starting: list[str] = []
+        blocked: list[str] = []
         for member in members:
             name = self._name(rg, member.id)
             info = runtime.inspect(name)
@@ -182,6 +183,9 @@ class ReplicationGroupReconciler:
                 continue
             if primary is None:
                 raise TemporaryError("no primary to replicate from")
+            if self._infra.az_down(node.az, self._clock.monotonic()):
+                blocked.append(member.id)  # its zone is interrupted: it comes back afterwards
+                continue
             if node.status == "available":
                 self._emit(CC, member.id, rg, f"Recovering cache nodes {NODE_ID}")
                 member = self._set_member_node(member, "rebooting")
@@ -191,6 +195,8 @@ class ReplicationGroupReconciler:
         if starting:
             members = self._await_members(rg, members, starting)
         self._converge_roles(rg, members)
+        if blocked:
+            raise TemporaryError(f"members {', '.join(blocked)} wait for their availability zone", delay=1.0)
         return members_of(self._store, rg)
 
     def _start(self, rg: ReplicationGroup, member: CacheCluster, primary: CacheCluster, version: str,
@@ -418,7 +424,11 @@ class ReplicationGroupReconciler:
                 if old is not None:
                     self._emit(CC, old.id, rg, f"Recovering cache nodes {NODE_ID}")
                     old = self._set_member_node(old, "rebooting")
-                    self._start(rg, old, new, version, fresh=True)
+                    if not self._infra.az_down(old.status.nodes[0].az, self._clock.monotonic()):
+                        self._start(rg, old, new, version, fresh=True)
+                    else:
+                        # Its zone is down: it is started, empty, when the zone is back.
+                        self._infra.runtime.remove(self._name(rg, old.id))
                 return self._end(rg, fo)
         return rg
 

@@ -1,0 +1,60 @@
+"""Fault injection on the fake runtime: each fault is an event, and the loop handles it."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.admin.faults import FaultError
+from tests.unit.controlplane.conftest import World
+from tests.unit.controlplane.test_replication_groups import NODE, _make, _roles
+
+
+def test_killed_node_of_a_plain_cluster_is_recovered(world: World) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="web", Engine="redis", CacheNodeType="cache.t3.micro")
+    world.settle()
+    message = world.service.faults.node("123456789012", "us-east-1", "web", "0001", "kill")
+    assert message == "Fault injection: cache node 0001 killed"
+    world.settle()
+    events = world.events("web")
+    assert events[-3:] == [message, "Recovering cache nodes 0001", "Finished recovery for cache nodes 0001"]
+
+
+def test_frozen_primary_fails_over_and_resume_is_an_event(world: World) -> None:
+    _make(world)
+    faults = world.service.faults
+    faults.node("123456789012", "us-east-1", "rg-001", "0001", "pause")
+    health = world.service.health
+    health.probe_all()
+    world.clock.advance(1.1)
+    health.probe_all()
+    world.settle()
+    assert _roles(world)["rg-002"] == "primary"
+    assert "Fault injection: cache node 0001 frozen" in world.events("rg-001")
+
+
+def test_az_interruption_fails_over_to_another_zone_and_recovers_after(world: World) -> None:
+    _make(world)  # members spread over us-east-1a, b, c: the primary rg-001 is in us-east-1a
+    faults = world.service.faults
+    hit = faults.interrupt_az("us-east-1a", 30)
+    assert hit == ["rg-001/0001"]
+    world.settle()
+    assert _roles(world)["rg-002"] == "primary"
+    starts = world.runtime.calls_of("start").count(NODE.format("rg-001"))
+    world.clock.advance(10)
+    world.service.controller.enqueue_all()
+    world.settle()
+    assert world.runtime.calls_of("start").count(NODE.format("rg-001")) == starts  # zone still down
+    world.clock.advance(21)
+    world.service.controller.enqueue_all()
+    world.settle()
+    assert world.runtime.calls_of("start").count(NODE.format("rg-001")) == starts + 1
+    assert _roles(world) == {"rg-001": "replica", "rg-002": "primary", "rg-003": "replica"}
+    assert any("availability zone us-east-1a interrupted" in e for e in world.events("rg-001"))
+
+
+def test_bad_faults_are_refused(world: World) -> None:
+    with pytest.raises(FaultError) as err:
+        world.service.faults.node("123456789012", "us-east-1", "nope", "0001", "kill")
+    assert err.value.status == 404
+    with pytest.raises(FaultError):
+        world.service.faults.node("123456789012", "us-east-1", "nope", "0001", "explode")
