@@ -13,10 +13,11 @@ from controlplane.handlers.cache_clusters import (
     _engine_version,
     _node_type,
     _tags,
+    _version_tuple,
 )
 from controlplane.handlers.context import Handler, Params, RequestContext, Result
 from controlplane.protocol.errors import ServiceError
-from controlplane.reconciler.replication_groups import members_of
+from controlplane.reconciler.replication_groups import members_of, sync_members
 from controlplane.state import shapes
 from controlplane.state.records import (
     CacheCluster,
@@ -269,13 +270,24 @@ def modify_replication_group(ctx: RequestContext, params: Params) -> Result:
         spec.auto_minor_version_upgrade = params["AutoMinorVersionUpgrade"]
     if "SecurityGroupIds" in params:
         spec.security_group_ids = list(params["SecurityGroupIds"] or [])
-    # Node type and engine version are recorded as pending: applying them means restarting every
-    # node, which elasticache-local does not do yet; they show in PendingModifiedValues meanwhile.
+    # Node type and engine version restart every node (replicas first, the primary after a
+    # switchover): at once with ApplyImmediately, else in the maintenance window.
+    immediate = bool(params.get("ApplyImmediately"))
     pending = spec.pending.model_copy(deep=True)
     if params.get("CacheNodeType") and params["CacheNodeType"] != spec.node_type:
-        pending.node_type = _node_type(params["CacheNodeType"])
+        node_type = _node_type(params["CacheNodeType"])
+        if immediate:
+            spec.node_type, pending.node_type, bump = node_type, None, True
+        else:
+            pending.node_type = node_type
     if params.get("EngineVersion") and params["EngineVersion"] != spec.engine_version:
-        pending.engine_version = _engine_version(ctx, spec.engine, params["EngineVersion"])
+        version = _engine_version(ctx, spec.engine, params["EngineVersion"])
+        if _version_tuple(version) < _version_tuple(spec.engine_version):
+            raise v.invalid(f"Cannot downgrade from {spec.engine_version} to {version}.")
+        if immediate:
+            spec.engine_version, pending.engine_version, bump = version, None, True
+        else:
+            pending.engine_version = version
     spec.pending = pending if not pending.empty() else PendingChanges()
     for name in ("AuthToken", "UserGroupIdsToAdd", "UserGroupIdsToRemove", "TransitEncryptionEnabled",
                  "CacheParameterGroupName", "ClusterMode"):
@@ -289,6 +301,7 @@ def modify_replication_group(ctx: RequestContext, params: Params) -> Result:
 
     updated = store.update(rg.key, ReplicationGroup, change)
     assert updated is not None
+    sync_members(store, updated)
     ctx.services.enqueue(rg.key)
     return _shape(ctx, updated)
 

@@ -20,11 +20,14 @@ from controlplane.reconciler.clock import Clock
 from controlplane.reconciler.errors import PermanentError, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import Infra, build_node_config, node_name, resolve_version
+from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.state.events import EventLog
 from controlplane.state.records import (
     CacheCluster,
     FailoverState,
     NodeStatus,
+    PendingChanges,
+    PrimaryChange,
     ReplicationGroup,
     ReplicationGroupStatus,
     ResourceKey,
@@ -44,6 +47,17 @@ PROBE_TIMEOUT = 0.25
 
 def members_of(store: Store, rg: ReplicationGroup) -> list[CacheCluster]:
     return [c for c in store.records(CacheCluster, rg.account, rg.region) if c.spec.replication_group_id == rg.id]
+
+
+def sync_members(store: Store, rg: ReplicationGroup) -> None:
+    """Members show the group's node type, version and pending changes, as AWS's do."""
+    for member in members_of(store, rg):
+        def change(c: CacheCluster) -> None:
+            c.spec.node_type = rg.spec.node_type
+            c.spec.engine_version = rg.spec.engine_version
+            c.spec.pending = rg.spec.pending.model_copy()
+
+        store.update(member.key, CacheCluster, change)
 
 
 class ReplicationGroupReconciler:
@@ -88,7 +102,9 @@ class ReplicationGroupReconciler:
             members = members_of(self._store, rg)
         members = self._run_members(rg, members, version)
         rg = self._switchover(rg, members)
-        rg = self._place_addresses(rg, members)
+        rg = self._apply_pending(rg)
+        rg = self._roll(rg, members_of(self._store, rg), version)
+        rg = self._place_addresses(rg, members_of(self._store, rg))
         self._reboots(rg, members, version)
         self._settle(rg, members_of(self._store, rg))
 
@@ -225,6 +241,12 @@ class ReplicationGroupReconciler:
             raise PermanentError(f"{member.id}: {exc}") from exc
         self._applied[name] = tuple(extra)
         self._health.revive(name)
+        node_type = rg.spec.node_type
+
+        def started(c: CacheCluster) -> None:
+            c.status.nodes[0].node_type = node_type
+
+        self._update_member(member, started)
 
     def _await_members(self, rg: ReplicationGroup, members: list[CacheCluster], ids: list[str]) -> list[CacheCluster]:
         """Wait until the started members answer with the right role (replicas: link up)."""
@@ -470,9 +492,11 @@ class ReplicationGroupReconciler:
 
     # ---- planned switchover, reboots ----------------------------------------------------
 
-    def _switchover(self, rg: ReplicationGroup, members: list[CacheCluster]) -> ReplicationGroup:
-        """ModifyReplicationGroup PrimaryClusterId: promote the member, demote the old primary."""
-        change = rg.spec.primary_change
+    def _switchover(self, rg: ReplicationGroup, members: list[CacheCluster],
+                    change: PrimaryChange | None = None) -> ReplicationGroup:
+        """A planned switchover (ModifyReplicationGroup PrimaryClusterId, or before restarting the
+        primary): promote the member, demote the old primary; nobody is killed."""
+        change = change or rg.spec.primary_change
         if change is None or change.seq <= rg.status.primary_change_done:
             return rg
         old, new = self._member(members, rg.status.primary), self._member(members, change.member)
@@ -496,6 +520,65 @@ class ReplicationGroupReconciler:
             if m.id != new.id:
                 runtime.replicate(self._name(rg, m.id), (p.host, p.port))
         self._emit(RG, rg.id, rg, f"Primary cluster changed from {old.id} to {new.id}")
+        return rg
+
+    def _apply_pending(self, rg: ReplicationGroup) -> ReplicationGroup:
+        """Node type and engine version asked without ApplyImmediately: in the maintenance window."""
+        if rg.spec.pending.empty() or rg.api_status() != "available":
+            return rg
+        if not in_weekly_window(rg.spec.maintenance_window, self._clock.now()):
+            return rg
+
+        def apply(r: ReplicationGroup) -> None:
+            if r.spec.pending.node_type is not None:
+                r.spec.node_type = r.spec.pending.node_type
+            if r.spec.pending.engine_version is not None:
+                r.spec.engine_version = r.spec.pending.engine_version
+            r.spec.pending = PendingChanges()
+            r.generation += 1
+
+        updated = self._store.update(rg.key, ReplicationGroup, apply)
+        if updated is None:
+            raise TemporaryError("replication group vanished")
+        sync_members(self._store, updated)
+        self._emit(RG, rg.id, updated, "Applying pending modifications in the maintenance window")
+        return updated
+
+    def _roll(self, rg: ReplicationGroup, members: list[CacheCluster], version: str) -> ReplicationGroup:
+        """Restart, one at a time, the nodes not running the group's node type and version:
+        replicas first; then the primary, after a switchover to a replica when there is one."""
+        def stale(m: CacheCluster) -> bool:
+            node = m.status.nodes[0] if m.status.nodes else None
+            return node is not None and node.status == "available" and (
+                node.node_type not in (None, rg.spec.node_type) or node.version not in (None, version))
+
+        outdated = [m for m in members if stale(m)]
+        if not outdated or rg.status.failover is not None:
+            return rg
+        primary = self._member(members, rg.status.primary)
+        assert primary is not None
+        replicas = [m for m in outdated if m.id != primary.id]
+        if replicas:
+            member = replicas[0]
+        else:
+            others = [m for m in members if m.id != primary.id]
+            if others:  # the primary is the last: hand its role to an updated replica first
+                target = others[0]
+                change = PrimaryChange(seq=rg.status.primary_change_done + 1, member=target.id)
+                rg = self._switchover(rg, members, change)
+                return self._roll(rg, members_of(self._store, rg), version)
+            member = primary
+        name = self._name(rg, member.id)
+        self._emit(CC, member.id, rg, f"Restarting cache node {NODE_ID} with {rg.spec.engine} {version} on "
+                                      f"{rg.spec.node_type}")
+        member = self._set_member_node(member, "rebooting")
+        self._infra.runtime.stop(name)
+        current = self._member(members_of(self._store, rg), rg.status.primary)
+        assert current is not None
+        self._start(rg, member, current, version)
+        self._await_members(rg, members_of(self._store, rg), [member.id])
+        if len(outdated) > 1:
+            raise TemporaryError("rolling the next node", delay=0.0)
         return rg
 
     def _reboots(self, rg: ReplicationGroup, members: list[CacheCluster], version: str) -> None:

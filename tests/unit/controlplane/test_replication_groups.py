@@ -316,3 +316,25 @@ def test_member_reboot_does_not_fail_over(world: World) -> None:
     world.settle()
     assert _roles(world)["rg-001"] == "primary"
     assert _cc_events(world, "rg-001")[-1] == "Cache node 0001 restarted"
+
+
+def test_node_type_change_rolls_replicas_first_then_switches_over(world: World) -> None:
+    _make(world)
+    world.call("ModifyReplicationGroup", ReplicationGroupId="rg", CacheNodeType="cache.t3.small")
+    members = world.call("DescribeCacheClusters")["CacheClusters"]
+    assert all(m["PendingModifiedValues"] == {"CacheNodeType": "cache.t3.small"} for m in members)
+    world.settle()
+    assert world.runtime.config_of(NODE.format("rg-002")).memory_mb == 512  # not yet: pending
+
+    world.call("ModifyReplicationGroup", ReplicationGroupId="rg", CacheNodeType="cache.t3.small",
+               ApplyImmediately=True)
+    world.settle()
+    for member in ("rg-001", "rg-002", "rg-003"):
+        assert world.runtime.config_of(NODE.format(member)).memory_mb == int(1.37 * 1024)
+    assert NODE.format("rg-001") not in world.runtime.calls_of("kill")  # planned, not a failover
+    stops = world.runtime.calls_of("stop")
+    assert stops.index(NODE.format("rg-002")) < stops.index(NODE.format("rg-001"))  # replicas first
+    assert _roles(world)["rg-001"] == "replica"  # the primary handed over before its restart
+    group = _group(world)
+    assert group["CacheNodeType"] == "cache.t3.small" and group["Status"] == "available"
+    assert {m["CacheNodeType"] for m in world.call("DescribeCacheClusters")["CacheClusters"]} == {"cache.t3.small"}
