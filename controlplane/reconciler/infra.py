@@ -31,6 +31,10 @@ class EndpointHub(Protocol):
 
     def remove(self, name: str) -> None: ...
 
+    def add_tcp_forwarder(self, name: str, host: str, port: int, target: tuple[str, int] | None) -> None: ...
+
+    def set_target(self, name: str, target: tuple[str, int] | None, *, drop_existing: bool = False) -> None: ...
+
 
 @dataclass
 class Infra:
@@ -61,9 +65,10 @@ class Infra:
             if rec.status.config_host is not None and rec.status.config_port is not None:
                 used.add((rec.status.config_host, rec.status.config_port))
         for rg in store.records(ReplicationGroup):
-            for host in (rg.status.primary_host, rg.status.reader_host):
+            for host, rg_port in ((rg.status.primary_host, rg.status.primary_port),
+                                  (rg.status.reader_host, rg.status.reader_port)):
                 if host is not None:
-                    used.add((host, rg.spec.port))
+                    used.add((host, rg_port or rg.spec.port))
         if allocator.mode == "loopback":
             used |= {(host, port) for host, _ in used}
         try:

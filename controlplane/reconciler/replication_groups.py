@@ -19,7 +19,7 @@ from controlplane import catalog
 from controlplane.reconciler.clock import Clock
 from controlplane.reconciler.errors import PermanentError, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
-from controlplane.reconciler.infra import Infra, build_node_config, node_name, resolve_version
+from controlplane.reconciler.infra import Infra, build_node_config, endpoint_name, node_name, resolve_version
 from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.state.events import EventLog
 from controlplane.state.records import (
@@ -72,6 +72,8 @@ class ReplicationGroupReconciler:
         # Floating addresses we last told each node to hold; forgotten on restart, so the
         # first pass re-applies them (idempotent).
         self._applied: dict[str, tuple[str, ...]] = {}
+        # Proxied endpoints served by this process's hub -> their current target.
+        self._forwarders: dict[str, tuple[str, int] | None] = {}
 
     # ---- entry points -----------------------------------------------------------------
 
@@ -89,7 +91,7 @@ class ReplicationGroupReconciler:
             self._delete(rg, members)
             return
         version = self._version(rg)
-        rg = self._endpoints(rg)
+        rg = self._endpoints(rg, version)
         if rg.status.primary is None:
             first = rg.spec.initial_primary or (members[0].id if members else None)
             rg = self._write(rg, lambda s: setattr(s, "primary", first))
@@ -129,14 +131,42 @@ class ReplicationGroupReconciler:
             raise PermanentError(f"No {rg.spec.engine} {rg.spec.engine_version} can run on this machine")
         return chosen
 
-    def _endpoints(self, rg: ReplicationGroup) -> ReplicationGroup:
-        if rg.status.primary_host is not None and rg.status.reader_host is not None:
-            return rg
-        with self._infra.alloc_lock:
-            primary, _ = self._infra.allocate(self._infra.endpoint_addresses, rg.spec.port, self._store)
-            rg = self._write(rg, lambda s: setattr(s, "primary_host", primary))
-            reader, _ = self._infra.allocate(self._infra.endpoint_addresses, rg.spec.port, self._store)
-            return self._write(rg, lambda s: setattr(s, "reader_host", reader))
+    def _endpoints(self, rg: ReplicationGroup, version: str) -> ReplicationGroup:
+        if rg.status.primary_host is None or rg.status.reader_host is None:
+            # Floating addresses need an address per endpoint and `CONFIG SET bind` (7.0+).
+            proxied = self._infra.endpoint_addresses.mode != "loopback" or _major(version) < 7
+            with self._infra.alloc_lock:
+                primary = self._infra.allocate(self._infra.endpoint_addresses, rg.spec.port, self._store)
+                rg = self._write(rg, partial(_set_endpoint, which="primary", address=primary, proxied=proxied))
+                reader = self._infra.allocate(self._infra.endpoint_addresses, rg.spec.port, self._store)
+                rg = self._write(rg, partial(_set_endpoint, which="reader", address=reader, proxied=proxied))
+        if rg.status.proxied:
+            for which in ("primary", "reader"):
+                name = self._forwarder(rg, which)
+                if name not in self._forwarders:
+                    host = rg.status.primary_host if which == "primary" else rg.status.reader_host
+                    port = rg.status.primary_port if which == "primary" else rg.status.reader_port
+                    assert host is not None and port is not None
+                    try:
+                        self._infra.hub.add_tcp_forwarder(name, host, port, None)
+                    except OSError as exc:
+                        raise TemporaryError(f"endpoint {host}:{port}: {exc}", delay=0.5) from exc
+                    self._forwarders[name] = None
+        return rg
+
+    def _forwarder(self, rg: ReplicationGroup, which: str) -> str:
+        return endpoint_name(rg.account, rg.region, rg.id, which)
+
+    def _point(self, rg: ReplicationGroup, which: str, member_id: str | None, drop_existing: bool = False) -> None:
+        """Proxied endpoints: send new connections of `which` to the member's node."""
+        name = self._forwarder(rg, which)
+        target = None
+        member = self._store.get(ResourceKey(CacheCluster.KIND, rg.account, rg.region, member_id or ""), CacheCluster)
+        if member is not None and member.status.nodes:
+            target = (member.status.nodes[0].host, member.status.nodes[0].port)
+        if self._forwarders.get(name) != target or drop_existing:
+            self._infra.hub.set_target(name, target, drop_existing=drop_existing)
+            self._forwarders[name] = target
 
     def _plan_members(self, rg: ReplicationGroup, members: list[CacheCluster]) -> list[CacheCluster]:
         """Give every member without a node a node slot: id 0001, an AZ, an address of its own."""
@@ -300,6 +330,8 @@ class ReplicationGroupReconciler:
     # ---- floating endpoint addresses ----------------------------------------------------
 
     def _wanted_addresses(self, rg: ReplicationGroup, member_id: str) -> list[str]:
+        if rg.status.proxied:
+            return []
         extra = []
         if member_id == rg.status.primary and rg.status.primary_host:
             extra.append(rg.status.primary_host)
@@ -318,6 +350,10 @@ class ReplicationGroupReconciler:
             healthy[0] if healthy else rg.status.primary)
         if reader != rg.status.reader_on:
             rg = self._write(rg, lambda s: setattr(s, "reader_on", reader))
+        if rg.status.proxied:
+            self._point(rg, "primary", rg.status.primary)
+            self._point(rg, "reader", rg.status.reader_on)
+            return rg
         wanted = {m.id: tuple(self._wanted_addresses(rg, m.id)) for m in members}
         runtime = self._infra.runtime
         # First every release, then every claim.
@@ -419,10 +455,13 @@ class ReplicationGroupReconciler:
                 assert fo.candidate is not None
                 candidate = fo.candidate
                 rg = self._write(rg, partial(_repoint, old=fo.old_primary, new=candidate))
-                # The candidate may hold the reader address: drop it, then take the primary's.
-                self._release_all(rg, candidate)
-                runtime.set_addresses(self._name(rg, candidate), [rg.status.primary_host or ""])
-                self._applied[self._name(rg, candidate)] = (rg.status.primary_host or "",)
+                if rg.status.proxied:
+                    self._point(rg, "primary", candidate, drop_existing=True)
+                else:
+                    # The candidate may hold the reader address: drop it, then take the primary's.
+                    self._release_all(rg, candidate)
+                    runtime.set_addresses(self._name(rg, candidate), [rg.status.primary_host or ""])
+                    self._applied[self._name(rg, candidate)] = (rg.status.primary_host or "",)
                 text = f"Failover from primary node {fo.old_primary} to replica node {candidate} completed"
                 self._emit(CC, fo.old_primary, rg, text)
                 self._emit(RG, rg.id, rg, text)
@@ -649,6 +688,10 @@ class ReplicationGroupReconciler:
             self._discard(name)
             self._store.delete(member.key)
             self._emit(CC, member.id, rg, "Cache cluster deleted")
+        for which in ("primary", "reader"):
+            name = self._forwarder(rg, which)
+            if self._forwarders.pop(name, "absent") != "absent":
+                self._infra.hub.remove(name)
         self._store.delete(rg.key)
         self._emit(RG, rg.id, rg, f"Replication group {rg.id} deleted")
 
@@ -717,3 +760,16 @@ def _repoint(status: ReplicationGroupStatus, old: str, new: str) -> None:
     status.primary = new
     if status.reader_on in (old, new):
         status.reader_on = None
+
+
+def _set_endpoint(status: ReplicationGroupStatus, which: str, address: tuple[str, int], proxied: bool) -> None:
+    status.proxied = proxied
+    if which == "primary":
+        status.primary_host, status.primary_port = address
+    else:
+        status.reader_host, status.reader_port = address
+
+
+def _major(version: str) -> int:
+    head = version.split(".")[0]
+    return int(head) if head.isdigit() else 0

@@ -202,8 +202,13 @@ class FailoverState(BaseModel):
 class ReplicationGroupStatus(BaseModel):
     phase: str | None = None
     primary: str | None = None  # member cluster id of the current primary
-    primary_host: str | None = None  # the floating primary endpoint
-    reader_host: str | None = None  # the floating reader endpoint
+    primary_host: str | None = None  # the primary endpoint
+    primary_port: int | None = None
+    reader_host: str | None = None  # the reader endpoint
+    reader_port: int | None = None
+    # Endpoints served by a TCP forwarder in the service (where an address cannot move between
+    # nodes: the 127.0.0.1 "ports" addressing, or engines before 7.0), instead of floating addresses.
+    proxied: bool = False
     reader_on: str | None = None  # member holding the reader address
     failover: FailoverState | None = None
     test_failover_done: int = 0

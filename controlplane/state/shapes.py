@@ -162,9 +162,9 @@ def replication_group(rg: ReplicationGroup, members: list[CacheCluster]) -> dict
     group: dict[str, Any] = {"NodeGroupId": "0001", "Status": "available" if rg.api_status() == "available"
                              else rg.api_status(), "NodeGroupMembers": node_members}
     if status.primary_host is not None:
-        group["PrimaryEndpoint"] = {"Address": status.primary_host, "Port": spec.port}
+        group["PrimaryEndpoint"] = {"Address": status.primary_host, "Port": status.primary_port or spec.port}
     if status.reader_host is not None:
-        group["ReaderEndpoint"] = {"Address": status.reader_host, "Port": spec.port}
+        group["ReaderEndpoint"] = {"Address": status.reader_host, "Port": status.reader_port or spec.port}
     out["NodeGroups"] = [group]
     return out
 

@@ -19,6 +19,7 @@ class FakeHub:
     def __init__(self) -> None:
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.members: dict[str, list[Member]] = {}
+        self.targets: dict[str, tuple[str, int] | None] = {}
 
     def start(self) -> None: ...
 
@@ -33,13 +34,23 @@ class FakeHub:
     def remove(self, name: str) -> None:
         self.endpoints.pop(name, None)
         self.members.pop(name, None)
+        self.targets.pop(name, None)
+
+    def add_tcp_forwarder(self, name: str, host: str, port: int, target: tuple[str, int] | None) -> None:
+        self.endpoints[name] = (host, port)
+        self.targets[name] = target
+
+    def set_target(self, name: str, target: tuple[str, int] | None, *, drop_existing: bool = False) -> None:
+        assert name in self.endpoints
+        self.targets[name] = target
 
 
 class World:
     """A service on the fake runtime and fake clock; the control loop runs only when told."""
 
-    def __init__(self, data_dir: Path, runtime: FakeRuntime | None = None) -> None:
+    def __init__(self, data_dir: Path, runtime: FakeRuntime | None = None, addressing: str = "loopback") -> None:
         self.data_dir = data_dir
+        self.addressing = addressing
         self.runtime = runtime or FakeRuntime()
         self.clock = FakeClock()
         self.hub = FakeHub()
@@ -49,7 +60,8 @@ class World:
         self.call = Caller(self.service)
 
     def settings(self) -> Settings:
-        return Settings(data_dir=self.data_dir, addressing="loopback", node_network="127.0.220.0/24",
+        return Settings(data_dir=self.data_dir, addressing=self.addressing,  # type: ignore[arg-type]
+                        port_range="31000-31099", node_network="127.0.220.0/24",
                         endpoint_network="127.0.221.0/24")
 
     def settle(self) -> int:
@@ -58,7 +70,7 @@ class World:
     def restart(self) -> World:
         """A new control plane on the same data directory and the same (still running) nodes."""
         self.service.store.close()
-        return World(self.data_dir, self.runtime)
+        return World(self.data_dir, self.runtime, self.addressing)
 
     def events(self, source_id: str | None = None) -> list[str]:
         params = {"SourceType": "cache-cluster", "SourceIdentifier": source_id} if source_id else {}

@@ -338,3 +338,28 @@ def test_node_type_change_rolls_replicas_first_then_switches_over(world: World) 
     group = _group(world)
     assert group["CacheNodeType"] == "cache.t3.small" and group["Status"] == "available"
     assert {m["CacheNodeType"] for m in world.call("DescribeCacheClusters")["CacheClusters"]} == {"cache.t3.small"}
+
+
+def test_ports_addressing_uses_forwarders_that_follow_the_failover(tmp_path: Any) -> None:
+    world = World(tmp_path, addressing="ports")
+    try:
+        _make(world)
+        ng = _group(world)["NodeGroups"][0]
+        primary = ng["PrimaryEndpoint"]
+        assert primary["Address"] == "127.0.0.1" and 31000 <= primary["Port"] <= 31099
+        members = {m["CacheClusterId"]: (m["ReadEndpoint"]["Address"], m["ReadEndpoint"]["Port"])
+                   for m in ng["NodeGroupMembers"]}
+        assert len(set(members.values())) == 3 and {h for h, _ in members.values()} == {"127.0.0.1"}
+        forwarder = "123456789012-us-east-1-rg-primary"
+        assert world.hub.endpoints[forwarder] == (primary["Address"], primary["Port"])
+        assert world.hub.targets[forwarder] == members["rg-001"]
+        assert world.runtime.addresses[NODE.format("rg-001")] == ["127.0.0.1"]  # no floating address
+        world.runtime.crash(NODE.format("rg-001"))
+        world.settle()
+        assert world.hub.targets[forwarder] == members["rg-002"]
+        assert world.hub.targets["123456789012-us-east-1-rg-reader"] in (members["rg-001"], members["rg-003"])
+        world.call("DeleteReplicationGroup", ReplicationGroupId="rg")
+        world.settle()
+        assert forwarder not in world.hub.endpoints
+    finally:
+        world.service.store.close()
