@@ -279,8 +279,12 @@ class ReplicationGroupReconciler:
         self._update_member(member, started)
 
     def _await_members(self, rg: ReplicationGroup, members: list[CacheCluster], ids: list[str]) -> list[CacheCluster]:
-        """Wait until the started members answer with the right role (replicas: link up)."""
+        """Wait until the started members answer with the right role; a replica is ready only
+        once it has received a mark put in the primary's stream after its link came up (a link
+        can be "up" while the primary still holds the stream back, e.g. for a second after a
+        `CONFIG SET bind` during the first sync)."""
         waiting = list(ids)
+        marks: dict[str, int] = {}
         deadline = time.monotonic() + READY_TIMEOUT
         while waiting:
             for member_id in list(waiting):
@@ -291,6 +295,16 @@ class ReplicationGroupReconciler:
                 result = self._infra.runtime.probe(self._name(rg, member_id), PROBE_TIMEOUT)
                 if not result.ok or not self._role_ok(rg, member_id, result):
                     continue
+                if member_id != rg.status.primary and rg.status.primary is not None:
+                    if member_id not in marks:
+                        try:
+                            marks[member_id] = self._infra.runtime.replication_mark(
+                                self._name(rg, rg.status.primary))
+                        except RuntimeError_ as exc:
+                            raise TemporaryError(str(exc)) from exc
+                        continue
+                    if _offset(result) < marks[member_id]:
+                        continue
                 waiting.remove(member_id)
                 was = member.status.nodes[0].status
                 self._set_member_node(member, "available", version=result.version)

@@ -122,6 +122,11 @@ class NodeRuntime(Protocol):
         Raises RuntimeError_ when the node cannot be reached or refuses."""
         ...
 
+    def replication_mark(self, name: str) -> int:
+        """Redis/Valkey primary: put a mark in its replication stream and return the offset after
+        it; replicas report `slave_repl_offset` >= that once they have really received it."""
+        ...
+
     def set_addresses(self, name: str, extra: Sequence[str]) -> None:
         """Redis/Valkey: listen on the node's own address plus `extra` addresses from now on
         (the floating endpoint addresses that follow a primary). Raises RuntimeError_."""

@@ -35,6 +35,25 @@ class TcpNodeCommands:
         else:
             self._redis(name, "REPLICAOF", primary[0], str(primary[1]))
 
+    def replication_mark(self, name: str) -> int:
+        """Put a mark in a primary's replication stream (a PUBLISH on a private channel: it is
+        replicated, and touches no key) and return the stream offset just after it. A replica
+        whose offset reaches it has really received the stream, not only opened its link."""
+        info = self.inspect(name)
+        if info is None:
+            raise RuntimeError_(f"no node named {name}", temporary=False)
+        try:
+            redis_adapter.execute(info.host, info.port, "PUBLISH", "__elasticache_local__", "mark",
+                                  timeout=COMMAND_TIMEOUT)
+            reply = redis_adapter.execute(info.host, info.port, "INFO", "replication", timeout=COMMAND_TIMEOUT)
+        except (OSError, redis_adapter.RespError) as exc:
+            raise RuntimeError_(f"node {name}: replication mark failed: {exc}") from exc
+        fields = redis_adapter.parse_info(reply if isinstance(reply, (str, bytes)) else b"")
+        try:
+            return int(fields.get("master_repl_offset", "0"))
+        except ValueError as exc:
+            raise RuntimeError_(f"node {name}: no replication offset") from exc
+
     def set_addresses(self, name: str, extra: Sequence[str]) -> None:
         """Listen on the node's own address plus `extra` (floating endpoint addresses), at once.
         Redis and Valkey >= 7.0 change `bind` at runtime."""

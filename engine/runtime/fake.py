@@ -60,6 +60,7 @@ class FakeRuntime:
         self.primary_of: dict[str, tuple[str, int] | None] = {}
         self.addresses: dict[str, list[str]] = {}
         self._offsets: dict[str, int] = {}
+        self._marks: dict[str, int] = {}
         self._refuse_commands: set[str] = set()
 
     # --- the NodeRuntime protocol ---
@@ -151,7 +152,12 @@ class FakeRuntime:
                 return ProbeResult(False, None, None, "Connection refused", 0.1)
             details: dict[str, str] = {}
             if node.role == "slave":
-                details = {"master_link_status": "up", "slave_repl_offset": str(self._offsets.get(name, 0))}
+                primary = self.primary_of.get(name)
+                followed = max((m for n, m in self._marks.items() if primary is not None
+                                and self._nodes.get(n) is not None and self._nodes[n].config.host == primary[0]),
+                               default=0)
+                offset = self._offsets.get(name, followed)
+                details = {"master_link_status": "up", "slave_repl_offset": str(offset)}
             return ProbeResult(True, node.role, node.config.version, None, 0.1, details)
 
     def replicate(self, name: str, primary: tuple[str, int] | None) -> None:
@@ -160,6 +166,14 @@ class FakeRuntime:
             node = self._command_target(name)
             node.role = "master" if primary is None else "slave"
             self.primary_of[name] = primary
+
+    def replication_mark(self, name: str) -> int:
+        """Replicas of a fake primary receive its stream at once (unless set_offset says else)."""
+        with self._lock:
+            self.calls.append(("replication_mark", name))
+            self._command_target(name)
+            self._marks[name] = self._marks.get(name, 0) + 1
+            return self._marks[name]
 
     def set_addresses(self, name: str, extra: Sequence[str]) -> None:
         with self._lock:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from engine.runtime.base import NodeConfig, NodeRuntime, NodeState, RuntimeError_
@@ -117,12 +119,30 @@ def test_ready_after_n_probes(rt: FakeRuntime) -> None:
     assert [rt.probe("n1", 0.1).ok for _ in range(4)] == [False, False, False, True]
 
 
-def test_roles_survive_restarts(rt: FakeRuntime) -> None:
+def test_a_restarted_node_takes_its_role_from_its_config(rt: FakeRuntime) -> None:
+    """As a real redis-server does: REPLICAOF given at runtime is gone after a restart."""
     rt.start(config())
     rt.set_role("n1", "slave")
     rt.kill("n1")
     rt.start(config())
+    assert rt.probe("n1", 0.1).role == "master"
+    rt.kill("n1")
+    rt.start(dataclasses.replace(config(), settings={"replicaof": "127.0.0.9 6379"}))
     assert rt.probe("n1", 0.1).role == "slave"
+    assert rt.primary_of["n1"] == ("127.0.0.9", 6379)
+
+
+def test_replicate_and_addresses(rt: FakeRuntime) -> None:
+    rt.start(config())
+    rt.replicate("n1", ("127.0.0.9", 6379))
+    assert rt.probe("n1", 0.1).role == "slave"
+    rt.replicate("n1", None)
+    assert rt.probe("n1", 0.1).role == "master"
+    rt.set_addresses("n1", ["127.0.9.9"])
+    assert rt.listeners("127.0.9.9") == ["n1"]
+    rt.hang("n1")
+    with pytest.raises(RuntimeError_):
+        rt.replicate("n1", None)
 
 
 def test_calls_are_recorded(rt: FakeRuntime) -> None:
