@@ -39,7 +39,6 @@ from typing import Any
 from engine.adapters import adapter_for
 from engine.adapters.base import LOG_FILE, PID_FILE
 from engine.addresses import bind_error
-from engine.runtime.commands import TcpNodeCommands
 from engine.runtime.base import (
     ExitListener,
     NodeConfig,
@@ -48,6 +47,7 @@ from engine.runtime.base import (
     ProbeResult,
     RuntimeError_,
 )
+from engine.runtime.commands import TcpNodeCommands
 from engine.versions import Binary
 
 __all__ = ["NODE_FILE", "ProcessRuntime"]
