@@ -94,8 +94,18 @@ class Service:
     def start(self) -> None:
         self.hub.start()
         self.runtime.set_exit_listener(self._node_exited)
-        self.controller.start()
+        self.controller.start(before_workers=self.remove_orphans)
         self.health.start()
+
+    def remove_orphans(self) -> list[str]:
+        """Nodes this runtime manages that no resource owns any more (deleted while the service
+        was down, or left by a crash mid-delete): removed, data and all."""
+        orphans = [n.name for n in self.runtime.list_managed() if n.name not in self.infra.node_owner]
+        for name in orphans:
+            log.warning("removing orphan node %s: no resource owns it", name)
+            self.runtime.kill(name)
+            self.runtime.remove(name)
+        return orphans
 
     def stop(self) -> None:
         """Stop the API's machinery. Nodes keep running; the next start re-adopts them."""

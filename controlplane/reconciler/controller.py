@@ -102,9 +102,11 @@ class Controller:
 
     # ---- threads ----------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, before_workers: Callable[[], object] | None = None) -> None:
         for reconciler in self._reconcilers.values():
             reconciler.startup()
+        if before_workers is not None:
+            before_workers()  # e.g. remove orphans, while nothing else acts on nodes
         self.enqueue_all()
         for i in range(self._workers):
             t = threading.Thread(target=self._work, name=f"reconcile-{i}", daemon=True)

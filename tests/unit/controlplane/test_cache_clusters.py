@@ -360,3 +360,15 @@ def test_a_handler_bug_is_an_internal_failure_not_a_crash(world: World) -> None:
         with pytest.raises(ApiError) as err:
             world.call("DescribeCacheClusters")
         assert (err.value.code, err.value.status) == ("InternalFailure", 500)
+
+
+def test_orphan_nodes_are_removed_at_start(world: World) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="web", **REDIS)
+    world.settle()
+    from engine.runtime.base import NodeConfig
+
+    world.runtime.start(NodeConfig(name="123456789012-us-east-1-gone-0001", engine="redis", version="7.0.15",
+                                   host="127.0.220.99", port=6379, memory_mb=64))
+    again = world.restart()
+    assert again.service.remove_orphans() == ["123456789012-us-east-1-gone-0001"]
+    assert [n.name for n in again.runtime.list_managed()] == ["123456789012-us-east-1-web-0001"]
