@@ -145,3 +145,30 @@ def test_aws_cli_test_failover(server: LiveServer, ec: Any) -> None:
     assert client.info("replication")["role"] == "master"
     assert client.get("before") == b"1"
     assert client.set("after", "2")
+
+
+def test_valkey_group_fails_over(ec: Any, server: LiveServer) -> None:
+    if "docker" in server.data_dir.name:
+        import pytest
+
+        pytest.skip("no local valkey image is built for the docker runtime")
+    ec.create_replication_group(ReplicationGroupId="vk", ReplicationGroupDescription="d", Engine="valkey",
+                                CacheNodeType="cache.t3.micro", NumCacheClusters=2, AutomaticFailoverEnabled=True)
+    ec.get_waiter("replication_group_available").wait(ReplicationGroupId="vk", WaiterConfig=FAST)
+    group = _group(ec, "vk")
+    assert group["Engine"] == "valkey"
+    member = ec.describe_cache_clusters(CacheClusterId="vk-001")["CacheClusters"][0]
+    assert member["Engine"] == "valkey" and member["EngineVersion"].startswith("8.")
+    client = _client(group["NodeGroups"][0]["PrimaryEndpoint"])
+    assert "valkey_version" in client.info("server")
+    client.set("k", "v")
+    ec.test_failover(ReplicationGroupId="vk", NodeGroupId="0001")
+    ec.get_waiter("replication_group_available").wait(ReplicationGroupId="vk", WaiterConfig=FAST)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        roles = {m["CacheClusterId"]: m["CurrentRole"] for m in _group(ec, "vk")["NodeGroups"][0]["NodeGroupMembers"]}
+        if roles.get("vk-002") == "primary" and _group(ec, "vk")["Status"] == "available":
+            break
+        time.sleep(0.05)
+    assert roles["vk-002"] == "primary"
+    assert client.get("k") == b"v"
