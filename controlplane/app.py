@@ -143,6 +143,7 @@ class Service:
             raise TimeoutError(f"reset: {len(leftover)} resource(s) still being deleted")
         for node in self.runtime.list_managed():
             self.runtime.remove(node.name)
+        self.infra.down_azs.clear()
         self.store.reset()
         return len(keys)
 
@@ -169,10 +170,10 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                   hub=hub, strict_versions=settings.strict_engine_versions)
     queue: WorkQueue[ResourceKey] = WorkQueue(clock.monotonic)
     controller = Controller(store, queue, workers=settings.workers, resync_interval=settings.resync_interval)
-    clusters = CacheClusterReconciler(store, infra, events, clock, controller.enqueue)
-    controller.register(clusters)
     health = HealthMonitor(runtime, lambda key, _name: controller.enqueue(key), interval=settings.health_interval,
                            down_after=settings.down_after, monotonic=clock.monotonic)
+    clusters = CacheClusterReconciler(store, infra, events, clock, controller.enqueue, health)
+    controller.register(clusters)
     groups = ReplicationGroupReconciler(store, infra, events, clock, health)
     controller.register(groups)
     api = ApiModel()

@@ -288,10 +288,22 @@ def describe_cache_clusters(ctx: RequestContext, params: Params) -> Result:
 def modify_cache_cluster(ctx: RequestContext, params: Params) -> Result:
     rec = _get(ctx, params["CacheClusterId"])
     _require_available(rec)
+    if rec.spec.replication_group_id:
+        for name in ("NumCacheNodes", "CacheNodeType", "EngineVersion", "CacheNodeIdsToRemove"):
+            if params.get(name) is not None:
+                raise v.combination(f"{name} of a member of replication group {rec.spec.replication_group_id} "
+                                    "is changed with ModifyReplicationGroup.")
     spec = rec.spec.model_copy(deep=True)
     immediate = bool(params.get("ApplyImmediately"))
-    pending = PendingChanges() if immediate else spec.pending.model_copy(deep=True)
+    pending = spec.pending.model_copy(deep=True)
     nodes_change = False
+    if immediate and not pending.empty():
+        # "ApplyImmediately: the modifications in this request and any pending modifications".
+        if pending.num_nodes is not None:
+            spec.num_nodes, spec.node_ids_to_remove = pending.num_nodes, list(pending.node_ids_to_remove)
+        spec.engine_version = pending.engine_version or spec.engine_version
+        spec.node_type = pending.node_type or spec.node_type
+        pending, nodes_change = PendingChanges(), True
 
     if "NumCacheNodes" in params and params["NumCacheNodes"] != len(rec.status.nodes):
         count = params["NumCacheNodes"]
@@ -377,6 +389,7 @@ def modify_cache_cluster(ctx: RequestContext, params: Params) -> Result:
     spec.pending = pending if not immediate else PendingChanges()
 
     def change(r: CacheCluster) -> None:
+        unchanged_since_read(r, rec)
         r.spec = spec
         if nodes_change and immediate:
             r.generation += 1
@@ -385,6 +398,15 @@ def modify_cache_cluster(ctx: RequestContext, params: Params) -> Result:
     assert updated is not None
     ctx.services.enqueue(rec.key)
     return {"CacheCluster": shapes.cache_cluster(updated, show_nodes=False)}
+
+
+def unchanged_since_read(current: Any, read: Any) -> None:
+    """Optimistic concurrency for handlers that rewrite a spec computed from an earlier read: if
+    another request changed the resource meanwhile, refuse rather than silently undo it."""
+    if current.generation != read.generation or current.spec != read.spec:
+        raise ServiceError(
+            "InvalidCacheClusterStateFault" if read.KIND == CacheCluster.KIND else "InvalidReplicationGroupStateFault",
+            f"{read.id} was changed by another request meanwhile; retry.")
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -417,12 +439,16 @@ def delete_cache_cluster(ctx: RequestContext, params: Params) -> Result:
             raise ServiceError("SnapshotFeatureNotSupportedFault",
                                "Snapshots are not supported for Memcached clusters.")
         raise v.combination("FinalSnapshotIdentifier is not supported by elasticache-local yet.")
-    _require_available(rec)
+    if rec.api_status() not in ("incompatible-network", "restore-failed"):  # failed ones can go
+        _require_available(rec)
     if rec.spec.replication_group_id:
         from controlplane.handlers.replication_groups import get_group
         from controlplane.reconciler.replication_groups import members_of
 
         rg = get_group(ctx, rec.spec.replication_group_id)
+        if rg.status.failover is not None:
+            raise ServiceError("InvalidReplicationGroupStateFault",
+                               f"Replication group {rg.id} is failing over; delete {rec.id} afterwards.")
         if rg.status.primary == rec.id:
             raise ServiceError("InvalidCacheClusterStateFault",
                                f"Cache cluster {rec.id} is the primary of replication group {rg.id} and cannot be "

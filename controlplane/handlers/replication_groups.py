@@ -14,6 +14,7 @@ from controlplane.handlers.cache_clusters import (
     _node_type,
     _tags,
     _version_tuple,
+    unchanged_since_read,
 )
 from controlplane.handlers.context import Handler, Params, RequestContext, Result
 from controlplane.protocol.errors import ServiceError
@@ -85,7 +86,7 @@ def _add_members(ctx: RequestContext, rg: ReplicationGroup, count: int, azs: lis
     ids = _next_member_ids(rg.id, taken, count)
     for i, member_id in enumerate(ids):
         record = CacheCluster(account=ctx.account, region=ctx.region, id=member_id,
-                              created_at=ctx.services.clock.now(),
+                              created_at=ctx.services.clock.now(), tags=list(rg.tags),
                               spec=member_spec(rg, azs[i] if i < len(azs) else None))
         if not store.create(record):
             raise ServiceError("CacheClusterAlreadyExistsFault", f"Cache cluster {member_id} already exists.")
@@ -274,6 +275,10 @@ def modify_replication_group(ctx: RequestContext, params: Params) -> Result:
     # switchover): at once with ApplyImmediately, else in the maintenance window.
     immediate = bool(params.get("ApplyImmediately"))
     pending = spec.pending.model_copy(deep=True)
+    if immediate and not pending.empty():  # this request's changes and any pending ones
+        spec.node_type = pending.node_type or spec.node_type
+        spec.engine_version = pending.engine_version or spec.engine_version
+        pending, bump = PendingChanges(), True
     if params.get("CacheNodeType") and params["CacheNodeType"] != spec.node_type:
         node_type = _node_type(params["CacheNodeType"])
         if immediate:
@@ -295,6 +300,7 @@ def modify_replication_group(ctx: RequestContext, params: Params) -> Result:
             raise v.combination(f"{name} is not supported by elasticache-local yet.")
 
     def change(r: ReplicationGroup) -> None:
+        unchanged_since_read(r, rg)
         r.spec = spec
         if bump:
             r.generation += 1
@@ -400,6 +406,10 @@ def test_failover(ctx: RequestContext, params: Params) -> Result:
                            f"A failover of replication group {rg.id} is already in progress.")
     _require_available(rg)
     members = members_of(ctx.services.store, rg)
+    busy = [m.id for m in members if m.api_status() != "available"]
+    if busy:
+        raise ServiceError("InvalidCacheClusterStateFault",
+                           f"Cache cluster(s) {', '.join(busy)} of replication group {rg.id} are not available.")
     if not rg.spec.automatic_failover or len(members) < 2:
         raise ServiceError("TestFailoverNotAvailableFault",
                            f"Test failover is not available for replication group {rg.id}: it needs automatic "

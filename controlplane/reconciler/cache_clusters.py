@@ -11,6 +11,7 @@ from functools import partial
 from controlplane import catalog
 from controlplane.reconciler.clock import Clock
 from controlplane.reconciler.errors import PermanentError, TemporaryError
+from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import (
     Infra,
     build_node_config,
@@ -42,9 +43,10 @@ class CacheClusterReconciler:
     kind = CacheCluster.KIND
 
     def __init__(self, store: Store, infra: Infra, events: EventLog, clock: Clock,
-                 enqueue: Callable[[ResourceKey], None]) -> None:
+                 enqueue: Callable[[ResourceKey], None], health: HealthMonitor) -> None:
         self._store = store
         self._enqueue = enqueue
+        self._health = health
         self._infra = infra
         self._events = events
         self._clock = clock
@@ -57,7 +59,7 @@ class CacheClusterReconciler:
             if rec.spec.replication_group_id:
                 continue
             for node in rec.status.nodes:
-                self._infra.node_owner[self._name(rec, node.node_id)] = rec.key
+                self._own(rec, node.node_id)
 
     def reconcile(self, key: ResourceKey) -> None:
         rec = self._store.get(key, CacheCluster)
@@ -84,12 +86,17 @@ class CacheClusterReconciler:
         if rec is None:
             return
 
+        if rec.status.failure == message:
+            return  # already reported; the resync retries quietly
+
         def change(r: CacheCluster) -> None:
-            r.status.phase = "incompatible-network"
+            if not r.status.announced_available:  # a running cluster keeps its status
+                r.status.phase = "incompatible-network"
             r.status.failure = message
 
         self._store.update(key, CacheCluster, change)
-        self._emit(rec, f"Failed to create cache cluster: {message}")
+        verb = "create" if not rec.status.announced_available else "repair"
+        self._emit(rec, f"Failed to {verb} cache cluster: {message}")
 
     # ---- steps --------------------------------------------------------------------------
 
@@ -172,7 +179,7 @@ class CacheClusterReconciler:
         if growing:
             self._emit(rec, "Increasing number of requested nodes")
         for node in new_nodes:
-            self._infra.node_owner[self._name(rec, node.node_id)] = rec.key
+            self._own(rec, node.node_id)
             self._emit(rec, f"Added cache node {node.node_id} in availability zone {node.az}")
         return rec
 
@@ -200,6 +207,9 @@ class CacheClusterReconciler:
             name = self._name(rec, node.node_id)
             info = runtime.inspect(name)
             running = info is not None and info.state != NodeState.EXITED
+            if running and node.status == "available" and self._health.is_down(name):
+                runtime.kill(name)  # frozen or hung: surely dead, then recovered below
+                running = False
             current = info is not None and info.version == version and node.node_type == rec.spec.node_type
             if running and current:
                 if node.status != "available":
@@ -216,6 +226,7 @@ class CacheClusterReconciler:
                 rec = self._set_node(rec, node.node_id, "rebooting")
             try:
                 runtime.start(self._config(rec, node, version))
+                self._health.revive(name)
             except RuntimeError_ as exc:
                 if exc.temporary:
                     raise TemporaryError(f"node {node.node_id}: {exc}", delay=0.5) from exc
@@ -277,6 +288,7 @@ class CacheClusterReconciler:
                 runtime.stop(name)  # redis saves its data on SIGTERM and comes back with it
             self._emit(rec, f"Cache node {node_id} shutdown")
             runtime.start(self._config(rec, node, version))
+            self._health.revive(name)
         rec = self._await_ready(rec, [n for n in request.node_ids if rec.node(n) is not None])
         for node_id in request.node_ids:
             self._emit(rec, f"Cache node {node_id} restarted")
@@ -306,7 +318,8 @@ class CacheClusterReconciler:
             except OSError as exc:
                 raise TemporaryError(f"configuration endpoint: {exc}", delay=0.5) from exc
             self._endpoints.add(name)
-        members = [Member(n.host, n.host, n.port) for n in rec.status.nodes if n.status == "available"]
+        members = [Member(n.host, n.host, n.port) for n in rec.status.nodes if n.status == "available"
+                   and not self._health.is_down(self._name(rec, n.node_id))]
         self._infra.hub.set_members(name, members)
 
     def _settle(self, rec: CacheCluster) -> None:
@@ -345,8 +358,14 @@ class CacheClusterReconciler:
 
     # ---- helpers ------------------------------------------------------------------------
 
+    def _own(self, rec: CacheCluster, node_id: str) -> None:
+        name = self._name(rec, node_id)
+        self._infra.node_owner[name] = rec.key
+        self._health.watch(name, rec.key)
+
     def _discard(self, name: str) -> None:
         """A node whose data is going away: no graceful stop, just gone."""
+        self._health.unwatch(name)
         self._infra.runtime.kill(name)
         self._infra.runtime.remove(name)
 

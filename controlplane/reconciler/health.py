@@ -62,8 +62,10 @@ class HealthMonitor:
         """Start watching a node (idempotent). A newly watched node counts as healthy now."""
         with self._lock:
             current = self._nodes.get(name)
-            if current is None or current.key != key:
+            if current is None:
                 self._nodes[name] = NodeHealth(key=key, last_ok=self._now())
+            elif current.key != key:
+                current.key = key  # a new owner (a member kept as a standalone cluster)
 
     def unwatch(self, name: str) -> None:
         with self._lock:
@@ -91,11 +93,17 @@ class HealthMonitor:
         return True
 
     def is_down(self, name: str) -> bool:
+        """Exited, or its latest probe failed and it has not answered for `down_after`. Time
+        alone proves nothing: if probe rounds are late (a busy machine, many frozen nodes), a
+        node nobody asked is not a node that failed to answer."""
         with self._lock:
             node = self._nodes.get(name)
             if node is None:
                 return False
-            return node.exited or (not self.tilt and self._now() - node.last_ok >= self.down_after)
+            if node.exited:
+                return True
+            failed = node.last is not None and not node.last.ok
+            return failed and not self.tilt and self._now() - node.last_ok >= self.down_after
 
     def last_probe(self, name: str) -> ProbeResult | None:
         with self._lock:
@@ -109,6 +117,9 @@ class HealthMonitor:
         with self._lock:
             names = list(self._nodes)
         timeout = max(0.05, min(0.25, self.down_after / 4))
+        # A node that answers was alive when the probe was sent: stamping the answer's arrival
+        # instead would delay detection by a slow round's length.
+        sent = self._now()
         if self._pool is not None and len(names) > 1:
             results = list(self._pool.map(lambda n: (n, self._runtime.probe(n, timeout)), names))
         else:
@@ -123,7 +134,7 @@ class HealthMonitor:
                 node.last = result
                 node.fresh = True
                 if result.ok:
-                    node.last_ok = now
+                    node.last_ok = max(node.last_ok, sent)
                     node.exited = False
                     node.reported = False
                 elif not self.tilt and not node.reported and now - node.last_ok >= self.down_after:
@@ -146,17 +157,20 @@ class HealthMonitor:
 
     def _run(self) -> None:
         last = self._now()
-        while not self._stop.wait(self.interval):
+        wait = self.interval
+        while not self._stop.wait(wait):
             now = self._now()
-            if now - last > self.interval + self._tilt_after:
+            if now - last > wait + self._tilt_after:
                 log.warning("health monitor stalled for %.1fs: TILT, no failover until nodes are seen again",
                             now - last)
                 self.enter_tilt()
-            last = now
             try:
                 self.probe_all()
             except Exception:
                 log.exception("health round failed")
+            last = self._now()
+            # Rounds start every `interval`: a slow round (frozen nodes time out) eats into the wait.
+            wait = max(0.0, self.interval - (last - now))
 
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")

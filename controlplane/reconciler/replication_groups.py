@@ -72,6 +72,8 @@ class ReplicationGroupReconciler:
         # Floating addresses we last told each node to hold; forgotten on restart, so the
         # first pass re-applies them (idempotent).
         self._applied: dict[str, tuple[str, ...]] = {}
+        # Groups whose primary is down with no replica to promote, already reported.
+        self._aborted: set[ResourceKey] = set()
         # Proxied endpoints served by this process's hub -> their current target.
         self._forwarders: dict[str, tuple[str, int] | None] = {}
 
@@ -102,25 +104,31 @@ class ReplicationGroupReconciler:
         if rg.status.failover is not None:
             rg = self._failover(rg, version)
             members = members_of(self._store, rg)
-        members = self._run_members(rg, members, version)
-        rg = self._switchover(rg, members)
+        members, blocked = self._run_members(rg, members, version)
+        rg = self._switchover(rg, members, version)
         rg = self._apply_pending(rg)
         rg = self._roll(rg, members_of(self._store, rg), version)
         rg = self._place_addresses(rg, members_of(self._store, rg))
         self._reboots(rg, members, version)
         self._settle(rg, members_of(self._store, rg))
+        if blocked:  # the rest of the group was converged first: endpoints still move
+            raise TemporaryError(f"members {', '.join(blocked)} wait for their availability zone", delay=1.0)
 
     def fail(self, key: ResourceKey, message: str) -> None:
         rg = self._store.get(key, ReplicationGroup)
         if rg is None:
             return
 
+        if rg.status.failure == message:
+            return  # already reported; the resync retries quietly
+
         def change(s: ReplicationGroupStatus) -> None:
             s.phase = "create-failed" if not s.announced_available else s.phase
             s.failure = message
 
         self._write(rg, change)
-        self._emit(RG, rg.id, rg, f"Failed to create replication group: {message}")
+        verb = "create" if not rg.status.announced_available else "repair"
+        self._emit(RG, rg.id, rg, f"Failed to {verb} replication group: {message}")
 
     # ---- set-up steps -------------------------------------------------------------------
 
@@ -207,7 +215,8 @@ class ReplicationGroupReconciler:
 
     # ---- nodes --------------------------------------------------------------------------
 
-    def _run_members(self, rg: ReplicationGroup, members: list[CacheCluster], version: str) -> list[CacheCluster]:
+    def _run_members(self, rg: ReplicationGroup, members: list[CacheCluster],
+                     version: str) -> tuple[list[CacheCluster], list[str]]:
         """Every member's node runs with its role; recover the dead, converge the roles."""
         runtime = self._infra.runtime
         primary = self._member(members, rg.status.primary)
@@ -241,9 +250,7 @@ class ReplicationGroupReconciler:
         if starting:
             members = self._await_members(rg, members, starting)
         self._converge_roles(rg, members)
-        if blocked:
-            raise TemporaryError(f"members {', '.join(blocked)} wait for their availability zone", delay=1.0)
-        return members_of(self._store, rg)
+        return members_of(self._store, rg), blocked
 
     def _start(self, rg: ReplicationGroup, member: CacheCluster, primary: CacheCluster, version: str,
                fresh: bool = False) -> None:
@@ -396,6 +403,11 @@ class ReplicationGroupReconciler:
         request = rg.spec.test_failover
         if request is not None and request.seq > rg.status.test_failover_done and rg.status.primary:
             self._emit(RG, rg.id, rg, f"Test Failover API called for node group {request.node_group}")
+            if not self._eligible(rg, members, rg.status.primary, []):
+                # Nothing can take over: the primary is left alone rather than killed for nothing.
+                self._emit(RG, rg.id, rg, f"Test failover of node group {request.node_group} aborted: no healthy "
+                                          "replica can be promoted")
+                return self._write(rg, partial(_test_done, seq=request.seq))
             return self._begin(rg, "test", request.seq)
         if not rg.status.announced_available or rg.status.primary is None:
             return rg
@@ -403,12 +415,15 @@ class ReplicationGroupReconciler:
         info = self._infra.runtime.inspect(name)
         dead = info is None or info.state == NodeState.EXITED
         if not (dead or self._health.is_down(name)):
+            self._aborted.discard(rg.key)
             return rg
         if not rg.spec.automatic_failover:
             return rg  # _run_members restarts the primary in place
         if not self._eligible(rg, members, rg.status.primary, []):
-            self._emit(RG, rg.id, rg, f"Failover of primary node {rg.status.primary} aborted: no healthy replica "
-                                      "can be promoted; restarting the primary")
+            if rg.key not in self._aborted:
+                self._aborted.add(rg.key)
+                self._emit(RG, rg.id, rg, f"Failover of primary node {rg.status.primary} aborted: no healthy "
+                                          "replica can be promoted; restarting the primary")
             return rg
         log.warning("%s: primary %s is down; failing over", rg.id, rg.status.primary)
         return self._begin(rg, "automatic", 0)
@@ -468,14 +483,21 @@ class ReplicationGroupReconciler:
             elif fo.step == "repoint":
                 assert fo.candidate is not None
                 candidate = fo.candidate
+                # The endpoint moves first; the candidate is recorded as primary only once it holds
+                # it, so a candidate that died since its promotion sends us back to select.
+                try:
+                    if rg.status.proxied:
+                        self._point(rg, "primary", candidate, drop_existing=True)
+                    else:
+                        # The candidate may hold the reader address: drop it, then take the primary's.
+                        self._release_all(rg, candidate)
+                        runtime.set_addresses(self._name(rg, candidate), [rg.status.primary_host or ""])
+                        self._applied[self._name(rg, candidate)] = (rg.status.primary_host or "",)
+                except RuntimeError_ as exc:
+                    log.warning("%s: %s cannot take the primary endpoint (%s)", rg.id, candidate, exc)
+                    rg = self._step(rg, "select", exclude=candidate)
+                    continue
                 rg = self._write(rg, partial(_repoint, old=fo.old_primary, new=candidate))
-                if rg.status.proxied:
-                    self._point(rg, "primary", candidate, drop_existing=True)
-                else:
-                    # The candidate may hold the reader address: drop it, then take the primary's.
-                    self._release_all(rg, candidate)
-                    runtime.set_addresses(self._name(rg, candidate), [rg.status.primary_host or ""])
-                    self._applied[self._name(rg, candidate)] = (rg.status.primary_host or "",)
                 text = f"Failover from primary node {fo.old_primary} to replica node {candidate} completed"
                 self._emit(CC, fo.old_primary, rg, text)
                 self._emit(RG, rg.id, rg, text)
@@ -499,11 +521,15 @@ class ReplicationGroupReconciler:
                 if old is not None:
                     self._emit(CC, old.id, rg, f"Recovering cache nodes {NODE_ID}")
                     old = self._set_member_node(old, "rebooting")
-                    if not self._infra.az_down(old.status.nodes[0].az, self._clock.monotonic()):
-                        self._start(rg, old, new, version, fresh=True)
-                    else:
-                        # Its zone is down: it is started, empty, when the zone is back.
-                        self._infra.runtime.remove(self._name(rg, old.id))
+                    try:
+                        if not self._infra.az_down(old.status.nodes[0].az, self._clock.monotonic()):
+                            self._start(rg, old, new, version, fresh=True)
+                        else:
+                            # Its zone is down: it is started, empty, when the zone is back.
+                            self._infra.runtime.remove(self._name(rg, old.id))
+                    except (TemporaryError, PermanentError, RuntimeError_) as exc:
+                        # The failover is done; the replacement is retried as a recovery.
+                        log.warning("%s: replacing %s failed (%s); retried later", rg.id, old.id, exc)
                 return self._end(rg, fo)
         return rg
 
@@ -545,10 +571,12 @@ class ReplicationGroupReconciler:
 
     # ---- planned switchover, reboots ----------------------------------------------------
 
-    def _switchover(self, rg: ReplicationGroup, members: list[CacheCluster],
+    def _switchover(self, rg: ReplicationGroup, members: list[CacheCluster], version: str,
                     change: PrimaryChange | None = None) -> ReplicationGroup:
         """A planned switchover (ModifyReplicationGroup PrimaryClusterId, or before restarting the
-        primary): promote the member, demote the old primary; nobody is killed."""
+        primary): no acknowledged write is lost and nobody is killed. `FAILOVER TO` pauses writes
+        on the old primary until the replica has them all; then the endpoint moves and the old
+        primary's clients are disconnected, so they reconnect through the endpoint."""
         change = change or rg.spec.primary_change
         if change is None or change.seq <= rg.status.primary_change_done:
             return rg
@@ -556,11 +584,18 @@ class ReplicationGroupReconciler:
         if new is None or old is None or new.id == old.id:
             return self._write(rg, lambda s: setattr(s, "primary_change_done", change.seq))
         runtime = self._infra.runtime
-        self._release_all(rg, old.id)
-        self._release_all(rg, new.id)
-        runtime.replicate(self._name(rg, new.id), None)
-        if not self._wait_role(self._name(rg, new.id), "master"):
-            raise TemporaryError(f"{new.id} was not promoted")
+        old_name, new_name = self._name(rg, old.id), self._name(rg, new.id)
+        target = (new.status.nodes[0].host, new.status.nodes[0].port)
+        try:
+            if _version_tuple(version) >= (6, 2):
+                runtime.hand_over(old_name, target)
+            else:  # no FAILOVER command before 6.2: promote, then demote
+                runtime.replicate(new_name, None)
+                if not self._wait_role(new_name, "master"):
+                    raise RuntimeError_(f"{new.id} was not promoted")
+                runtime.replicate(old_name, target)
+        except RuntimeError_ as exc:
+            raise TemporaryError(f"switchover to {new.id}: {exc}", delay=0.5) from exc
 
         def switch(s: ReplicationGroupStatus) -> None:
             s.primary = new.id
@@ -568,10 +603,19 @@ class ReplicationGroupReconciler:
             s.reader_on = None
 
         rg = self._write(rg, switch)
-        p = new.status.nodes[0]
+        if rg.status.proxied:
+            self._point(rg, "primary", new.id, drop_existing=True)
+        else:
+            self._release_all(rg, old.id)
+            self._release_all(rg, new.id)
+            runtime.set_addresses(new_name, [rg.status.primary_host or ""])
+            self._applied[new_name] = (rg.status.primary_host or "",)
+        with contextlib.suppress(RuntimeError_):
+            runtime.disconnect_clients(old_name)
         for m in members:
-            if m.id != new.id:
-                runtime.replicate(self._name(rg, m.id), (p.host, p.port))
+            if m.id not in (new.id, old.id):
+                with contextlib.suppress(RuntimeError_):  # converged later if it fails now
+                    runtime.replicate(self._name(rg, m.id), target)
         self._emit(RG, rg.id, rg, f"Primary cluster changed from {old.id} to {new.id}")
         return rg
 
@@ -618,7 +662,7 @@ class ReplicationGroupReconciler:
             if others:  # the primary is the last: hand its role to an updated replica first
                 target = others[0]
                 change = PrimaryChange(seq=rg.status.primary_change_done + 1, member=target.id)
-                rg = self._switchover(rg, members, change)
+                rg = self._switchover(rg, members, version, change)
                 return self._roll(rg, members_of(self._store, rg), version)
             member = primary
         name = self._name(rg, member.id)
@@ -691,7 +735,7 @@ class ReplicationGroupReconciler:
                 with contextlib.suppress(RuntimeError_):
                     self._infra.runtime.set_addresses(name, [])
                 self._applied.pop(name, None)
-                self._health.unwatch(name)
+                self._health.watch(name, member.key)  # watched as the standalone cluster it becomes
                 self._infra.node_owner[name] = member.key
 
                 def standalone(c: CacheCluster) -> None:
@@ -787,3 +831,11 @@ def _set_endpoint(status: ReplicationGroupStatus, which: str, address: tuple[str
 def _major(version: str) -> int:
     head = version.split(".")[0]
     return int(head) if head.isdigit() else 0
+
+
+def _test_done(status: ReplicationGroupStatus, seq: int) -> None:
+    status.test_failover_done = max(status.test_failover_done, seq)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))

@@ -58,3 +58,20 @@ def test_bad_faults_are_refused(world: World) -> None:
     assert err.value.status == 404
     with pytest.raises(FaultError):
         world.service.faults.node("123456789012", "us-east-1", "nope", "0001", "explode")
+
+
+def test_a_frozen_standalone_node_is_recovered_and_leaves_auto_discovery(world: World) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="mc", Engine="memcached", CacheNodeType="cache.t3.micro",
+               NumCacheNodes=2)
+    world.settle()
+    name = "123456789012-us-east-1-mc-0002"
+    world.runtime.hang(name)
+    health = world.service.health
+    health.probe_all()
+    world.clock.advance(1.1)
+    health.probe_all()  # down: the cluster is enqueued
+    world.runtime.unhang(name)  # (a restarted process answers again)
+    world.settle()
+    assert name in world.runtime.calls_of("kill")
+    assert world.runtime.calls_of("start").count(name) == 2
+    assert world.events("mc")[-2:] == ["Recovering cache nodes 0002", "Finished recovery for cache nodes 0002"]

@@ -380,3 +380,142 @@ def test_a_replica_is_ready_only_when_the_stream_reaches_it(world: World, monkey
     world.service.controller.enqueue_all()
     world.settle()
     assert _group(world)["Status"] == "available"
+
+
+def test_late_probe_rounds_do_not_make_healthy_nodes_down(world: World) -> None:
+    _make(world)
+    health = world.service.health
+    health.probe_all()
+    world.clock.advance(1.5)  # no probe round for longer than down_after: nothing is known
+    world.service.controller.enqueue_all()
+    world.settle()
+    assert _roles(world)["rg-001"] == "primary"
+    assert world.runtime.calls_of("kill") == []
+
+
+def test_a_candidate_that_dies_after_promotion_sends_the_failover_back_to_select(world: World) -> None:
+    _make(world)
+    world.runtime.set_offset(NODE.format("rg-002"), 500)  # rg-002 is chosen first
+    real_set_addresses = world.runtime.set_addresses
+
+    def dies_when_repointed(name: str, extra: Any) -> None:
+        if name == NODE.format("rg-002") and extra:
+            world.runtime.set_exit_listener(lambda n: None)
+            world.runtime.crash(name)  # dead between promotion and repoint
+            world.runtime.set_exit_listener(world.service._node_exited)
+        real_set_addresses(name, extra)
+
+    world.runtime.set_addresses = dies_when_repointed  # type: ignore[method-assign]
+    world.runtime.crash(NODE.format("rg-001"))
+    world.settle()
+    world.runtime.set_addresses = real_set_addresses  # type: ignore[method-assign]
+    world.service.controller.enqueue_all()
+    world.settle()
+    assert _roles(world)["rg-003"] == "primary"
+    assert _group(world)["Status"] == "available"
+
+
+def test_test_failover_without_a_promotable_replica_leaves_the_primary_alone(world: World) -> None:
+    _make(world, clusters=2)
+    world.runtime.refuse_commands(NODE.format("rg-002"))
+    world.runtime.hang(NODE.format("rg-002"))  # answers no probe: not promotable
+    world.call("TestFailover", ReplicationGroupId="rg", NodeGroupId="0001")
+    world.settle()
+    assert NODE.format("rg-001") not in world.runtime.calls_of("kill")
+    assert any("aborted" in e for e in _rg_events(world))
+
+
+def test_test_failover_needs_every_member_available(world: World) -> None:
+    _make(world)
+    world.call("RebootCacheCluster", CacheClusterId="rg-002", CacheNodeIdsToReboot=["0001"])
+    with pytest.raises(ApiError) as err:
+        world.call("TestFailover", ReplicationGroupId="rg", NodeGroupId="0001")
+    assert err.value.code == "InvalidCacheClusterState"
+
+
+def test_switchover_hands_over_without_killing_and_disconnects_clients(world: World) -> None:
+    _make(world, failover=False)
+    world.call("ModifyReplicationGroup", ReplicationGroupId="rg", PrimaryClusterId="rg-002", ApplyImmediately=True)
+    world.settle()
+    assert world.runtime.calls_of("hand_over") == [NODE.format("rg-001")]
+    assert world.runtime.calls_of("disconnect_clients") == [NODE.format("rg-001")]
+    assert world.runtime.calls_of("kill") == []
+    assert _roles(world) == {"rg-001": "replica", "rg-002": "primary", "rg-003": "replica"}
+
+
+def test_endpoints_move_while_a_zone_keeps_a_member_down(world: World) -> None:
+    _make(world)  # rg-001 in us-east-1a, rg-002 in b, rg-003 in c
+    ng = _group(world)["NodeGroups"][0]
+    reader = ng["ReaderEndpoint"]["Address"]
+    holder = world.runtime.listeners(reader)[0]
+    zone = {NODE.format("rg-002"): "us-east-1b", NODE.format("rg-003"): "us-east-1c"}[holder]
+    world.service.faults.interrupt_az(zone, 60)
+    world.settle()
+    assert world.runtime.listeners(reader) and world.runtime.listeners(reader) != [holder]
+
+
+def test_repeated_failures_are_reported_once_and_failed_clusters_can_be_deleted(world: World) -> None:
+    world.runtime.fail_next_starts(100, temporary=False)
+    world.call("CreateCacheCluster", CacheClusterId="web", Engine="redis", CacheNodeType="cache.t3.micro")
+    for _ in range(3):
+        world.service.controller.enqueue_all()
+        world.settle()
+    assert sum(e.startswith("Failed to create") for e in world.events("web")) == 1
+    world.call("DeleteCacheCluster", CacheClusterId="web")
+    world.settle()
+    assert world.call("DescribeCacheClusters")["CacheClusters"] == []
+
+
+def test_member_node_type_is_changed_through_the_group(world: World) -> None:
+    _make(world)
+    with pytest.raises(ApiError) as err:
+        world.call("ModifyCacheCluster", CacheClusterId="rg-002", CacheNodeType="cache.m5.large",
+                   ApplyImmediately=True)
+    assert err.value.code == "InvalidParameterCombination"
+
+
+def test_apply_immediately_also_applies_what_was_pending(world: World) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="mc", Engine="memcached", CacheNodeType="cache.t3.micro")
+    world.settle()
+    world.call("ModifyCacheCluster", CacheClusterId="mc", NumCacheNodes=3)  # pending
+    world.call("ModifyCacheCluster", CacheClusterId="mc", AutoMinorVersionUpgrade=False, ApplyImmediately=True)
+    world.settle()
+    cluster = world.call("DescribeCacheClusters", CacheClusterId="mc")["CacheClusters"][0]
+    assert cluster["NumCacheNodes"] == 3 and cluster["PendingModifiedValues"] == {}
+
+
+def test_group_tags_reach_its_members(world: World) -> None:
+    arn = world.call("CreateReplicationGroup", ReplicationGroupId="rg", NumCacheClusters=2,
+                     Tags=[{"Key": "team", "Value": "a"}], **BASIC)["ReplicationGroup"]["ARN"]
+    with pytest.raises(ApiError) as err:
+        world.call("AddTagsToResource", ResourceName=arn, Tags=[{"Key": "x", "Value": "1"}])
+    assert err.value.message == "Cluster not in available state to perform tagging operations."
+    world.settle()
+    world.call("AddTagsToResource", ResourceName=arn, Tags=[{"Key": "x", "Value": "1"}])
+    member_arn = "arn:aws:elasticache:us-east-1:123456789012:cluster:rg-002"
+    assert world.call("ListTagsForResource", ResourceName=member_arn)["TagList"] == [
+        {"Key": "team", "Value": "a"}, {"Key": "x", "Value": "1"}]
+
+
+def test_a_modify_racing_another_change_is_refused_not_lost(world: World) -> None:
+    from controlplane.handlers import cache_clusters as handlers
+    from controlplane.handlers.context import RequestContext
+    from controlplane.state.records import CacheCluster
+
+    world.call("CreateCacheCluster", CacheClusterId="web", Engine="redis", CacheNodeType="cache.t3.micro")
+    world.settle()
+    store = world.service.store
+    real_update = store.update
+
+    def racing_update(key: Any, model: Any, change: Any) -> Any:
+        # Another request deletes the cluster between this handler's read and its write.
+        real_update(key, model, lambda r: setattr(r.spec, "delete_requested", True))
+        return real_update(key, model, change)
+
+    store.update = racing_update  # type: ignore[method-assign]
+    ctx = RequestContext("123456789012", "us-east-1", "r", world.service.query.services)
+    with pytest.raises(handlers.ServiceError):
+        handlers.modify_cache_cluster(ctx, {"CacheClusterId": "web", "SnapshotRetentionLimit": 3})
+    store.update = real_update  # type: ignore[method-assign]
+    rec = store.records(CacheCluster)[0]
+    assert rec.spec.delete_requested and rec.spec.snapshot_retention_limit == 0
