@@ -116,8 +116,14 @@ def test_kill_9_of_the_primary_under_a_writer(ec: Any) -> None:
         time.sleep(0.05)
     assert old.info("replication")["master_link_status"] == "up"
     assert _group(ec)["Status"] == "available"
-    cluster_events = [e["Message"] for e in ec.describe_events(SourceType="cache-cluster",
-                                                               SourceIdentifier="rg-001")["Events"]]
+    # The recovery event follows the node's readiness by a moment: bounded wait.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        cluster_events = [e["Message"] for e in ec.describe_events(SourceType="cache-cluster",
+                                                                   SourceIdentifier="rg-001")["Events"]]
+        if cluster_events[-1:] == ["Finished recovery for cache nodes 0001"]:
+            break
+        time.sleep(0.05)
     assert cluster_events[-2:] == ["Recovering cache nodes 0001", "Finished recovery for cache nodes 0001"]
 
 
