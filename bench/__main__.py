@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import describe, lifecycle
+from bench import describe, docker, failover, lifecycle
 from bench.lab import Lab
 from bench.report import Table
 
@@ -31,6 +31,8 @@ def _codec(lab: Lab) -> list[Table]:
 BENCHMARKS: dict[str, Callable[[Lab], list[Table]]] = {
     "codec": _codec,
     "describe": describe.run,
+    "docker": docker.run,
+    "failover": failover.run,
     "lifecycle": lifecycle.run,
 }
 

@@ -68,3 +68,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -e ".${extras}"
   echo "$want" > "$stamp"
 fi
+
+# CI runs the docker-runtime tests too: a Docker engine and the local node images (no registry).
+if [ "${CI:-}" = "true" ]; then
+  deploy/docker-setup.sh
+fi

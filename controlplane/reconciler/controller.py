@@ -50,7 +50,7 @@ class Controller:
         self._reconcilers: dict[str, KindReconciler] = {}
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
-        self._idle_hooks: list[Callable[[], None]] = []
+        self._failures: dict[ResourceKey, str] = {}
 
     def register(self, reconciler: KindReconciler) -> None:
         self._reconcilers[reconciler.kind] = reconciler
@@ -73,12 +73,16 @@ class Controller:
         try:
             reconciler.reconcile(key)
             self.queue.forget(key)
+            self._failures.pop(key, None)
         except TemporaryError as exc:
             delay = self.queue.backoff(key, exc.delay)
             log.debug("%s: %s (retry in %.2fs)", key, exc, delay)
             self.queue.add_after(key, delay)
         except PermanentError as exc:
-            log.warning("%s: %s", key, exc)
+            # Logged once per distinct failure: the resync retries it every few seconds.
+            if self._failures.get(key) != str(exc):
+                log.warning("%s: %s", key, exc)
+                self._failures[key] = str(exc)
             self.queue.forget(key)
             reconciler.fail(key, str(exc))
         except Exception:

@@ -127,6 +127,15 @@ class NodeRuntime(Protocol):
         it; replicas report `slave_repl_offset` >= that once they have really received it."""
         ...
 
+    def hand_over(self, name: str, to: tuple[str, int], timeout: float = 5.0) -> None:
+        """Redis 6.2+/Valkey primary: planned switchover to its replica at `to` (FAILOVER TO):
+        writes pause until the replica has them all; this node becomes its replica."""
+        ...
+
+    def disconnect_clients(self, name: str) -> None:
+        """Redis/Valkey: close every client connection (replication links stay)."""
+        ...
+
     def set_addresses(self, name: str, extra: Sequence[str]) -> None:
         """Redis/Valkey: listen on the node's own address plus `extra` addresses from now on
         (the floating endpoint addresses that follow a primary). Raises RuntimeError_."""

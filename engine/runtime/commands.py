@@ -3,6 +3,7 @@ own address (the process runtime, and the docker runtime with host networking)."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from engine.adapters import redis as redis_adapter
@@ -53,6 +54,34 @@ class TcpNodeCommands:
             return int(fields.get("master_repl_offset", "0"))
         except ValueError as exc:
             raise RuntimeError_(f"node {name}: no replication offset") from exc
+
+    def hand_over(self, name: str, to: tuple[str, int], timeout: float = 5.0) -> None:
+        """A planned switchover without losing acknowledged writes: `FAILOVER TO` (Redis 6.2+,
+        Valkey) pauses writes on this primary, waits until the replica at `to` has everything,
+        promotes it and makes this node its replica. Returns once this node reports the switch."""
+        info = self.inspect(name)
+        if info is None:
+            raise RuntimeError_(f"no node named {name}", temporary=False)
+        self._redis(name, "FAILOVER", "TO", to[0], str(to[1]), "TIMEOUT", str(int(timeout * 1000)))
+        deadline = time.monotonic() + timeout + 1.0
+        while time.monotonic() < deadline:
+            try:
+                reply = redis_adapter.execute(info.host, info.port, "INFO", "replication", timeout=COMMAND_TIMEOUT)
+            except (OSError, redis_adapter.RespError):
+                time.sleep(0.005)
+                continue
+            fields = redis_adapter.parse_info(reply if isinstance(reply, (str, bytes)) else b"")
+            if fields.get("role") == "slave":
+                return
+            if fields.get("master_failover_state") == "no-failover":
+                raise RuntimeError_(f"node {name}: the switchover to {to[0]}:{to[1]} was aborted")
+            time.sleep(0.002)
+        raise RuntimeError_(f"node {name}: the switchover to {to[0]}:{to[1]} did not finish")
+
+    def disconnect_clients(self, name: str) -> None:
+        """Close every client connection (not replicas'), so clients reconnect through their
+        endpoint to wherever it points now."""
+        self._redis(name, "CLIENT", "KILL", "TYPE", "normal")
 
     def set_addresses(self, name: str, extra: Sequence[str]) -> None:
         """Listen on the node's own address plus `extra` (floating endpoint addresses), at once.

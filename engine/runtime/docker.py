@@ -62,6 +62,7 @@ from engine.runtime.base import (
     ProbeResult,
     RuntimeError_,
 )
+from engine.runtime.commands import TcpNodeCommands
 from engine.runtime.process import _address_error
 from engine.versions import parse_version
 
@@ -203,7 +204,7 @@ def _docker_error(what: str, exc: BaseException) -> RuntimeError_:
     return RuntimeError_(f"{what}: {exc}")
 
 
-class DockerRuntime:
+class DockerRuntime(TcpNodeCommands):
     """NodeRuntime running each node as a Docker container. Thread-safe; operations on one node
     are serialized, operations on different nodes run in parallel (the Docker engine itself
     serializes little). Every call is a blocking Docker API call: callers use worker threads.
@@ -212,6 +213,8 @@ class DockerRuntime:
     in the log); off, only images already present can run. `versions`: engine -> versions
     offered for pulling (with `pull` on; images present locally are always offered too).
     `start_grace` as in ProcessRuntime: start() waits that long for an immediate exit.
+    `replicate` and `set_addresses` talk to the node over TCP, as on the process runtime (with
+    "ports" networking, extra addresses cannot be bound inside the node's own namespace).
     """
 
     name = "docker"
@@ -613,12 +616,14 @@ class DockerRuntime:
                 layer = str(event.get("id") or "")
                 status = str(event.get("status") or "")
                 detail = event.get("progressDetail") or {}
+                milestone = False
                 if status == "Downloading" and detail.get("total"):
                     layers[layer] = (int(detail.get("current", 0)), int(detail["total"]))
-                elif status in ("Download complete", "Pull complete", "Already exists") and layer:
+                elif status in ("Pull complete", "Already exists") and layer and layer not in done:
                     done.add(layer)
+                    milestone = True
                 now = time.monotonic()
-                if now - last_report >= 1.0:
+                if milestone or now - last_report >= 1.0:  # each layer, and every second
                     last_report = now
                     current = sum(c for c, _ in layers.values()) / 1e6
                     total = sum(t for _, t in layers.values()) / 1e6
@@ -848,6 +853,25 @@ class DockerRuntime:
                     stream.close()
                 return
             log.info("Docker event stream reconnected")
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """After a gap in the event stream: report every node of ours that is not running, since
+        its exit may not have been replayed (a restarted Docker engine stops containers without
+        keeping their events). Reporting a node twice is harmless: the listener re-inspects."""
+        try:
+            containers = self._api.containers(all=True, filters={"label": [f"{L_OWNER}={self.owner}"]})
+        except Exception as exc:
+            log.warning("cannot list containers after reconnecting: %s", exc)
+            return
+        listener = self._listener
+        for container in containers:
+            name = (container.get("Labels") or {}).get(L_NAME)
+            if name and container.get("State") not in _LIVE and listener is not None:
+                try:
+                    listener(name)
+                except Exception:
+                    log.exception("exit listener failed for node %s", name)
 
     @staticmethod
     def _events(stream: Any) -> Iterator[dict[str, Any]]:

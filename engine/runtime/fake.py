@@ -167,6 +167,24 @@ class FakeRuntime:
             node.role = "master" if primary is None else "slave"
             self.primary_of[name] = primary
 
+    def hand_over(self, name: str, to: tuple[str, int], timeout: float = 5.0) -> None:
+        with self._lock:
+            self.calls.append(("hand_over", name))
+            node = self._command_target(name)
+            target = next((n for n, x in self._nodes.items() if (x.config.host, x.config.port) == to
+                           and x.state is NodeState.RUNNING), None)
+            if target is None or self._nodes[target].role != "slave" or target in self._refuse_commands:
+                raise RuntimeError_(f"node {name}: the switchover to {to[0]}:{to[1]} was aborted")
+            self._nodes[target].role = "master"
+            self.primary_of[target] = None
+            node.role = "slave"
+            self.primary_of[name] = to
+
+    def disconnect_clients(self, name: str) -> None:
+        with self._lock:
+            self.calls.append(("disconnect_clients", name))
+            self._command_target(name)
+
     def replication_mark(self, name: str) -> int:
         """Replicas of a fake primary receive its stream at once (unless set_offset says else)."""
         with self._lock:

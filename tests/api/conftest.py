@@ -24,6 +24,83 @@ from engine.runtime.process import ProcessRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Every api test runs on both runtimes. The docker runs use images built from this machine's own
+# binaries (deploy/build-images.sh), so they need no registry.
+RUNTIMES = ["process", pytest.param("docker", marks=pytest.mark.docker)]
+LOCAL_IMAGES = {
+    "ELASTICACHE_LOCAL_DOCKER_IMAGE_REDIS": "elasticache-local/redis:{version}",
+    "ELASTICACHE_LOCAL_DOCKER_IMAGE_VALKEY": "elasticache-local/valkey:{version}",
+    "ELASTICACHE_LOCAL_DOCKER_IMAGE_MEMCACHED": "elasticache-local/memcached:{version}",
+    "ELASTICACHE_LOCAL_DOCKER_PULL": "false",
+}
+# Node and endpoint networks per runtime, so the two servers never meet on an address.
+NETWORKS = {"process": ("127.0.120.0/24", "127.0.121.0/24"), "docker": ("127.0.122.0/24", "127.0.123.0/24")}
+_docker_checked: list[str | None] = []
+
+
+def _docker_problem() -> str | None:
+    """Why the docker tests cannot run here (None: they can): no engine, or no local images."""
+    try:
+        import docker
+
+        client = docker.DockerClient.from_env(timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        return f"no Docker engine is reachable ({type(exc).__name__}: {str(exc)[:200]})"
+    # Idempotent and quick when the images exist (a few docker calls).
+    built = subprocess.run(["bash", str(ROOT / "deploy" / "build-images.sh")], capture_output=True, text=True,
+                           timeout=300)
+    if built.returncode != 0:
+        return f"cannot build the local node images (deploy/build-images.sh): {built.stderr.strip()[-500:]}"
+    return None
+
+
+def require_docker() -> None:
+    """Skip a docker test with the reason where no Docker engine is reachable; in CI (CI=true),
+    where .ci/run installs and starts Docker, fail instead: a skip there would hide a broken setup."""
+    if not _docker_checked:
+        _docker_checked.append(_docker_problem())
+    problem = _docker_checked[0]
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"docker tests must run in CI, but: {problem}", pytrace=False)
+    pytest.skip(f"{problem}; start Docker (deploy/docker-setup.sh) to run the docker tests")
+
+
+def remove_docker_nodes(data_dir: Path) -> None:
+    """Remove every container and volume a docker-runtime server on `data_dir` owns."""
+    from engine.runtime.docker import DockerRuntime, owner_for
+
+    runtime = DockerRuntime(owner=owner_for(str(data_dir.resolve())), pull=False, images={
+        "redis": LOCAL_IMAGES["ELASTICACHE_LOCAL_DOCKER_IMAGE_REDIS"],
+        "memcached": LOCAL_IMAGES["ELASTICACHE_LOCAL_DOCKER_IMAGE_MEMCACHED"]})
+    try:
+        for node in runtime.list_managed():
+            runtime.remove(node.name)
+    finally:
+        runtime.close()
+
+
+def server_env(runtime: str, data_dir: Path, port: int) -> dict[str, str]:
+    node_network, endpoint_network = NETWORKS[runtime]
+    env = dict(os.environ)
+    env.update({
+        "ELASTICACHE_LOCAL_PORT": str(port),
+        "ELASTICACHE_LOCAL_DATA_DIR": str(data_dir),
+        "ELASTICACHE_LOCAL_NODE_NETWORK": node_network,
+        "ELASTICACHE_LOCAL_ENDPOINT_NETWORK": endpoint_network,
+        "ELASTICACHE_LOCAL_ADDRESSING": "loopback",
+        "ELASTICACHE_LOCAL_LOG_LEVEL": "info",
+        "ELASTICACHE_LOCAL_RUNTIME": runtime,
+    })
+    if runtime == "docker":
+        env.update(LOCAL_IMAGES)
+    return env
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -37,6 +114,7 @@ class LiveServer:
     data_dir: Path
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    runtime: str = "process"  # "process" | "docker": what runs the nodes
 
     def start(self) -> None:
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - kept open for the child
@@ -76,22 +154,16 @@ class LiveServer:
                             aws_secret_access_key="testing", **kwargs)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    data_dir = tmp_path_factory.mktemp("elasticache-local")
+@pytest.fixture(scope="session", params=RUNTIMES)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    runtime: str = request.param
+    if runtime == "docker":
+        require_docker()
+    data_dir = tmp_path_factory.mktemp(f"elasticache-local-{runtime}")
     port = free_port()
-    env = dict(os.environ)
-    env.update({
-        "ELASTICACHE_LOCAL_PORT": str(port),
-        "ELASTICACHE_LOCAL_DATA_DIR": str(data_dir),
-        "ELASTICACHE_LOCAL_NODE_NETWORK": "127.0.120.0/24",
-        "ELASTICACHE_LOCAL_ENDPOINT_NETWORK": "127.0.121.0/24",
-        "ELASTICACHE_LOCAL_ADDRESSING": "loopback",
-        "ELASTICACHE_LOCAL_LOG_LEVEL": "info",
-    })
-    live = LiveServer(f"http://127.0.0.1:{port}", data_dir, env)
-    live.start()
+    live = LiveServer(f"http://127.0.0.1:{port}", data_dir, server_env(runtime, data_dir, port), runtime=runtime)
     try:
+        live.start()
         yield live
     finally:
         try:
@@ -100,10 +172,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         finally:
             live.stop()
             # Whatever a failed test left behind: stop every node under our data directory.
-            runtime = ProcessRuntime(data_dir / "nodes", {})
-            for node in runtime.list_managed():
-                runtime.remove(node.name)
-            runtime.close()
+            nodes = ProcessRuntime(data_dir / "nodes", {})
+            for node in nodes.list_managed():
+                nodes.remove(node.name)
+            nodes.close()
+            if runtime == "docker":
+                remove_docker_nodes(data_dir)
 
 
 @pytest.fixture
