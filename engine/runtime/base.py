@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 
 class NodeState(enum.StrEnum):
@@ -38,6 +38,28 @@ class NodeConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     # Extra engine directives, e.g. {"appendonly": "yes"} for redis, or {"-c": "1024"} for memcached.
     settings: Mapping[str, str] = field(default_factory=dict)
+
+
+def config_to_dict(config: NodeConfig) -> dict[str, Any]:
+    """A NodeConfig as plain JSON-able data (runtimes keep it beside a node to re-adopt it)."""
+    data = asdict(config)
+    data["labels"] = dict(config.labels)
+    data["settings"] = dict(config.settings)
+    return data
+
+
+def config_from_dict(data: Mapping[str, Any]) -> NodeConfig:
+    return NodeConfig(
+        name=str(data["name"]),
+        engine=str(data["engine"]),
+        version=str(data["version"]),
+        host=str(data["host"]),
+        port=int(data["port"]),
+        memory_mb=int(data["memory_mb"]),
+        threads=int(data.get("threads", 1)),
+        labels={str(k): str(v) for k, v in dict(data.get("labels", {})).items()},
+        settings={str(k): str(v) for k, v in dict(data.get("settings", {})).items()},
+    )
 
 
 @dataclass(frozen=True)

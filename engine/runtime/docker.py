@@ -61,6 +61,8 @@ from engine.runtime.base import (
     NodeState,
     ProbeResult,
     RuntimeError_,
+    config_from_dict,
+    config_to_dict,
 )
 from engine.runtime.commands import TcpNodeCommands
 from engine.runtime.process import _address_error
@@ -171,25 +173,7 @@ def _template_pattern(template: str) -> re.Pattern[str]:
 
 
 def _config_json(config: NodeConfig) -> str:
-    data = dataclasses.asdict(config)
-    data["labels"] = dict(config.labels)
-    data["settings"] = dict(config.settings)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-def _config_from_json(text: str) -> NodeConfig:
-    data = json.loads(text)
-    return NodeConfig(
-        name=str(data["name"]),
-        engine=str(data["engine"]),
-        version=str(data["version"]),
-        host=str(data["host"]),
-        port=int(data["port"]),
-        memory_mb=int(data["memory_mb"]),
-        threads=int(data.get("threads", 1)),
-        labels={str(k): str(v) for k, v in dict(data.get("labels", {})).items()},
-        settings={str(k): str(v) for k, v in dict(data.get("settings", {})).items()},
-    )
+    return json.dumps(config_to_dict(config), sort_keys=True, separators=(",", ":"))
 
 
 def _docker_error(what: str, exc: BaseException) -> RuntimeError_:
@@ -729,7 +713,7 @@ class DockerRuntime(TcpNodeCommands):
         if not text:
             return None
         try:
-            return _config_from_json(text)
+            return config_from_dict(json.loads(text))
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a container/volume with an unreadable %s label: %s", L_CONFIG, exc)
             return None

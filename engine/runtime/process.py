@@ -32,9 +32,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from engine.adapters import adapter_for
 from engine.adapters.base import LOG_FILE, PID_FILE
@@ -46,6 +45,8 @@ from engine.runtime.base import (
     NodeState,
     ProbeResult,
     RuntimeError_,
+    config_from_dict,
+    config_to_dict,
 )
 from engine.runtime.commands import TcpNodeCommands
 from engine.versions import Binary
@@ -262,7 +263,7 @@ class ProcessRuntime(TcpNodeCommands):
                     "format": _FORMAT,
                     "binary": binary,
                     "marker": launch.marker,
-                    "config": _config_json(config),
+                    "config": config_to_dict(config),
                 },
                 indent=2,
             ),
@@ -344,7 +345,7 @@ class ProcessRuntime(TcpNodeCommands):
             loaded = _Node(
                 name=name,
                 dir=self._dir / name,
-                config=_config_from_json(data["config"]),
+                config=config_from_dict(data["config"]),
                 binary=str(data["binary"]),
                 marker=str(data["marker"]),
             )
@@ -526,27 +527,6 @@ class ProcessRuntime(TcpNodeCommands):
 
 
 # --- helpers ---
-
-
-def _config_json(config: NodeConfig) -> dict[str, Any]:
-    data = asdict(config)
-    data["labels"] = dict(config.labels)
-    data["settings"] = dict(config.settings)
-    return data
-
-
-def _config_from_json(data: Mapping[str, Any]) -> NodeConfig:
-    return NodeConfig(
-        name=str(data["name"]),
-        engine=str(data["engine"]),
-        version=str(data["version"]),
-        host=str(data["host"]),
-        port=int(data["port"]),
-        memory_mb=int(data["memory_mb"]),
-        threads=int(data.get("threads", 1)),
-        labels={str(k): str(v) for k, v in dict(data.get("labels", {})).items()},
-        settings={str(k): str(v) for k, v in dict(data.get("settings", {})).items()},
-    )
 
 
 def _write_atomic(path: Path, text: str) -> None:
