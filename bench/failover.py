@@ -14,7 +14,8 @@ killed node, resumes a frozen one, points it at the new primary).
 (2) Lost writes: every acknowledged key is read back through the primary endpoint after the
 failover; missing ones are counted, beside the replication offsets that explain them.
 (3) Endpoint overhead: redis-benchmark through the primary endpoint address vs straight to the
-primary node's own address, and through an asyncio TCP forwarder (the fallback's L4 proxy).
+primary node's own address, and through the fallback's L4 proxies (where an address cannot move):
+HAProxy, re-pointed through its runtime API, and the built-in asyncio TCP forwarder.
 
 This benchmark runs its own elasticache-local (log level INFO for the failover timeline, its own
 loopback networks) rather than the Lab's shared one; everything it starts is stopped.
@@ -775,28 +776,40 @@ class Throughput:
 
 
 def endpoint_overhead(topo: Topology, reps: dict[int, int], n: int, server_pid: int) -> tuple[Throughput, str]:
-    """redis-benchmark via the endpoint, direct and via a forwarder, `reps[pipeline]` times each,
-    interleaved (a pipelined run of n requests takes a fraction of a second: it gets more reps)."""
+    """redis-benchmark via the endpoint, direct, via HAProxy and via the built-in forwarder,
+    `reps[pipeline]` times each, interleaved (a pipelined run of n requests takes a fraction of a
+    second: it gets more reps)."""
+    from engine.proxy.haproxy import HaproxyForwarders, find_haproxy
     from engine.proxy.hub import ProxyHub
 
+    binary = find_haproxy()
+    if binary is None:
+        raise RuntimeError("haproxy is missing: apt-get install -y haproxy")
     hub = ProxyHub()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-haproxy-"))
+    haproxy = ProxyHub(tcp=HaproxyForwarders(workdir, binary))
     hub.start()
+    haproxy.start()
     try:
         hub.add_tcp_forwarder("bench-forwarder", FORWARDER_HOST, 0, (topo.primary, REDIS_PORT))
         fhost, fport = hub.address("bench-forwarder")
+        haproxy.add_tcp_forwarder("bench-haproxy", FORWARDER_HOST, REDIS_PORT, (topo.primary, REDIS_PORT))
         targets = [("endpoint", topo.endpoint, REDIS_PORT), ("direct", topo.primary, REDIS_PORT),
-                   ("forwarder", fhost, fport)]
+                   ("haproxy", FORWARDER_HOST, REDIS_PORT), ("forwarder", fhost, fport)]
         out = Throughput()
         watch = CpuWatch(server_pid, topo.pid)
         for rep in range(max(reps.values())):
-            order = targets[rep % 3:] + targets[:rep % 3]  # rotate, so no side always runs first
+            turn = rep % len(targets)
+            order = targets[turn:] + targets[:turn]  # rotate, so no side always runs first
             for pipeline in (p for p in (1, 16) if rep < reps[p]):
                 for via, host, port in order:
                     log(f"redis-benchmark -P {pipeline} via {via} ({rep + 1}/{reps[pipeline]})")
                     out.add(via, pipeline, redis_benchmark(host, port, pipeline, n))
         return out, watch.summary()
     finally:
+        haproxy.close()
         hub.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # ---- the benchmark ----------------------------------------------------------------------------
@@ -952,16 +965,18 @@ def overhead_table(t: Throughput, cpu: str, reps: dict[int, int], requests: int)
     for pipeline in (1, 16):
         suffix = "" if pipeline == 1 else f" -P {pipeline}"
         for cmd in ("SET", "GET"):
-            table.add(Row(f"{cmd}{suffix}: asyncio TCP forwarder (fallback)", t.get("forwarder", pipeline, cmd),
+            table.add(Row(f"{cmd}{suffix}: HAProxy (fallback)", t.get("haproxy", pipeline, cmd),
                           t.get("direct", pipeline, cmd), "req/s"))
+            table.add(Row(f"{cmd}{suffix}: built-in asyncio forwarder (fallback without HAProxy)",
+                          t.get("forwarder", pipeline, cmd), t.get("direct", pipeline, cmd), "req/s"))
     table.notes.append("the primary endpoint is an extra bind address on the primary's own redis-server: endpoint "
                        "and direct rows measure the same process, so their difference is this machine's noise "
-                       "(spreads below); the fallback rows run engine/proxy's TcpForwarder (ProxyHub) in the "
-                       "benchmark process")
+                       "(spreads below); the fallback rows run engine/proxy's HAProxy forwarder (one haproxy process, "
+                       "as the service runs it) and its built-in TcpForwarder (ProxyHub, in the benchmark process)")
     for pipeline in (1, 16):
         spread = "; ".join(
             f"{via} {cmd} {fmt(min(t.runs[(via, pipeline, cmd)]))}..{fmt(max(t.runs[(via, pipeline, cmd)]))}"
-            for via in ("endpoint", "direct", "forwarder") for cmd in ("SET", "GET")
+            for via in ("endpoint", "direct", "haproxy", "forwarder") for cmd in ("SET", "GET")
             if t.runs.get((via, pipeline, cmd)))
         table.notes.append(f"-P {pipeline} spread (req/s, min..max): {spread}")
     table.notes.append(cpu)

@@ -63,6 +63,23 @@ def build_runtime(settings: Settings) -> NodeRuntime:
     return ProcessRuntime(settings.data_dir / "nodes", binaries)
 
 
+def build_hub(settings: Settings) -> tuple[ProxyHub, str]:
+    """The endpoint hub, and the name of the L4 proxy behind its TCP forwarders."""
+    if settings.l4_proxy == "builtin":
+        return ProxyHub(), "builtin"
+    from engine.proxy.haproxy import HaproxyForwarders, find_haproxy
+
+    binary = find_haproxy(settings.binary_paths)
+    if binary is None:
+        if settings.l4_proxy == "haproxy":
+            raise SystemExit("elasticache-local: l4_proxy is haproxy but no haproxy binary is installed "
+                             "(Debian/Ubuntu: apt-get install haproxy; macOS: brew install haproxy)")
+        log.warning("no haproxy binary: proxied endpoints (engines before 7.0, ports addressing) use the "
+                    "built-in asyncio forwarder, which is slower (apt-get install haproxy)")
+        return ProxyHub(), "builtin"
+    return ProxyHub(tcp=HaproxyForwarders(settings.data_dir / "proxy", binary)), "haproxy"
+
+
 def addressing_mode(settings: Settings) -> str:
     if settings.addressing != "auto":
         return settings.addressing
@@ -89,6 +106,7 @@ class Service:
     faults: FaultInjector
     query: QueryApi
     addressing: str
+    l4_proxy: str = "builtin"  # what serves proxied endpoints: haproxy, builtin, or external (tests)
     started_at: float = field(default_factory=time.monotonic)
 
     def start(self) -> None:
@@ -165,7 +183,9 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     node_addresses = AddressAllocator(mode, network=settings.node_network, port_range=(low, high))  # type: ignore[arg-type]
     endpoint_addresses = AddressAllocator(mode, network=settings.endpoint_network,  # type: ignore[arg-type]
                                           port_range=(low, high))
-    hub = hub or ProxyHub()
+    l4_proxy = "external" if hub is not None else ""
+    if hub is None:
+        hub, l4_proxy = build_hub(settings)
     infra = Infra(runtime=runtime, node_addresses=node_addresses, endpoint_addresses=endpoint_addresses,
                   hub=hub, strict_versions=settings.strict_engine_versions)
     queue: WorkQueue[ResourceKey] = WorkQueue(clock.monotonic)
@@ -183,7 +203,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
                    hub=hub, controller=controller, clusters=clusters, groups=groups, infra=infra,
                    health=health, faults=FaultInjector(store, infra, events, clock, controller.enqueue), query=query,
-                   addressing=mode)
+                   addressing=mode, l4_proxy=l4_proxy)
 
 
 def _front_page(request: Request) -> Response:

@@ -31,7 +31,8 @@ def _serve(args: argparse.Namespace) -> int:
     engines = ", ".join(f"{e} {'/'.join(v)}" for e, v in service.available_versions().items() if v) or "none"
     print(
         f"elasticache-local: the ElastiCache API is at {url}\n"
-        f"  runtime {service.runtime.name}, node addresses: {service.addressing}, engines: {engines}\n"
+        f"  runtime {service.runtime.name}, node addresses: {service.addressing}, "
+        f"L4 proxy: {service.l4_proxy}, engines: {engines}\n"
         f"  data: {settings.data_dir}\n"
         f"  try:  aws elasticache create-cache-cluster --endpoint-url {url} --cache-cluster-id web "
         "--engine redis --cache-node-type cache.t3.micro --num-cache-nodes 1\n"

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # Where to look for node binaries besides PATH (e.g. a valkey build).
     binary_paths: list[Path] = Field(default_factory=list)
+    # The L4 proxy behind replication group endpoints that cannot be floating addresses (engines
+    # before 7.0, ports addressing). haproxy: HAProxy processes re-pointed through the runtime
+    # API; builtin: an asyncio forwarder in the service (slower, nothing to install); auto:
+    # haproxy when the binary is found, else builtin.
+    l4_proxy: Literal["auto", "haproxy", "builtin"] = "auto"
 
     def port_bounds(self) -> tuple[int, int]:
         low, _, high = self.port_range.partition("-")

@@ -24,10 +24,12 @@ if [ -z "$python" ]; then
   exit 1
 fi
 
-# OS packages: the node binaries. Installed when missing and we may (root with apt, or Homebrew).
+# OS packages: the node binaries, and HAProxy (the L4 proxy of endpoints that cannot be
+# floating addresses). Installed when missing and we may (root with apt, or Homebrew).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v memcached >/dev/null 2>&1 || missing+=(memcached)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing ${missing[*]} with apt-get"
@@ -35,13 +37,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" redis-tools >/dev/null
     # Debian starts the packaged services where systemd runs; our nodes do not need them.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-      systemctl disable --now redis-server memcached >/dev/null 2>&1 || true
+      systemctl disable --now redis-server memcached haproxy >/dev/null 2>&1 || true
     fi
   elif command -v brew >/dev/null 2>&1; then
-    say "installing ${missing[*]} with Homebrew"
-    brew install redis memcached
+    brew_names=()
+    for name in "${missing[@]}"; do
+      case $name in redis-server) brew_names+=(redis) ;; *) brew_names+=("$name") ;; esac
+    done
+    say "installing ${brew_names[*]} with Homebrew"
+    brew install "${brew_names[@]}"
   else
-    say "missing ${missing[*]}: install them first (Debian/Ubuntu: sudo apt-get install redis-server memcached; macOS: brew install redis memcached)"
+    say "missing ${missing[*]}: install them first (Debian/Ubuntu: sudo apt-get install redis-server memcached haproxy; macOS: brew install redis memcached haproxy)"
     exit 1
   fi
 fi

@@ -28,6 +28,7 @@ class Health(BaseModel):
     status: str
     runtime: str
     addressing: str
+    l4_proxy: str
     cache_clusters: int
     nodes: int
     nodes_available: int
@@ -113,7 +114,7 @@ def admin_router() -> APIRouter:
         clusters = service.store.records(CacheCluster)
         nodes = [n for c in clusters for n in c.status.nodes]
         return Health(
-            status="ok", runtime=service.runtime.name, addressing=service.addressing,
+            status="ok", runtime=service.runtime.name, addressing=service.addressing, l4_proxy=service.l4_proxy,
             cache_clusters=len(clusters), nodes=len(nodes),
             nodes_available=sum(1 for n in nodes if n.status == "available"),
             engines={k: list(v) for k, v in service.available_versions().items()},

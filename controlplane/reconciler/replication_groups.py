@@ -33,6 +33,7 @@ from controlplane.state.records import (
     ResourceKey,
 )
 from controlplane.state.store import Store
+from engine.proxy.tcp import ProxyError
 from engine.runtime.base import NodeState, ProbeResult, RuntimeError_
 
 log = logging.getLogger("elasticache_local.failover")
@@ -151,15 +152,16 @@ class ReplicationGroupReconciler:
         if rg.status.proxied:
             for which in ("primary", "reader"):
                 name = self._forwarder(rg, which)
-                if name not in self._forwarders:
-                    host = rg.status.primary_host if which == "primary" else rg.status.reader_host
-                    port = rg.status.primary_port if which == "primary" else rg.status.reader_port
-                    assert host is not None and port is not None
-                    try:
-                        self._infra.hub.add_tcp_forwarder(name, host, port, None)
-                    except OSError as exc:
-                        raise TemporaryError(f"endpoint {host}:{port}: {exc}", delay=0.5) from exc
-                    self._forwarders[name] = None
+                host = rg.status.primary_host if which == "primary" else rg.status.reader_host
+                port = rg.status.primary_port if which == "primary" else rg.status.reader_port
+                assert host is not None and port is not None
+                try:
+                    # Every pass, with the target it should have: adding is idempotent, and it
+                    # brings back a forwarder that died (a HAProxy killed from outside).
+                    self._infra.hub.add_tcp_forwarder(name, host, port, self._forwarders.get(name))
+                except (OSError, ProxyError) as exc:
+                    raise TemporaryError(f"endpoint {host}:{port}: {exc}", delay=0.5) from exc
+                self._forwarders.setdefault(name, None)
         return rg
 
     def _forwarder(self, rg: ReplicationGroup, which: str) -> str:
@@ -173,7 +175,11 @@ class ReplicationGroupReconciler:
         if member is not None and member.status.nodes:
             target = (member.status.nodes[0].host, member.status.nodes[0].port)
         if self._forwarders.get(name) != target or drop_existing:
-            self._infra.hub.set_target(name, target, drop_existing=drop_existing)
+            try:
+                self._infra.hub.set_target(name, target, drop_existing=drop_existing)
+            except ProxyError as exc:
+                self._forwarders.pop(name, None)  # the next pass adds it again
+                raise TemporaryError(f"endpoint {name}: {exc}", delay=0.2) from exc
             self._forwarders[name] = target
 
     def _plan_members(self, rg: ReplicationGroup, members: list[CacheCluster]) -> list[CacheCluster]:

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from engine.proxy.memcached_config import Member, MemcachedConfigEndpoint
 from engine.proxy.tcp import BindError, Listener, ProxyError, TcpForwarder
@@ -25,9 +25,31 @@ T = TypeVar("T")
 L = TypeVar("L", bound=Listener)
 
 
+class TcpForwarders(Protocol):
+    """An out-of-process pool of L4 forwarders (engine.proxy.haproxy.HaproxyForwarders)."""
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def add(self, name: str, host: str, port: int, target: tuple[str, int] | None) -> None: ...
+
+    def set_target(self, name: str, target: tuple[str, int] | None, *, drop_existing: bool = False) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def has(self, name: str) -> bool: ...
+
+    def address(self, name: str) -> tuple[str, int]: ...
+
+
 class ProxyHub:
-    def __init__(self, *, call_timeout: float = 10.0) -> None:
+    """Memcached configuration endpoints, and TCP forwarders: on the hub's loop, or handed to an
+    external pool (HAProxy) when one is given."""
+
+    def __init__(self, *, call_timeout: float = 10.0, tcp: TcpForwarders | None = None) -> None:
         self._call_timeout = call_timeout
+        self._tcp = tcp
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -56,6 +78,8 @@ class ProxyHub:
             if not ready.wait(self._call_timeout):
                 raise ProxyError("the proxy hub's event loop did not start")
             self._loop, self._thread = loop, thread
+            if self._tcp is not None:
+                self._tcp.start()
 
     def close(self) -> None:
         """Close every listener and connection and stop the loop thread. Safe to repeat."""
@@ -64,6 +88,8 @@ class ProxyHub:
             if loop is None or thread is None:
                 return
             try:
+                if self._tcp is not None:
+                    self._tcp.close()
                 self._run(loop, self._close_all)
             finally:
                 loop.call_soon_threadsafe(loop.stop)
@@ -100,6 +126,9 @@ class ProxyHub:
 
     def add_tcp_forwarder(self, name: str, host: str, port: int, target: tuple[str, int] | None) -> None:
         """Listen on host:port and pump each connection to `target` (raises BindError)."""
+        if self._tcp is not None:
+            self._tcp.add(name, host, port, target)
+            return
 
         async def add() -> None:
             def new() -> TcpForwarder:
@@ -121,6 +150,9 @@ class ProxyHub:
 
     def set_target(self, name: str, target: tuple[str, int] | None, *, drop_existing: bool = False) -> None:
         """Send new connections of a forwarder to `target` (None: refuse them)."""
+        if self._tcp is not None:
+            self._tcp.set_target(name, target, drop_existing=drop_existing)
+            return
 
         async def set_() -> None:
             self._get(name, TcpForwarder).set_target(target, drop_existing=drop_existing)
@@ -129,6 +161,9 @@ class ProxyHub:
 
     def remove(self, name: str) -> None:
         """Close an endpoint, its connections and its listening socket. Unknown names are ignored."""
+        if self._tcp is not None and self._tcp.has(name):
+            self._tcp.remove(name)
+            return
 
         async def remove() -> None:
             endpoint = self._endpoints.pop(name, None)
@@ -139,6 +174,8 @@ class ProxyHub:
 
     def address(self, name: str) -> tuple[str, int]:
         """The bound address of an endpoint (the actual port when it was added with port 0)."""
+        if self._tcp is not None and self._tcp.has(name):
+            return self._tcp.address(name)
 
         async def address() -> tuple[str, int]:
             endpoint = self._endpoints.get(name)

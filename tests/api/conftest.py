@@ -5,6 +5,7 @@ never touched; everything the server started is stopped at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -154,14 +155,13 @@ class LiveServer:
                             aws_secret_access_key="testing", **kwargs)
 
 
-@pytest.fixture(scope="session", params=RUNTIMES)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    runtime: str = request.param
-    if runtime == "docker":
-        require_docker()
-    data_dir = tmp_path_factory.mktemp(f"elasticache-local-{runtime}")
+@contextlib.contextmanager
+def running_server(runtime: str, data_dir: Path, **env: str) -> Iterator[LiveServer]:
+    """A live service on `data_dir` (settings from server_env, then `env`), reset, stopped and
+    cleaned of every node it started at the end, whatever the test did."""
     port = free_port()
-    live = LiveServer(f"http://127.0.0.1:{port}", data_dir, server_env(runtime, data_dir, port), runtime=runtime)
+    live = LiveServer(f"http://127.0.0.1:{port}", data_dir, {**server_env(runtime, data_dir, port), **env},
+                      runtime=runtime)
     try:
         live.start()
         yield live
@@ -178,6 +178,15 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             nodes.close()
             if runtime == "docker":
                 remove_docker_nodes(data_dir)
+
+
+@pytest.fixture(scope="session", params=RUNTIMES)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    runtime: str = request.param
+    if runtime == "docker":
+        require_docker()
+    with running_server(runtime, tmp_path_factory.mktemp(f"elasticache-local-{runtime}")) as live:
+        yield live
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import redis
 
 from tests.api.conftest import LiveServer
+from tests.api.writer import Writer
 
 FAST = {"Delay": 0.1, "MaxAttempts": 150}
 
@@ -66,37 +66,12 @@ def test_kill_9_of_the_primary_under_a_writer(ec: Any) -> None:
     endpoint = _group(ec)["NodeGroups"][0]["PrimaryEndpoint"]
     client = _client(endpoint)
     old_pid = client.info("server")["process_id"]
-    acked: list[int] = []
-    failures: list[float] = []
-    stop = threading.Event()
-
-    def writer() -> None:
-        i = 0
-        while not stop.is_set():
-            try:
-                client.set(f"k{i}", i)
-                acked.append(i)
-                i += 1
-            except redis.RedisError:
-                failures.append(time.monotonic())
-                time.sleep(0.005)
-
-    thread = threading.Thread(target=writer)
-    thread.start()
-    try:
+    with Writer(client) as writer:
         time.sleep(0.3)
-        before = len(acked)
         killed_at = time.monotonic()
         os.kill(old_pid, 9)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # writes resume through the same endpoint address
-            if len(acked) > before + 100 and (not failures or failures[-1] > killed_at):
-                break
-            time.sleep(0.01)
-        assert len(acked) > before + 100
-    finally:
-        stop.set()
-        thread.join()
+        # Writes resume through the same endpoint address.
+        assert writer.resumed_after(killed_at, 100), "writes did not resume through the primary endpoint"
     assert client.info("server")["process_id"] != old_pid
     roles = {k: m["CurrentRole"] for k, m in _members(ec).items()}
     assert roles["rg-001"] == "replica" and sorted(roles.values()) == ["primary", "replica", "replica"]

@@ -16,7 +16,7 @@ import pytest
 
 from engine.addresses import AddressAllocator
 from engine.runtime.docker import LABEL, DockerRuntime
-from tests.api.conftest import LOCAL_IMAGES, LiveServer, free_port, remove_docker_nodes, require_docker, server_env
+from tests.api.conftest import LOCAL_IMAGES, LiveServer, require_docker, running_server
 
 IMAGES = {
     "redis": LOCAL_IMAGES["ELASTICACHE_LOCAL_DOCKER_IMAGE_REDIS"],
@@ -101,22 +101,10 @@ def docker_server(docker_ready: None, tmp_path: Path) -> Iterator[LiveServer]:
     with every container it owns."""
     data_dir = tmp_path / "service"
     data_dir.mkdir()
-    port = free_port()
-    env = server_env("docker", data_dir, port)
     # Apart from the api tests' docker server, in case both run at once.
-    env["ELASTICACHE_LOCAL_NODE_NETWORK"] = "127.0.124.0/24"
-    env["ELASTICACHE_LOCAL_ENDPOINT_NETWORK"] = "127.0.125.0/24"
-    live = LiveServer(f"http://127.0.0.1:{port}", data_dir, env, runtime="docker")
-    try:
-        live.start()
+    with running_server("docker", data_dir, ELASTICACHE_LOCAL_NODE_NETWORK="127.0.124.0/24",
+                        ELASTICACHE_LOCAL_ENDPOINT_NETWORK="127.0.125.0/24") as live:
         yield live
-    finally:
-        try:
-            if live.proc is not None:
-                live.reset()
-        finally:
-            live.stop()
-            remove_docker_nodes(data_dir)
 
 
 def owned_containers(client: Any, owner: str) -> list[Any]:

@@ -1,17 +1,35 @@
-"""The generic L4 forwarder of the hub, in front of real memcached nodes."""
+"""The L4 forwarders of the hub, built in and HAProxy, in front of real memcached nodes."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from engine.proxy import ProxyHub
+from engine.proxy.haproxy import HaproxyForwarders, find_haproxy
 
 from .conftest import PORT, Node, exchange, read_until
 
 FORWARDER = ("127.0.201.20", PORT)
 
 
-def test_forwarder_follows_its_target(hub: ProxyHub, flushed: tuple[Node, Node]) -> None:
+@pytest.fixture(params=["builtin", "haproxy"])
+def tcp_hub(request: pytest.FixtureRequest, hub: ProxyHub, tmp_path: Path) -> Iterator[ProxyHub]:
+    if request.param == "builtin":
+        yield hub
+        return
+    binary = find_haproxy()
+    # deploy/bootstrap.sh installs haproxy: its absence is a broken set-up, not a reason to skip.
+    assert binary is not None, "haproxy is not installed (apt-get install haproxy, or make bootstrap)"
+    with ProxyHub(call_timeout=5, tcp=HaproxyForwarders(tmp_path / "proxy", binary)) as haproxy_hub:
+        yield haproxy_hub
+
+
+def test_forwarder_follows_its_target(tcp_hub: ProxyHub, flushed: tuple[Node, Node]) -> None:
+    hub = tcp_hub
     a, b = flushed
     hub.add_tcp_forwarder("fwd", *FORWARDER, target=(a.member.ip, PORT))
     try:

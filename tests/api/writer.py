@@ -1,0 +1,50 @@
+"""A client writing through an endpoint in the background, as an application would."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+
+class Writer:
+    """SETs k0, k1, ... in a loop on one client, in a thread: which writes were acknowledged and
+    when writes failed. A context manager: the thread stops at the end of the block."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.acked: list[int] = []
+        self.failures: list[float] = []  # time.monotonic() of each failed write
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            try:
+                self.client.set(f"k{i}", i)
+                self.acked.append(i)
+                i += 1
+            except redis.RedisError:
+                self.failures.append(time.monotonic())
+                time.sleep(0.005)
+
+    def resumed_after(self, since: float, count: int, timeout: float = 10.0) -> bool:
+        """True once `count` more writes than now were acknowledged and none failed after `since`
+        (bounded wait)."""
+        target = len(self.acked) + count
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.acked) >= target and (not self.failures or self.failures[-1] > since):
+                return True
+            time.sleep(0.01)
+        return False
