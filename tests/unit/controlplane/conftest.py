@@ -8,7 +8,7 @@ import pytest
 from controlplane.app import Service, build_service
 from controlplane.reconciler.clock import FakeClock
 from controlplane.settings import Settings
-from engine.proxy.hub import Member
+from engine.proxy.hub import Member, ProxyError
 from engine.runtime.fake import FakeRuntime
 from tests.harness import Caller
 
@@ -20,6 +20,7 @@ class FakeHub:
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.members: dict[str, list[Member]] = {}
         self.targets: dict[str, tuple[str, int] | None] = {}
+        self.fail_set_target = 0  # how many set_target calls fail next
 
     def start(self) -> None: ...
 
@@ -41,8 +42,16 @@ class FakeHub:
         self.targets[name] = target
 
     def set_target(self, name: str, target: tuple[str, int] | None, *, drop_existing: bool = False) -> None:
-        assert name in self.endpoints
+        if self.fail_set_target > 0 or name not in self.endpoints:
+            # What a proxy that died answers (HaproxyForwarders: its admin socket is gone).
+            self.fail_set_target = max(0, self.fail_set_target - 1)
+            raise ProxyError(f"no proxy endpoint named {name!r}")
         self.targets[name] = target
+
+    def lose(self, name: str) -> None:
+        """The proxy behind an endpoint died: its listener and target are gone."""
+        self.endpoints.pop(name, None)
+        self.targets.pop(name, None)
 
 
 class World:

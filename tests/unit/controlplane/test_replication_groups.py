@@ -519,3 +519,26 @@ def test_a_modify_racing_another_change_is_refused_not_lost(world: World) -> Non
     store.update = real_update  # type: ignore[method-assign]
     rec = store.records(CacheCluster)[0]
     assert rec.spec.delete_requested and rec.spec.snapshot_retention_limit == 0
+
+
+def test_a_dead_forwarder_is_added_again_with_its_target(tmp_path: Any) -> None:
+    world = World(tmp_path, addressing="ports")
+    try:
+        _make(world)
+        ng = _group(world)["NodeGroups"][0]
+        members = {m["CacheClusterId"]: (m["ReadEndpoint"]["Address"], m["ReadEndpoint"]["Port"])
+                   for m in ng["NodeGroupMembers"]}
+        primary = "123456789012-us-east-1-rg-primary"
+        world.hub.lose(primary)  # its HAProxy was killed from outside
+        world.service.controller.enqueue(world.service.store.records(ReplicationGroup)[0].key)
+        world.settle()
+        assert world.hub.targets[primary] == members["rg-001"]  # back, pointing where it should
+        # Re-pointing fails once during a failover (the proxy died at that moment): retried.
+        world.hub.fail_set_target = 1
+        world.runtime.crash(NODE.format("rg-001"))
+        world.settle()
+        world.clock.advance(1.0)
+        world.settle()
+        assert world.hub.targets[primary] == members["rg-002"]
+    finally:
+        world.service.store.close()
