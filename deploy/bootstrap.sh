@@ -64,11 +64,18 @@ if [ ! -x .venv/bin/python ]; then
     fi
   fi
 fi
-extras=""
-[ $dev = 1 ] && extras="[dev]"
-stamp=".venv/.installed$( [ $dev = 1 ] && echo -dev )"
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+# (No `[ ... ] && ...` in assignments: under set -e a false test there ends the script.)
+if [ $dev = 1 ]; then
+  extras="[dev]"; stamp=.venv/.installed-dev
+else
+  extras=""; stamp=.venv/.installed
+fi
+want=$(sha256sum < pyproject.toml | cut -d' ' -f1)
+current() { [ -f "$1" ] && [ "$(cat "$1")" = "$want" ]; }
+# The test tools' install holds everything the service needs too.
+if current "$stamp" || { [ $dev = 0 ] && current .venv/.installed-dev; }; then
+  :
+else
   say "installing Python dependencies${extras:+ (with test tools)}"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".${extras}"
