@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.protocol.serializer import FrozenShape
 from controlplane.reconciler.clock import Clock
 from controlplane.settings import Settings
 from controlplane.state.events import EventLog
@@ -26,15 +27,16 @@ class Services:
     # Engine -> versions the runtime can run (for DescribeCacheEngineVersions and validation).
     available_versions: Callable[[], Mapping[str, Sequence[str]]]
     # Rendered API shapes by (record id, variant). Records are never mutated once stored (an
-    # update stores a new object), so an entry is valid while it holds the same object.
-    shape_cache: dict[tuple[int, bool], tuple[Any, dict[str, Any]]] = field(default_factory=dict)
+    # update stores a new object), so an entry is valid while it holds the same object. Frozen,
+    # so the serializer also writes each one's XML only once.
+    shape_cache: dict[tuple[int, bool], tuple[Any, FrozenShape]] = field(default_factory=dict)
 
     def cached_shape(self, record: Any, variant: bool, render: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         key = (id(record), variant)
         hit = self.shape_cache.get(key)
         if hit is not None and hit[0] is record:
             return hit[1]
-        shape = render()
+        shape = FrozenShape(render())
         if len(self.shape_cache) > 8192:
             self.shape_cache.clear()
         self.shape_cache[key] = (record, shape)

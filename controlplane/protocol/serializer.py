@@ -10,8 +10,9 @@ Keys the shape does not name are ignored (pass `strict=True`, meant for tests, t
 and values of the wrong Python type, reported as a ValueError instead).
 
 Round-trip notes (botocore's parser decides what is representable):
-- an empty list, map or structure is written as an empty element and reads back as [] / {};
-  an empty *flattened* list or map has no element at all, so it reads back as absent;
+- an empty list, map or structure is written as a self-closing element (`<CacheSecurityGroups/>`,
+  as AWS writes it) and reads back as [] / {}; an empty *flattened* list or map has no element
+  at all, so it reads back as absent;
 - timestamps are written as ISO 8601 UTC with milliseconds and "Z"; naive datetimes are taken
   as UTC, ints/floats as epoch seconds, strings are passed through;
 - characters XML 1.0 cannot carry (most C0 controls, lone surrogates, U+FFFE/U+FFFF) become
@@ -149,6 +150,33 @@ def _discard(_: str) -> None:
     pass
 
 
+class FrozenShape(dict[str, Any]):
+    """A structure value that serializes to the same XML on every call, such as the API shape of
+    a stored record that has not changed since: as an item of a list, its XML is written once and
+    the text reused (DescribeCacheClusters lists every cluster on every call, and these items are
+    most of its serializing time). It reads as the plain dict it is everywhere else.
+
+    By contract neither it nor anything inside it changes after it is made (like the records it
+    is rendered from); a change would not show in the XML already written."""
+
+    __slots__ = ("_xml",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._xml: tuple[Writer, str] | None = None  # (the escaping writer that wrote it, the text)
+
+    def xml(self, writer: Writer) -> str:
+        """The content as `writer` (an escaping one) writes it, memoized."""
+        memo = self._xml
+        if memo is not None and memo[0] is writer:
+            return memo[1]
+        out: list[str] = []
+        writer(self, out, _discard)
+        text = "".join(out)
+        self._xml = (writer, text)
+        return text
+
+
 # -- compilation ---------------------------------------------------------------------------
 #
 # Every shape gets two writers. The optimistic one appends strings unescaped and also hands
@@ -206,6 +234,7 @@ def _member_tag(member: Shape, member_name: str) -> str:
 
 
 _INLINE_DEPTH = 3  # nested structures written inline, without a call, down to this depth
+_CONTAINERS = ("structure", "list", "map")  # written self-closing when empty, as AWS does
 
 
 def _build_structure(api: ApiModel, shape: StructureShape, checked: bool) -> Writer:
@@ -215,7 +244,7 @@ def _build_structure(api: ApiModel, shape: StructureShape, checked: bool) -> Wri
     literals, never as code."""
     namespace: dict[str, Any] = {"_escape": escape, "_int": _int}
     lines = ["def write(value, out, raw):", "    append = out.append"]
-    _emit_members(api, shape, checked, "value", 0, (shape.name,), lines, namespace)
+    _emit_members(api, shape, checked, "value", 0, "    ", (shape.name,), lines, namespace)
     source = "\n".join(lines) + "\n"
     exec(compile(source, f"<serializer for {shape.name}>", "exec"), namespace)
     return cast(Writer, namespace["write"])
@@ -227,13 +256,13 @@ def _emit_members(
     checked: bool,
     var: str,
     depth: int,
+    pad: str,
     path: tuple[str, ...],
     lines: list[str],
     namespace: dict[str, Any],
 ) -> None:
-    """Source lines writing the members of the structure held in `var` (own variables per depth,
-    so an inlined nested structure does not clobber its parent's)."""
-    pad = "    " * (depth + 1)
+    """Source lines, indented by `pad`, writing the members of the structure held in `var` (own
+    variables per depth, so an inlined nested structure does not clobber its parent's)."""
     get, v = f"get{depth}", f"v{depth}"
     lines.append(f"{pad}{get} = {var}.get")
 
@@ -244,20 +273,24 @@ def _emit_members(
 
     for name, member in shape.members.items():
         tag = _member_tag(member, name)
-        open_tag, close_tag = repr(f"<{tag}>"), repr(f"</{tag}>")
+        open_tag, close_tag, empty_tag = repr(f"<{tag}>"), repr(f"</{tag}>"), repr(f"<{tag}/>")
         lines += [f"{pad}{v} = {get}({name!r})", f"{pad}if {v} is not None:"]
         body = pad + "    "
         kind = member.type_name
         if _is_flattened(member):
             lines.append(f"{body}{helper('_w', _compile(api, member, checked, tag))}({v}, out, raw)")
         elif kind == "structure" and depth < _INLINE_DEPTH and member.name not in path:
-            lines.append(f"{body}append({open_tag})")
+            # An empty structure as AWS writes it (<PendingModifiedValues/>), else inline.
+            lines += [f"{body}if not {v}:", f"{body}    append({empty_tag})", f"{body}else:",
+                      f"{body}    append({open_tag})"]
             nested = cast(StructureShape, member)
-            _emit_members(api, nested, checked, v, depth + 1, (*path, member.name), lines, namespace)
-            lines.append(f"{body}append({close_tag})")
-        elif kind in ("structure", "list", "map"):
+            _emit_members(api, nested, checked, v, depth + 1, body + "    ", (*path, member.name), lines,
+                          namespace)
+            lines.append(f"{body}    append({close_tag})")
+        elif kind in _CONTAINERS:
             writer = helper("_w", _compile(api, member, checked))
-            lines.append(f"{body}append({open_tag}); {writer}({v}, out, raw); append({close_tag})")
+            lines += [f"{body}if {v}: append({open_tag}); {writer}({v}, out, raw); append({close_tag})",
+                      f"{body}else: append({empty_tag})"]
         elif kind in ("string", "character"):
             if checked:
                 lines.append(f"{body}append({open_tag}); append(_escape({v})); append({close_tag})")
@@ -294,6 +327,26 @@ def _build_list(api: ApiModel, shape: ListShape, checked: bool, tag: str) -> Wri
         return write_strings
 
     write_item = _compile(api, item, checked)
+    if item.type_name in _CONTAINERS:
+        empty_tag = f"<{item_tag}/>"
+        # A FrozenShape's text comes escaped from the checked writer, so it skips `raw`.
+        escaping_item = _compile(api, item, True) if item.type_name == "structure" else None
+
+        def write_containers(value: Any, out: list[str], raw: Raw) -> None:
+            append = out.append
+            for v in value:
+                if not v:
+                    append(empty_tag)
+                elif v.__class__ is FrozenShape and escaping_item is not None:
+                    append(open_tag)
+                    append(v.xml(escaping_item))
+                    append(close_tag)
+                else:
+                    append(open_tag)
+                    write_item(v, out, raw)
+                    append(close_tag)
+
+        return write_containers
 
     def write_list(value: Any, out: list[str], raw: Raw) -> None:
         append = out.append
@@ -312,6 +365,7 @@ def _build_map(api: ApiModel, shape: MapShape, checked: bool, tag: str) -> Write
     entry_open, entry_close = (f"<{tag}>", f"</{tag}>") if flattened else ("<entry>", "</entry>")
     key_open, key_close = f"<{key_tag}>", f"</{key_tag}>"
     value_open, value_close = f"<{value_tag}>", f"</{value_tag}>"
+    value_empty = f"<{value_tag}/>" if shape.value.type_name in _CONTAINERS else None
     write_key = _compile(api, shape.key, checked)
     write_value = _compile(api, shape.value, checked)
 
@@ -322,9 +376,12 @@ def _build_map(api: ApiModel, shape: MapShape, checked: bool, tag: str) -> Write
             append(key_open)
             write_key(k, out, raw)
             append(key_close)
-            append(value_open)
-            write_value(v, out, raw)
-            append(value_close)
+            if value_empty is not None and not v:
+                append(value_empty)
+            else:
+                append(value_open)
+                write_value(v, out, raw)
+                append(value_close)
             append(entry_close)
 
     return write_map

@@ -34,7 +34,6 @@ def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
         },
         "AutoMinorVersionUpgrade": spec.auto_minor_version_upgrade,
         "SecurityGroups": [{"SecurityGroupId": g, "Status": "active"} for g in spec.security_group_ids],
-        "SnapshotRetentionLimit": spec.snapshot_retention_limit,
         "AuthTokenEnabled": False,
         "TransitEncryptionEnabled": spec.transit_encryption,
         "AtRestEncryptionEnabled": False,
@@ -57,7 +56,8 @@ def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
         out["CacheSubnetGroupName"] = spec.subnet_group
     if spec.replication_group_id:
         out["ReplicationGroupId"] = spec.replication_group_id
-    if spec.engine != "memcached":
+    if spec.engine != "memcached":  # AWS shows no backup settings for memcached, which has none
+        out["SnapshotRetentionLimit"] = spec.snapshot_retention_limit
         out["SnapshotWindow"] = spec.snapshot_window
     if show_nodes:
         out["CacheNodes"] = [

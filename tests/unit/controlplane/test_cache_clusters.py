@@ -105,6 +105,34 @@ def test_modify_without_apply_immediately_is_pending(world: World) -> None:
     assert "Applying pending modifications in the maintenance window" in world.events("mc")
 
 
+def test_backup_settings_are_shown_for_redis_only(world: World) -> None:
+    # As AWS describes them: a memcached cluster has no SnapshotRetentionLimit/SnapshotWindow.
+    world.call("CreateCacheCluster", CacheClusterId="mc", NumCacheNodes=1, **MEMCACHED)
+    world.call("CreateCacheCluster", CacheClusterId="web", SnapshotRetentionLimit=2, **REDIS)
+    world.settle()
+    memcached, redis = _cluster(world, "mc"), _cluster(world, "web")
+    assert "SnapshotRetentionLimit" not in memcached and "SnapshotWindow" not in memcached
+    assert redis["SnapshotRetentionLimit"] == 2 and "SnapshotWindow" in redis
+
+
+def test_repeated_describes_show_every_change(world: World) -> None:
+    # Describe reuses each unchanged cluster's XML; a change must show at once.
+    world.call("CreateCacheCluster", CacheClusterId="web", **REDIS)
+    world.settle()
+    def describe() -> list[dict]:
+        return world.call("DescribeCacheClusters", ShowCacheNodeInfo=True)["CacheClusters"]
+
+    before = describe()
+    assert describe() == before and before[0]["SnapshotRetentionLimit"] == 0
+    world.call("ModifyCacheCluster", CacheClusterId="web", SnapshotRetentionLimit=5)
+    after = describe()
+    assert after[0]["SnapshotRetentionLimit"] == 5
+    assert {k: v for k, v in after[0].items() if k != "SnapshotRetentionLimit"} == \
+        {k: v for k, v in before[0].items() if k != "SnapshotRetentionLimit"}
+    assert world.call("DescribeCacheClusters")["CacheClusters"][0]["SnapshotRetentionLimit"] == 5
+    assert "CacheNodes" not in world.call("DescribeCacheClusters")["CacheClusters"][0]
+
+
 def test_weekly_window_wraps_around_the_week() -> None:
     from datetime import UTC, datetime
 

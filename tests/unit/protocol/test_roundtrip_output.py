@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from controlplane.protocol.errors import COMMON_ERRORS, ServiceError, not_implemented
 from controlplane.protocol.model import ApiModel
-from controlplane.protocol.serializer import serialize_error, serialize_result
+from controlplane.protocol.serializer import FrozenShape, serialize_error, serialize_result
 from tests.unit.protocol.strategies import output_value
 
 OPERATIONS = ApiModel().operation_names
@@ -63,6 +64,51 @@ def test_empty_and_absent_lists(api: ApiModel) -> None:
     absent = botocore_parse(api, "DescribeCacheClusters",
                             serialize_result(api, "DescribeCacheClusters", {"Marker": "m"}, "r"))
     assert "CacheClusters" not in absent
+
+
+def test_empty_containers_are_self_closing_as_aws_writes_them(api: ApiModel) -> None:
+    # AWS: <PendingModifiedValues/>, <CacheSecurityGroups/>, <CacheNodeIdsToReboot/>.
+    cluster = {"CacheClusterId": "c1", "PendingModifiedValues": {}, "CacheSecurityGroups": [],
+               "CacheParameterGroup": {"CacheParameterGroupName": "default.redis7", "CacheNodeIdsToReboot": []},
+               "SecurityGroups": [{}], "LogDeliveryConfigurations": [], "CacheNodes": []}
+    for checked in (False, True):  # the escaping writer too: a value with "&" takes that path
+        result = {"CacheClusters": [dict(cluster, CacheClusterId="c&1" if checked else "c1"), {}]}
+        body = serialize_result(api, "DescribeCacheClusters", result, "r", strict=True)
+        for empty in (b"<PendingModifiedValues/>", b"<CacheSecurityGroups/>", b"<CacheNodeIdsToReboot/>",
+                      b"<SecurityGroups><member/></SecurityGroups>", b"<LogDeliveryConfigurations/>",
+                      b"<CacheNodes/>", b"</CacheCluster><CacheCluster/></CacheClusters>"):
+            assert empty in body
+        assert not re.search(rb"<(\w+)></\1>", body)  # no empty element written open-and-close
+        assert botocore_parse(api, "DescribeCacheClusters", body)["CacheClusters"] == result["CacheClusters"]
+
+
+def test_empty_strings_keep_open_and_close_tags(api: ApiModel) -> None:
+    body = serialize_result(api, "CreateCacheCluster", {"CacheCluster": {"CacheClusterId": ""}}, "r")
+    assert b"<CacheClusterId></CacheClusterId>" in body
+    assert botocore_parse(api, "CreateCacheCluster", body)["CacheCluster"] == {"CacheClusterId": ""}
+
+
+def test_frozen_shapes_serialize_like_plain_dicts_and_once(api: ApiModel) -> None:
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    plain = [{"CacheClusterId": f"c{i}", "NumCacheNodes": 1, "CacheClusterCreateTime": when,
+              "PendingModifiedValues": {}, "CacheNodes": [{"CacheNodeId": "0001", "Endpoint": {"Port": 6379}}]}
+             for i in range(3)]
+    plain.append({"CacheClusterId": "a&b<c>"})  # escaped, and forces the escaping pass for all
+    frozen = [FrozenShape(c) for c in plain]
+    for items in ([plain[0]], plain):
+        expected = serialize_result(api, "DescribeCacheClusters", {"CacheClusters": items}, "r")
+        mixed = [frozen[i] if i % 2 else c for i, c in enumerate(items)]
+        for value in ([frozen[i] for i in range(len(items))], mixed):
+            body = serialize_result(api, "DescribeCacheClusters", {"CacheClusters": value}, "r", strict=True)
+            assert body == expected
+            assert botocore_parse(api, "DescribeCacheClusters", body)["CacheClusters"] == items
+    assert frozen[0] == plain[0] and isinstance(frozen[0], dict)
+    # Written once: the text is reused even if (against the contract) the value changed since.
+    frozen[0]["CacheClusterId"] = "changed"
+    body = serialize_result(api, "DescribeCacheClusters", {"CacheClusters": [frozen[0]]}, "r")
+    assert b"<CacheClusterId>c0</CacheClusterId>" in body
+    assert serialize_result(api, "DescribeCacheClusters", {"CacheClusters": [FrozenShape()]}, "r") == \
+        serialize_result(api, "DescribeCacheClusters", {"CacheClusters": [{}]}, "r")
 
 
 def test_none_members_are_omitted(api: ApiModel) -> None:
