@@ -73,8 +73,9 @@ class CacheClusterReconciler:
             self._delete(rec)
             return
         rec = self._apply_pending(rec)
-        version = self._choose_version(rec)
-        rec = self._plan_nodes(rec, version)
+        version, exact = self._choose_version(rec)
+        rec = self._plan_nodes(rec, version, exact)
+        rec = self._record_version(rec, version, exact)
         rec = self._remove_nodes(rec)
         rec = self._run_nodes(rec, version)
         rec = self._reboot(rec, version)
@@ -126,8 +127,9 @@ class CacheClusterReconciler:
         self._emit(updated, "Applying pending modifications in the maintenance window")
         return updated
 
-    def _choose_version(self, rec: CacheCluster) -> str:
-        """The installed version the nodes run; decided once, re-decided on a version change."""
+    def _choose_version(self, rec: CacheCluster) -> tuple[str, bool]:
+        """The installed version the nodes run, and whether it is the one asked for; decided
+        once, re-decided on a version change (recorded by _plan_nodes or _record_version)."""
         available = self._infra.runtime.available_versions()
         chosen, exact = resolve_version(
             rec.spec.engine, rec.spec.engine_version, available, self._infra.strict_versions
@@ -137,18 +139,24 @@ class CacheClusterReconciler:
                 f"No {rec.spec.engine} {rec.spec.engine_version} can run on this machine "
                 f"(installed: {', '.join(available.get(rec.spec.engine, ())) or 'none'})"
             )
-        if rec.status.engine_version != chosen:
-            if not exact:
-                self._emit(
-                    rec,
-                    f"Engine version {rec.spec.engine_version} is not installed on this machine; "
-                    f"the nodes run {rec.spec.engine} {chosen}",
-                )
-            self._write_status(rec, lambda s: setattr(s, "engine_version", chosen))
-        return chosen
+        return chosen, exact
 
-    def _plan_nodes(self, rec: CacheCluster, version: str) -> CacheCluster:
-        """Add a node slot (id, AZ, address) for every node the spec asks for beyond those we have."""
+    def _record_version(self, rec: CacheCluster, version: str, exact: bool) -> CacheCluster:
+        """Record a newly chosen version (saying so when it is not the one asked for)."""
+        if rec.status.engine_version == version:
+            return rec
+        rec = self._write_status(rec, lambda s: setattr(s, "engine_version", version))
+        self._announce_version(rec, version, exact)
+        return rec
+
+    def _announce_version(self, rec: CacheCluster, version: str, exact: bool) -> None:
+        if not exact:
+            self._emit(rec, f"Engine version {rec.spec.engine_version} is not installed on this machine; "
+                            f"the nodes run {rec.spec.engine} {version}")
+
+    def _plan_nodes(self, rec: CacheCluster, version: str, exact: bool) -> CacheCluster:
+        """Add a node slot (id, AZ, address) for every node the spec asks for beyond those we have.
+        A newly chosen version is recorded in the same write (one write less before a start)."""
         live = [n for n in rec.status.nodes if n.node_id not in rec.spec.node_ids_to_remove]
         missing = rec.spec.num_nodes - len(live)
         if missing <= 0:
@@ -166,16 +174,20 @@ class CacheClusterReconciler:
                 new_nodes.append(NodeStatus(node_id=node_id, status="creating", az=az, host=host,
                                             port=port, created_at=self._clock.now()))
             growing = rec.status.announced_available
+            new_version = rec.status.engine_version != version
 
             def change(s: CacheClusterStatus) -> None:
                 if growing and s.modifying_from is None:
                     s.modifying_from = len([n for n in s.nodes if n.status != "deleting"])
                 s.nodes.extend(new_nodes)
                 s.last_node_number = number
+                s.engine_version = version
                 if s.phase is None:
                     s.phase = "creating"
 
             rec = self._write_status(rec, change)
+        if new_version:
+            self._announce_version(rec, version, exact)
         if growing:
             self._emit(rec, "Increasing number of requested nodes")
         for node in new_nodes:
@@ -192,7 +204,6 @@ class CacheClusterReconciler:
             rec = self._write_status(rec, lambda s: setattr(s, "modifying_from", before))
         for node in doomed:
             self._discard(self._name(rec, node.node_id))
-            self._infra.node_owner.pop(self._name(rec, node.node_id), None)
         ids = {n.node_id for n in doomed}
         rec = self._write_status(rec, lambda s: setattr(s, "nodes", [n for n in s.nodes if n.node_id not in ids]))
         self._emit(rec, f"Removed cache nodes {', '.join(sorted(ids))}")
@@ -259,7 +270,9 @@ class CacheClusterReconciler:
                 break
             if time.monotonic() > deadline:
                 raise TemporaryError(f"nodes {', '.join(waiting)} do not answer yet", delay=0.2)
-            time.sleep(0.003)
+            # Returns when the node reports that it serves (no polling), or after the runtime's
+            # short pause where no report comes: the probe above decides either way.
+            runtime.wait_ready(self._name(rec, waiting[0]), max(0.0, deadline - time.monotonic()))
         return rec
 
     def _reboot(self, rec: CacheCluster, version: str) -> CacheCluster:
@@ -346,9 +359,7 @@ class CacheClusterReconciler:
 
     def _delete(self, rec: CacheCluster) -> None:
         for node in rec.status.nodes:
-            name = self._name(rec, node.node_id)
-            self._discard(name)
-            self._infra.node_owner.pop(name, None)
+            self._discard(self._name(rec, node.node_id))
         cfg = endpoint_name(rec.account, rec.region, rec.id, "cfg")
         if cfg in self._endpoints:
             self._infra.hub.remove(cfg)
@@ -364,8 +375,10 @@ class CacheClusterReconciler:
         self._health.watch(name, rec.key)
 
     def _discard(self, name: str) -> None:
-        """A node whose data is going away: no graceful stop, just gone."""
+        """A node whose data is going away: no graceful stop, just gone. Disowned first, so its
+        exit is nobody's news (no second reconcile of the key being deleted)."""
         self._health.unwatch(name)
+        self._infra.node_owner.pop(name, None)
         self._infra.runtime.kill(name)
         self._infra.runtime.remove(name)
 

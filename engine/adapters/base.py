@@ -26,19 +26,24 @@ LOG_FILE = "node.log"
 class Launch:
     """How to run one node: the argv, files to write into the node directory first, and a
     `marker` string that appears in the running process's command line and identifies this
-    very node (so a pid found in a pid file is only trusted when the command line matches)."""
+    very node (so a pid found in a pid file is only trusted when the command line matches).
+    `notify`: the node sends systemd's READY=1 to $NOTIFY_SOCKET once it serves."""
 
     argv: tuple[str, ...]
     marker: str
     files: Mapping[str, str] = field(default_factory=dict)
+    notify: bool = False
 
 
 class EngineAdapter(Protocol):
     engines: tuple[str, ...]  # engine names this adapter serves, e.g. ("redis", "valkey")
     default_port: int
 
-    def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False) -> Launch:
-        """Command line and files for `config`. Raises ValueError for invalid settings."""
+    def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False,
+               notify: bool = False) -> Launch:
+        """Command line and files for `config`. `notify`: the runtime passes a NOTIFY_SOCKET, so
+        the node may report readiness there (Launch.notify says whether it will).
+        Raises ValueError for invalid settings."""
         ...
 
     def probe(self, host: str, port: int, timeout: float, *, password: str | None = None) -> ProbeResult:

@@ -99,7 +99,9 @@ class MemcachedAdapter:
     engines: tuple[str, ...] = ("memcached",)
     default_port: int = DEFAULT_PORT
 
-    def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False) -> Launch:
+    def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False,
+               notify: bool = False) -> Launch:
+        # memcached has no readiness report: its starts are found by probing alone.
         pidfile = node_dir / PID_FILE
         # The pid file path is in argv, so it identifies this node's process (pid reuse).
         return Launch(

@@ -59,10 +59,12 @@ def _save_lines(value: str) -> list[str]:
     return [f"save {parts[i]} {parts[i + 1]}" for i in range(0, len(parts), 2)]
 
 
-def render_config(config: NodeConfig, node_dir: PurePath) -> str:
+def render_config(config: NodeConfig, node_dir: PurePath, *, notify: bool = False) -> str:
     """The config file of one redis/valkey node. `config.settings` are extra directives; they
     replace a default of the same name (e.g. {"save": ""} turns snapshots off), and a `bind`
-    setting adds addresses to the node's own. Raises ValueError for invalid settings."""
+    setting adds addresses to the node's own. `notify`: `supervised systemd`, so the node sends
+    READY=1 to $NOTIFY_SOCKET once it serves (after loading its data); a build without systemd
+    support logs a warning and runs on. Raises ValueError for invalid settings."""
     for key, value in config.settings.items():
         check_setting(key, value)
         if key.lower() in RESERVED:
@@ -92,6 +94,8 @@ def render_config(config: NodeConfig, node_dir: PurePath) -> str:
     directives["slave-announce-ip" if is_redis and version < (5,) else "replica-announce-ip"] = config.host
     if not is_redis or version >= (6, 2):
         directives["proc-title-template"] = _quote(PROC_TITLE)
+    if notify:
+        directives["supervised"] = "systemd"
     for key, value in config.settings.items():
         if key.lower() == "bind":
             binds.extend(a for a in value.split() if a not in binds)
@@ -276,12 +280,14 @@ class RedisAdapter:
     engines: tuple[str, ...] = ("redis", "valkey")
     default_port: int = DEFAULT_PORT
 
-    def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False) -> Launch:
+    def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False,
+               notify: bool = False) -> Launch:
         conf = node_dir / CONFIG_FILE
         return Launch(
             argv=(binary, str(conf)),
             marker=str(conf),
-            files={CONFIG_FILE: render_config(config, node_dir)},
+            files={CONFIG_FILE: render_config(config, node_dir, notify=notify)},
+            notify=notify,
         )
 
     def probe(self, host: str, port: int, timeout: float, *, password: str | None = None) -> ProbeResult:

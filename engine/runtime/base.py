@@ -139,6 +139,15 @@ class NodeRuntime(Protocol):
         an absent, exited, paused or hung node gives ok=False with the reason in `error`."""
         ...
 
+    def wait_ready(self, name: str, timeout: float) -> bool:
+        """Between probes of a starting node: wait, at most `timeout` seconds, until the node
+        reports that it serves (redis/valkey send systemd's READY=1 to the process runtime) or
+        exits; True when it did (once per start). Where no report can come (memcached, docker, a
+        node started by an earlier control plane, an engine build without systemd support) this
+        is a short pause and returns False, so callers probe at that pace. Only a probe proves
+        that a node serves."""
+        ...
+
     def replicate(self, name: str, primary: tuple[str, int] | None) -> None:
         """Redis/Valkey: make the node a replica of `primary` (host, port), or a primary when None.
         Raises RuntimeError_ when the node cannot be reached or refuses."""

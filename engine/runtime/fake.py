@@ -7,6 +7,7 @@ thread that caused the exit (crash/kill/stop/remove), after the runtime's lock i
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,9 @@ from engine.runtime.base import (
     RuntimeError_,
 )
 
-__all__ = ["DEFAULT_VERSIONS", "FakeRuntime"]
+__all__ = ["DEFAULT_VERSIONS", "PROBE_PAUSE", "FakeRuntime"]
+
+PROBE_PAUSE = 0.003  # wait_ready's pause when no report is due
 
 DEFAULT_VERSIONS: Mapping[str, tuple[str, ...]] = {
     "redis": ("7.0.15", "6.2.14"),
@@ -37,6 +40,7 @@ class _FakeNode:
     hung: bool = False
     probes_since_start: int = 0
     ready_after: int = 0
+    ready_reported: bool = False  # wait_ready said so once for this start
 
 
 class FakeRuntime:
@@ -159,6 +163,21 @@ class FakeRuntime:
                 offset = self._offsets.get(name, followed)
                 details = {"master_link_status": "up", "slave_repl_offset": str(offset)}
             return ProbeResult(True, node.role, node.config.version, None, 0.1, details)
+
+    def wait_ready(self, name: str, timeout: float) -> bool:
+        """As a node reporting READY=1: True once per start, at once, for a running node that
+        will answer its next probe; otherwise a real pause of at most PROBE_PAUSE (as for nodes
+        that do not report), so a caller's probe loop keeps its pace."""
+        with self._lock:
+            self.calls.append(("wait_ready", name))
+            node = self._nodes.get(name)
+            serves = (node is not None and node.state is NodeState.RUNNING and not node.hung
+                      and node.probes_since_start >= node.ready_after)
+            if serves and node is not None and not node.ready_reported:
+                node.ready_reported = True
+                return True
+        time.sleep(min(timeout, PROBE_PAUSE))
+        return False
 
     def replicate(self, name: str, primary: tuple[str, int] | None) -> None:
         with self._lock:

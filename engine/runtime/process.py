@@ -15,6 +15,20 @@ names the node's binary and its config/pid file, since pids get reused.
 Exits are noticed at once, without polling, by one watcher thread per running node blocked on a
 pidfd (Linux >= 5.3) together with a wake-up pipe that `close()` uses; for our own children the
 watcher then reaps them with `Popen.wait()`. Without pidfd (macOS) watchers poll every 200 ms.
+
+Readiness is reported, not only polled: on Linux redis/valkey nodes run with `supervised systemd`
+and NOTIFY_SOCKET set to one abstract datagram socket of the runtime, so a node sends READY=1 the
+moment it serves (after loading its data) and `wait_ready` returns then; once a binary has been
+seen reporting, its starting nodes are not polled at all. The kernel stamps every message with the
+sender's pid (SO_PASSCRED), which names the node. One thread reads the socket all the time: a node
+blocks in sd_notify() while the socket's queue (10 datagrams) is full, and nodes also send STATUS=
+lines (loading, replication in some versions) and STOPPING=1. After a control plane restart nothing
+listens at that address any more; a node stopped later then logs one harmless "systemd supervision
+error" line.
+
+A removed node's directory is renamed into `<data_dir>/.trash/` (instant) and deleted there by a
+background thread, so a delete does not wait for the file system; leftovers of a crash are
+deleted by the next runtime.
 """
 
 from __future__ import annotations
@@ -24,13 +38,18 @@ import errno
 import json
 import logging
 import os
+import queue
 import re
 import select
 import shutil
 import signal
+import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +80,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HAS_PROC = os.path.exists("/proc/self/stat")
 _POLL_INTERVAL = 0.2  # watchers without pidfd
 _KILL_WAIT = 5.0  # how long a SIGKILLed process may take to go
+_PROBE_PAUSE = 0.003  # wait_ready's pause for nodes that do not report readiness
+_TRASH = ".trash"  # removed node directories on their way out (never a node name: see _NAME_RE)
 
 
 @dataclass
@@ -68,6 +89,7 @@ class _Watch:
     pid: int
     thread: threading.Thread
     done: threading.Event
+    claimed: bool = False  # the exit was handled (by the watcher, or by kill()/stop() that saw it)
 
 
 @dataclass
@@ -79,6 +101,10 @@ class _Node:
     marker: str
     proc: subprocess.Popen[bytes] | None = None
     watch: _Watch | None = field(default=None)
+    # Set when the node reported READY=1 or exited; `ready_told` once wait_ready said so.
+    ready: threading.Event = field(default_factory=threading.Event)
+    ready_told: bool = False
+    reports: bool = False  # started by this runtime with a NOTIFY_SOCKET
 
 
 class ProcessRuntime(TcpNodeCommands):
@@ -111,6 +137,17 @@ class ProcessRuntime(TcpNodeCommands):
         self._closing = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._pidfd = _pidfd_works()
+        self._notify: socket.socket | None = _notify_socket()
+        self._notify_thread: threading.Thread | None = None
+        self._by_pid: dict[int, _Node] = {}  # nodes started here that may report, by pid
+        self._early_ready: set[int] = set()  # READY=1 from a pid not registered yet
+        self._reporting: set[str] = set()  # binaries seen sending READY=1 (others may lack systemd support)
+        self._trash_queue: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self._trash_thread: threading.Thread | None = None
+        trash = self._dir / _TRASH
+        if trash.is_dir():
+            for leftover in trash.iterdir():  # a crash between rename and deletion
+                self._trash_later(leftover)
 
     # --- NodeRuntime ---
 
@@ -171,11 +208,21 @@ class ProcessRuntime(TcpNodeCommands):
             return
         with self._node_lock(name):
             self.stop(name)
-            shutil.rmtree(self._dir / name, ignore_errors=True)
+            node_dir = self._dir / name
+            try:
+                # The name is free at once; the files go in the background.
+                trash = self._dir / _TRASH / f"{name}.{uuid.uuid4().hex[:12]}"
+                trash.parent.mkdir(exist_ok=True)
+                os.rename(node_dir, trash)
+                self._trash_later(trash)
+            except FileNotFoundError:
+                pass  # nothing on disk (never started, or removed before)
+            except OSError:
+                shutil.rmtree(node_dir, ignore_errors=True)
             with self._lock:
                 self._nodes.pop(name, None)
-            if (self._dir / name).exists():
-                raise RuntimeError_(f"could not delete {self._dir / name}")
+            if node_dir.exists():
+                raise RuntimeError_(f"could not delete {node_dir}")
 
     def inspect(self, name: str) -> NodeInfo | None:
         node = self._get(name)
@@ -207,6 +254,20 @@ class ProcessRuntime(TcpNodeCommands):
         except Exception as exc:  # never raises, by contract
             return ProbeResult(False, None, None, f"probe failed: {exc}", 0.0)
 
+    def wait_ready(self, name: str, timeout: float) -> bool:
+        with self._lock:
+            node = self._nodes.get(name)
+            will_report = node is not None and node.reports and node.binary in self._reporting
+        if node is None or node.ready_told:
+            time.sleep(min(timeout, _PROBE_PAUSE))
+            return False
+        # Until its binary has been seen reporting (a build without systemd support never
+        # does), a node is probed at the pause's pace; its report still ends the pause early.
+        if node.ready.wait(timeout if will_report else min(timeout, _PROBE_PAUSE)):
+            node.ready_told = True
+            return True
+        return False
+
     def set_exit_listener(self, listener: ExitListener) -> None:
         self._listener = listener
 
@@ -218,13 +279,22 @@ class ProcessRuntime(TcpNodeCommands):
         os.write(self._wake_w, b"x")  # never read: every watcher's poll() sees it
         with self._lock:
             threads = [n.watch.thread for n in self._nodes.values() if n.watch is not None]
+            if self._notify_thread is not None:
+                threads.append(self._notify_thread)
         for thread in threads:
             thread.join(timeout=2.0)
         if not any(t.is_alive() for t in threads):
             os.close(self._wake_r)
             os.close(self._wake_w)
+            if self._notify is not None:
+                self._notify.close()
         with self._lock:
             children = [n.proc for n in self._nodes.values() if n.proc is not None]
+        if self._trash_thread is not None:
+            self._trash_queue.put(None)
+            self._trash_thread.join(timeout=30.0)
+        with contextlib.suppress(OSError):
+            (self._dir / _TRASH).rmdir()  # only when empty (another runtime may still be deleting)
         for proc in children:
             if proc.returncode is None:
                 # Running on is intended, not a leak: without this, Popen.__del__ warns
@@ -250,7 +320,8 @@ class ProcessRuntime(TcpNodeCommands):
         binary = self._binary_for(config)
         node_dir = self._dir / config.name
         try:
-            launch = adapter_for(config.engine).launch(config, binary, node_dir, run_as_root=self._as_root)
+            launch = adapter_for(config.engine).launch(config, binary, node_dir, run_as_root=self._as_root,
+                                                       notify=self._notify is not None)
         except ValueError as exc:
             raise RuntimeError_(f"cannot start node {config.name}: {exc}", temporary=False) from exc
         node_dir.mkdir(parents=True, exist_ok=True)
@@ -268,6 +339,10 @@ class ProcessRuntime(TcpNodeCommands):
                 indent=2,
             ),
         )
+        env = None
+        if launch.notify and self._notify is not None:
+            env = {**os.environ, "NOTIFY_SOCKET": _notify_address(self._notify)}
+            self._read_notifications()
         node = _Node(config.name, node_dir, config, binary, launch.marker)
         with self._lock:
             self._nodes[config.name] = node
@@ -288,11 +363,18 @@ class ProcessRuntime(TcpNodeCommands):
                     cwd=node_dir,
                     start_new_session=True,  # Ctrl-C of the control plane must not reach nodes
                     close_fds=True,
+                    env=env,
                 )
         except OSError as exc:
             raise RuntimeError_(f"cannot run {binary}: {exc.strerror or exc}", temporary=False) from exc
         with self._lock:
             node.proc = proc
+            if env is not None:
+                node.reports = True
+                self._by_pid[proc.pid] = node
+                if proc.pid in self._early_ready:  # it was quicker than this thread
+                    self._early_ready.discard(proc.pid)
+                    node.ready.set()
         try:
             _write_atomic(node_dir / PID_FILE, f"{proc.pid}\n")
             exited = proc.poll() is not None
@@ -324,6 +406,57 @@ class ProcessRuntime(TcpNodeCommands):
             "install it or ask for an installed version",
             temporary=False,
         )
+
+    # --- removal ---
+
+    def _trash_later(self, path: Path) -> None:
+        """Delete `path` (already renamed out of the way) on the removal thread."""
+        with self._lock:
+            if self._trash_thread is None:
+                self._trash_thread = threading.Thread(target=self._empty_trash, name="node-dir-removal", daemon=True)
+                self._trash_thread.start()
+        self._trash_queue.put(path)
+
+    def _empty_trash(self) -> None:
+        while (path := self._trash_queue.get()) is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # --- readiness reports ---
+
+    def _read_notifications(self) -> None:
+        """Start the thread that reads the nodes' sd_notify messages (once)."""
+        with self._lock:
+            if self._notify_thread is not None or self._closing.is_set():
+                return
+            self._notify_thread = threading.Thread(target=self._notifications, name="node-ready", daemon=True)
+            self._notify_thread.start()
+
+    def _notifications(self) -> None:
+        sock = self._notify
+        assert sock is not None
+        while not self._closing.is_set():
+            try:
+                readable = select.select([sock.fileno(), self._wake_r], [], [])[0]
+                if sock.fileno() not in readable:
+                    continue  # the wake-up pipe: closing
+                message, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(_UCRED.size))
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return
+            pid = _sender_pid(ancillary)
+            if pid is None or b"READY=1" not in message.split(b"\n"):
+                continue  # STATUS=..., STOPPING=1: nothing to act on
+            with self._lock:
+                node = self._by_pid.get(pid)
+                if node is None:
+                    if len(self._early_ready) > 1000:  # senders we never started: forget them
+                        self._early_ready.clear()
+                    self._early_ready.add(pid)
+                else:
+                    self._reporting.add(node.binary)
+            if node is not None:
+                node.ready.set()
 
     # --- node records ---
 
@@ -449,13 +582,7 @@ class ProcessRuntime(TcpNodeCommands):
             if not self._block_until_exit(pid, proc, pidfd):
                 return  # the runtime is closing
             _reap(pid, proc)
-            _remove_pid_file(node.dir / PID_FILE, pid)
-            listener = self._listener
-            if listener is not None and not self._closing.is_set():
-                try:
-                    listener(node.name)
-                except Exception:
-                    log.exception("exit listener failed for node %s", node.name)
+            self._exited(node, pid)
         finally:
             if pidfd is not None:
                 os.close(pidfd)
@@ -490,7 +617,26 @@ class ProcessRuntime(TcpNodeCommands):
 
     def _wait_exit(self, pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -> bool:
         """Wait up to `timeout` for the process to exit (and reap it if it is ours)."""
-        if proc is not None and proc.pid == pid:
+        child = proc is not None and proc.pid == pid
+        if child and self._pidfd:
+            # Woken by the exit itself: Popen.wait(timeout) polls with sleeps of 1, 2, 4... ms.
+            assert proc is not None
+            if proc.returncode is not None:
+                return True
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:  # already reaped by its watcher
+                proc.wait()
+                return True
+            try:
+                exited = proc.returncode is not None or bool(select.select([pidfd], [], [], timeout)[0])
+            finally:
+                os.close(pidfd)
+            if exited:
+                proc.wait()
+            return exited
+        if child:
+            assert proc is not None
             try:
                 proc.wait(timeout=timeout)
                 return True
@@ -517,13 +663,39 @@ class ProcessRuntime(TcpNodeCommands):
         return True
 
     def _after_exit(self, node: _Node, pid: int) -> None:
-        _remove_pid_file(node.dir / PID_FILE, pid)
+        """kill()/stop() saw the (reaped) exit: return only once the exit listener has run, so a
+        start() that follows cannot be mistaken for this exit. Whoever sees the exit first, this
+        thread or the node's watcher, handles it, so neither waits for a switch to the other."""
         with self._lock:
             watch = node.watch
-        # Return only once the exit listener has run, so a start() that follows cannot be
-        # mistaken for this exit (unless we are the watcher's own listener calling back).
-        if watch is not None and watch.pid == pid and watch.thread is not threading.current_thread():
+            watched = watch is not None and watch.pid == pid
+        if watched and self._exited(node, pid):
+            return
+        _remove_pid_file(node.dir / PID_FILE, pid)
+        # The watcher has it: wait for its listener (unless we are that listener calling back).
+        if watch is not None and watched and watch.thread is not threading.current_thread():
             watch.done.wait(timeout=2.0)
+
+    def _exited(self, node: _Node, pid: int) -> bool:
+        """A watched exit, handled once: clean up and tell the listener. False if another
+        thread has handled it already."""
+        with self._lock:
+            watch = node.watch
+            if watch is not None and watch.pid == pid:
+                if watch.claimed:
+                    return False
+                watch.claimed = True
+            if self._by_pid.get(pid) is node:
+                del self._by_pid[pid]
+        node.ready.set()  # news for wait_ready(): it exited
+        _remove_pid_file(node.dir / PID_FILE, pid)
+        listener = self._listener
+        if listener is not None and not self._closing.is_set():
+            try:
+                listener(node.name)
+            except Exception:
+                log.exception("exit listener failed for node %s", node.name)
+        return True
 
 
 # --- helpers ---
@@ -676,3 +848,41 @@ def _is_node_process(pid: int, node: _Node) -> bool:
         except OSError:
             return False
     return False
+
+
+_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+
+
+def _notify_socket() -> socket.socket | None:
+    """The runtime's sd_notify socket: an abstract address (Linux; nothing on disk) with a
+    128-bit random name, so no later socket of anyone takes it over for nodes that outlive us
+    (one that never reads would block them in sd_notify); each message carries its sender's
+    credentials. None where that is missing."""
+    if not sys.platform.startswith("linux") or not hasattr(socket, "SO_PASSCRED"):
+        return None
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.bind(f"\0elasticache-local/ready/{uuid.uuid4().hex}")
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _notify_address(sock: socket.socket) -> str:
+    """NOTIFY_SOCKET's spelling of an abstract address: '@' for the leading NUL."""
+    name = sock.getsockname()
+    raw = name if isinstance(name, bytes) else name.encode()
+    return "@" + raw[1:].decode("ascii")
+
+
+def _sender_pid(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED.size:
+            pid: int = _UCRED.unpack_from(data)[0]
+            return pid
+    return None

@@ -107,6 +107,15 @@ def test_redis_launch() -> None:
     assert launch.argv == ("/usr/bin/redis-server", "/data/nodes/n1/node.conf")
     assert launch.marker == "/data/nodes/n1/node.conf"
     assert set(launch.files) == {"node.conf"}
+    assert not launch.notify and "supervised" not in launch.files["node.conf"]
+
+
+def test_redis_launch_with_readiness_reports() -> None:
+    launch = RedisAdapter().launch(redis_config(), "/usr/bin/redis-server", NODE_DIR, notify=True)
+    assert launch.notify
+    assert "supervised systemd" in directives(launch.files["node.conf"])
+    with pytest.raises(ValueError):  # the runtime's directive: settings cannot turn it off
+        render_config(redis_config(settings={"supervised": "no"}), NODE_DIR, notify=True)
 
 
 def mc_config(**kw: object) -> NodeConfig:
@@ -149,6 +158,8 @@ def test_memcached_invalid_settings(settings: dict[str, str]) -> None:
 def test_memcached_launch_marker_is_the_pid_file() -> None:
     launch = MemcachedAdapter().launch(mc_config(), "/usr/bin/memcached", NODE_DIR)
     assert launch.marker == "/data/nodes/n1/node.pid" and "/data/nodes/n1/node.pid" in launch.argv
+    # memcached cannot report readiness: asked to, it says it will not (probes find it).
+    assert not MemcachedAdapter().launch(mc_config(), "/usr/bin/memcached", NODE_DIR, notify=True).notify
 
 
 def test_adapter_for() -> None:

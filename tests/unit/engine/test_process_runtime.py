@@ -321,3 +321,144 @@ def test_parallel_starts_from_many_threads(rt: tuple[ProcessRuntime, Exits]) -> 
         t.join()
     assert errors == []
     assert sorted(exits.names) == sorted(c.name for c in configs)
+
+
+# --- readiness reports, exits and removal off the critical path ---
+
+
+@needs_redis
+def test_a_starting_redis_node_reports_ready_once(rt: tuple[ProcessRuntime, Exits]) -> None:
+    runtime, _ = rt
+    config = node_config("r9", REDIS, 6379)
+    runtime.start(config)
+    assert "supervised systemd" in (runtime.node_dir("r9") / "node.conf").read_text().splitlines()
+    # The binary has not reported yet (it could lack systemd support): short pauses until it does.
+    reported = False
+    deadline = time.monotonic() + 5.0
+    while not reported and time.monotonic() < deadline:
+        reported = runtime.wait_ready("r9", 5.0)
+    assert reported, "no READY=1 from redis-server (built without systemd support?)"
+    assert runtime.probe("r9", 0.5).ok  # READY=1 comes once it serves
+    started = time.monotonic()
+    assert not runtime.wait_ready("r9", 5.0)  # once per start: then only a short pause
+    assert time.monotonic() - started < 1.0
+    runtime.stop("r9")  # redis sends STOPPING=1 to the socket: still ours, nothing is logged
+    assert "systemd supervision error" not in (runtime.node_dir("r9") / "node.log").read_text()
+    # Known to report now: one call waits for the report, no polling.
+    runtime.start(config)
+    assert runtime.wait_ready("r9", 5.0)
+    assert runtime.probe("r9", 0.5).ok
+    runtime.remove("r9")
+
+
+@needs_redis
+def test_a_node_that_exits_while_starting_ends_the_wait(rt: tuple[ProcessRuntime, Exits]) -> None:
+    runtime, exits = rt
+    runtime.start(node_config("r4", REDIS, 6379))
+    while not runtime.wait_ready("r4", 5.0):  # learn that this binary reports
+        pass
+    runtime.start(node_config("r3", REDIS, 6379, settings={"maxmemory-policy": "no-such-policy"}))
+    started = time.monotonic()
+    assert runtime.wait_ready("r3", 5.0)  # its exit is the news, long before 5 s
+    assert time.monotonic() - started < 2.0
+    assert exits.wait_for("r3") and not runtime.probe("r3", 0.5).ok
+    runtime.remove("r3")
+    runtime.remove("r4")
+
+
+@needs_memcached
+def test_nodes_without_reports_just_pause(rt: tuple[ProcessRuntime, Exits]) -> None:
+    runtime, _ = rt
+    runtime.start(node_config("m9", MEMCACHED, 11211))
+    wait_ready(runtime, "m9")
+    started = time.monotonic()
+    assert not runtime.wait_ready("m9", 5.0)
+    assert not runtime.wait_ready("nobody", 5.0)
+    assert time.monotonic() - started < 1.0  # pauses between probes, not the offered 5 s
+    runtime.remove("m9")
+
+
+@needs_redis
+def test_kill_returns_once_the_child_is_gone(rt: tuple[ProcessRuntime, Exits]) -> None:
+    runtime, exits = rt
+    config = node_config("r8", REDIS, 6379)
+    pid = runtime.start(config).pid
+    assert pid is not None
+    wait_ready(runtime, "r8")
+    runtime.kill("r8")
+    # Reaped (not a zombie) and reported before kill() returned.
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    assert exits.names.count("r8") == 1
+    assert runtime.inspect("r8") is not None and info(runtime, "r8").state is NodeState.EXITED
+    # Whichever thread saw the exit first told the listener; the other one does not, later.
+    for _ in range(5):
+        runtime.start(config)
+        wait_ready(runtime, "r8")
+        runtime.kill("r8")
+    time.sleep(0.1)
+    assert exits.names.count("r8") == 6
+
+
+@needs_redis
+def test_remove_frees_the_name_at_once_and_deletes_in_the_background(
+        make_runtime: Factory, tmp_path: Path) -> None:
+    runtime = make_runtime()
+    config = node_config("r7", REDIS, 6379)
+    runtime.start(config)
+    wait_ready(runtime, "r7")
+    assert redis_cmd(config.host, 6379, "SET", "k", "old") == b"+OK\r\n"
+    assert redis_cmd(config.host, 6379, "SAVE") == b"+OK\r\n"
+    runtime.remove("r7")
+    assert not runtime.node_dir("r7").exists() and runtime.inspect("r7") is None
+    assert "r7" not in [n.name for n in runtime.list_managed()]
+    # The same name starts afresh: nothing of the removed node's data comes back.
+    runtime.start(config)
+    wait_ready(runtime, "r7")
+    assert redis_cmd(config.host, 6379, "GET", "k") == b"$-1\r\n"
+    runtime.remove("r7")
+    runtime.close()  # waits for the background deletion
+    assert not (tmp_path / "data" / ".trash").exists()
+
+
+def test_trash_left_by_a_crash_is_deleted_by_the_next_runtime(make_runtime: Factory, tmp_path: Path) -> None:
+    leftover = tmp_path / "data" / ".trash" / "r6.0123456789ab"
+    (leftover / "sub").mkdir(parents=True)
+    (leftover / "dump.rdb").write_bytes(b"x" * 1000)
+    runtime = make_runtime()
+    assert runtime.list_managed() == []
+    runtime.close()
+    assert not (tmp_path / "data" / ".trash").exists()
+
+
+def _notify_address(runtime: ProcessRuntime) -> bytes:
+    sock = runtime._notify
+    assert sock is not None, "no readiness socket on this platform"
+    name = sock.getsockname()
+    return name if isinstance(name, bytes) else name.encode()
+
+
+@needs_redis
+@needs_memcached
+def test_reports_are_read_at_once_and_only_the_nodes_own_count(rt: tuple[ProcessRuntime, Exits]) -> None:
+    runtime, _ = rt
+    runtime.start(node_config("r5", REDIS, 6379))  # starts the reader
+    runtime.start(node_config("m5", MEMCACHED, 11211))
+    wait_ready(runtime, "m5")
+    address = _notify_address(runtime)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as forger:
+        forger.setblocking(False)
+        # More than the kernel queues (net.unix.max_dgram_qlen, 10 by default): a node sending
+        # this many (STATUS= lines, STOPPING=1, READY=1) must never block in sd_notify().
+        for _ in range(200):
+            for attempt in range(100):
+                try:
+                    forger.sendto(b"STATUS=Syncing\nREADY=1\n", address)
+                    break
+                except BlockingIOError:
+                    assert attempt < 99, "the runtime does not read its readiness socket"
+                    time.sleep(0.01)
+    # READY=1 from a process that is not the node (the kernel says who sent it) wakes nobody.
+    assert not runtime.wait_ready("m5", 0.05)
+    runtime.remove("r5")
+    runtime.remove("m5")
