@@ -191,7 +191,8 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     queue: WorkQueue[ResourceKey] = WorkQueue(clock.monotonic)
     controller = Controller(store, queue, workers=settings.workers, resync_interval=settings.resync_interval)
     health = HealthMonitor(runtime, lambda key, _name: controller.enqueue(key), interval=settings.health_interval,
-                           down_after=settings.down_after, monotonic=clock.monotonic)
+                           down_after=settings.down_after, slow_interval=settings.standalone_health_interval,
+                           monotonic=clock.monotonic)
     clusters = CacheClusterReconciler(store, infra, events, clock, controller.enqueue, health)
     controller.register(clusters)
     groups = ReplicationGroupReconciler(store, infra, events, clock, health)

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     strict_engine_versions: bool = False
     health_interval: float = Field(default=0.2, gt=0)
     down_after: float = Field(default=1.0, gt=0)
+    # Standalone cache clusters (nothing fails over): probed less often; a crash is seen at once anyway.
+    standalone_health_interval: float = Field(default=1.0, gt=0)
     resync_interval: float = Field(default=2.0, gt=0)
     workers: int = Field(default=4, ge=1, le=64)
     log_level: str = "info"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import Handler, Params, RequestContext, Result
@@ -10,6 +10,17 @@ from controlplane.state import shapes
 
 DEFAULT_WINDOW = timedelta(hours=1)
 RETENTION = timedelta(days=14)
+# Nothing older than RETENTION exists: a longer Duration asks for the same events (and a huge one
+# would not fit a datetime).
+MAX_DURATION_MINUTES = int(RETENTION.total_seconds() // 60) + 1
+
+
+def _before(end: datetime, window: timedelta) -> datetime:
+    """end - window, or the earliest time there is when that is before year 1."""
+    try:
+        return end - window
+    except OverflowError:
+        return datetime.min.replace(tzinfo=end.tzinfo)
 
 
 def describe_events(ctx: RequestContext, params: Params) -> Result:
@@ -24,9 +35,9 @@ def describe_events(ctx: RequestContext, params: Params) -> Result:
     elif params.get("Duration") is not None:
         if params["Duration"] < 0:
             raise v.invalid("Duration must not be negative.")
-        start = end - timedelta(minutes=params["Duration"])
+        start = _before(end, timedelta(minutes=min(params["Duration"], MAX_DURATION_MINUTES)))
     else:
-        start = end - DEFAULT_WINDOW
+        start = _before(end, DEFAULT_WINDOW)
     if start > end:
         raise v.invalid("StartTime must be before EndTime.")
     # Events are kept for 14 days.

@@ -372,7 +372,8 @@ class CacheClusterReconciler:
     def _own(self, rec: CacheCluster, node_id: str) -> None:
         name = self._name(rec, node_id)
         self._infra.node_owner[name] = rec.key
-        self._health.watch(name, rec.key)
+        # Standalone: no failover hangs on it, a slower watch will do; a member is watched by its group.
+        self._health.watch(name, rec.key, slow=not rec.spec.replication_group_id)
 
     def _discard(self, name: str) -> None:
         """A node whose data is going away: no graceful stop, just gone. Disowned first, so its

@@ -1,7 +1,9 @@
 """The health monitor: Sentinel's model with one observer.
 
-Every watched node is probed each `interval`; a node is *down* once its probes have failed for
-`down_after` seconds. A node whose process or container exits is down at once (the runtime says
+Every watched node is probed each `interval` (nodes watched as `slow`, standalone cache clusters
+whose failure has no failover to drive, each `slow_interval`: the probes of dozens of idle
+clusters five times a second would cost the API a tenth of a core); a node is *down* once its
+probes have failed for `down_after` seconds. A node whose process or container exits is down at once (the runtime says
 so; no timeout needed). When a node goes down, the key that owns it is handed to the control
 loop. A TILT guard: if the monitor itself stalled (its loop ran late by more than `tilt_after`,
 e.g. the laptop slept), no node is declared down until every node has been probed afresh.
@@ -30,6 +32,8 @@ class NodeHealth:
     exited: bool = False
     reported: bool = False  # the owner was told this node is down
     fresh: bool = field(default=False)  # probed since the last TILT
+    slow: bool = False  # probed every slow_interval
+    due: float = 0.0  # monotonic time of its next probe
 
 
 class HealthMonitor:
@@ -40,6 +44,7 @@ class HealthMonitor:
         *,
         interval: float = 0.2,
         down_after: float = 1.0,
+        slow_interval: float | None = None,
         tilt_after: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -47,6 +52,7 @@ class HealthMonitor:
         self._on_down = on_down
         self.interval = interval
         self.down_after = down_after
+        self.slow_interval = max(interval, slow_interval if slow_interval is not None else interval)
         self._tilt_after = tilt_after
         self._now = monotonic
         self._nodes: dict[str, NodeHealth] = {}
@@ -58,14 +64,16 @@ class HealthMonitor:
 
     # ---- what is watched ----------------------------------------------------------------
 
-    def watch(self, name: str, key: ResourceKey) -> None:
+    def watch(self, name: str, key: ResourceKey, *, slow: bool = False) -> None:
         """Start watching a node (idempotent). A newly watched node counts as healthy now."""
         with self._lock:
             current = self._nodes.get(name)
             if current is None:
-                self._nodes[name] = NodeHealth(key=key, last_ok=self._now())
-            elif current.key != key:
+                self._nodes[name] = NodeHealth(key=key, last_ok=self._now(), slow=slow)
+            else:
                 current.key = key  # a new owner (a member kept as a standalone cluster)
+                if current.slow != slow:
+                    current.slow, current.due = slow, 0.0
 
     def unwatch(self, name: str) -> None:
         with self._lock:
@@ -114,12 +122,17 @@ class HealthMonitor:
 
     def probe_all(self) -> None:
         """One round: probe every watched node, then report the ones that went down."""
+        sent = self._now()
+        # A slow node is due a little early rather than a whole round late.
+        slack = self.interval / 2
         with self._lock:
-            names = list(self._nodes)
+            names = [n for n, h in self._nodes.items() if h.due <= sent + slack]
+            for name in names:
+                due = self._nodes[name]
+                due.due = sent + (self.slow_interval if due.slow else 0.0)
         timeout = max(0.05, min(0.25, self.down_after / 4))
         # A node that answers was alive when the probe was sent: stamping the answer's arrival
         # instead would delay detection by a slow round's length.
-        sent = self._now()
         if self._pool is not None and len(names) > 1:
             results = list(self._pool.map(lambda n: (n, self._runtime.probe(n, timeout)), names))
         else:

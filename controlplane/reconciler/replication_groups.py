@@ -741,7 +741,7 @@ class ReplicationGroupReconciler:
                 with contextlib.suppress(RuntimeError_):
                     self._infra.runtime.set_addresses(name, [])
                 self._applied.pop(name, None)
-                self._health.watch(name, member.key)  # watched as the standalone cluster it becomes
+                self._health.watch(name, member.key, slow=True)  # as the standalone cluster it becomes
                 self._infra.node_owner[name] = member.key
 
                 def standalone(c: CacheCluster) -> None:

@@ -4,6 +4,7 @@ changes what exists."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -17,6 +18,8 @@ from tests.unit.controlplane.conftest import World
 from tests.unit.protocol.strategies import botocore_wire_pairs, input_value, wire_keys
 
 _world: dict[str, World] = {}
+# FUZZ_EXAMPLES=2000 for a longer hunt than the suite's.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 
 
 def _the_world(tmp: Path) -> World:
@@ -91,7 +94,7 @@ def test_random_valid_and_mutated_requests(tmp_path_factory: Any) -> None:
     names = [n for n in _operations(w) if n != "DeleteCacheCluster"] + implemented * 8
     seen: dict[str, int] = {}
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=EXAMPLES * 4, deadline=None, suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def run(data: st.DataObject) -> None:
         _check(w, data.draw(_valid_then_mutated(names, w)), seen)
@@ -108,7 +111,7 @@ def test_garbage_pairs(tmp_path_factory: Any) -> None:
     names = _operations(w)
     seen: dict[str, int] = {}
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=EXAMPLES * 3, deadline=None, suppress_health_check=list(HealthCheck))
     @given(action=st.one_of(st.sampled_from(names), st.text(max_size=20)),
            pairs=st.lists(st.tuples(st.one_of(st.text(max_size=30), st.sampled_from(
                ["CacheClusterId", "NumCacheNodes", "Tags.Tag.1.Key", "Tags.member.1.Key", "MaxRecords", "Marker",

@@ -542,3 +542,24 @@ def test_a_dead_forwarder_is_added_again_with_its_target(tmp_path: Any) -> None:
         assert world.hub.targets[primary] == members["rg-002"]
     finally:
         world.service.store.close()
+
+
+def test_standalone_nodes_are_probed_less_often_but_still_judged(world: World) -> None:
+    _make(world)
+    world.call("CreateCacheCluster", CacheClusterId="web", Engine="redis", CacheNodeType="cache.t3.micro",
+               NumCacheNodes=1)
+    world.settle()
+    health = world.service.health
+    standalone, member = "123456789012-us-east-1-web-0001", NODE.format("rg-002")
+    world.runtime.calls.clear()
+    for _ in range(10):  # two seconds of rounds every HEALTH_INTERVAL (0.2 s)
+        health.probe_all()
+        world.clock.advance(0.2)
+    probes = world.runtime.calls_of("probe")
+    assert probes.count(member) == 10  # a failover hangs on these
+    assert 2 <= probes.count(standalone) <= 3  # every STANDALONE_HEALTH_INTERVAL (1 s)
+    world.runtime.hang(standalone)
+    for _ in range(15):
+        health.probe_all()
+        world.clock.advance(0.2)
+    assert health.is_down(standalone)  # a frozen standalone node is still found
