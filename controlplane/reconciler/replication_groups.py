@@ -327,7 +327,9 @@ class ReplicationGroupReconciler:
                 break
             if time.monotonic() > deadline:
                 raise TemporaryError(f"members {', '.join(waiting)} are not replicating yet", delay=0.2)
-            time.sleep(0.003)
+            # Until a starting member reports that it serves (a replica: once its first sync is
+            # done), or the runtime's short pause where no report comes; the probes decide.
+            self._infra.runtime.wait_ready(self._name(rg, waiting[0]), max(0.0, deadline - time.monotonic()))
         return members_of(self._store, rg)
 
     def _role_ok(self, rg: ReplicationGroup, member_id: str, result: ProbeResult) -> bool:
