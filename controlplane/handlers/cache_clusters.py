@@ -276,7 +276,8 @@ def describe_cache_clusters(ctx: RequestContext, params: Params) -> Result:
         records = ctx.services.store.records(CacheCluster, ctx.account, ctx.region)
         if params.get("ShowCacheClustersNotInReplicationGroups"):
             records = [r for r in records if not r.spec.replication_group_id]
-    chunk, marker = v.page(records, params)
+    store = ctx.services.store
+    chunk, marker = v.page(records, params, key=lambda r: store.seq(r.key))
     services = ctx.services
     out: Result = {"CacheClusters": [
         services.cached_shape(r, show_nodes, partial(shapes.cache_cluster, r, show_nodes)) for r in chunk]}

@@ -44,7 +44,7 @@ def describe_events(ctx: RequestContext, params: Params) -> Result:
     start = max(start, now - RETENTION)
     events = ctx.services.store.events(ctx.account, ctx.region, start, end, source_type,
                                        source_id.lower() if source_id else None)
-    chunk, marker = v.page(events, params)
+    chunk, marker = v.page(events, params, key=lambda e: e.seq)
     out: Result = {"Events": [shapes.event(e) for e in chunk]}
     if marker:
         out["Marker"] = marker

@@ -215,7 +215,7 @@ def describe_replication_groups(ctx: RequestContext, params: Params) -> Result:
         groups = [get_group(ctx, params["ReplicationGroupId"])]
     else:
         groups = store.records(ReplicationGroup, ctx.account, ctx.region)
-    chunk, marker = v.page(groups, params)
+    chunk, marker = v.page(groups, params, key=lambda g: store.seq(g.key))
     out: Result = {"ReplicationGroups": [shapes.replication_group(g, members_of(store, g)) for g in chunk]}
     if marker:
         out["Marker"] = marker

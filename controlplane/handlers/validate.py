@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from controlplane.protocol.errors import ServiceError
@@ -82,9 +83,11 @@ def windows_overlap(maintenance: str, snapshot: str) -> bool:
 
 
 def page(items: Sequence[T], params: dict[str, Any], default: int = 100,
-         low: int = 20, high: int = 100) -> tuple[list[T], str | None]:
-    """Marker/MaxRecords paging as AWS does it: MaxRecords in [low, high]; the marker is opaque
-    (here: the index of the next item)."""
+         low: int = 20, high: int = 100, key: Callable[[T], int] | None = None) -> tuple[list[T], str | None]:
+    """Marker/MaxRecords paging as AWS does it: MaxRecords in [low, high]; the marker is opaque.
+    With `key` (a unique number per item, ascending in `items`: a creation sequence) the marker
+    names the last item returned, so resources deleted or created between pages neither shift
+    nor repeat the next page; without it (fixed lists), it is the index of the next item."""
     max_records = params.get("MaxRecords")
     if max_records is None:
         size = default
@@ -95,9 +98,15 @@ def page(items: Sequence[T], params: dict[str, Any], default: int = 100,
     start = 0
     marker = params.get("Marker")
     if marker:
-        if not marker.isdigit() or int(marker) > len(items):
+        if not marker.isascii() or not marker.isdigit() or len(marker) > 18:
             raise invalid(f"Invalid marker: {marker}")
-        start = int(marker)
+        if key is not None:
+            start = bisect.bisect_right(items, int(marker), key=key)
+        elif int(marker) > len(items):
+            raise invalid(f"Invalid marker: {marker}")
+        else:
+            start = int(marker)
     chunk = list(items[start:start + size])
-    next_marker = str(start + size) if start + size < len(items) else None
-    return chunk, next_marker
+    if start + size >= len(items):
+        return chunk, None
+    return chunk, str(key(chunk[-1])) if key is not None else str(start + size)

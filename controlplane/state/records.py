@@ -250,3 +250,4 @@ class Event(BaseModel):
     source_id: str
     message: str
     date: datetime
+    seq: int = 0  # the store's order of events (set when read back): paging markers name it

@@ -80,6 +80,11 @@ class Store:
             out.append(record)
         return out
 
+    def seq(self, key: ResourceKey) -> int:
+        """A record's creation sequence: never reused, the order of `records`; 0 if it is gone."""
+        entry = self._mirror.get(key)
+        return entry[0] if entry is not None else 0
+
     def resource_keys(self) -> list[ResourceKey]:
         with self._lock:
             return list(self._mirror)
@@ -142,7 +147,7 @@ class Store:
         source_id: str | None = None,
     ) -> list[Event]:
         """Events of one account and region in [start, end], oldest first."""
-        query = "SELECT source_type, source_id, message, date FROM events WHERE account=? AND region=?"
+        query = "SELECT source_type, source_id, message, date, seq FROM events WHERE account=? AND region=?"
         args: list[str] = [account, region]
         if source_type is not None:
             query += " AND source_type=?"
@@ -152,13 +157,13 @@ class Store:
             args.append(source_id)
         query += " ORDER BY seq"
         with self._lock:
-            rows: Iterable[tuple[str, str, str, str]] = self._db.execute(query, args).fetchall()
+            rows: Iterable[tuple[str, str, str, str, int]] = self._db.execute(query, args).fetchall()
         out = []
-        for stype, sid, message, date in rows:
+        for stype, sid, message, date, seq in rows:
             when = datetime.fromisoformat(date)
             if start <= when <= end:
                 out.append(Event(account=account, region=region, source_type=stype, source_id=sid,
-                                 message=message, date=when))
+                                 message=message, date=when, seq=seq))
         return out
 
     # ---- whole store --------------------------------------------------------------------

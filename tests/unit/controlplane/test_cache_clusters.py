@@ -268,6 +268,24 @@ def test_paging(world: World) -> None:
     assert "Marker" not in second
     with pytest.raises(ApiError):
         world.call("DescribeCacheClusters", MaxRecords=5)
+    with pytest.raises(ApiError, match="Invalid marker"):
+        world.call("DescribeCacheClusters", MaxRecords=20, Marker="not-ours")
+
+
+def test_paging_survives_deletes_and_creates_between_pages(world: World) -> None:
+    for i in range(25):
+        world.call("CreateCacheCluster", CacheClusterId=f"c{i:02d}", **REDIS)
+    world.settle()
+    first = world.call("DescribeCacheClusters", MaxRecords=20)
+    # Between the pages: two clusters of the first page go, a new one comes.
+    for gone in ("c03", "c07"):
+        world.call("DeleteCacheCluster", CacheClusterId=gone)
+    world.settle()
+    world.call("CreateCacheCluster", CacheClusterId="late", **REDIS)
+    second = world.call("DescribeCacheClusters", MaxRecords=20, Marker=first["Marker"])
+    # Nothing skipped, nothing repeated: the page starts after the last cluster already seen.
+    assert [c["CacheClusterId"] for c in second["CacheClusters"]] == [f"c{i:02d}" for i in range(20, 25)] + ["late"]
+    assert "Marker" not in second
 
 
 def test_state_and_nodes_survive_a_control_plane_restart(world: World) -> None:
