@@ -35,9 +35,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} with apt-get"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" redis-tools >/dev/null
-    # Debian starts the packaged services where systemd runs; our nodes do not need them.
+    # Debian starts the packaged services where systemd runs; our nodes do not need them. Only
+    # the ones just installed: a service the user already ran is theirs.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-      systemctl disable --now redis-server memcached haproxy >/dev/null 2>&1 || true
+      systemctl disable --now "${missing[@]}" >/dev/null 2>&1 || true
     fi
   elif command -v brew >/dev/null 2>&1; then
     brew_names=()

@@ -34,6 +34,15 @@ class NodeHealth:
     fresh: bool = field(default=False)  # probed since the last TILT
     slow: bool = False  # probed every slow_interval
     due: float = 0.0  # monotonic time of its next probe
+    failing_since: float | None = None  # when the first failed probe of the current streak was sent
+
+    def silent_since(self, interval: float) -> float:
+        """Since when the node has not answered, as far as probes can tell: a slow node's last
+        answer is up to a slow interval old, so one failed probe must not count as a second of
+        silence; the streak starts one (fast) interval before its first failed probe."""
+        if self.failing_since is None:
+            return self.last_ok
+        return max(self.last_ok, self.failing_since - interval)
 
 
 class HealthMonitor:
@@ -85,6 +94,7 @@ class HealthMonitor:
             node = self._nodes.get(name)
             if node is not None:
                 node.last_ok = self._now()
+                node.failing_since = None
                 node.exited = False
                 node.reported = False
 
@@ -111,7 +121,7 @@ class HealthMonitor:
             if node.exited:
                 return True
             failed = node.last is not None and not node.last.ok
-            return failed and not self.tilt and self._now() - node.last_ok >= self.down_after
+            return failed and not self.tilt and self._now() - node.silent_since(self.interval) >= self.down_after
 
     def last_probe(self, name: str) -> ProbeResult | None:
         with self._lock:
@@ -148,9 +158,14 @@ class HealthMonitor:
                 node.fresh = True
                 if result.ok:
                     node.last_ok = max(node.last_ok, sent)
+                    node.failing_since = None
                     node.exited = False
                     node.reported = False
-                elif not self.tilt and not node.reported and now - node.last_ok >= self.down_after:
+                    continue
+                if node.failing_since is None:
+                    node.failing_since = sent
+                node.due = 0.0  # a failing node is probed every round until it answers or is down
+                if not self.tilt and not node.reported and now - node.silent_since(self.interval) >= self.down_after:
                     node.reported = True
                     down.append((node.key, name))
             if self.tilt and all(n.fresh for n in self._nodes.values()):
@@ -167,6 +182,7 @@ class HealthMonitor:
             for node in self._nodes.values():
                 node.fresh = False
                 node.last_ok = max(node.last_ok, now)  # stale observations say nothing
+                node.failing_since = None
 
     def _run(self) -> None:
         last = self._now()

@@ -61,6 +61,10 @@ def sync_members(store: Store, rg: ReplicationGroup) -> None:
         store.update(member.key, CacheCluster, change)
 
 
+# A proxied endpoint whose target is not known (a re-point failed half way): the next pass sets it.
+UNKNOWN = ("", -1)
+
+
 class ReplicationGroupReconciler:
     kind = ReplicationGroup.KIND
 
@@ -155,10 +159,11 @@ class ReplicationGroupReconciler:
                 host = rg.status.primary_host if which == "primary" else rg.status.reader_host
                 port = rg.status.primary_port if which == "primary" else rg.status.reader_port
                 assert host is not None and port is not None
+                holder = rg.status.primary if which == "primary" else rg.status.reader_on
                 try:
                     # Every pass, with the target it should have: adding is idempotent, and it
                     # brings back a forwarder that died (a HAProxy killed from outside).
-                    self._infra.hub.add_tcp_forwarder(name, host, port, self._forwarders.get(name))
+                    self._infra.hub.add_tcp_forwarder(name, host, port, self._target(rg, holder))
                 except (OSError, ProxyError) as exc:
                     raise TemporaryError(f"endpoint {host}:{port}: {exc}", delay=0.5) from exc
                 self._forwarders.setdefault(name, None)
@@ -170,17 +175,21 @@ class ReplicationGroupReconciler:
     def _point(self, rg: ReplicationGroup, which: str, member_id: str | None, drop_existing: bool = False) -> None:
         """Proxied endpoints: send new connections of `which` to the member's node."""
         name = self._forwarder(rg, which)
-        target = None
-        member = self._store.get(ResourceKey(CacheCluster.KIND, rg.account, rg.region, member_id or ""), CacheCluster)
-        if member is not None and member.status.nodes:
-            target = (member.status.nodes[0].host, member.status.nodes[0].port)
-        if self._forwarders.get(name) != target or drop_existing:
+        target = self._target(rg, member_id)
+        if self._forwarders.get(name, UNKNOWN) != target or drop_existing:
             try:
                 self._infra.hub.set_target(name, target, drop_existing=drop_existing)
             except ProxyError as exc:
-                self._forwarders.pop(name, None)  # the next pass adds it again
+                # Still a known endpoint (a group delete removes it); where it points is not known.
+                self._forwarders[name] = UNKNOWN
                 raise TemporaryError(f"endpoint {name}: {exc}", delay=0.2) from exc
             self._forwarders[name] = target
+
+    def _target(self, rg: ReplicationGroup, member_id: str | None) -> tuple[str, int] | None:
+        member = self._store.get(ResourceKey(CacheCluster.KIND, rg.account, rg.region, member_id or ""), CacheCluster)
+        if member is not None and member.status.nodes:
+            return member.status.nodes[0].host, member.status.nodes[0].port
+        return None
 
     def _plan_members(self, rg: ReplicationGroup, members: list[CacheCluster]) -> list[CacheCluster]:
         """Give every member without a node a node slot: id 0001, an AZ, an address of its own."""
@@ -756,7 +765,8 @@ class ReplicationGroupReconciler:
             self._emit(CC, member.id, rg, "Cache cluster deleted")
         for which in ("primary", "reader"):
             name = self._forwarder(rg, which)
-            if self._forwarders.pop(name, "absent") != "absent":
+            self._forwarders.pop(name, None)
+            if rg.status.proxied:  # unknown names are ignored: whatever this process knows of it
                 self._infra.hub.remove(name)
         self._store.delete(rg.key)
         self._emit(RG, rg.id, rg, f"Replication group {rg.id} deleted")

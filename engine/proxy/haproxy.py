@@ -326,7 +326,8 @@ class HaproxyForwarders:
                 pid = int(pid_path.read_text().split()[0])
             except (OSError, ValueError, IndexError):
                 pid = 0
-            if pid > 0 and _is_haproxy(pid):
+            # Only a HAProxy running this very configuration: a reused pid is somebody else's.
+            if pid > 0 and _runs(pid, str(pid_path.with_suffix(".cfg"))):
                 log.info("stopping a HAProxy left by an earlier run (pid %d)", pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -335,7 +336,8 @@ class HaproxyForwarders:
                 pid_path.unlink()
 
 
-def _is_haproxy(pid: int) -> bool:
+def _runs(pid: int, config: str) -> bool:
+    """Whether process `pid` is a HAProxy started with `config`."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
@@ -343,13 +345,13 @@ def _is_haproxy(pid: int) -> bool:
             return False  # no such process
         # No /proc (macOS): ask ps what that pid runs.
         try:
-            out = subprocess.run(["ps", "-p", str(pid), "-o", "comm="], capture_output=True, timeout=5.0)
+            out = subprocess.run(["ps", "-p", str(pid), "-o", "command="], capture_output=True, timeout=5.0)
         except (OSError, subprocess.TimeoutExpired):
             return False
-        return b"haproxy" in out.stdout
+        return b"haproxy" in out.stdout and config.encode() in out.stdout
     except OSError:
         return False
-    return b"haproxy" in cmdline
+    return b"haproxy" in cmdline and config.encode() in cmdline.split(b"\0")
 
 
 def _wait_gone(pid: int, timeout: float = 2.0) -> None:

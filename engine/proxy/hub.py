@@ -88,9 +88,11 @@ class ProxyHub:
             if loop is None or thread is None:
                 return
             try:
-                if self._tcp is not None:
-                    self._tcp.close()
-                self._run(loop, self._close_all)
+                try:
+                    if self._tcp is not None:
+                        self._tcp.close()
+                finally:
+                    self._run(loop, self._close_all)
             finally:
                 loop.call_soon_threadsafe(loop.stop)
                 thread.join(self._call_timeout)

@@ -436,14 +436,19 @@ class ProcessRuntime(TcpNodeCommands):
         assert sock is not None
         while not self._closing.is_set():
             try:
-                readable = select.select([sock.fileno(), self._wake_r], [], [])[0]
+                readable = _readable([sock.fileno(), self._wake_r], None)
                 if sock.fileno() not in readable:
                     continue  # the wake-up pipe: closing
                 message, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(_UCRED.size))
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:
-                return
+                if self._closing.is_set():
+                    return
+                # Keep reading: nodes block in sd_notify() once nobody drains the queue.
+                log.exception("reading node readiness reports failed")
+                time.sleep(0.1)
+                continue
             pid = _sender_pid(ancillary)
             if pid is None or b"READY=1" not in message.split(b"\n"):
                 continue  # STATUS=..., STOPPING=1: nothing to act on
@@ -629,7 +634,7 @@ class ProcessRuntime(TcpNodeCommands):
                 proc.wait()
                 return True
             try:
-                exited = proc.returncode is not None or bool(select.select([pidfd], [], [], timeout)[0])
+                exited = proc.returncode is not None or bool(_readable([pidfd], timeout))
             finally:
                 os.close(pidfd)
             if exited:
@@ -648,7 +653,7 @@ class ProcessRuntime(TcpNodeCommands):
             except ProcessLookupError:
                 return True
             try:
-                ready, _, _ = select.select([pidfd], [], [], timeout)
+                ready = _readable([pidfd], timeout)
             finally:
                 os.close(pidfd)
             if ready:
@@ -851,6 +856,16 @@ def _is_node_process(pid: int, node: _Node) -> bool:
 
 
 _UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+
+
+def _readable(fds: list[int], timeout: float | None) -> set[int]:
+    """The readable ones of `fds`, waiting up to `timeout` seconds (None: for ever). poll(), not
+    select(): a service with many connections has descriptors above select's 1024."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    events = poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
+    return {fd for fd, _ in events}
 
 
 def _notify_socket() -> socket.socket | None:

@@ -558,6 +558,23 @@ def test_standalone_nodes_are_probed_less_often_but_still_judged(world: World) -
     probes = world.runtime.calls_of("probe")
     assert probes.count(member) == 10  # a failover hangs on these
     assert 2 <= probes.count(standalone) <= 3  # every STANDALONE_HEALTH_INTERVAL (1 s)
+    # One missed probe (a busy node) is not a second of silence, though its last answer is 1 s old.
+    world.runtime.hang(standalone)
+    world.runtime.calls.clear()
+    for _ in range(6):  # until its next (slow) probe has failed once
+        health.probe_all()
+        if world.runtime.calls_of("probe").count(standalone):
+            break
+        world.clock.advance(0.2)
+    assert world.runtime.calls_of("probe").count(standalone) == 1
+    assert not health.is_down(standalone)
+    world.clock.advance(0.2)
+    health.probe_all()
+    assert world.runtime.calls_of("probe").count(standalone) == 2  # failing: probed every round
+    world.runtime.unhang(standalone)
+    world.clock.advance(0.2)
+    health.probe_all()
+    assert not health.is_down(standalone)
     world.runtime.hang(standalone)
     for _ in range(15):
         health.probe_all()
