@@ -177,9 +177,16 @@ class HaproxyForwarders:
                 if (existing.host, existing.port) != (host, port):
                     raise ProxyError(f"endpoint {name!r} already listens on {existing.host}:{existing.port}")
                 if existing.proc is not None and existing.proc.poll() is None:
-                    self._point(existing, target, drop_existing=False)
-                    return
-                self._stop(existing)  # it died: start it again below
+                    try:
+                        # Asked, not assumed: it must answer, and say where it points now.
+                        existing.target = self._state(existing).target
+                        self._point(existing, target, drop_existing=False)
+                        return
+                    except ProxyError as exc:
+                        # Alive but not answering its admin socket (frozen, hung): replaced.
+                        log.warning("HAProxy for %s:%d does not answer (%s): starting a new one",
+                                    host, port, exc)
+                self._stop(existing)  # dead or hung: start it again below
                 del self._endpoints[name]
             if port == 0:
                 raise ProxyError("a HAProxy forwarder needs a fixed port")

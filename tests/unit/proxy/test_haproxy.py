@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -137,3 +138,22 @@ def _wait_refused(address: tuple[str, int], timeout: float = 5.0) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"{address} still accepts connections")
+
+
+def test_a_frozen_haproxy_is_replaced_on_the_next_add(pool: HaproxyForwarders, flushed: tuple[Node, Node]) -> None:
+    a, _ = flushed
+    target = (a.member.ip, PORT)
+    pool.add("fwd", *ENDPOINT, target)
+    pid = pool.pid("fwd")
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # alive, but its admin socket times out
+    try:
+        with pytest.raises(ProxyError):
+            pool.set_target("fwd", None)
+        pool.add("fwd", *ENDPOINT, target)  # what the reconciler does every pass
+        assert pool.pid("fwd") != pid
+        assert pool.target("fwd") == target
+        assert exchange(ENDPOINT, b"version\r\n", b"\r\n").startswith(b"VERSION ")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
