@@ -97,7 +97,9 @@ NetworkMode = Literal["host", "ports"]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SERVERS = {"redis": "redis-server", "valkey": "valkey-server", "memcached": "memcached"}
 _KILL_WAIT = 5.0
-_LISTENER_WAIT = 2.0  # how long kill/stop wait for the exit listener to have run
+# How long kill/stop wait for the exit listener to have run: Docker's die event can lag the exit
+# by seconds when the engine is busy (8 containers started and killed at once on 2 loaded cores).
+_LISTENER_WAIT = 5.0
 _VERSIONS_TTL = 5.0  # available_versions: refreshed in the background when older
 _RECONNECT_MAX = 5.0  # event stream: the longest pause between reconnection attempts
 _LIVE = ("running", "paused", "restarting")
@@ -802,7 +804,9 @@ class DockerRuntime(TcpNodeCommands):
         if watcher is None or watcher is threading.current_thread() or self._closing.is_set():
             return
         with self._deaths_cond:
-            self._deaths_cond.wait_for(lambda: self._deaths.get(cid, 0) > seen, timeout=_LISTENER_WAIT)
+            if not self._deaths_cond.wait_for(lambda: self._deaths.get(cid, 0) > seen, timeout=_LISTENER_WAIT):
+                log.warning("container %s exited but Docker reported no die event within %.0f s", cid[:12],
+                            _LISTENER_WAIT)
 
     def _open_events(self, since: str | None) -> Any:
         filters = {"type": ["container"], "label": [f"{L_OWNER}={self.owner}"], "event": ["die", "oom"]}
