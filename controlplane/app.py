@@ -183,9 +183,10 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     node_addresses = AddressAllocator(mode, network=settings.node_network, port_range=(low, high))  # type: ignore[arg-type]
     endpoint_addresses = AddressAllocator(mode, network=settings.endpoint_network,  # type: ignore[arg-type]
                                           port_range=(low, high))
-    l4_proxy = "external" if hub is not None else ""
     if hub is None:
         hub, l4_proxy = build_hub(settings)
+    else:
+        l4_proxy = "external"  # a hub the caller made (tests)
     infra = Infra(runtime=runtime, node_addresses=node_addresses, endpoint_addresses=endpoint_addresses,
                   hub=hub, strict_versions=settings.strict_engine_versions)
     queue: WorkQueue[ResourceKey] = WorkQueue(clock.monotonic)

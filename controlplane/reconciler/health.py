@@ -138,8 +138,8 @@ class HealthMonitor:
         with self._lock:
             names = [n for n, h in self._nodes.items() if h.due <= sent + slack]
             for name in names:
-                due = self._nodes[name]
-                due.due = sent + (self.slow_interval if due.slow else 0.0)
+                watched = self._nodes[name]
+                watched.due = sent + (self.slow_interval if watched.slow else 0.0)
         timeout = max(0.05, min(0.25, self.down_after / 4))
         # A node that answers was alive when the probe was sent: stamping the answer's arrival
         # instead would delay detection by a slow round's length.

@@ -17,6 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+# NodeRuntime.wait_ready's pause where no readiness report can come: the pace of a caller's probes.
+PROBE_PAUSE = 0.003
+
 
 class NodeState(enum.StrEnum):
     RUNNING = "running"

@@ -55,6 +55,7 @@ from engine.adapters import memcached as memcached_adapter
 from engine.adapters import redis as redis_adapter
 from engine.addresses import bind_error
 from engine.runtime.base import (
+    PROBE_PAUSE,
     ExitListener,
     NodeConfig,
     NodeInfo,
@@ -77,8 +78,6 @@ __all__ = [
     "node_command",
     "owner_for",
 ]
-
-PROBE_PAUSE = 0.003  # wait_ready's pause between probes of a starting container
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.runtime.base import (
+    PROBE_PAUSE,
     ExitListener,
     NodeConfig,
     NodeInfo,
@@ -20,9 +21,7 @@ from engine.runtime.base import (
     RuntimeError_,
 )
 
-__all__ = ["DEFAULT_VERSIONS", "PROBE_PAUSE", "FakeRuntime"]
-
-PROBE_PAUSE = 0.003  # wait_ready's pause when no report is due
+__all__ = ["DEFAULT_VERSIONS", "FakeRuntime"]
 
 DEFAULT_VERSIONS: Mapping[str, tuple[str, ...]] = {
     "redis": ("7.0.15", "6.2.14"),

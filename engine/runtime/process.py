@@ -58,6 +58,7 @@ from engine.adapters import adapter_for
 from engine.adapters.base import LOG_FILE, PID_FILE
 from engine.addresses import bind_error
 from engine.runtime.base import (
+    PROBE_PAUSE,
     ExitListener,
     NodeConfig,
     NodeInfo,
@@ -80,7 +81,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _HAS_PROC = os.path.exists("/proc/self/stat")
 _POLL_INTERVAL = 0.2  # watchers without pidfd
 _KILL_WAIT = 5.0  # how long a SIGKILLed process may take to go
-_PROBE_PAUSE = 0.003  # wait_ready's pause for nodes that do not report readiness
 _TRASH = ".trash"  # removed node directories on their way out (never a node name: see _NAME_RE)
 
 
@@ -259,11 +259,11 @@ class ProcessRuntime(TcpNodeCommands):
             node = self._nodes.get(name)
             will_report = node is not None and node.reports and node.binary in self._reporting
         if node is None or node.ready_told:
-            time.sleep(min(timeout, _PROBE_PAUSE))
+            time.sleep(min(timeout, PROBE_PAUSE))
             return False
         # Until its binary has been seen reporting (a build without systemd support never
         # does), a node is probed at the pause's pace; its report still ends the pause early.
-        if node.ready.wait(timeout if will_report else min(timeout, _PROBE_PAUSE)):
+        if node.ready.wait(timeout if will_report else min(timeout, PROBE_PAUSE)):
             node.ready_told = True
             return True
         return False

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from tests.api.conftest import LiveServer
-from tests.api.writer import Writer
+from tests.api.writer import kill_primary_under_writer
 
 FAST = {"Delay": 0.1, "MaxAttempts": 150}
 
@@ -65,13 +65,7 @@ def test_kill_9_of_the_primary_under_a_writer(ec: Any) -> None:
     ec.get_waiter("replication_group_available").wait(ReplicationGroupId="rg", WaiterConfig=FAST)
     endpoint = _group(ec)["NodeGroups"][0]["PrimaryEndpoint"]
     client = _client(endpoint)
-    old_pid = client.info("server")["process_id"]
-    with Writer(client) as writer:
-        time.sleep(0.3)
-        killed_at = time.monotonic()
-        os.kill(old_pid, 9)
-        # Writes resume through the same endpoint address.
-        assert writer.resumed_after(killed_at, 100), "writes did not resume through the primary endpoint"
+    old_pid = kill_primary_under_writer(client)  # writes resume through the same endpoint address
     assert client.info("server")["process_id"] != old_pid
     roles = {k: m["CurrentRole"] for k, m in _members(ec).items()}
     assert roles["rg-001"] == "replica" and sorted(roles.values()) == ["primary", "replica", "replica"]

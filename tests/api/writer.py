@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -48,3 +50,15 @@ class Writer:
                 return True
             time.sleep(0.01)
         return False
+
+
+def kill_primary_under_writer(client: redis.Redis) -> int:
+    """kill -9 the redis-server behind `client` while a Writer writes through it, and return its
+    pid once writes resume through the same client (the endpoint); fails if they do not."""
+    old_pid = int(client.info("server")["process_id"])
+    with Writer(client) as writer:
+        time.sleep(0.3)
+        killed_at = time.monotonic()
+        os.kill(old_pid, signal.SIGKILL)
+        assert writer.resumed_after(killed_at, 100), "writes did not resume through the primary endpoint"
+    return old_pid

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from engine.runtime.fake import PROBE_PAUSE
+from engine.runtime.base import PROBE_PAUSE
 from tests.unit.controlplane.conftest import World
 
 REDIS = {"Engine": "redis", "CacheNodeType": "cache.t3.micro", "NumCacheNodes": 1}

@@ -326,6 +326,15 @@ def test_parallel_starts_from_many_threads(rt: tuple[ProcessRuntime, Exits]) -> 
 # --- readiness reports, exits and removal off the critical path ---
 
 
+def _until_reported(runtime: ProcessRuntime, name: str, timeout: float = 5.0) -> None:
+    """wait_ready until the node's READY=1 has been seen (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if runtime.wait_ready(name, timeout):
+            return
+    raise AssertionError(f"no READY=1 from {name} (redis-server built without systemd support?)")
+
+
 @needs_redis
 def test_a_starting_redis_node_reports_ready_once(rt: tuple[ProcessRuntime, Exits]) -> None:
     runtime, _ = rt
@@ -333,11 +342,7 @@ def test_a_starting_redis_node_reports_ready_once(rt: tuple[ProcessRuntime, Exit
     runtime.start(config)
     assert "supervised systemd" in (runtime.node_dir("r9") / "node.conf").read_text().splitlines()
     # The binary has not reported yet (it could lack systemd support): short pauses until it does.
-    reported = False
-    deadline = time.monotonic() + 5.0
-    while not reported and time.monotonic() < deadline:
-        reported = runtime.wait_ready("r9", 5.0)
-    assert reported, "no READY=1 from redis-server (built without systemd support?)"
+    _until_reported(runtime, "r9")
     assert runtime.probe("r9", 0.5).ok  # READY=1 comes once it serves
     started = time.monotonic()
     assert not runtime.wait_ready("r9", 5.0)  # once per start: then only a short pause
@@ -355,8 +360,7 @@ def test_a_starting_redis_node_reports_ready_once(rt: tuple[ProcessRuntime, Exit
 def test_a_node_that_exits_while_starting_ends_the_wait(rt: tuple[ProcessRuntime, Exits]) -> None:
     runtime, exits = rt
     runtime.start(node_config("r4", REDIS, 6379))
-    while not runtime.wait_ready("r4", 5.0):  # learn that this binary reports
-        pass
+    _until_reported(runtime, "r4")  # learn that this binary reports
     runtime.start(node_config("r3", REDIS, 6379, settings={"maxmemory-policy": "no-such-policy"}))
     started = time.monotonic()
     assert runtime.wait_ready("r3", 5.0)  # its exit is the news, long before 5 s

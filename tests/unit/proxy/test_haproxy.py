@@ -81,11 +81,7 @@ def test_a_taken_address_is_a_bind_error(pool: HaproxyForwarders) -> None:
 
 
 def test_a_killed_haproxy_comes_back_on_the_next_add(pool: HaproxyForwarders, flushed: tuple[Node, Node]) -> None:
-    a, _ = flushed
-    target = (a.member.ip, PORT)
-    pool.add("fwd", *ENDPOINT, target)
-    pid = pool.pid("fwd")
-    assert pid is not None
+    target, pid = _forwarding(pool, flushed)
     os.kill(pid, signal.SIGKILL)
     _wait_refused(ENDPOINT)
     pool.add("fwd", *ENDPOINT, target)  # what the reconciler does every pass
@@ -129,6 +125,15 @@ def test_close_stops_every_haproxy(tmp_path: Path) -> None:
     assert list((tmp_path / "proxy").iterdir()) == []
 
 
+def _forwarding(pool: HaproxyForwarders, nodes: tuple[Node, Node]) -> tuple[tuple[str, int], int]:
+    """Forwarder "fwd" on ENDPOINT to the first node: its target and its HAProxy's pid."""
+    target = (nodes[0].member.ip, PORT)
+    pool.add("fwd", *ENDPOINT, target)
+    pid = pool.pid("fwd")
+    assert pid is not None
+    return target, pid
+
+
 def _wait_refused(address: tuple[str, int], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -141,11 +146,7 @@ def _wait_refused(address: tuple[str, int], timeout: float = 5.0) -> None:
 
 
 def test_a_frozen_haproxy_is_replaced_on_the_next_add(pool: HaproxyForwarders, flushed: tuple[Node, Node]) -> None:
-    a, _ = flushed
-    target = (a.member.ip, PORT)
-    pool.add("fwd", *ENDPOINT, target)
-    pid = pool.pid("fwd")
-    assert pid is not None
+    target, pid = _forwarding(pool, flushed)
     os.kill(pid, signal.SIGSTOP)  # alive, but its admin socket times out
     try:
         with pytest.raises(ProxyError):
