@@ -6,7 +6,10 @@ versions"); memory is the node's memory for data in GiB, as AWS lists it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from engine.versions import nearest
 
 
 @dataclass(frozen=True)
@@ -136,3 +139,33 @@ def availability_zones(region: str) -> list[str]:
 
 # Default maintenance windows fall in an 8-hour block per region (us-east-1: 03:00-11:00 UTC).
 MAINTENANCE_BLOCK_START_HOUR = {"us-east-1": 3, "us-west-2": 6, "eu-west-1": 22, "eu-central-1": 23}
+
+
+def resolve_version(
+    engine: str, requested: str, available: Mapping[str, Sequence[str]], strict: bool
+) -> tuple[str | None, bool]:
+    """The installed version to run for an AWS engine version, and whether it is a match.
+
+    "7.0" or "7.0.7" runs any installed 7.0.x (a match). Otherwise the nearest installed
+    version of the same major is used, and failing that (non-strict only) the newest installed
+    version of the engine; both are reported as not a match so the caller can warn.
+    """
+    installed = list(available.get(engine, ()))
+    if not installed:
+        return None, False
+    wanted = "6.2" if requested == "6.x" else requested
+    parts = wanted.split(".")
+    prefix = ".".join(parts[:2])
+    exact = [v for v in installed if v in (wanted, prefix) or v.startswith(prefix + ".")]
+    if exact:
+        return max(exact, key=_version_key), True
+    if strict:
+        return None, False
+    same_major = nearest(wanted, installed)
+    if same_major is not None:
+        return same_major, False
+    return max(installed, key=_version_key), False
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))

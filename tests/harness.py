@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
 
-from controlplane.app import Service
-from controlplane.protocol.route import Identity
+from controlplane.query import Identity
+from controlplane.service import Service
 
 
 class ApiError(Exception):

@@ -15,7 +15,7 @@ from controlplane.admin.faults import FaultError
 from controlplane.state.records import CacheCluster
 
 if TYPE_CHECKING:
-    from controlplane.app import Service
+    from controlplane.service import Service
 
 
 API_TITLE = "elasticache-local"

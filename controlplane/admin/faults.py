@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controlplane.reconciler.clock import Clock
+from controlplane.clock import Clock
 from controlplane.reconciler.infra import Infra, node_name
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ResourceKey

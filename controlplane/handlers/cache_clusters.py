@@ -8,10 +8,10 @@ from functools import partial
 from typing import Any
 
 from controlplane import catalog
+from controlplane.catalog import resolve_version
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import Handler, Params, RequestContext, Result
 from controlplane.protocol.errors import ServiceError
-from controlplane.reconciler.infra import resolve_version
 from controlplane.state import shapes
 from controlplane.state.records import (
     CacheCluster,
@@ -240,7 +240,7 @@ def _join_replication_group(ctx: RequestContext, cluster_id: str, params: Params
     """CreateCacheCluster with ReplicationGroupId: the new cluster joins as a read replica (as
     Terraform's aws_elasticache_cluster does); it takes the group's engine, version and type."""
     from controlplane.handlers.replication_groups import MAX_MEMBERS, get_group, member_spec
-    from controlplane.reconciler.replication_groups import members_of
+    from controlplane.state.members import members_of
 
     rg = get_group(ctx, params["ReplicationGroupId"])
     if rg.api_status() != "available":
@@ -444,7 +444,7 @@ def delete_cache_cluster(ctx: RequestContext, params: Params) -> Result:
         _require_available(rec)
     if rec.spec.replication_group_id:
         from controlplane.handlers.replication_groups import get_group
-        from controlplane.reconciler.replication_groups import members_of
+        from controlplane.state.members import members_of
 
         rg = get_group(ctx, rec.spec.replication_group_id)
         if rg.status.failover is not None:

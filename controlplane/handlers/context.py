@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.clock import Clock
 from controlplane.protocol.serializer import FrozenShape
-from controlplane.reconciler.clock import Clock
 from controlplane.settings import Settings
 from controlplane.state.events import EventLog
 from controlplane.state.records import ResourceKey

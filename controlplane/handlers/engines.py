@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from controlplane import catalog
+from controlplane.catalog import resolve_version
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import Handler, Params, RequestContext, Result
-from controlplane.reconciler.infra import resolve_version
 
 _ENGINE_NAMES = {"redis": "Redis", "valkey": "Valkey", "memcached": "memcached"}
 

@@ -18,8 +18,8 @@ from controlplane.handlers.cache_clusters import (
 )
 from controlplane.handlers.context import Handler, Params, RequestContext, Result
 from controlplane.protocol.errors import ServiceError
-from controlplane.reconciler.replication_groups import members_of, sync_members
 from controlplane.state import shapes
+from controlplane.state.members import members_of, sync_members
 from controlplane.state.records import (
     CacheCluster,
     CacheClusterSpec,

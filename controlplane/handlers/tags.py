@@ -7,9 +7,9 @@ from collections.abc import Callable
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import Handler, Params, RequestContext, Result
 from controlplane.protocol.errors import ServiceError
-from controlplane.reconciler.replication_groups import members_of
 from controlplane.state import shapes
 from controlplane.state.arns import parse_arn
+from controlplane.state.members import members_of
 from controlplane.state.records import RECORD_TYPES, Record, ReplicationGroup, Tag
 
 MAX_TAGS = 50

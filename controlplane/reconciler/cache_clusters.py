@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 from controlplane import catalog
-from controlplane.reconciler.clock import Clock
+from controlplane.catalog import resolve_version
+from controlplane.clock import Clock
 from controlplane.reconciler.errors import PermanentError, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import (
@@ -17,7 +18,6 @@ from controlplane.reconciler.infra import (
     build_node_config,
     endpoint_name,
     node_name,
-    resolve_version,
 )
 from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.state.events import EventLog

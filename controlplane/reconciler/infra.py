@@ -15,7 +15,6 @@ from controlplane.state.store import Store
 from engine.addresses import AddressAllocator
 from engine.proxy.hub import Member
 from engine.runtime.base import NodeConfig, NodeRuntime, RuntimeError_
-from engine.versions import nearest
 
 
 class EndpointHub(Protocol):
@@ -84,36 +83,6 @@ def node_name(account: str, region: str, cluster_id: str, node_id: str) -> str:
 
 def endpoint_name(account: str, region: str, cluster_id: str, kind: str) -> str:
     return f"{account}-{region}-{cluster_id}-{kind}"
-
-
-def resolve_version(
-    engine: str, requested: str, available: Mapping[str, Sequence[str]], strict: bool
-) -> tuple[str | None, bool]:
-    """The installed version to run for an AWS engine version, and whether it is a match.
-
-    "7.0" or "7.0.7" runs any installed 7.0.x (a match). Otherwise the nearest installed
-    version of the same major is used, and failing that (non-strict only) the newest installed
-    version of the engine; both are reported as not a match so the caller can warn.
-    """
-    installed = list(available.get(engine, ()))
-    if not installed:
-        return None, False
-    wanted = "6.2" if requested == "6.x" else requested
-    parts = wanted.split(".")
-    prefix = ".".join(parts[:2])
-    exact = [v for v in installed if v in (wanted, prefix) or v.startswith(prefix + ".")]
-    if exact:
-        return max(exact, key=_version_key), True
-    if strict:
-        return None, False
-    same_major = nearest(wanted, installed)
-    if same_major is not None:
-        return same_major, False
-    return max(installed, key=_version_key), False
-
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
 
 
 def build_node_config(

@@ -16,12 +16,14 @@ from functools import partial
 from typing import Any
 
 from controlplane import catalog
-from controlplane.reconciler.clock import Clock
+from controlplane.catalog import resolve_version
+from controlplane.clock import Clock
 from controlplane.reconciler.errors import PermanentError, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
-from controlplane.reconciler.infra import Infra, build_node_config, endpoint_name, node_name, resolve_version
+from controlplane.reconciler.infra import Infra, build_node_config, endpoint_name, node_name
 from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.state.events import EventLog
+from controlplane.state.members import members_of, sync_members
 from controlplane.state.records import (
     CacheCluster,
     FailoverState,
@@ -44,21 +46,6 @@ NODE_ID = "0001"
 READY_TIMEOUT = 3.0
 PROMOTION_TIMEOUT = 5.0
 PROBE_TIMEOUT = 0.25
-
-
-def members_of(store: Store, rg: ReplicationGroup) -> list[CacheCluster]:
-    return [c for c in store.records(CacheCluster, rg.account, rg.region) if c.spec.replication_group_id == rg.id]
-
-
-def sync_members(store: Store, rg: ReplicationGroup) -> None:
-    """Members show the group's node type, version and pending changes, as AWS's do."""
-    for member in members_of(store, rg):
-        def change(c: CacheCluster) -> None:
-            c.spec.node_type = rg.spec.node_type
-            c.spec.engine_version = rg.spec.engine_version
-            c.spec.pending = rg.spec.pending.model_copy()
-
-        store.update(member.key, CacheCluster, change)
 
 
 # A proxied endpoint whose target is not known (a re-point failed half way): the next pass sets it.

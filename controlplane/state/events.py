@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from controlplane.reconciler.clock import Clock
+from controlplane.clock import Clock
 from controlplane.state.records import Event
 from controlplane.state.store import Store
 

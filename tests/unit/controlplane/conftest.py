@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.app import Service, build_service
-from controlplane.reconciler.clock import FakeClock
+from controlplane.app import build_service
+from controlplane.clock import FakeClock
+from controlplane.service import Service
 from controlplane.settings import Settings
 from engine.proxy.hub import Member, ProxyError
 from engine.runtime.fake import FakeRuntime

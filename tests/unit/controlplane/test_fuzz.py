@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controlplane.protocol.route import Identity
+from controlplane.query import Identity
 from controlplane.state.records import CacheCluster
 from tests.unit.controlplane.conftest import World
 from tests.unit.protocol.strategies import botocore_wire_pairs, input_value, wire_keys

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from controlplane.handlers.context import Handler, RequestContext, Services
 from controlplane.protocol.errors import ServiceError, not_implemented
 from controlplane.protocol.model import ApiModel
-from controlplane.protocol.parser import parse
+from controlplane.protocol.parser import ParsedRequest, parse
 from controlplane.protocol.serializer import serialize_error, serialize_result
 
 log = logging.getLogger("elasticache_local.api")
@@ -65,15 +65,28 @@ class QueryApi:
 
     def dispatch(self, pairs: list[tuple[str, str]], who: Identity, request_id: str) -> tuple[int, bytes]:
         """One request, start to end; never raises."""
+        return self.answer(self.read(pairs), who, request_id)
+
+    def read(self, pairs: list[tuple[str, str]]) -> ParsedRequest | ServiceError:
+        """The request as the handler will see it, or why it cannot be read. Read once: the
+        router's choice of path and the handler act on one and the same reading."""
+        try:
+            return parse(self.api, pairs)
+        except ServiceError as err:
+            return err
+
+    def answer(self, request: ParsedRequest | ServiceError, who: Identity, request_id: str) -> tuple[int, bytes]:
+        """The reply to a request read by `read`; never raises."""
         operation = "?"
         try:
-            parsed = parse(self.api, pairs)
-            operation = parsed.operation
+            if isinstance(request, ServiceError):
+                raise request
+            operation = request.operation
             handler = self.handlers.get(operation)
             if handler is None:
                 raise not_implemented(operation)
             ctx = RequestContext(who.account, who.region, request_id, self.services)
-            result = handler(ctx, parsed.params)
+            result = handler(ctx, request.params)
             return 200, serialize_result(self.api, operation, result, request_id)
         except ServiceError as err:
             error = err
@@ -102,12 +115,12 @@ class QueryApi:
         settings = self.services.settings
         who = identity(request.headers, dict(pairs), settings.default_account, settings.region)
         request_id = str(uuid.uuid4())
-        action = next((v for k, v in pairs if k == "Action"), "")
-        if action in self.inline_operations:
-            # Reads of the in-memory mirror: pure CPU, well under a millisecond, and the hop
-            # to a worker thread would cost a third of the request.
-            status, body_out = self.dispatch(pairs, who, request_id)
+        request_read = self.read(pairs)
+        if isinstance(request_read, ServiceError) or request_read.operation in self.inline_operations:
+            # Refusals and reads of the in-memory mirror: pure CPU, well under a millisecond,
+            # and the hop to a worker thread would cost a third of the request.
+            status, body_out = self.answer(request_read, who, request_id)
         else:
-            status, body_out = await run_in_threadpool(self.dispatch, pairs, who, request_id)
+            status, body_out = await run_in_threadpool(self.answer, request_read, who, request_id)
         return Response(body_out, status_code=status, media_type="text/xml",
                         headers={"x-amzn-RequestId": request_id})
