@@ -80,7 +80,11 @@ def _build_trie(pairs: Sequence[tuple[str, str]]) -> _Node:
             if child is None:
                 child = node.children[part] = _Node()
             node = child
-        node.value = value  # a repeated key: the last one wins
+        if node.value is not None:
+            # botocore never repeats a key. Taking either copy would let two readers of one
+            # request (the router choosing a read-only fast path, the handler) disagree.
+            raise _invalid(f"The parameter {_show(key)[1:-1]} is given more than once")
+        node.value = value
     return root
 
 
