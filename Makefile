@@ -5,19 +5,19 @@ serve:
 	@deploy/bootstrap.sh
 	.venv/bin/elasticache-local serve
 
-test:
-	@deploy/bootstrap.sh --dev
+test: lint
+	.venv/bin/python -m pytest -q -p no:cacheprovider
+
+# ruff and mypy (strict on controlplane/ and engine/); the pre-commit hooks run the same two.
+lint: bootstrap
 	.venv/bin/ruff check controlplane engine tests bench
 	.venv/bin/mypy
-	.venv/bin/python -m pytest -q -p no:cacheprovider
 
 bootstrap:
 	@deploy/bootstrap.sh --dev
 
-bench:
-	@deploy/bootstrap.sh --dev
+bench: bootstrap
 	.venv/bin/python -m bench
 
-openapi:
-	@deploy/bootstrap.sh --dev
+openapi: bootstrap
 	.venv/bin/python -m controlplane.admin.export openapi/openapi.json
