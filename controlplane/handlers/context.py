@@ -45,7 +45,6 @@ class Services:
         self.shape_cache[key] = (record, shape)
         return shape
 
-
     def context(self, account: str, region: str, request_id: str | None = None) -> RequestContext:
         """A request's context, for callers that are not the Query route (the JSON API)."""
         return RequestContext(account, region, request_id or str(uuid.uuid4()), self)
