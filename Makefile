@@ -1,5 +1,5 @@
 # The README's two commands: `make serve` and `make test`. Each prepares what it needs first.
-.PHONY: serve test lint bootstrap bench openapi
+.PHONY: serve test lint bootstrap bench openapi types
 
 serve:
 	@deploy/bootstrap.sh
@@ -21,3 +21,7 @@ bench: bootstrap
 
 openapi: bootstrap
 	.venv/bin/python -m controlplane.admin.export openapi/openapi.json
+
+# controlplane/model/{messages,errors,operations}.py from the installed botocore model; a test fails when they drift.
+types: bootstrap
+	.venv/bin/python -m controlplane.model.generate

@@ -17,8 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from controlplane.handlers.context import Handler, RequestContext, Services
-from controlplane.protocol.errors import ServiceError, not_implemented
+from controlplane.handlers.context import AnyHandler, Services
+from controlplane.protocol.errors import ServiceError, internal_failure, not_implemented
 from controlplane.protocol.model import ApiModel
 from controlplane.protocol.parser import ParsedRequest, parse
 from controlplane.protocol.serializer import serialize_error, serialize_result
@@ -53,7 +53,7 @@ def identity(headers: Mapping[str, str], query: Mapping[str, str], default_accou
 
 
 class QueryApi:
-    def __init__(self, api: ApiModel, handlers: Mapping[str, Handler], services: Services,
+    def __init__(self, api: ApiModel, handlers: Mapping[str, AnyHandler], services: Services,
                  on_browser: Callable[[Request], Response] | None = None) -> None:
         self.api = api
         self.handlers = dict(handlers)
@@ -85,24 +85,19 @@ class QueryApi:
             handler = self.handlers.get(operation)
             if handler is None:
                 raise not_implemented(operation)
-            ctx = RequestContext(who.account, who.region, request_id, self.services)
-            result = handler(ctx, request.params)
-            return 200, serialize_result(self.api, operation, result, request_id)
+            # The parser read the request by the operation's input shape: it is the handler's typed request.
+            result = handler(self.services.context(who.account, who.region, request_id), request.params)
+            return 200, serialize_result(self.api, operation, result or {}, request_id)
         except ServiceError as err:
             error = err
         except Exception:
             log.exception("request %s (%s) failed", request_id, operation)
-            error = self._internal(request_id)
+            error = internal_failure(request_id)
         try:
             return serialize_error(self.api, error, request_id)
         except KeyError:  # an error name the model does not know: our bug, not the caller's
             log.exception("request %s (%s): unknown error %s", request_id, operation, error.name)
-            return serialize_error(self.api, self._internal(request_id), request_id)
-
-    @staticmethod
-    def _internal(request_id: str) -> ServiceError:
-        return ServiceError("InternalFailure", f"The request {request_id} failed inside elasticache-local; "
-                            "the log has the details.")
+            return serialize_error(self.api, internal_failure(request_id), request_id)
 
     async def endpoint(self, request: Request) -> Response:
         query = request.url.query

@@ -1,22 +1,38 @@
 """The JSON REST API under /api/v1 (plus moto's reset path), for scripts and the dashboard.
 
+Resources are read through the same service layer as the Query API (controlplane.handlers), so
+every rule lives once: the answers are the AWS shapes (controlplane.model.messages) as JSON, and
+a refusal is the AWS error (code, HTTP status, Sender/Receiver) from the same exception classes.
+Admin actions that AWS does not have (health, faults, reset) are here too.
+
 Endpoints are plain `def`: FastAPI runs them on worker threads, so the blocking ones (reset
 stops nodes) never hold the event loop."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from controlplane.admin.faults import FaultError
+from controlplane.handlers.cache_clusters import describe_cache_clusters
+from controlplane.handlers.context import RequestContext
+from controlplane.handlers.events import describe_events
+from controlplane.handlers.replication_groups import describe_replication_groups
+from controlplane.model import messages as m
+from controlplane.protocol.errors import ServiceError, internal_failure
 from controlplane.state.records import CacheCluster
 
 if TYPE_CHECKING:
     from controlplane.service import Service
 
+log = logging.getLogger("elasticache_local.api")
 
 API_TITLE = "elasticache-local"
 API_VERSION = "0.1.0"
@@ -40,34 +56,13 @@ class ResetResult(BaseModel):
     deleted: int
 
 
-class NodeView(BaseModel):
-    node_id: str
-    status: str
-    address: str
-    port: int
-    availability_zone: str
-    version: str | None
+class ApiError(BaseModel):
+    """A refusal of the service layer: the AWS error code (e.g. CacheClusterNotFound), its message,
+    and who is to blame (Sender or Receiver). The HTTP status is the one AWS answers with."""
 
-
-class CacheClusterView(BaseModel):
-    account: str
-    region: str
-    id: str
-    status: str
-    engine: str
-    engine_version: str
-    node_type: str
-    nodes: list[NodeView]
-    configuration_endpoint: str | None
-
-
-class EventView(BaseModel):
-    account: str
-    region: str
-    source_type: str
-    source_id: str
+    code: str
     message: str
-    date: datetime
+    type: str
 
 
 class NodeFault(BaseModel):
@@ -93,16 +88,37 @@ def _service(request: Request) -> Service:
     return service
 
 
-def _cluster_view(rec: CacheCluster) -> CacheClusterView:
-    cfg = rec.status.config_host
-    return CacheClusterView(
-        account=rec.account, region=rec.region, id=rec.id, status=rec.api_status(),
-        engine=rec.spec.engine, engine_version=rec.status.engine_version or rec.spec.engine_version,
-        node_type=rec.spec.node_type,
-        nodes=[NodeView(node_id=n.node_id, status=n.status, address=n.host, port=n.port,
-                        availability_zone=n.az, version=n.version) for n in rec.status.nodes],
-        configuration_endpoint=f"{cfg}:{rec.status.config_port}" if cfg else None,
-    )
+class AwsErrorRoute(APIRoute):
+    """A route whose service-layer refusals (ServiceError) answer as ApiError JSON, with the
+    code, status and side the Query API would write for them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ServiceError as err:
+                return _error_response(request, err)
+
+        return route
+
+
+def _error_response(request: Request, err: ServiceError) -> JSONResponse:
+    api = _service(request).api
+    try:
+        code, status, side = err.resolve(api)
+    except KeyError:  # an error name the model does not know: our bug, not the caller's
+        log.exception("JSON API: unknown error %s", err.name)
+        err = internal_failure("-")
+        code, status, side = err.resolve(api)
+    return JSONResponse(ApiError(code=code, message=err.message, type=side).model_dump(), status_code=status)
+
+
+def _context(request: Request, account: str | None, region: str | None) -> RequestContext:
+    service = _service(request)
+    settings = service.settings
+    return service.query.services.context(account or settings.default_account, region or settings.region)
 
 
 def admin_router() -> APIRouter:
@@ -154,17 +170,73 @@ def admin_router() -> APIRouter:
         _service(request).faults.restore_az(az)
         return FaultResult(message=f"{az} restored")
 
-    @router.get("/api/v1/cache-clusters", response_model=list[CacheClusterView], tags=["resources"])
-    def cache_clusters(request: Request) -> list[CacheClusterView]:
-        return [_cluster_view(r) for r in _service(request).store.records(CacheCluster)]
+    router.include_router(resource_router())
+    return router
 
-    @router.get("/api/v1/events", response_model=list[EventView], tags=["resources"])
-    def events(request: Request, account: str = Query(default="123456789012"),
-               region: str = Query(default="us-east-1"), minutes: int = Query(default=60, ge=1, le=20160)
-               ) -> list[EventView]:
-        service = _service(request)
-        now = service.clock.now()
-        return [EventView(**e.model_dump()) for e in
-                service.store.events(account, region, now - timedelta(minutes=minutes), now)]
+
+# Who is asking: the account and region whose resources are read (the service's defaults if not given).
+_ACCOUNT = Query(default=None, description="Account id; the service's default account if not given")
+_REGION = Query(default=None, description="Region; the service's default region if not given")
+_Listing = TypeVar("_Listing", m.DescribeCacheClustersMessage, m.DescribeReplicationGroupsMessage,
+                   m.DescribeEventsMessage)
+
+
+@dataclass
+class Page:
+    """Which page of a listing: the Marker and MaxRecords of the Describe operation."""
+
+    marker: str | None = Query(default=None, description="Where the previous page ended (its Marker)")
+    max_records: int | None = Query(default=None, description="Page size, 20 to 100 (100 if not given)")
+
+    def of(self, params: _Listing) -> _Listing:
+        if self.marker is not None:
+            params["Marker"] = self.marker
+        if self.max_records is not None:
+            params["MaxRecords"] = self.max_records
+        return params
+
+
+_Paging = Annotated[Page, Depends()]
+
+
+def resource_router() -> APIRouter:
+    """Resources, as DescribeCacheClusters, DescribeReplicationGroups and DescribeEvents answer."""
+    router = APIRouter(route_class=AwsErrorRoute, tags=["resources"],
+                       responses={400: {"model": ApiError}, 404: {"model": ApiError}})
+
+    @router.get("/api/v1/cache-clusters", response_model=m.CacheClusterMessage,
+                summary="Cache clusters, with their nodes (DescribeCacheClusters)")
+    def cache_clusters(request: Request, page: _Paging, account: str | None = _ACCOUNT,
+                       region: str | None = _REGION) -> m.CacheClusterMessage:
+        params: m.DescribeCacheClustersMessage = {"ShowCacheNodeInfo": True}
+        return describe_cache_clusters(_context(request, account, region), page.of(params))
+
+    @router.get("/api/v1/cache-clusters/{cluster_id}", response_model=m.CacheCluster,
+                summary="One cache cluster, with its nodes (DescribeCacheClusters)")
+    def cache_cluster(request: Request, cluster_id: str, account: str | None = _ACCOUNT,
+                      region: str | None = _REGION) -> m.CacheCluster:
+        found = describe_cache_clusters(_context(request, account, region),
+                                        {"CacheClusterId": cluster_id, "ShowCacheNodeInfo": True})
+        return found["CacheClusters"][0]
+
+    @router.get("/api/v1/replication-groups", response_model=m.ReplicationGroupMessage,
+                summary="Replication groups (DescribeReplicationGroups)")
+    def replication_groups(request: Request, page: _Paging, account: str | None = _ACCOUNT,
+                           region: str | None = _REGION) -> m.ReplicationGroupMessage:
+        params: m.DescribeReplicationGroupsMessage = {}
+        return describe_replication_groups(_context(request, account, region), page.of(params))
+
+    @router.get("/api/v1/replication-groups/{group_id}", response_model=m.ReplicationGroup,
+                summary="One replication group (DescribeReplicationGroups)")
+    def replication_group(request: Request, group_id: str, account: str | None = _ACCOUNT,
+                          region: str | None = _REGION) -> m.ReplicationGroup:
+        found = describe_replication_groups(_context(request, account, region), {"ReplicationGroupId": group_id})
+        return found["ReplicationGroups"][0]
+
+    @router.get("/api/v1/events", response_model=m.EventsMessage, summary="Events, newest last (DescribeEvents)")
+    def events(request: Request, page: _Paging, account: str | None = _ACCOUNT, region: str | None = _REGION,
+               minutes: int = Query(default=60, ge=1, le=20160)) -> m.EventsMessage:
+        params: m.DescribeEventsMessage = {"Duration": minutes}
+        return describe_events(_context(request, account, region), page.of(params))
 
     return router

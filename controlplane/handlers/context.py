@@ -1,15 +1,18 @@
 """What a handler gets: who is asking (account, region), and the services it may use.
 
-Handlers validate, write spec, enqueue the key for the reconciler and return a result shape.
-They never start processes or containers."""
+A handler takes the context and its operation's typed request (controlplane.model.messages),
+validates, writes spec, enqueues the key for the reconciler and returns its typed response.
+Handlers never start processes or containers."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.clock import Clock
+from controlplane.model.operations import Handlers
 from controlplane.protocol.serializer import FrozenShape
 from controlplane.settings import Settings
 from controlplane.state.events import EventLog
@@ -42,6 +45,10 @@ class Services:
         self.shape_cache[key] = (record, shape)
         return shape
 
+    def context(self, account: str, region: str, request_id: str | None = None) -> RequestContext:
+        """A request's context, for callers that are not the Query route (the JSON API)."""
+        return RequestContext(account, region, request_id or str(uuid.uuid4()), self)
+
 
 @dataclass
 class RequestContext:
@@ -54,6 +61,8 @@ class RequestContext:
         return ResourceKey(kind, self.account, self.region, resource_id)
 
 
-Params = dict[str, Any]
-Result = dict[str, Any]
-Handler = Callable[[RequestContext, Params], Result]
+# The operation name -> handler table, typed per operation (controlplane/model/operations.py).
+HandlerTable = Handlers[RequestContext]
+# A handler as the Query route calls it: the parser's reading of the request, which the model's
+# shapes (so the operation's request type) describe; the response as the serializer takes it.
+AnyHandler = Callable[[RequestContext, Any], Mapping[str, Any] | None]

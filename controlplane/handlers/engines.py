@@ -5,12 +5,14 @@ from __future__ import annotations
 from controlplane import catalog
 from controlplane.catalog import resolve_version
 from controlplane.handlers import validate as v
-from controlplane.handlers.context import Handler, Params, RequestContext, Result
+from controlplane.handlers.context import HandlerTable, RequestContext
+from controlplane.model import messages as m
 
 _ENGINE_NAMES = {"redis": "Redis", "valkey": "Valkey", "memcached": "memcached"}
 
 
-def describe_cache_engine_versions(ctx: RequestContext, params: Params) -> Result:
+def describe_cache_engine_versions(ctx: RequestContext,
+                                   params: m.DescribeCacheEngineVersionsMessage) -> m.CacheEngineVersionMessage:
     engine = (params.get("Engine") or "").lower() or None
     version = params.get("EngineVersion")
     family = params.get("CacheParameterGroupFamily")
@@ -23,8 +25,8 @@ def describe_cache_engine_versions(ctx: RequestContext, params: Params) -> Resul
     if params.get("DefaultOnly"):
         entries = [e for e in entries if e.version == catalog.DEFAULT_VERSIONS[e.engine]]
     available = ctx.services.available_versions()
-    chunk, marker = v.page(entries, params)
-    out_items = []
+    chunk, marker = v.page(entries, params.get("MaxRecords"), params.get("Marker"))
+    out_items: list[m.CacheEngineVersion] = []
     for e in chunk:
         chosen, exact = resolve_version(e.engine, e.version, available, strict=False)
         if chosen is None:
@@ -40,10 +42,10 @@ def describe_cache_engine_versions(ctx: RequestContext, params: Params) -> Resul
             "CacheEngineDescription": _ENGINE_NAMES[e.engine],
             "CacheEngineVersionDescription": f"{e.description} ({local})",
         })
-    out: Result = {"CacheEngineVersions": out_items}
+    out: m.CacheEngineVersionMessage = {"CacheEngineVersions": out_items}
     if marker:
         out["Marker"] = marker
     return out
 
 
-HANDLERS: dict[str, Handler] = {"DescribeCacheEngineVersions": describe_cache_engine_versions}
+HANDLERS: HandlerTable = {"DescribeCacheEngineVersions": describe_cache_engine_versions}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 from controlplane.handlers import validate as v
-from controlplane.handlers.context import Handler, Params, RequestContext, Result
+from controlplane.handlers.context import HandlerTable, RequestContext
+from controlplane.model import messages as m
 from controlplane.state import shapes
 
 DEFAULT_WINDOW = timedelta(hours=1)
@@ -23,32 +25,35 @@ def _before(end: datetime, window: timedelta) -> datetime:
         return datetime.min.replace(tzinfo=end.tzinfo)
 
 
-def describe_events(ctx: RequestContext, params: Params) -> Result:
+def _start(end: datetime, duration_minutes: int | None) -> datetime:
+    if duration_minutes is None:
+        return _before(end, DEFAULT_WINDOW)
+    if duration_minutes < 0:
+        raise v.invalid("Duration must not be negative.")
+    return _before(end, timedelta(minutes=min(duration_minutes, MAX_DURATION_MINUTES)))
+
+
+def describe_events(ctx: RequestContext, params: m.DescribeEventsMessage) -> m.EventsMessage:
     now = ctx.services.clock.now()
     source_type = params.get("SourceType")
     source_id = params.get("SourceIdentifier")
     if source_id and not source_type:
         raise v.combination("SourceType must be specified when SourceIdentifier is given.")
     end = params.get("EndTime") or now
-    if params.get("StartTime") is not None:
-        start = params["StartTime"]
-    elif params.get("Duration") is not None:
-        if params["Duration"] < 0:
-            raise v.invalid("Duration must not be negative.")
-        start = _before(end, timedelta(minutes=min(params["Duration"], MAX_DURATION_MINUTES)))
-    else:
-        start = _before(end, DEFAULT_WINDOW)
+    start = params.get("StartTime")
+    if start is None:
+        start = _start(end, params.get("Duration"))
     if start > end:
         raise v.invalid("StartTime must be before EndTime.")
     # Events are kept for 14 days.
     start = max(start, now - RETENTION)
     events = ctx.services.store.events(ctx.account, ctx.region, start, end, source_type,
                                        source_id.lower() if source_id else None)
-    chunk, marker = v.page(events, params, key=lambda e: e.seq)
-    out: Result = {"Events": [shapes.event(e) for e in chunk]}
+    chunk, marker = v.page(events, params.get("MaxRecords"), params.get("Marker"), key=lambda e: e.seq)
+    out: m.EventsMessage = {"Events": [cast(m.Event, shapes.event(e)) for e in chunk]}
     if marker:
         out["Marker"] = marker
     return out
 
 
-HANDLERS: dict[str, Handler] = {"DescribeEvents": describe_events}
+HANDLERS: HandlerTable = {"DescribeEvents": describe_events}

@@ -3,48 +3,53 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from controlplane.handlers import validate as v
-from controlplane.handlers.context import Handler, Params, RequestContext, Result
-from controlplane.protocol.errors import ServiceError
+from controlplane.handlers.context import HandlerTable, RequestContext
+from controlplane.model import errors as e
+from controlplane.model import messages as m
+from controlplane.protocol.errors import ModelError
 from controlplane.state import shapes
 from controlplane.state.arns import parse_arn
 from controlplane.state.members import members_of
 from controlplane.state.records import RECORD_TYPES, Record, ReplicationGroup, Tag
 
-MAX_TAGS = 50
-# The NotFound fault per resource kind, as the model names them.
-_NOT_FOUND = {
-    "cache-cluster": "CacheClusterNotFoundFault",
-    "replication-group": "ReplicationGroupNotFoundFault",
-    "snapshot": "SnapshotNotFoundFault",
-    "cache-parameter-group": "CacheParameterGroupNotFoundFault",
-    "cache-subnet-group": "CacheSubnetGroupNotFoundFault",
-    "cache-security-group": "CacheSecurityGroupNotFoundFault",
-    "user": "UserNotFoundFault",
-    "user-group": "UserGroupNotFoundFault",
-    "reserved-cache-node": "ReservedCacheNodeNotFoundFault",
-    "serverless-cache": "ServerlessCacheNotFoundFault",
-    "serverless-cache-snapshot": "ServerlessCacheSnapshotNotFoundFault",
+# The NotFound fault per resource kind.
+_NOT_FOUND: dict[str, type[ModelError]] = {
+    "cache-cluster": e.CacheClusterNotFoundFault,
+    "replication-group": e.ReplicationGroupNotFoundFault,
+    "snapshot": e.SnapshotNotFoundFault,
+    "cache-parameter-group": e.CacheParameterGroupNotFoundFault,
+    "cache-subnet-group": e.CacheSubnetGroupNotFoundFault,
+    "cache-security-group": e.CacheSecurityGroupNotFoundFault,
+    "user": e.UserNotFoundFault,
+    "user-group": e.UserGroupNotFoundFault,
+    "reserved-cache-node": e.ReservedCacheNodeNotFoundFault,
+    "serverless-cache": e.ServerlessCacheNotFoundFault,
+    "serverless-cache-snapshot": e.ServerlessCacheSnapshotNotFoundFault,
 }
 
 
 def _resource(ctx: RequestContext, name: str) -> Record:
     parsed = parse_arn(name)
     if parsed is None:
-        raise ServiceError("InvalidARNFault", f"The ARN {name} is not valid.")
+        raise e.InvalidARNFault(f"The ARN {name} is not valid.")
     if parsed.region != ctx.region or parsed.account != ctx.account:
-        raise ServiceError(_NOT_FOUND[parsed.kind], f"The resource {name} was not found.")
+        raise _NOT_FOUND[parsed.kind](f"The resource {name} was not found.")
     model = RECORD_TYPES.get(parsed.kind)
     rec = ctx.services.store.get(ctx.key(parsed.kind, parsed.id), model) if model else None
     if rec is None:
-        raise ServiceError(_NOT_FOUND[parsed.kind], f"The resource {name} was not found.")
+        raise _NOT_FOUND[parsed.kind](f"The resource {name} was not found.")
     return rec
 
 
-def list_tags_for_resource(ctx: RequestContext, params: Params) -> Result:
-    rec = _resource(ctx, params["ResourceName"])
-    return {"TagList": shapes.tags(rec.tags)}
+def _tag_list(tags: list[Tag]) -> m.TagListMessage:
+    return {"TagList": cast(list[m.Tag], shapes.tags(tags))}
+
+
+def list_tags_for_resource(ctx: RequestContext, params: m.ListTagsForResourceMessage) -> m.TagListMessage:
+    return _tag_list(_resource(ctx, params["ResourceName"]).tags)
 
 
 def _taggable(ctx: RequestContext, name: str) -> list[Record]:
@@ -53,8 +58,7 @@ def _taggable(ctx: RequestContext, name: str) -> list[Record]:
     rec = _resource(ctx, name)
     if isinstance(rec, ReplicationGroup):
         if rec.api_status() != "available":
-            raise ServiceError("InvalidReplicationGroupStateFault",
-                               "Cluster not in available state to perform tagging operations.")
+            raise e.InvalidReplicationGroupStateFault("Cluster not in available state to perform tagging operations.")
         return [rec, *members_of(ctx.services.store, rec)]
     return [rec]
 
@@ -73,35 +77,30 @@ def _retag(ctx: RequestContext, records: list[Record], change: Callable[[list[Ta
     return out
 
 
-def add_tags_to_resource(ctx: RequestContext, params: Params) -> Result:
+def add_tags_to_resource(ctx: RequestContext, params: m.AddTagsToResourceMessage) -> m.TagListMessage:
     records = _taggable(ctx, params["ResourceName"])
-    new: dict[str, str] = {}
-    for item in params["Tags"]:
-        if not item.get("Key"):
-            raise v.invalid("Tag keys must not be empty.")
-        new[item["Key"]] = item.get("Value") or ""
+    new = v.tags(params["Tags"])
 
     def merge(tags: list[Tag]) -> list[Tag]:
         merged = {t.key: t.value for t in tags} | new
-        if len(merged) > MAX_TAGS:
-            raise ServiceError("TagQuotaPerResourceExceeded", f"A resource can have at most {MAX_TAGS} tags.")
+        v.tag_quota(len(merged))
         return [Tag(key=k, value=val) for k, val in merged.items()]
 
     merge(records[0].tags)  # refuse before anything is written
-    return {"TagList": shapes.tags(_retag(ctx, records, merge).tags)}
+    return _tag_list(_retag(ctx, records, merge).tags)
 
 
-def remove_tags_from_resource(ctx: RequestContext, params: Params) -> Result:
+def remove_tags_from_resource(ctx: RequestContext, params: m.RemoveTagsFromResourceMessage) -> m.TagListMessage:
     records = _taggable(ctx, params["ResourceName"])
     keys = list(params["TagKeys"])
     present = {t.key for t in records[0].tags}
     missing = [k for k in keys if k not in present]
     if missing:
-        raise ServiceError("TagNotFoundFault", f"Tag(s) not found on {params['ResourceName']}: {', '.join(missing)}")
-    return {"TagList": shapes.tags(_retag(ctx, records, lambda tags: [t for t in tags if t.key not in keys]).tags)}
+        raise e.TagNotFoundFault(f"Tag(s) not found on {params['ResourceName']}: {', '.join(missing)}")
+    return _tag_list(_retag(ctx, records, lambda tags: [t for t in tags if t.key not in keys]).tags)
 
 
-HANDLERS: dict[str, Handler] = {
+HANDLERS: HandlerTable = {
     "AddTagsToResource": add_tags_to_resource,
     "ListTagsForResource": list_tags_for_resource,
     "RemoveTagsFromResource": remove_tags_from_resource,

@@ -1,15 +1,27 @@
-"""Validation rules AWS applies beyond the model (ids, windows, paging), with AWS's errors."""
+"""Validation rules AWS applies beyond the model (ids, node types, ports, windows, tags, paging),
+with AWS's errors. Pure functions of their arguments: what needs the request context is in
+`defaults` (values chosen for the caller) and `lookup` (resources read from the store)."""
 
 from __future__ import annotations
 
 import bisect
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from controlplane.protocol.errors import ServiceError
+from controlplane import catalog
+from controlplane.model import messages as m
+from controlplane.model.errors import (
+    InvalidParameterCombinationException,
+    InvalidParameterValueException,
+    TagQuotaPerResourceExceeded,
+)
+from controlplane.state.records import Tag
 
 T = TypeVar("T")
+
+MAX_TAGS = 50  # AWS's per-resource quota
+MAX_RETENTION_DAYS = 35
 
 _ID = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9]|-(?!-))*$")
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -18,12 +30,16 @@ _WEEKLY = re.compile(r"^(sun|mon|tue|wed|thu|fri|sat):([01]\d|2[0-3]):([0-5]\d)-
 _DAILY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
-def invalid(message: str) -> ServiceError:
-    return ServiceError("InvalidParameterValueException", message)
+def invalid(message: str) -> InvalidParameterValueException:
+    return InvalidParameterValueException(message)
 
 
-def combination(message: str) -> ServiceError:
-    return ServiceError("InvalidParameterCombinationException", message)
+def combination(message: str) -> InvalidParameterCombinationException:
+    return InvalidParameterCombinationException(message)
+
+
+def unsupported(name: str) -> InvalidParameterCombinationException:
+    return combination(f"{name} is not supported by elasticache-local yet.")
 
 
 def resource_id(value: str, what: str, max_len: int) -> str:
@@ -82,13 +98,78 @@ def windows_overlap(maintenance: str, snapshot: str) -> bool:
     return False
 
 
-def page(items: Sequence[T], params: dict[str, Any], default: int = 100,
+def node_type(value: str | None) -> str:
+    if not value:
+        raise invalid("The parameter CacheNodeType must be provided and must not be null.")
+    if value not in catalog.NODE_TYPES:
+        raise invalid(f"Invalid CacheNodeType: {value}")
+    return value
+
+
+def port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise invalid(f"Invalid port: {value}")
+    return value
+
+
+def retention(days: int) -> int:
+    """SnapshotRetentionLimit: how many days automatic backups are kept."""
+    if not 0 <= days <= MAX_RETENTION_DAYS:
+        raise invalid(f"SnapshotRetentionLimit must be between 0 and {MAX_RETENTION_DAYS} days.")
+    return days
+
+
+def availability_zones(region: str, azs: Sequence[str]) -> None:
+    zones = catalog.availability_zones(region)
+    for az in azs:
+        if az not in zones:
+            raise invalid(f"Invalid availability zone: {az}. Valid zones in {region}: {', '.join(zones)}.")
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def no_downgrade(current: str, requested: str) -> str:
+    if version_tuple(requested) < version_tuple(current):
+        raise invalid(f"Cannot downgrade from {current} to {requested}.")
+    return requested
+
+
+def ipv4_only(network_type: str | None, ip_discovery: str | None) -> None:
+    if (network_type or "ipv4") != "ipv4" or (ip_discovery or "ipv4") != "ipv4":
+        raise invalid("Only the ipv4 network type is supported by elasticache-local (nodes use loopback "
+                      "IPv4 addresses).")
+
+
+def tag_quota(count: int) -> None:
+    if count > MAX_TAGS:
+        raise TagQuotaPerResourceExceeded(f"A resource can have at most {MAX_TAGS} tags.")
+
+
+def tags(items: Sequence[m.Tag]) -> dict[str, str]:
+    """Tags as given: key -> value, the last of a repeated key wins."""
+    out: dict[str, str] = {}
+    for item in items:
+        key = item.get("Key")
+        if not key:
+            raise invalid("Tag keys must not be empty.")
+        out[key] = item.get("Value") or ""
+    return out
+
+
+def tag_records(items: Sequence[m.Tag]) -> list[Tag]:
+    """A new resource's tags, within AWS's quota."""
+    tag_quota(len(items))
+    return [Tag(key=k, value=val) for k, val in tags(items).items()]
+
+
+def page(items: Sequence[T], max_records: int | None, marker: str | None, default: int = 100,
          low: int = 20, high: int = 100, key: Callable[[T], int] | None = None) -> tuple[list[T], str | None]:
     """Marker/MaxRecords paging as AWS does it: MaxRecords in [low, high]; the marker is opaque.
     With `key` (a unique number per item, ascending in `items`: a creation sequence) the marker
     names the last item returned, so resources deleted or created between pages neither shift
     nor repeat the next page; without it (fixed lists), it is the index of the next item."""
-    max_records = params.get("MaxRecords")
     if max_records is None:
         size = default
     elif not low <= max_records <= high:
@@ -96,7 +177,6 @@ def page(items: Sequence[T], params: dict[str, Any], default: int = 100,
     else:
         size = max_records
     start = 0
-    marker = params.get("Marker")
     if marker:
         if not marker.isascii() or not marker.isdigit() or len(marker) > 18:
             raise invalid(f"Invalid marker: {marker}")

@@ -1,14 +1,16 @@
 """Errors the Query API returns, named after the model's error shapes or AWS's common errors.
 
-A handler raises `ServiceError("CacheClusterNotFoundFault", "...")`; code, HTTP status and
-Sender/Receiver are looked up from the model when the error is written, never typed by hand.
+A handler raises a generated class, `CacheClusterNotFoundFault("...")` (controlplane/model/errors.py,
+one `ModelError` per error shape of the model); code, HTTP status and Sender/Receiver are looked
+up from the model when the error is written, never typed by hand. Code that builds an error from
+data (the parser) raises `ServiceError(name, message)`.
 Errors that every Query API can return but no service model lists (a missing Action, a missing
 parameter, ...) come from AWS's "Common Errors" documentation and live in `COMMON_ERRORS`.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from controlplane.protocol.model import ApiModel
 
@@ -58,6 +60,20 @@ class ServiceError(Exception):
         return resolve_error(api, self.name)
 
 
+class ModelError(ServiceError):
+    """An error shape of the model. Its subclasses are generated (controlplane/model/errors.py) and
+    carry the model's code, HTTP status and side, so a misspelt error is a type error; the wire
+    still takes them from the model through `resolve`, the one lookup every error goes through."""
+
+    shape_name: ClassVar[str]
+    code: ClassVar[str]
+    http_status: ClassVar[int]
+    sender_fault: ClassVar[bool]
+
+    def __init__(self, message: str) -> None:
+        super().__init__(self.shape_name, message)
+
+
 def resolve_error(api: ApiModel, name: str) -> Resolved:
     """Code, status and type for an error name. KeyError for a name that is neither a model
     error shape nor a common error: that is a programming error and must fail loudly."""
@@ -70,6 +86,11 @@ def resolve_error(api: ApiModel, name: str) -> Resolved:
         status, sender = COMMON_ERRORS[name]
         return Resolved(name, status, "Sender" if sender else "Receiver")
     return Resolved(info.code, info.http_status, info.type)
+
+
+def internal_failure(request_id: str) -> ServiceError:
+    return ServiceError("InternalFailure", f"The request {request_id} failed inside elasticache-local; "
+                        "the log has the details.")
 
 
 def not_implemented(operation_name: str) -> ServiceError:

@@ -1,0 +1,48 @@
+"""The cache clusters that make up a replication group (cluster mode disabled): `<group>-001`, ...,
+each one node with the group's engine, version, type and port."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from controlplane.handlers.context import RequestContext
+from controlplane.model.errors import CacheClusterAlreadyExistsFault
+from controlplane.state.records import CacheCluster, CacheClusterSpec, ReplicationGroup
+
+MAX_MEMBERS = 6  # a primary and 5 replicas
+MAX_REPLICAS = MAX_MEMBERS - 1
+
+
+def member_spec(rg: ReplicationGroup, az: str | None) -> CacheClusterSpec:
+    """A member cache cluster: one node, the group's engine, version, type and port."""
+    s = rg.spec
+    return CacheClusterSpec(engine=s.engine, engine_version=s.engine_version, node_type=s.node_type, num_nodes=1,
+                            port=s.port, preferred_azs=[az] if az else [], parameter_group=s.parameter_group,
+                            maintenance_window=s.maintenance_window, snapshot_window=s.snapshot_window,
+                            replication_group_id=rg.id, security_group_ids=list(s.security_group_ids),
+                            auto_minor_version_upgrade=s.auto_minor_version_upgrade)
+
+
+def next_member_ids(rg_id: str, taken: set[str], count: int) -> list[str]:
+    out: list[str] = []
+    n = 0
+    while len(out) < count:
+        n += 1
+        candidate = f"{rg_id}-{n:03d}"
+        if candidate not in taken:
+            out.append(candidate)
+    return out
+
+
+def add_members(ctx: RequestContext, rg: ReplicationGroup, count: int, azs: Sequence[str]) -> list[str]:
+    """`count` new member clusters, the i-th in azs[i] where given; they carry the group's tags."""
+    store = ctx.services.store
+    taken = {c.id for c in store.records(CacheCluster, ctx.account, ctx.region)}
+    ids = next_member_ids(rg.id, taken, count)
+    for i, member_id in enumerate(ids):
+        record = CacheCluster(account=ctx.account, region=ctx.region, id=member_id,
+                              created_at=ctx.services.clock.now(), tags=list(rg.tags),
+                              spec=member_spec(rg, azs[i] if i < len(azs) else None))
+        if not store.create(record):
+            raise CacheClusterAlreadyExistsFault(f"Cache cluster {member_id} already exists.")
+    return ids
