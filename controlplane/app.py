@@ -119,7 +119,8 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     query = QueryApi(api, all_handlers(), services, on_browser=_front_page)
     return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
                    hub=hub, controller=controller, clusters=clusters, groups=groups, infra=infra,
-                   health=health, faults=FaultInjector(store, infra, events, clock, controller.enqueue), query=query,
+                   health=health, faults=FaultInjector(store, infra, events, clock, controller.enqueue),
+                   services=services, query=query,
                    addressing=mode, l4_proxy=l4_proxy)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from controlplane.admin.faults import FaultInjector
 from controlplane.clock import Clock
+from controlplane.handlers.context import Services
 from controlplane.protocol.model import ApiModel
 from controlplane.query import QueryApi
 from controlplane.reconciler.cache_clusters import CacheClusterReconciler
@@ -43,6 +44,7 @@ class Service:
     infra: Infra
     health: HealthMonitor
     faults: FaultInjector
+    services: Services  # what handlers get: the service layer's dependencies
     query: QueryApi
     addressing: str
     l4_proxy: str = "builtin"  # what serves proxied endpoints: haproxy, builtin, or external (tests)

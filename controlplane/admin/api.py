@@ -11,26 +11,27 @@ stops nodes) never hold the event loop."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from controlplane.admin.faults import FaultError
+from controlplane.admin.faults import FaultError, FaultInjector
 from controlplane.handlers.cache_clusters import describe_cache_clusters
-from controlplane.handlers.context import RequestContext
+from controlplane.handlers.context import RequestContext, Services
 from controlplane.handlers.events import describe_events
 from controlplane.handlers.replication_groups import describe_replication_groups
 from controlplane.model import messages as m
 from controlplane.protocol.errors import ServiceError, internal_failure
+from controlplane.protocol.model import ApiModel
+from controlplane.settings import Settings
 from controlplane.state.records import CacheCluster
-
-if TYPE_CHECKING:
-    from controlplane.service import Service
+from controlplane.state.store import Store
+from engine.runtime.base import NodeRuntime
 
 log = logging.getLogger("elasticache_local.api")
 
@@ -83,8 +84,26 @@ class FaultResult(BaseModel):
     nodes: list[str] = []
 
 
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
+class Backend(Protocol):
+    """What the JSON API needs of the running service (controlplane.service.Service is one); a
+    protocol, so this face does not depend on the assembly above it."""
+
+    api: ApiModel
+    services: Services
+    settings: Settings
+    store: Store
+    runtime: NodeRuntime
+    faults: FaultInjector
+    addressing: str
+    l4_proxy: str
+
+    def available_versions(self) -> Mapping[str, Sequence[str]]: ...
+
+    def reset(self, timeout: float = 30.0) -> int: ...
+
+
+def _service(request: Request) -> Backend:
+    service: Backend = request.app.state.service
     return service
 
 
@@ -118,7 +137,7 @@ def _error_response(request: Request, err: ServiceError) -> JSONResponse:
 def _context(request: Request, account: str | None, region: str | None) -> RequestContext:
     service = _service(request)
     settings = service.settings
-    return service.query.services.context(account or settings.default_account, region or settings.region)
+    return service.services.context(account or settings.default_account, region or settings.region)
 
 
 def admin_router() -> APIRouter:
