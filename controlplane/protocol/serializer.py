@@ -21,129 +21,21 @@ Round-trip notes (botocore's parser decides what is representable):
 
 from __future__ import annotations
 
-import base64
-import math
-import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from typing import Any, NamedTuple, cast
 
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 
 from controlplane.protocol.errors import ServiceError
 from controlplane.protocol.model import ApiModel
+from controlplane.protocol.xmltext import attr, clean, escape, int_text, scalar_text
 
 Raw = Callable[[str], None]
 Writer = Callable[[Any, list[str], Raw], None]
 
-# -- text ----------------------------------------------------------------------------------
-
-_ESCAPE_RE = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"}
-
-
-def _escape_match(match: re.Match[str]) -> str:
-    return _ESCAPES.get(match.group(), "\ufffd")
-
-
-def escape(text: str) -> str:
-    """XML text escaping: &, <, > as entities, carriage return as a character reference (a
-    literal one would read back as a newline), characters XML cannot carry as U+FFFD."""
-    if "&" in text or "<" in text or ">" in text or not text.isprintable():
-        return _ESCAPE_RE.sub(_escape_match, text)
-    return text
-
-
-def _attr(text: str) -> str:
-    return escape(text).replace('"', "&quot;")
-
-
-def _int(value: Any) -> str:
-    # int.__repr__ accepts ints (and bools, as 1/0) and refuses a str, which would otherwise
-    # reach the XML unescaped.
-    return str(value) if value.__class__ is int else int.__repr__(value)
-
-
-def _float(value: Any) -> str:
-    number = float(value)
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "Infinity" if number > 0 else "-Infinity"
-    return repr(number)
-
-
-def _blob(value: Any) -> str:
-    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-    return base64.b64encode(data).decode("ascii")
-
-
-def _format_timestamp(value: Any) -> str:
-    if isinstance(value, datetime):
-        moment: datetime = value
-        if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC).replace(tzinfo=None)
-        return moment.isoformat(timespec="milliseconds") + "Z"
-    if isinstance(value, date):
-        return datetime.combine(value, time()).isoformat(timespec="milliseconds") + "Z"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return _format_timestamp(datetime.fromtimestamp(value, UTC))
-    return escape(str(value))
-
-
-def _timestamp_function(api: ApiModel) -> Callable[[Any], str]:
-    """Timestamp text, memoized: formatting a datetime costs ~1 us here, a dict hit ~0.05 us,
-    and the same creation times are described over and over."""
-    memo: dict[Any, str] | None = api.cache("serializer").get("timestamp-memo")
-    if memo is None:
-        memo = api.cache("serializer")["timestamp-memo"] = {}
-    memo_: dict[Any, str] = memo
-
-    def timestamp(value: Any) -> str:
-        text = memo_.get(value)
-        if text is None:
-            text = _format_timestamp(value)
-            if len(memo_) >= 4096:  # bounded: a long-running server sees endless new times
-                memo_.clear()
-            memo_[value] = text
-        return text
-
-    return timestamp
-
-
-_SCALAR_TEXT: dict[str, Callable[[Any], str]] = {
-    "string": escape,
-    "character": escape,
-    "boolean": lambda v: "true" if v else "false",
-    "integer": _int,
-    "long": _int,
-    "short": _int,
-    "byte": _int,
-    "double": _float,
-    "float": _float,
-    "blob": _blob,
-}
-
-
-def _scalar_text(api: ApiModel, type_name: str) -> Callable[[Any], str]:
-    if type_name == "timestamp":
-        return _timestamp_function(api)
-    return _SCALAR_TEXT.get(type_name, lambda v: escape(str(v)))
-
-
 def _is_flattened(shape: Shape) -> bool:
     return shape.type_name in ("list", "map") and bool(shape.serialization.get("flattened"))
-
-
-# Printable ASCII minus &<>, plus tab and newline: the characters that need no escaping.
-_SAFE_ASCII = bytes(c for c in range(0x20, 0x7F) if chr(c) not in "&<>") + b"\t\n"
-
-
-def _clean(text: str) -> bool:
-    """True if the text needs no escaping at all (one scan over all the strings of a response)."""
-    if text.isascii():
-        return not text.encode("ascii").translate(None, _SAFE_ASCII)
-    return _ESCAPE_RE.search(text) is None
 
 
 def _discard(_: str) -> None:
@@ -216,7 +108,7 @@ def _build(api: ApiModel, shape: Shape, checked: bool, tag: str) -> Writer:
             raw(value)
 
         return write_string
-    text = _scalar_text(api, shape.type_name)
+    text = scalar_text(api, shape.type_name)
 
     def write_scalar(value: Any, out: list[str], raw: Raw) -> None:
         out.append(text(value))
@@ -242,7 +134,7 @@ def _build_structure(api: ApiModel, shape: StructureShape, checked: bool) -> Wri
     ~60 members each), and unrolled code skips the loop, the unpacking, the type dispatch and,
     for nested structures, the call. Names from the model enter the source only as repr()
     literals, never as code."""
-    namespace: dict[str, Any] = {"_escape": escape, "_int": _int}
+    namespace: dict[str, Any] = {"_escape": escape, "_int": int_text}
     lines = ["def write(value, out, raw):", "    append = out.append"]
     _emit_members(api, shape, checked, "value", 0, "    ", (shape.name,), lines, namespace)
     source = "\n".join(lines) + "\n"
@@ -303,7 +195,7 @@ def _emit_members(
             text = f"str({v}) if {v}.__class__ is int else _int({v})"
             lines.append(f"{body}append({open_tag}); append({text}); append({close_tag})")
         else:
-            text_fn = helper("_t", _scalar_text(api, kind))
+            text_fn = helper("_t", scalar_text(api, kind))
             lines.append(f"{body}append({open_tag}); append({text_fn}({v})); append({close_tag})")
 
 
@@ -406,7 +298,7 @@ def _operation(api: ApiModel, operation: str) -> _Operation:
     op = api.operation(operation)
     if op is None:
         raise KeyError(f"unknown operation {operation!r}")
-    head = f'<{operation}Response xmlns="{_attr(api.xml_namespace)}">'
+    head = f'<{operation}Response xmlns="{attr(api.xml_namespace)}">'
     middle = "<ResponseMetadata><RequestId>"
     tail = f"</RequestId></ResponseMetadata></{operation}Response>"
     fast = checked = None
@@ -443,7 +335,7 @@ def serialize_result(
     if compiled.fast is not None and compiled.checked is not None:
         raw: list[str] = []
         compiled.fast(result, out, raw.append)
-        if not _clean("".join(raw)):
+        if not clean("".join(raw)):
             out = [compiled.head]
             compiled.checked(result, out, _discard)
     out.append(compiled.middle)
@@ -457,7 +349,7 @@ def serialize_error(api: ApiModel, err: ServiceError, request_id: str) -> tuple[
     or the common-errors table."""
     code, status, fault = err.resolve(api)
     body = (
-        f'<ErrorResponse xmlns="{_attr(api.xml_namespace)}"><Error><Type>{fault}</Type>'
+        f'<ErrorResponse xmlns="{attr(api.xml_namespace)}"><Error><Type>{fault}</Type>'
         f"<Code>{escape(code)}</Code><Message>{escape(err.message)}</Message></Error>"
         f"<RequestId>{escape(request_id)}</RequestId></ErrorResponse>"
     )
