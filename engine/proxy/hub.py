@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
-from engine.proxy.memcached_config import Member, MemcachedConfigEndpoint
+from engine.proxy.memcached_config import MemcachedConfigEndpoint
+from engine.proxy.memcached_wire import Member
 from engine.proxy.tcp import BindError, Listener, ProxyError, TcpForwarder
 
 __all__ = ["BindError", "Member", "ProxyError", "ProxyHub"]

@@ -11,7 +11,7 @@ import pytest
 from pymemcache.client.base import Client
 
 from engine.proxy import BindError, Member, ProxyError, ProxyHub
-from engine.proxy.memcached_config import (
+from engine.proxy.memcached_wire import (
     HEADER,
     Answer,
     BinaryRequestParser,
