@@ -79,10 +79,7 @@ class ReplicationGroupReconciler:
             members = ctx.members(rg)  # the failover changed them
         members, waiting, blocked = self.members.run(rg, members, version, hold_primary=held is not None)
         if not waiting:
-            rg = self.rollout.switchover(rg, members, version)
-            rg = self.rollout.apply_pending(rg, members)
-            rg, waiting = self.rollout.roll(rg, ctx.members(rg), version)
-            members = ctx.members(rg)
+            rg, members, waiting = self._planned_changes(rg, members, version)
         rg, members = self.endpoints.place(rg, members)  # endpoints move even while members wait
         if not waiting:
             members, waiting = self.members.reboot(rg, members, version)
@@ -126,6 +123,16 @@ class ReplicationGroupReconciler:
             return rg
         first = rg.spec.initial_primary or (members[0].id if members else None)
         return self._ctx.write(rg, lambda s: setattr(s, "primary", first))
+
+    def _planned_changes(self, rg: ReplicationGroup, members: list[CacheCluster],
+                         version: str) -> tuple[ReplicationGroup, list[CacheCluster], list[str]]:
+        """With every member up: a switchover asked for, the window's pending changes, the
+        rolling restart they call for. Returns the group, its members and those restarting."""
+        switched = self.rollout.switchover(rg, members, version)
+        if switched.status.primary != rg.status.primary:
+            members = self._ctx.members(switched)  # the endpoint addresses moved
+        rg = self.rollout.apply_pending(switched, members)
+        return self.rollout.roll(rg, members, version)
 
     def _settle(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:
         """Every member answers and no failover runs: the group is available at the generation

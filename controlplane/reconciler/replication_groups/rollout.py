@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 
 from controlplane.reconciler.errors import TemporaryError
-from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, GroupContext, member
+from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.members import Members
 from controlplane.reconciler.schedule import in_weekly_window
@@ -87,10 +87,11 @@ class Rollout:
         return rg
 
     def roll(self, rg: ReplicationGroup, members: list[CacheCluster],
-             version: str) -> tuple[ReplicationGroup, list[str]]:
+             version: str) -> tuple[ReplicationGroup, list[CacheCluster], list[str]]:
         """Restart, one at a time, the nodes not running the group's node type and version:
         replicas first; then the primary, after a switchover to a replica when there is one.
-        Call with every member available. Returns the group and the member still restarting."""
+        Call with every member available. Returns the group, its members, and the one still
+        restarting."""
         ctx = self._ctx
         node_type = rg.target().node_type
 
@@ -101,7 +102,7 @@ class Rollout:
 
         outdated = [m for m in members if stale(m)]
         if not outdated or rg.status.failover is not None:
-            return rg, []
+            return rg, members, []
         primary = member(members, rg.status.primary)
         assert primary is not None
         replicas = [m for m in outdated if m.id != primary.id]
@@ -120,13 +121,13 @@ class Rollout:
         ctx.infra.runtime.stop(ctx.name(rg, chosen.id))
         current = member(members, rg.status.primary)
         assert current is not None
-        self._members.start(rg, chosen, current, version)
-        _, waiting = self._members.await_ready(rg, ctx.members(rg), [chosen.id])
+        members = replaced(members, self._members.start(rg, chosen, current, version))
+        members, waiting = self._members.await_ready(rg, members, [chosen.id])
         if waiting:
-            return rg, waiting
+            return rg, members, waiting
         if len(outdated) > 1:
             raise TemporaryError("rolling the next node", delay=0.0)
-        return rg, []
+        return rg, members, []
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
