@@ -111,7 +111,9 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                            monotonic=clock.monotonic)
     clusters = CacheClusterReconciler(store, infra, events, clock, controller.enqueue, health)
     controller.register(clusters)
-    groups = ReplicationGroupReconciler(store, infra, events, clock, health)
+    groups = ReplicationGroupReconciler(store, infra, events, clock, health,
+                                        failover_timeout=settings.failover_timeout,
+                                        failover_cooldown=settings.failover_cooldown)
     controller.register(groups)
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     strict_engine_versions: bool = False
     health_interval: float = Field(default=0.2, gt=0)
     down_after: float = Field(default=1.0, gt=0)
+    # A failover that has not moved the primary endpoint after this many seconds is aborted (and
+    # decided again); no automatic failover of a group starts within failover_cooldown seconds of
+    # the end of its previous one (TestFailover has AWS's own limit instead).
+    failover_timeout: float = Field(default=30.0, gt=0)
+    failover_cooldown: float = Field(default=0.5, ge=0)
     # Standalone cache clusters (nothing fails over): probed less often; a crash is seen at once anyway.
     standalone_health_interval: float = Field(default=1.0, gt=0)
     resync_interval: float = Field(default=2.0, gt=0)

@@ -4,14 +4,13 @@ and events say so. Every step is safe to repeat; status is written after each re
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from functools import partial
 
 from controlplane import catalog
 from controlplane.catalog import resolve_version
 from controlplane.clock import Clock
-from controlplane.reconciler.errors import PermanentError, TemporaryError
+from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import (
     Infra,
@@ -19,24 +18,22 @@ from controlplane.reconciler.infra import (
     endpoint_name,
     node_name,
 )
+from controlplane.reconciler.nodes import POLL, PROBE_TIMEOUT, Nodes
 from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.state.events import EventLog
 from controlplane.state.records import (
     CacheCluster,
     CacheClusterStatus,
     NodeStatus,
-    PendingChanges,
     ResourceKey,
 )
 from controlplane.state.store import Store
 from engine.proxy.hub import Member
-from engine.runtime.base import NodeConfig, NodeState, RuntimeError_
+from engine.runtime.base import NodeConfig
 
 log = logging.getLogger("elasticache_local.reconciler")
 
 SOURCE = "cache-cluster"
-READY_TIMEOUT = 3.0  # seconds a started node may take to answer before we retry later
-PROBE_TIMEOUT = 0.25
 
 
 class CacheClusterReconciler:
@@ -50,7 +47,10 @@ class CacheClusterReconciler:
         self._infra = infra
         self._events = events
         self._clock = clock
-        self._endpoints: set[str] = set()  # config endpoints served by this process's hub
+        self._nodes = Nodes(infra, health)
+        # Configuration endpoints served by this process's hub: the hub starts empty with the
+        # process, and so does this; the first pass adds each endpoint again.
+        self._endpoints: set[str] = set()
 
     # ---- entry points -----------------------------------------------------------------
 
@@ -103,40 +103,31 @@ class CacheClusterReconciler:
 
     def _apply_pending(self, rec: CacheCluster) -> CacheCluster:
         """Modifications asked with ApplyImmediately=false take effect in the maintenance window.
-        This is the scheduler carrying out intent the user recorded, so it writes spec."""
-        if rec.spec.pending.empty() or rec.api_status() != "available":
+        They stay in spec (the handlers'); status records that they were applied, and every step
+        after this one acts on rec.target(), the spec with them applied."""
+        if rec.unapplied().empty() or rec.api_status() != "available":
             return rec
         if not in_weekly_window(rec.spec.maintenance_window, self._clock.now()):
             return rec
+        pending = rec.spec.pending.model_copy(deep=True)
 
-        def apply(r: CacheCluster) -> None:
-            pending = r.spec.pending
-            if pending.num_nodes is not None:
-                r.spec.num_nodes = pending.num_nodes
-                r.spec.node_ids_to_remove = list(pending.node_ids_to_remove)
-            if pending.engine_version is not None:
-                r.spec.engine_version = pending.engine_version
-            if pending.node_type is not None:
-                r.spec.node_type = pending.node_type
-            r.spec.pending = PendingChanges()
-            r.generation += 1
+        def apply(s: CacheClusterStatus) -> None:
+            s.pending_applied = pending
+            s.phase = "modifying"  # until _settle sees the nodes match
 
-        updated = self._store.update(rec.key, CacheCluster, apply)
-        if updated is None:
-            raise TemporaryError("cluster record vanished")
-        self._emit(updated, "Applying pending modifications in the maintenance window")
-        return updated
+        rec = self._write_status(rec, apply)
+        self._emit(rec, "Applying pending modifications in the maintenance window")
+        return rec
 
     def _choose_version(self, rec: CacheCluster) -> tuple[str, bool]:
         """The installed version the nodes run, and whether it is the one asked for; decided
         once, re-decided on a version change (recorded by _plan_nodes or _record_version)."""
         available = self._infra.runtime.available_versions()
-        chosen, exact = resolve_version(
-            rec.spec.engine, rec.spec.engine_version, available, self._infra.strict_versions
-        )
+        wanted = rec.target().engine_version
+        chosen, exact = resolve_version(rec.spec.engine, wanted, available, self._infra.strict_versions)
         if chosen is None:
             raise PermanentError(
-                f"No {rec.spec.engine} {rec.spec.engine_version} can run on this machine "
+                f"No {rec.spec.engine} {wanted} can run on this machine "
                 f"(installed: {', '.join(available.get(rec.spec.engine, ())) or 'none'})"
             )
         return chosen, exact
@@ -151,14 +142,15 @@ class CacheClusterReconciler:
 
     def _announce_version(self, rec: CacheCluster, version: str, exact: bool) -> None:
         if not exact:
-            self._emit(rec, f"Engine version {rec.spec.engine_version} is not installed on this machine; "
+            self._emit(rec, f"Engine version {rec.target().engine_version} is not installed on this machine; "
                             f"the nodes run {rec.spec.engine} {version}")
 
     def _plan_nodes(self, rec: CacheCluster, version: str, exact: bool) -> CacheCluster:
         """Add a node slot (id, AZ, address) for every node the spec asks for beyond those we have.
         A newly chosen version is recorded in the same write (one write less before a start)."""
-        live = [n for n in rec.status.nodes if n.node_id not in rec.spec.node_ids_to_remove]
-        missing = rec.spec.num_nodes - len(live)
+        target = rec.target()
+        live = [n for n in rec.status.nodes if n.node_id not in target.node_ids_to_remove]
+        missing = target.num_nodes - len(live)
         if missing <= 0:
             return rec
         azs = self._azs(rec)
@@ -196,32 +188,29 @@ class CacheClusterReconciler:
         return rec
 
     def _remove_nodes(self, rec: CacheCluster) -> CacheCluster:
-        doomed = [n for n in rec.status.nodes if n.node_id in rec.spec.node_ids_to_remove]
+        doomed = [n for n in rec.status.nodes if n.node_id in rec.target().node_ids_to_remove]
         if not doomed:
             return rec
         if rec.status.modifying_from is None:
             before = len(rec.status.nodes)
             rec = self._write_status(rec, lambda s: setattr(s, "modifying_from", before))
         for node in doomed:
-            self._discard(self._name(rec, node.node_id))
+            self._nodes.discard(self._name(rec, node.node_id))
         ids = {n.node_id for n in doomed}
         rec = self._write_status(rec, lambda s: setattr(s, "nodes", [n for n in s.nodes if n.node_id not in ids]))
         self._emit(rec, f"Removed cache nodes {', '.join(sorted(ids))}")
         return rec
 
     def _run_nodes(self, rec: CacheCluster, version: str) -> CacheCluster:
-        """Start every node that is not running; wait for the ones starting to answer."""
+        """Start every node that is not running; wait (briefly) for the ones starting to answer."""
         runtime = self._infra.runtime
+        node_type = rec.target().node_type
         starting: list[str] = []
         blocked: list[str] = []
         for node in rec.status.nodes:
             name = self._name(rec, node.node_id)
-            info = runtime.inspect(name)
-            running = info is not None and info.state != NodeState.EXITED
-            if running and node.status == "available" and self._health.is_down(name):
-                runtime.kill(name)  # frozen or hung: surely dead, then recovered below
-                running = False
-            current = info is not None and info.version == version and node.node_type == rec.spec.node_type
+            running = self._nodes.running(name, node.status == "available")
+            current = self._nodes.version_of(name) == version and node.node_type == node_type
             if running and current:
                 if node.status != "available":
                     starting.append(node.node_id)
@@ -235,14 +224,8 @@ class CacheClusterReconciler:
             if recovering:
                 self._emit(rec, f"Recovering cache nodes {node.node_id}")
                 rec = self._set_node(rec, node.node_id, "rebooting")
-            try:
-                runtime.start(self._config(rec, node, version))
-                self._health.revive(name)
-            except RuntimeError_ as exc:
-                if exc.temporary:
-                    raise TemporaryError(f"node {node.node_id}: {exc}", delay=0.5) from exc
-                raise PermanentError(f"node {node.node_id}: {exc}") from exc
-            rec = self._write_status(rec, partial(_set_type, node_id=node.node_id, node_type=rec.spec.node_type))
+            self._nodes.start(self._config(rec, node, version), f"node {node.node_id}", temporary_delay=0.5)
+            rec = self._write_status(rec, partial(_set_type, node_id=node.node_id, node_type=node_type))
             starting.append(node.node_id)
         if starting:
             rec = self._await_ready(rec, starting)
@@ -251,34 +234,35 @@ class CacheClusterReconciler:
         return rec
 
     def _await_ready(self, rec: CacheCluster, node_ids: Iterable[str]) -> CacheCluster:
-        runtime = self._infra.runtime
-        waiting = list(node_ids)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while waiting:
-            for node_id in list(waiting):
-                result = runtime.probe(self._name(rec, node_id), PROBE_TIMEOUT)
-                if not result.ok:
-                    continue
-                waiting.remove(node_id)
-                node = rec.node(node_id)
-                was = node.status if node else "creating"
-                rec = self._set_node(rec, node_id, "available", version=result.version)
-                if was == "rebooting" and rec.status.rebooted_seq >= (rec.spec.reboot.seq if rec.spec.reboot
-                                                                     else 0):
-                    self._emit(rec, f"Finished recovery for cache nodes {node_id}")
-            if not waiting:
-                break
-            if time.monotonic() > deadline:
-                raise TemporaryError(f"nodes {', '.join(waiting)} do not answer yet", delay=0.2)
-            # Returns when the node reports that it serves (no polling), or after the runtime's
-            # short pause where no report comes: the probe above decides either way.
-            runtime.wait_ready(self._name(rec, waiting[0]), max(0.0, deadline - time.monotonic()))
-        return rec
+        """The starting nodes answer, or the pass ends with a requeue (see reconciler.nodes)."""
+        by_name = {self._name(rec, node_id): node_id for node_id in node_ids}
+        current = [rec]
+
+        def ready(name: str) -> bool:
+            result = self._infra.runtime.probe(name, PROBE_TIMEOUT)
+            if not result.ok:
+                return False
+            node_id = by_name[name]
+            r = current[0]
+            node = r.node(node_id)
+            was = node.status if node else "creating"
+            r = self._set_node(r, node_id, "available", version=result.version)
+            if was == "rebooting" and r.status.rebooted_seq >= (r.spec.reboot.seq if r.spec.reboot else 0):
+                self._emit(r, f"Finished recovery for cache nodes {node_id}")
+            current[0] = r
+            return True
+
+        waiting = self._nodes.await_ready(list(by_name), ready)
+        if waiting:
+            raise Requeue(f"nodes {', '.join(by_name[n] for n in waiting)} do not answer yet", delay=POLL)
+        return current[0]
 
     def _reboot(self, rec: CacheCluster, version: str) -> CacheCluster:
         request = rec.spec.reboot
         if request is None or request.seq <= rec.status.rebooted_seq:
             return rec
+        if rec.status.reboot_started >= request.seq:  # restarted by an earlier pass: await them
+            return self._finish_reboot(rec, request.seq, request.node_ids)
         runtime = self._infra.runtime
 
         def rebooting(s: CacheClusterStatus) -> None:
@@ -302,12 +286,16 @@ class CacheClusterReconciler:
             self._emit(rec, f"Cache node {node_id} shutdown")
             runtime.start(self._config(rec, node, version))
             self._health.revive(name)
-        rec = self._await_ready(rec, [n for n in request.node_ids if rec.node(n) is not None])
-        for node_id in request.node_ids:
+        rec = self._write_status(rec, lambda s: setattr(s, "reboot_started", request.seq))
+        return self._finish_reboot(rec, request.seq, request.node_ids)
+
+    def _finish_reboot(self, rec: CacheCluster, seq: int, node_ids: list[str]) -> CacheCluster:
+        rec = self._await_ready(rec, [n for n in node_ids if rec.node(n) is not None])
+        for node_id in node_ids:
             self._emit(rec, f"Cache node {node_id} restarted")
 
         def done(s: CacheClusterStatus) -> None:
-            s.rebooted_seq = request.seq
+            s.rebooted_seq = seq
             s.phase = "available"
 
         return self._write_status(rec, done)
@@ -359,7 +347,7 @@ class CacheClusterReconciler:
 
     def _delete(self, rec: CacheCluster) -> None:
         for node in rec.status.nodes:
-            self._discard(self._name(rec, node.node_id))
+            self._nodes.discard(self._name(rec, node.node_id))
         cfg = endpoint_name(rec.account, rec.region, rec.id, "cfg")
         if cfg in self._endpoints:
             self._infra.hub.remove(cfg)
@@ -370,18 +358,8 @@ class CacheClusterReconciler:
     # ---- helpers ------------------------------------------------------------------------
 
     def _own(self, rec: CacheCluster, node_id: str) -> None:
-        name = self._name(rec, node_id)
-        self._infra.node_owner[name] = rec.key
         # Standalone: no failover hangs on it, a slower watch will do; a member is watched by its group.
-        self._health.watch(name, rec.key, slow=not rec.spec.replication_group_id)
-
-    def _discard(self, name: str) -> None:
-        """A node whose data is going away: no graceful stop, just gone. Disowned first, so its
-        exit is nobody's news (no second reconcile of the key being deleted)."""
-        self._health.unwatch(name)
-        self._infra.node_owner.pop(name, None)
-        self._infra.runtime.kill(name)
-        self._infra.runtime.remove(name)
+        self._nodes.own(self._name(rec, node_id), rec.key, slow=not rec.spec.replication_group_id)
 
     def _name(self, rec: CacheCluster, node_id: str) -> str:
         return node_name(rec.account, rec.region, rec.id, node_id)
@@ -394,7 +372,7 @@ class CacheClusterReconciler:
             version=version,
             host=node.host,
             port=node.port,
-            node_type=rec.spec.node_type,
+            node_type=rec.target().node_type,
             labels={"account": rec.account, "region": rec.region, "cluster": rec.id,
                     "node": node.node_id},
         )

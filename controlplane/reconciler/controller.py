@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from controlplane.reconciler.errors import PermanentError, TemporaryError
+from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
 from controlplane.reconciler.workqueue import WorkQueue
 from controlplane.state.records import ResourceKey
 from controlplane.state.store import Store
@@ -74,6 +74,11 @@ class Controller:
             reconciler.reconcile(key)
             self.queue.forget(key)
             self._failures.pop(key, None)
+        except Requeue as exc:
+            self.queue.forget(key)
+            self._failures.pop(key, None)
+            log.debug("%s: %s (again in %.3fs)", key, exc, exc.delay)
+            self.queue.add_after(key, exc.delay)
         except TemporaryError as exc:
             delay = self.queue.backoff(key, exc.delay)
             log.debug("%s: %s (retry in %.2fs)", key, exc, delay)

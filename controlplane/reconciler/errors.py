@@ -13,3 +13,12 @@ class TemporaryError(Exception):
 
 class PermanentError(Exception):
     """Retrying will not help; the reconciler records a failed status and an event."""
+
+
+class Requeue(TemporaryError):
+    """Not a failure: the step waits for something (a node to answer, a cooldown to pass) and the
+    key comes back after `delay` seconds of the injected clock, without backoff. The worker is free
+    meanwhile; an event about the key (a node's exit, a spec change) brings it back sooner."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message, delay)

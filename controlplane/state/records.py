@@ -1,10 +1,12 @@
 """Typed resource records: spec (what the user asked; written by handlers only) and status (what
-is observed; written by the reconciler only), plus generation / observed_generation."""
+is observed; written by the reconcilers only), plus generation / observed_generation.
+Pending changes stay in spec; what the maintenance window applied of them is recorded in status."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, NamedTuple
+from enum import StrEnum
+from typing import ClassVar, NamedTuple, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -61,6 +63,28 @@ class PendingChanges(BaseModel):
             and self.node_type is None
         )
 
+    def minus(self, applied: PendingChanges) -> PendingChanges:
+        """What of these changes `applied` (what the maintenance window carried out, recorded in
+        status) does not cover yet: a field counts as applied when it holds the same value."""
+        out = self.model_copy(deep=True)
+        if (applied.num_nodes, applied.node_ids_to_remove) == (self.num_nodes, self.node_ids_to_remove):
+            out.num_nodes, out.node_ids_to_remove = None, []
+        if applied.engine_version == self.engine_version:
+            out.engine_version = None
+        if applied.node_type == self.node_type:
+            out.node_type = None
+        return out
+
+    def applied_part(self, applied: PendingChanges) -> PendingChanges:
+        """The changes of these that `applied` says were carried out."""
+        rest = self.minus(applied)
+        return PendingChanges(
+            num_nodes=self.num_nodes if rest.num_nodes is None else None,
+            node_ids_to_remove=list(self.node_ids_to_remove) if rest.num_nodes is None else [],
+            engine_version=self.engine_version if rest.engine_version is None else None,
+            node_type=self.node_type if rest.node_type is None else None,
+        )
+
 
 class RebootRequest(BaseModel):
     seq: int
@@ -104,6 +128,9 @@ class NodeStatus(BaseModel):
     created_at: datetime
     version: str | None = None  # as the node reports it
     node_type: str | None = None  # the node type its memory settings were started with
+    # Floating endpoint addresses the node was last told to hold (replication group members);
+    # None: not known, so the next pass sets them again (idempotent).
+    addresses: list[str] | None = None
 
 
 class CacheClusterStatus(BaseModel):
@@ -116,6 +143,10 @@ class CacheClusterStatus(BaseModel):
     rebooted_seq: int = 0
     last_node_number: int = 0  # node ids are never reused within a cluster
     modifying_from: int | None = None  # node count before a resize in progress
+    reboot_started: int = 0  # the reboot request whose nodes were restarted (rebooted_seq: finished)
+    # The spec's pending changes the maintenance window carried out (spec is the handlers': they
+    # stay there; the API shows spec.pending minus this).
+    pending_applied: PendingChanges = Field(default_factory=PendingChanges)
     announced_available: bool = False
     failure: str | None = None
 
@@ -139,6 +170,14 @@ class CacheCluster(Record):
 
     def node(self, node_id: str) -> NodeStatus | None:
         return next((n for n in self.status.nodes if n.node_id == node_id), None)
+
+    def target(self) -> CacheClusterSpec:
+        """What the nodes should be: the spec with the pending changes the window applied."""
+        return _overlay(self.spec, self.spec.pending.applied_part(self.status.pending_applied))
+
+    def unapplied(self) -> PendingChanges:
+        """Pending changes still waiting for the maintenance window (PendingModifiedValues)."""
+        return self.spec.pending.minus(self.status.pending_applied)
 
 
 # ---- replication groups (cluster mode disabled: one node group, "0001") -----------------
@@ -184,18 +223,30 @@ class ReplicationGroupSpec(BaseModel):
     retain_primary_cluster: bool = False
 
 
+class FailoverStep(StrEnum):
+    """The failover state machine's steps, in order (select is re-entered when a candidate fails)."""
+
+    DETECTED = "detected"  # decided: the primary is down (or TestFailover was called)
+    FENCE = "fence"  # the old primary is made surely dead: it releases its addresses, takes no writes
+    SELECT = "select"  # the best healthy replica: highest offset, then lowest id
+    PROMOTE = "promote"  # REPLICAOF NO ONE
+    WAIT_PROMOTION = "wait_promotion"  # until INFO says role:master (timeout: back to select)
+    REPOINT = "repoint"  # the primary endpoint moves to the new primary
+    RECONFIGURE = "reconfigure"  # the other replicas follow the new primary
+    REPLACE = "replace"  # the old primary's node starts again, empty, as a replica
+    DONE = "done"  # the state is cleared
+
+
 class FailoverState(BaseModel):
-    """The failover state machine, persisted so a restarted control plane resumes it.
+    """The failover state machine, persisted so a restarted control plane resumes it from its step."""
 
-    detected -> fence -> select -> promote -> wait_promotion -> repoint -> reconfigure ->
-    replace -> (done: the state is cleared)."""
-
-    step: str
+    step: FailoverStep
     reason: str  # "automatic" | "test"
     old_primary: str  # member cluster id
     candidate: str | None = None
     excluded: list[str] = Field(default_factory=list)
-    started_at: datetime
+    started_at: datetime  # the overall timeout counts from here
+    entered_at: datetime | None = None  # when `step` was entered (None: written before this was kept)
     test_seq: int = 0
 
 
@@ -211,10 +262,18 @@ class ReplicationGroupStatus(BaseModel):
     proxied: bool = False
     reader_on: str | None = None  # member holding the reader address
     failover: FailoverState | None = None
+    # The end of the last automatic failover (completed or aborted): the cooldown counts from here.
+    last_failover_at: datetime | None = None
+    # An automatic failover of the current primary that was given up on (no replica could be
+    # promoted): reported once; the primary is restarted in place. Cleared when it answers again.
+    failover_aborted: str | None = None
+    # An automatic failover held back by the cooldown until then (reported once).
+    failover_held_until: datetime | None = None
     test_failover_done: int = 0
     primary_change_done: int = 0
     announced_available: bool = False
     af_applied: bool | None = None  # the AutomaticFailover setting the loop last acted on
+    pending_applied: PendingChanges = Field(default_factory=PendingChanges)  # as for cache clusters
     failure: str | None = None
 
 
@@ -223,6 +282,13 @@ class ReplicationGroup(Record):
 
     spec: ReplicationGroupSpec
     status: ReplicationGroupStatus = Field(default_factory=ReplicationGroupStatus)
+
+    def target(self) -> ReplicationGroupSpec:
+        """What the nodes should be: the spec with the pending changes the window applied."""
+        return _overlay(self.spec, self.spec.pending.applied_part(self.status.pending_applied))
+
+    def unapplied(self) -> PendingChanges:
+        return self.spec.pending.minus(self.status.pending_applied)
 
     def api_status(self) -> str:
         if self.spec.delete_requested:
@@ -235,6 +301,22 @@ class ReplicationGroup(Record):
         ):
             return "modifying"
         return self.status.phase
+
+
+S = TypeVar("S", CacheClusterSpec, ReplicationGroupSpec)
+
+
+def _overlay(spec: S, applied: PendingChanges) -> S:
+    if applied.empty():
+        return spec
+    out = spec.model_copy(deep=True)
+    if applied.node_type is not None:
+        out.node_type = applied.node_type
+    if applied.engine_version is not None:
+        out.engine_version = applied.engine_version
+    if applied.num_nodes is not None and isinstance(out, CacheClusterSpec):
+        out.num_nodes, out.node_ids_to_remove = applied.num_nodes, list(applied.node_ids_to_remove)
+    return out
 
 
 RECORD_TYPES: dict[str, type[Record]] = {CacheCluster.KIND: CacheCluster, ReplicationGroup.KIND: ReplicationGroup}

@@ -14,15 +14,16 @@ from controlplane.state.records import CacheCluster, Event, ReplicationGroup, Ta
 
 def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
     spec, status = rec.spec, rec.status
+    target = rec.target()  # the spec with what the maintenance window applied of its pending changes
     out: dict[str, Any] = {
         "CacheClusterId": rec.id,
         "ClientDownloadLandingPage": "https://console.aws.amazon.com/elasticache/home#client-download:",
-        "CacheNodeType": spec.node_type,
+        "CacheNodeType": target.node_type,
         "Engine": spec.engine,
         # The truth: the version the nodes run, once known.
-        "EngineVersion": status.engine_version or spec.engine_version,
+        "EngineVersion": status.engine_version or target.engine_version,
         "CacheClusterStatus": rec.api_status(),
-        "NumCacheNodes": len(status.nodes) if status.announced_available else spec.num_nodes,
+        "NumCacheNodes": len(status.nodes) if status.announced_available else target.num_nodes,
         "PreferredMaintenanceWindow": spec.maintenance_window,
         "PendingModifiedValues": _pending(rec),
         "CacheSecurityGroups": [{"CacheSecurityGroupName": n, "Status": "active"}
@@ -75,7 +76,8 @@ def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
 
 
 def _pending(rec: CacheCluster) -> dict[str, Any]:
-    pending = rec.spec.pending
+    pending = rec.unapplied()
+    target = rec.target()
     out: dict[str, Any] = {}
     if pending.num_nodes is not None:
         out["NumCacheNodes"] = pending.num_nodes
@@ -86,11 +88,11 @@ def _pending(rec: CacheCluster) -> dict[str, Any]:
     if pending.node_type is not None:
         out["CacheNodeType"] = pending.node_type
     # A resize applied immediately shows as pending until the nodes exist.
-    if "NumCacheNodes" not in out and rec.status.announced_available and rec.spec.num_nodes != len(
-        [n for n in rec.status.nodes if n.node_id not in rec.spec.node_ids_to_remove]
+    if "NumCacheNodes" not in out and rec.status.announced_available and target.num_nodes != len(
+        [n for n in rec.status.nodes if n.node_id not in target.node_ids_to_remove]
     ):
-        out["NumCacheNodes"] = rec.spec.num_nodes
-        removing = [n.node_id for n in rec.status.nodes if n.node_id in rec.spec.node_ids_to_remove]
+        out["NumCacheNodes"] = target.num_nodes
+        removing = [n.node_id for n in rec.status.nodes if n.node_id in target.node_ids_to_remove]
         if removing:
             out["CacheNodeIdsToRemove"] = removing
     return out
@@ -127,7 +129,7 @@ def replication_group(rg: ReplicationGroup, members: list[CacheCluster]) -> dict
         "SnapshotRetentionLimit": spec.snapshot_retention_limit,
         "SnapshotWindow": spec.snapshot_window,
         "ClusterEnabled": False,
-        "CacheNodeType": spec.node_type,
+        "CacheNodeType": rg.target().node_type,
         "AuthTokenEnabled": False,
         "TransitEncryptionEnabled": False,
         "AtRestEncryptionEnabled": False,

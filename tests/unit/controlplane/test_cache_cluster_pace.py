@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from controlplane.reconciler.nodes import READY_WAIT
 from engine.runtime.base import PROBE_PAUSE
 from tests.unit.controlplane.conftest import World
 
@@ -61,7 +62,9 @@ def _no_reports(world: World):  # type: ignore[no-untyped-def]
 
     def wait_ready(name: str, timeout: float) -> bool:
         world.runtime.calls.append(("wait_ready", name))
-        assert timeout > 1.0  # the reconciler offers its whole deadline; the runtime pauses briefly
+        # The reconciler offers what is left of its short in-pass wait, more than the runtime's
+        # pause: the runtime, not the reconciler, sets the pace.
+        assert PROBE_PAUSE < timeout <= READY_WAIT
         time.sleep(min(timeout, PROBE_PAUSE))
         return False
 

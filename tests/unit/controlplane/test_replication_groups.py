@@ -365,12 +365,9 @@ def test_ports_addressing_uses_forwarders_that_follow_the_failover(tmp_path: Any
         world.service.store.close()
 
 
-def test_a_replica_is_ready_only_when_the_stream_reaches_it(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_replica_is_ready_only_when_the_stream_reaches_it(world: World) -> None:
     """Its link being "up" is not enough: redis can hold the stream back for a second after the
     first sync, and a failover then would lose writes the client saw acknowledged."""
-    import controlplane.reconciler.replication_groups as module
-
-    monkeypatch.setattr(module, "READY_TIMEOUT", 0.05)
     world.runtime.set_offset(NODE.format("rg-002"), -1)  # link up, stream not received
     world.call("CreateReplicationGroup", ReplicationGroupId="rg", NumCacheClusters=2, **BASIC)
     world.settle()

@@ -1,0 +1,193 @@
+"""Reconcile a replication group (cluster mode disabled): one primary and 0-5 replicas, each a
+member cache cluster with one real node; floating primary and reader endpoint addresses; and the
+failover state machine. The parts: members.py (nodes), endpoints.py (addresses and forwarders),
+failover.py (the state machine), rollout.py (switchover, maintenance window, rolling restarts).
+
+State: everything a restarted control plane needs is in the group's and its members' status (in
+the store). What lives only in memory is rebuilt on the first pass: the hub's forwarders
+(endpoints.py) and the replication marks of starting replicas (members.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from controlplane.catalog import resolve_version
+from controlplane.clock import Clock
+from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
+from controlplane.reconciler.health import HealthMonitor
+from controlplane.reconciler.infra import Infra
+from controlplane.reconciler.nodes import POLL, Nodes
+from controlplane.reconciler.replication_groups.context import CC, RG, GroupContext
+from controlplane.reconciler.replication_groups.endpoints import Endpoints
+from controlplane.reconciler.replication_groups.failover import Failover, Observer
+from controlplane.reconciler.replication_groups.members import Members
+from controlplane.reconciler.replication_groups.rollout import Rollout
+from controlplane.state.events import EventLog
+from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus, ResourceKey
+from controlplane.state.store import Store
+from engine.runtime.base import RuntimeError_
+
+log = logging.getLogger("elasticache_local.reconciler")
+
+FAILOVER_TIMEOUT = 30.0  # seconds a failover may take to move the endpoint before it is aborted
+# Seconds after an automatic failover before the next one of the same group may start. Sentinel
+# waits twice its failover-timeout (6 minutes by default); here failovers take milliseconds and
+# users (and bench/) fail over again and again, so this only keeps a crash loop from chasing the
+# primary role around the group.
+FAILOVER_COOLDOWN = 0.5
+
+
+class ReplicationGroupReconciler:
+    kind = ReplicationGroup.KIND
+
+    def __init__(self, store: Store, infra: Infra, events: EventLog, clock: Clock, health: HealthMonitor, *,
+                 failover_timeout: float = FAILOVER_TIMEOUT, failover_cooldown: float = FAILOVER_COOLDOWN,
+                 observer: Observer | None = None) -> None:
+        self._ctx = GroupContext(store, infra, events, clock, health, Nodes(infra, health))
+        self.endpoints = Endpoints(self._ctx)
+        self.members = Members(self._ctx, self.endpoints)
+        self.failover = Failover(self._ctx, self.endpoints, self.members, timeout=failover_timeout,
+                                 cooldown=failover_cooldown, observer=observer)
+        self.rollout = Rollout(self._ctx, self.endpoints, self.members)
+
+    # ---- entry points -----------------------------------------------------------------
+
+    def startup(self) -> None:
+        for rg in self._ctx.store.records(ReplicationGroup):
+            for m in self._ctx.members(rg):
+                self.members.own(rg, m.id)
+
+    def reconcile(self, key: ResourceKey) -> None:
+        ctx = self._ctx
+        rg = ctx.store.get(key, ReplicationGroup)
+        if rg is None:
+            return
+        members = ctx.members(rg)
+        if rg.spec.delete_requested:
+            self._delete(rg, members)
+            return
+        version = self._version(rg)
+        rg = self.endpoints.add_endpoints(rg, members, version)
+        rg = self._first_primary(rg, members)
+        rg, members = self.members.remove(rg, members)
+        members = self.members.plan(rg, members)
+        rg, held = self.failover.check(rg, members)
+        if rg.status.failover is not None:
+            rg = self.failover.advance(rg, version)
+            members = ctx.members(rg)  # the failover changed them
+        members, waiting, blocked = self.members.run(rg, members, version, hold_primary=held is not None)
+        if not waiting:
+            rg, members, waiting = self._planned_changes(rg, members, version)
+        rg, members = self.endpoints.place(rg, members)  # endpoints move even while members wait
+        if not waiting:
+            members, waiting = self.members.reboot(rg, members, version)
+        if not waiting:
+            self._settle(rg, members)
+        if waiting:
+            raise Requeue(f"members {', '.join(waiting)} are not replicating yet", delay=POLL)
+        if held is not None:
+            raise Requeue("the failover waits for the cooldown", delay=held)
+        if blocked:  # the rest of the group was converged first: endpoints still move
+            raise TemporaryError(f"members {', '.join(blocked)} wait for their availability zone", delay=1.0)
+
+    def fail(self, key: ResourceKey, message: str) -> None:
+        rg = self._ctx.store.get(key, ReplicationGroup)
+        if rg is None:
+            return
+
+        if rg.status.failure == message:
+            return  # already reported; the resync retries quietly
+
+        def change(s: ReplicationGroupStatus) -> None:
+            s.phase = "create-failed" if not s.announced_available else s.phase
+            s.failure = message
+
+        self._ctx.write(rg, change)
+        verb = "create" if not rg.status.announced_available else "repair"
+        self._ctx.emit(RG, rg.id, rg, f"Failed to {verb} replication group: {message}")
+
+    # ---- steps --------------------------------------------------------------------------
+
+    def _version(self, rg: ReplicationGroup) -> str:
+        available = self._ctx.infra.runtime.available_versions()
+        wanted = rg.target().engine_version
+        chosen, _ = resolve_version(rg.spec.engine, wanted, available, self._ctx.infra.strict_versions)
+        if chosen is None:
+            raise PermanentError(f"No {rg.spec.engine} {wanted} can run on this machine")
+        return chosen
+
+    def _first_primary(self, rg: ReplicationGroup, members: list[CacheCluster]) -> ReplicationGroup:
+        if rg.status.primary is not None:
+            return rg
+        first = rg.spec.initial_primary or (members[0].id if members else None)
+        return self._ctx.write(rg, lambda s: setattr(s, "primary", first))
+
+    def _planned_changes(self, rg: ReplicationGroup, members: list[CacheCluster],
+                         version: str) -> tuple[ReplicationGroup, list[CacheCluster], list[str]]:
+        """With every member up: a switchover asked for, the window's pending changes, the
+        rolling restart they call for. Returns the group, its members and those restarting."""
+        switched = self.rollout.switchover(rg, members, version)
+        if switched.status.primary != rg.status.primary:
+            members = self._ctx.members(switched)  # the endpoint addresses moved
+        rg = self.rollout.apply_pending(switched, members)
+        return self.rollout.roll(rg, members, version)
+
+    def _settle(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:
+        """Every member answers and no failover runs: the group is available at the generation
+        this pass acted on."""
+        ctx = self._ctx
+        if rg.status.failover is not None:
+            return
+        if any(not m.status.nodes or m.status.nodes[0].status != "available" for m in members):
+            return
+        generation = rg.generation
+        first = not rg.status.announced_available
+        for m in members:
+            if m.status.phase != "available" or not m.status.announced_available:
+                created = not m.status.announced_available
+
+                def ready(c: CacheCluster) -> None:
+                    c.status.phase = "available"
+                    c.status.announced_available = True
+                    c.observed_generation = c.generation
+
+                ctx.update_member(m, ready)
+                if created:
+                    ctx.emit(CC, m.id, rg, "Cache cluster created")
+
+        def change(r: ReplicationGroup) -> None:
+            r.status.phase = "available"
+            r.status.af_applied = r.spec.automatic_failover if r.generation == generation else r.status.af_applied
+            r.status.announced_available = True
+            r.status.failure = None
+            r.observed_generation = max(r.observed_generation, generation)
+
+        ctx.store.update(rg.key, ReplicationGroup, change)
+        if first:
+            ctx.emit(RG, rg.id, rg, f"Replication group {rg.id} created")
+
+    def _delete(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:
+        ctx = self._ctx
+        for m in members:
+            name = ctx.name(rg, m.id)
+            if rg.spec.retain_primary_cluster and m.id == rg.status.primary:
+                # Kept as a standalone cluster: it stops holding the group's addresses.
+                with contextlib.suppress(RuntimeError_):
+                    ctx.infra.runtime.set_addresses(name, [])
+                ctx.nodes.own(name, m.key, slow=True)  # as the standalone cluster it becomes
+
+                def standalone(c: CacheCluster) -> None:
+                    c.spec.replication_group_id = None
+                    for n in c.status.nodes:
+                        n.addresses = None
+
+                ctx.update_member(m, standalone)
+                continue
+            ctx.nodes.discard(name)
+            ctx.store.delete(m.key)
+            ctx.emit(CC, m.id, rg, "Cache cluster deleted")
+        self.endpoints.remove_endpoints(rg)
+        ctx.store.delete(rg.key)
+        ctx.emit(RG, rg.id, rg, f"Replication group {rg.id} deleted")

@@ -1,0 +1,134 @@
+"""Planned changes to a running group: a switchover of its primary (ModifyReplicationGroup
+PrimaryClusterId, or before restarting the primary), pending modifications applied in the
+maintenance window, and the rolling restart that brings every node to the group's node type and
+engine version."""
+
+from __future__ import annotations
+
+import contextlib
+
+from controlplane.reconciler.errors import TemporaryError
+from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, GroupContext, member, replaced
+from controlplane.reconciler.replication_groups.endpoints import Endpoints
+from controlplane.reconciler.replication_groups.members import Members
+from controlplane.reconciler.schedule import in_weekly_window
+from controlplane.state.records import CacheCluster, PrimaryChange, ReplicationGroup, ReplicationGroupStatus
+from engine.runtime.base import RuntimeError_
+
+
+class Rollout:
+    def __init__(self, ctx: GroupContext, endpoints: Endpoints, members: Members) -> None:
+        self._ctx = ctx
+        self._endpoints = endpoints
+        self._members = members
+
+    def switchover(self, rg: ReplicationGroup, members: list[CacheCluster], version: str,
+                   change: PrimaryChange | None = None) -> ReplicationGroup:
+        """A planned switchover: no acknowledged write is lost and nobody is killed. `FAILOVER
+        TO` pauses writes on the old primary until the replica has them all; then the endpoint
+        moves and the old primary's clients are disconnected, so they reconnect through it."""
+        ctx = self._ctx
+        change = change or rg.spec.primary_change
+        if change is None or change.seq <= rg.status.primary_change_done:
+            return rg
+        old, new = member(members, rg.status.primary), member(members, change.member)
+        if new is None or old is None or new.id == old.id:
+            return ctx.write(rg, lambda s: setattr(s, "primary_change_done", change.seq))
+        runtime = ctx.infra.runtime
+        old_name, new_name = ctx.name(rg, old.id), ctx.name(rg, new.id)
+        target = (new.status.nodes[0].host, new.status.nodes[0].port)
+        try:
+            if _version_tuple(version) >= (6, 2):
+                runtime.hand_over(old_name, target)
+            else:  # no FAILOVER command before 6.2: promote, then demote
+                runtime.replicate(new_name, None)
+                # REPLICAOF NO ONE switches the role before it answers: one probe confirms it.
+                if ctx.probe(rg, new.id).role != "master":
+                    raise RuntimeError_(f"{new.id} was not promoted")
+                runtime.replicate(old_name, target)
+        except RuntimeError_ as exc:
+            raise TemporaryError(f"switchover to {new.id}: {exc}", delay=0.5) from exc
+
+        def switch(s: ReplicationGroupStatus) -> None:
+            s.primary = new.id
+            s.primary_change_done = change.seq
+            s.reader_on = None
+
+        rg = ctx.write(rg, switch)
+        self._endpoints.release(rg, old)
+        self._endpoints.claim_primary(rg, new)
+        with contextlib.suppress(RuntimeError_):
+            runtime.disconnect_clients(old_name)
+        for m in members:
+            if m.id not in (new.id, old.id):
+                with contextlib.suppress(RuntimeError_):  # converged later if it fails now
+                    runtime.replicate(ctx.name(rg, m.id), target)
+        ctx.emit(RG, rg.id, rg, f"Primary cluster changed from {old.id} to {new.id}")
+        return rg
+
+    def apply_pending(self, rg: ReplicationGroup, members: list[CacheCluster]) -> ReplicationGroup:
+        """Node type and engine version asked without ApplyImmediately: in the maintenance window.
+        They stay in spec (the handlers'); the group's status and its members' record that they
+        were applied, and rg.target() is the spec with them applied."""
+        if rg.unapplied().empty() or rg.api_status() != "available":
+            return rg
+        if not in_weekly_window(rg.spec.maintenance_window, self._ctx.clock.now()):
+            return rg
+        pending = rg.spec.pending.model_copy(deep=True)
+        for m in members:
+            self._ctx.update_member(m, lambda c: setattr(c.status, "pending_applied", pending.model_copy()))
+
+        def apply(s: ReplicationGroupStatus) -> None:
+            s.pending_applied = pending
+            s.phase = "modifying"  # until the roll is done and _settle sees every member available
+
+        rg = self._ctx.write(rg, apply)
+        self._ctx.emit(RG, rg.id, rg, "Applying pending modifications in the maintenance window")
+        return rg
+
+    def roll(self, rg: ReplicationGroup, members: list[CacheCluster],
+             version: str) -> tuple[ReplicationGroup, list[CacheCluster], list[str]]:
+        """Restart, one at a time, the nodes not running the group's node type and version:
+        replicas first; then the primary, after a switchover to a replica when there is one.
+        Call with every member available. Returns the group, its members, and the one still
+        restarting."""
+        ctx = self._ctx
+        node_type = rg.target().node_type
+
+        def stale(m: CacheCluster) -> bool:
+            node = m.status.nodes[0] if m.status.nodes else None
+            return node is not None and node.status == "available" and (
+                node.node_type not in (None, node_type) or node.version not in (None, version))
+
+        outdated = [m for m in members if stale(m)]
+        if not outdated or rg.status.failover is not None:
+            return rg, members, []
+        primary = member(members, rg.status.primary)
+        assert primary is not None
+        replicas = [m for m in outdated if m.id != primary.id]
+        if replicas:
+            chosen = replicas[0]
+        else:
+            others = [m for m in members if m.id != primary.id]
+            if others:  # the primary is the last: hand its role to an updated replica first
+                change = PrimaryChange(seq=rg.status.primary_change_done + 1, member=others[0].id)
+                rg = self.switchover(rg, members, version, change)
+                return self.roll(rg, ctx.members(rg), version)
+            chosen = primary
+        ctx.emit(CC, chosen.id, rg, f"Restarting cache node {NODE_ID} with {rg.spec.engine} {version} on "
+                                    f"{node_type}")
+        chosen = ctx.set_member_node(chosen, "rebooting")
+        ctx.infra.runtime.stop(ctx.name(rg, chosen.id))
+        current = member(members, rg.status.primary)
+        assert current is not None
+        members = replaced(members, self._members.start(rg, chosen, current, version))
+        members, waiting = self._members.await_ready(rg, members, [chosen.id])
+        if waiting:
+            return rg, members, waiting
+        if len(outdated) > 1:
+            raise TemporaryError("rolling the next node", delay=0.0)
+        return rg, members, []
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
