@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
-from controlplane.handlers.changes import NodeChanges, shared_settings
+from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
 from controlplane.handlers.context import RequestContext
 from controlplane.handlers.lookup import cluster_shape, get_cluster, require_available, unchanged_since_read
 from controlplane.model import messages as m
@@ -34,7 +34,7 @@ def modify_cache_cluster(ctx: RequestContext, params: m.ModifyCacheClusterMessag
     require_available(rec)
     if rec.spec.replication_group_id:
         _refuse_member_node_changes(params, rec.spec.replication_group_id)
-    spec = rec.spec.model_copy(deep=True)
+    spec = spec_to_change(rec)
     nodes = NodeChanges.start(spec, bool(params.get("ApplyImmediately")))
     _node_count(ctx, rec, spec, params, nodes)
     _version_and_type(ctx, spec, params, nodes)

@@ -5,10 +5,35 @@ made at once with ApplyImmediately, else held as pending until the maintenance w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import overload
 
 from controlplane.handlers import validate as v
 from controlplane.model import messages as m
-from controlplane.state.records import CacheClusterSpec, PendingChanges, ReplicationGroupSpec
+from controlplane.state.records import (
+    CacheCluster,
+    CacheClusterSpec,
+    PendingChanges,
+    ReplicationGroup,
+    ReplicationGroupSpec,
+)
+
+
+@overload
+def spec_to_change(rec: CacheCluster) -> CacheClusterSpec: ...
+
+
+@overload
+def spec_to_change(rec: ReplicationGroup) -> ReplicationGroupSpec: ...
+
+
+def spec_to_change(rec: CacheCluster | ReplicationGroup) -> CacheClusterSpec | ReplicationGroupSpec:
+    """The spec a modify starts from: what the nodes should be now (the pending changes the
+    maintenance window already carried out folded in, so a request compares with what runs) and
+    what is still pending. Status keeps recording what the window applied; the pending changes'
+    `seq` keeps an old application from counting for a new request."""
+    spec = rec.target().model_copy(deep=True)
+    spec.pending = rec.unapplied()
+    return spec
 
 
 @dataclass
@@ -18,10 +43,12 @@ class NodeChanges:
     pending: PendingChanges = field(default_factory=PendingChanges)
     # Whether the nodes change now: the record's generation goes up so the reconciler acts.
     restart: bool = False
+    # The pending changes as they were before this request.
+    before: PendingChanges = field(default_factory=PendingChanges)
 
     @classmethod
     def start(cls, spec: CacheClusterSpec | ReplicationGroupSpec, immediate: bool) -> NodeChanges:
-        changes = cls(spec, immediate, spec.pending.model_copy(deep=True))
+        changes = cls(spec, immediate, spec.pending.model_copy(deep=True), before=spec.pending)
         if immediate and not changes.pending.empty():
             # "ApplyImmediately: the modifications in this request and any pending modifications".
             pending = changes.pending
@@ -51,8 +78,11 @@ class NodeChanges:
             self.pending.engine_version = value
 
     def finish(self) -> None:
-        """Store what is left pending in the spec."""
-        self.spec.pending = self.pending if not self.immediate and not self.pending.empty() else PendingChanges()
+        """Store what is left pending in the spec, as a request of its own if it changed."""
+        pending = self.pending if not self.immediate and not self.pending.empty() else PendingChanges()
+        if pending != self.before:
+            pending.seq = self.before.seq + 1
+        self.spec.pending = pending
 
 
 def shared_settings(spec: CacheClusterSpec | ReplicationGroupSpec,

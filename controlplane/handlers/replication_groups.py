@@ -6,7 +6,7 @@ from __future__ import annotations
 from controlplane import catalog
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
-from controlplane.handlers.changes import NodeChanges, shared_settings
+from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.handlers.lookup import get_group, group_shape, require_available, unchanged_since_read
 from controlplane.handlers.members import MAX_MEMBERS, MAX_REPLICAS, add_members
@@ -184,7 +184,7 @@ def modify_replication_group(ctx: RequestContext,
     require_available(rg)
     store = ctx.services.store
     members = members_of(store, rg)
-    spec = rg.spec.model_copy(deep=True)
+    spec = spec_to_change(rg)
     bump = _failover_settings(rg, spec, params, {c.id for c in members})
     _settings(spec, params)
     # Node type and engine version restart every node (replicas first, the primary after a

@@ -54,6 +54,9 @@ class PendingChanges(BaseModel):
     node_ids_to_remove: list[str] = Field(default_factory=list)
     engine_version: str | None = None
     node_type: str | None = None
+    # Which request of the handlers these are: status records the window's application of a
+    # set by copying it, so an application is never mistaken for a later request's with equal values.
+    seq: int = 0
 
     def empty(self) -> bool:
         return (
@@ -67,6 +70,8 @@ class PendingChanges(BaseModel):
         """What of these changes `applied` (what the maintenance window carried out, recorded in
         status) does not cover yet: a field counts as applied when it holds the same value."""
         out = self.model_copy(deep=True)
+        if applied.seq != self.seq:
+            return out
         if (applied.num_nodes, applied.node_ids_to_remove) == (self.num_nodes, self.node_ids_to_remove):
             out.num_nodes, out.node_ids_to_remove = None, []
         if applied.engine_version == self.engine_version:

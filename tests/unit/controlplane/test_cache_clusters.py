@@ -6,6 +6,7 @@ import ipaddress
 
 import pytest
 
+from controlplane.state.records import CacheCluster
 from tests.harness import ApiError
 from tests.unit.controlplane.conftest import World
 
@@ -103,6 +104,49 @@ def test_modify_without_apply_immediately_is_pending(world: World) -> None:
     cluster = _cluster(world, "mc")
     assert len(cluster["CacheNodes"]) == 3 and cluster["PendingModifiedValues"] == {}
     assert "Applying pending modifications in the maintenance window" in world.events("mc")
+
+
+def _through_the_window(world: World) -> None:
+    world.clock.advance(3600 + 60)  # the fake clock starts Thu 12:00; the windows below are at 13:00
+    world.service.controller.enqueue_all()
+    world.settle()
+    world.clock.advance(7 * 24 * 3600 - 3600 - 60)  # and on to the same time a week later
+
+
+def test_going_back_after_the_window_is_a_change(world: World) -> None:
+    """A pending change the window carried out is the cluster's value from then on: asking for
+    the old value afterwards changes the nodes (it was ignored, compared with the old spec)."""
+    world.call("CreateCacheCluster", CacheClusterId="r", Engine="redis", CacheNodeType="cache.t3.micro")
+    world.settle()
+    world.call("ModifyCacheCluster", CacheClusterId="r", CacheNodeType="cache.t3.small",
+               PreferredMaintenanceWindow="thu:13:00-thu:14:00")
+    _through_the_window(world)
+    assert _cluster(world, "r")["CacheNodeType"] == "cache.t3.small"
+    out = world.call("ModifyCacheCluster", CacheClusterId="r", CacheNodeType="cache.t3.micro")
+    assert out["CacheCluster"]["PendingModifiedValues"] == {"CacheNodeType": "cache.t3.micro"}
+    _through_the_window(world)
+    assert _cluster(world, "r")["CacheNodeType"] == "cache.t3.micro"
+    rec = world.service.store.records(CacheCluster)[0]
+    assert [n.node_type for n in rec.status.nodes] == ["cache.t3.micro"]
+
+
+def test_an_equal_later_request_is_not_taken_as_applied(world: World) -> None:
+    """The window's application of "3 nodes" does not count for a later request of 3 nodes."""
+    world.call("CreateCacheCluster", CacheClusterId="mc", NumCacheNodes=2, **MEMCACHED)
+    world.settle()
+    world.call("ModifyCacheCluster", CacheClusterId="mc", NumCacheNodes=3,
+               PreferredMaintenanceWindow="thu:13:00-thu:14:00")
+    _through_the_window(world)
+    assert len(_cluster(world, "mc")["CacheNodes"]) == 3
+    world.call("ModifyCacheCluster", CacheClusterId="mc", NumCacheNodes=2, CacheNodeIdsToRemove=["0003"],
+               ApplyImmediately=True)
+    world.settle()
+    assert len(_cluster(world, "mc")["CacheNodes"]) == 2
+    out = world.call("ModifyCacheCluster", CacheClusterId="mc", NumCacheNodes=3)
+    assert out["CacheCluster"]["PendingModifiedValues"] == {"NumCacheNodes": 3}
+    world.settle()
+    cluster = _cluster(world, "mc")
+    assert cluster["PendingModifiedValues"] == {"NumCacheNodes": 3} and len(cluster["CacheNodes"]) == 2
 
 
 def test_backup_settings_are_shown_for_redis_only(world: World) -> None:

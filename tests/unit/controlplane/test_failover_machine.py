@@ -175,6 +175,6 @@ def test_pending_changes_applied_in_the_window_stay_in_spec(world: World) -> Non
     assert all(m["PendingModifiedValues"] == {} and m["CacheNodeType"] == "cache.t3.small" for m in members)
     assert world.runtime.config_of(NODE.format("rg-002")).memory_mb == int(1.37 * 1024)
     rg = _rg(world)
-    assert rg.spec.pending == PendingChanges(node_type="cache.t3.small")  # the handler's, untouched
+    assert rg.spec.pending == PendingChanges(node_type="cache.t3.small", seq=1)  # the handler's, untouched
     assert rg.spec.node_type == "cache.t3.micro" and rg.status.pending_applied == rg.spec.pending
     assert "Applying pending modifications in the maintenance window" in _rg_events(world)
