@@ -178,6 +178,8 @@ class ReplicationGroupReconciler:
                     ctx.infra.runtime.set_addresses(name, [])
                 ctx.nodes.own(name, m.key, slow=True)  # as the standalone cluster it becomes
 
+                # The one spec write of a reconciler: the group that named this cluster is gone
+                # with this pass, and which member stays (the primary now) is only known here.
                 def standalone(c: CacheCluster) -> None:
                     c.spec.replication_group_id = None
                     for n in c.status.nodes:
