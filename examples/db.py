@@ -93,8 +93,11 @@ class Database:
         rows = self._run("SELECT id, name, price_cents FROM products WHERE id = %s", product_id)
         return dict(zip(("id", "name", "price_cents"), rows[0], strict=True)) if rows else None
 
-    def set_price(self, product_id: int, cents: int) -> None:
-        self._run("UPDATE products SET price_cents = %s WHERE id = %s", cents, product_id)
+    def set_price(self, product_id: int, cents: int) -> dict[str, Any]:
+        """Change a price; returns the row as it is now."""
+        rows = self._run("UPDATE products SET price_cents = %s WHERE id = %s RETURNING id, name, price_cents",
+                         cents, product_id)
+        return dict(zip(("id", "name", "price_cents"), rows[0], strict=True))
 
 
 @contextlib.contextmanager
