@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -100,3 +102,33 @@ def primary_of(ec: Any, group_id: str) -> str:
     members = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0][
         "NodeGroups"][0]["NodeGroupMembers"]
     return next(str(m["CacheClusterId"]) for m in members if m["CurrentRole"] == "primary")
+
+
+class Repeat:
+    """Calls `step` again and again in a thread while the `with` block runs: a workload kept going
+    through a drill. Counts calls, keeps what went wrong (an exception, a failed check) and the
+    slowest call: what a client of the cache saw."""
+
+    def __init__(self, step: Callable[[], object]) -> None:
+        self.step, self.calls, self.slowest = step, 0, 0.0
+        self.failures: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Repeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.step()
+            except Exception as exc:
+                self.failures.append(exc)
+            self.calls += 1
+            self.slowest = max(self.slowest, time.monotonic() - started)
