@@ -11,6 +11,7 @@ test: lint
 # ruff and mypy (strict on controlplane/ and engine/); the pre-commit hooks run the same two.
 lint: bootstrap
 	.venv/bin/ruff check controlplane engine tests bench
+	.venv/bin/ruff check examples
 	.venv/bin/mypy
 
 bootstrap:
@@ -21,3 +22,9 @@ bench: bootstrap
 
 openapi: bootstrap
 	.venv/bin/python -m controlplane.admin.export openapi/openapi.json
+
+# The examples (examples/README.md), each with its failover drill, against a freshly started service
+# (examples/conftest.py starts it and stops it, and every node, at the end). `make test` runs them too.
+.PHONY: examples
+examples: bootstrap
+	.venv/bin/python -m pytest -q -p no:cacheprovider examples

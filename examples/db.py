@@ -27,8 +27,10 @@ def _pg_bindir() -> str:
     found = shutil.which("pg_ctl")
     if found:
         return os.path.dirname(os.path.realpath(found))
-    # Debian keeps them out of PATH, under /usr/lib/postgresql/<major>/bin.
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    # Debian keeps them out of PATH, under /usr/lib/postgresql/<major>/bin; Homebrew's are keg-only.
+    found_all = [p for pattern in ("/usr/lib/postgresql/*/bin/pg_ctl", "/opt/homebrew/opt/postgresql@*/bin/pg_ctl",
+                                   "/usr/local/opt/postgresql@*/bin/pg_ctl") for p in glob.glob(pattern)]
+    candidates = sorted(found_all, key=lambda p: int("".join(c for c in p.split("/bin/")[0] if c.isdigit()) or 0))
     if not candidates:
         raise Unavailable("no pg_ctl on PATH or under /usr/lib/postgresql")
     return os.path.dirname(candidates[-1])
