@@ -1,5 +1,5 @@
 # The README's two commands: `make serve` and `make test`. Each prepares what it needs first.
-.PHONY: serve test lint bootstrap bench openapi types
+.PHONY: serve test lint bootstrap bench openapi types examples
 
 serve:
 	@deploy/bootstrap.sh
@@ -10,7 +10,7 @@ test: lint
 
 # ruff and mypy (strict on controlplane/ and engine/); the pre-commit hooks run the same two.
 lint: bootstrap
-	.venv/bin/ruff check controlplane engine tests bench
+	.venv/bin/ruff check controlplane engine tests bench examples
 	.venv/bin/mypy
 
 bootstrap:
@@ -25,3 +25,8 @@ openapi: bootstrap
 # controlplane/model/{messages,errors,operations}.py from the installed botocore model; a test fails when they drift.
 types: bootstrap
 	.venv/bin/python -m controlplane.model.generate
+
+# The examples (examples/README.md), each with its failover drill, against a freshly started service
+# (examples/conftest.py starts it and stops it, and every node, at the end). `make test` runs them too.
+examples: bootstrap
+	.venv/bin/python -m pytest -q -p no:cacheprovider examples

@@ -53,6 +53,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# PostgreSQL, the database of the cache examples (examples/db.py starts its own, in a temporary
+# directory): installed when missing and we may; otherwise those examples use SQLite and say so.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing postgresql with apt-get"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    # The examples start their own server; not the packaged one.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+      systemctl disable --now postgresql >/dev/null 2>&1 || true
+    fi
+  elif command -v brew >/dev/null 2>&1; then
+    say "installing postgresql with Homebrew"
+    brew install postgresql@16
+  else
+    say "postgresql not found (Debian/Ubuntu: sudo apt-get install postgresql): the cache examples will use SQLite"
+  fi
+fi
+
 # Python: a virtual environment, refreshed when pyproject.toml changes.
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"

@@ -1,0 +1,1 @@
+"""Runnable, tested examples of the caching patterns of ElastiCache (see README.md)."""
