@@ -74,6 +74,9 @@ class QueryApi:
             return parse(self.api, pairs)
         except ServiceError as err:
             return err
+        except Exception:  # a parser bug: an InternalFailure reply, never a bare 500
+            log.exception("reading a request failed: %r", pairs[:20])
+            return internal_failure("being read")
 
     def answer(self, request: ParsedRequest | ServiceError, who: Identity, request_id: str) -> tuple[int, bytes]:
         """The reply to a request read by `read`; never raises."""

@@ -21,7 +21,7 @@ MAX_NODES_PER_REGION = 300  # AWS's default per-account, per-region quota
 
 def check_node_quota(ctx: RequestContext, adding: int) -> None:
     used = sum(
-        max(r.spec.num_nodes, len(r.status.nodes))
+        max(r.target().num_nodes, len(r.status.nodes))
         for r in ctx.services.store.records(CacheCluster, ctx.account, ctx.region)
     )
     if used + adding > MAX_NODES_PER_REGION:

@@ -154,7 +154,7 @@ def _join_replication_group(ctx: RequestContext, cluster_id: str, group_id: str,
     if rg.api_status() != "available":
         raise InvalidReplicationGroupStateFault(f"Replication group {rg.id} is not in the available state.")
     for name, given, value in (("Engine", params.get("Engine"), rg.spec.engine),
-                               ("CacheNodeType", params.get("CacheNodeType"), rg.spec.node_type)):
+                               ("CacheNodeType", params.get("CacheNodeType"), rg.target().node_type)):
         if given and given.lower() != value:
             raise v.combination(f"{name} {given} does not match the replication group's {value}.")
     store = ctx.services.store

@@ -44,8 +44,11 @@ def require_available(rec: CacheCluster | ReplicationGroup) -> None:
 
 def unchanged_since_read(current: CacheCluster | ReplicationGroup, read: CacheCluster | ReplicationGroup) -> None:
     """Optimistic concurrency for handlers that rewrite a spec computed from an earlier read: if
-    another request changed the resource meanwhile, refuse rather than silently undo it."""
-    if current.generation != read.generation or current.spec != read.spec:
+    another request changed the resource meanwhile, refuse rather than silently undo it. The
+    maintenance window's application of pending changes counts too: the spec a modify writes is
+    computed from it (changes.spec_to_change)."""
+    if (current.generation != read.generation or current.spec != read.spec
+            or current.status.pending_applied != read.status.pending_applied):
         message = f"{read.id} was changed by another request meanwhile; retry."
         if isinstance(read, CacheCluster):
             raise InvalidCacheClusterStateFault(message)

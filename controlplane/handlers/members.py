@@ -14,9 +14,11 @@ MAX_REPLICAS = MAX_MEMBERS - 1
 
 
 def member_spec(rg: ReplicationGroup, az: str | None) -> CacheClusterSpec:
-    """A member cache cluster: one node, the group's engine, version, type and port."""
-    s = rg.spec
+    """A member cache cluster: one node, the group's engine, version, type and port (as its nodes
+    run them: with what the maintenance window applied) and its changes still pending."""
+    s = rg.target()
     return CacheClusterSpec(engine=s.engine, engine_version=s.engine_version, node_type=s.node_type, num_nodes=1,
+                            pending=rg.unapplied(),
                             port=s.port, preferred_azs=[az] if az else [], parameter_group=s.parameter_group,
                             maintenance_window=s.maintenance_window, snapshot_window=s.snapshot_window,
                             replication_group_id=rg.id, security_group_ids=list(s.security_group_ids),

@@ -122,9 +122,9 @@ def _engine(ctx: RequestContext, params: m.CreateReplicationGroupMessage,
     if engine not in ctx.services.available_versions():
         raise v.invalid(f"No {engine} server is installed on this machine (install valkey-server for Valkey).")
     node_type = params.get("CacheNodeType")
-    node_type = primary.spec.node_type if primary and not node_type else v.node_type(node_type)
+    node_type = primary.target().node_type if primary and not node_type else v.node_type(node_type)
     version = params.get("EngineVersion")
-    version = primary.spec.engine_version if primary and not version else d.engine_version(ctx, engine, version)
+    version = primary.target().engine_version if primary and not version else d.engine_version(ctx, engine, version)
     return engine, node_type, version
 
 

@@ -11,11 +11,13 @@ def members_of(store: Store, rg: ReplicationGroup) -> list[CacheCluster]:
 
 
 def sync_members(store: Store, rg: ReplicationGroup) -> None:
-    """Members show the group's node type, version and pending changes, as AWS's do."""
+    """Members show the group's node type, version and pending changes, as AWS's do (written by
+    the handlers, with the group's spec)."""
+    target, pending = rg.target(), rg.unapplied()
     for member in members_of(store, rg):
         def change(c: CacheCluster) -> None:
-            c.spec.node_type = rg.spec.node_type
-            c.spec.engine_version = rg.spec.engine_version
-            c.spec.pending = rg.spec.pending.model_copy()
+            c.spec.node_type = target.node_type
+            c.spec.engine_version = target.engine_version
+            c.spec.pending = pending.model_copy()
 
         store.update(member.key, CacheCluster, change)

@@ -90,7 +90,11 @@ class Failover:
             return rg, None
         name = ctx.name(rg, primary)
         info = ctx.infra.runtime.inspect(name)
-        if not (info is None or info.state == NodeState.EXITED or ctx.health.is_down(name)):
+        # A primary restarted on purpose (RebootCacheCluster, a rolling change) is silent while it
+        # loads its data, over passes of its own: only its exit means it is gone.
+        record = member(members, primary)
+        rebooting = record is not None and any(n.status == "rebooting" for n in record.status.nodes)
+        if not (info is None or info.state == NodeState.EXITED or (ctx.health.is_down(name) and not rebooting)):
             if rg.status.failover_aborted or rg.status.failover_held_until:
                 rg = ctx.write(rg, _primary_fine)
             return rg, None

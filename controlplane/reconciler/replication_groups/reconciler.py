@@ -77,6 +77,12 @@ class ReplicationGroupReconciler:
         if rg.status.failover is not None:
             rg = self.failover.advance(rg, version)
             members = ctx.members(rg)  # the failover changed them
+            if rg.status.failover is None:
+                # Over in this pass. An abort (the overall timeout) can leave the fenced primary
+                # dead while a replica holds newer writes: decide afresh (a new failover, the
+                # cooldown, or a restart in place only where no replica can take over) before
+                # anything below restarts the old primary as a master.
+                rg, held = self.failover.check(rg, members)
         members, waiting, blocked = self.members.run(rg, members, version, hold_primary=held is not None)
         if not waiting:
             rg, members, waiting = self._planned_changes(rg, members, version)

@@ -135,6 +135,35 @@ def test_restart_in_wait_promotion_resumes_from_that_step(world: World) -> None:
     again.service.store.close()
 
 
+def test_a_failover_timed_out_during_downtime_never_restarts_the_fenced_primary(world: World) -> None:
+    """The control plane stopped after fencing the primary and came back after the overall
+    timeout: the failover is aborted and decided again, and the old primary, whose data is older
+    than its replicas', is not restarted in place as a master."""
+    _make(world)
+    world.runtime.kill(NODE.format("rg-001"))  # fenced before the control plane stopped
+    now = world.clock.now()
+
+    def mid_failover(r: ReplicationGroup) -> None:
+        r.status.failover = FailoverState(step=FailoverStep.SELECT, reason="automatic", old_primary="rg-001",
+                                          started_at=now, entered_at=now)
+
+    world.service.store.update(_rg(world).key, ReplicationGroup, mid_failover)
+    again = world.restart()
+    again.clock.advance(again.service.groups.failover.timeout + 60)  # down for longer than the timeout
+    again.service.controller.enqueue_all()
+    again.settle()
+    assert any("aborted: not completed within" in e for e in _rg_events(again))
+    for _ in range(10):  # through the cooldown, bounded
+        if _completed(again):
+            break
+        again.clock.advance(again.service.groups.failover.cooldown)
+        again.service.controller.enqueue_all()
+        again.settle()
+    assert _rg(again).status.primary in ("rg-002", "rg-003")
+    assert _completed(again)[-1].startswith("Failover from primary node rg-001 to replica node")
+    again.service.store.close()
+
+
 def test_every_transition_is_observed_in_order(world: World) -> None:
     _make(world)
     seen = _observe(world)
@@ -178,3 +207,24 @@ def test_pending_changes_applied_in_the_window_stay_in_spec(world: World) -> Non
     assert rg.spec.pending == PendingChanges(node_type="cache.t3.small", seq=1)  # the handler's, untouched
     assert rg.spec.node_type == "cache.t3.micro" and rg.status.pending_applied == rg.spec.pending
     assert "Applying pending modifications in the maintenance window" in _rg_events(world)
+
+
+def test_members_added_after_the_window_are_what_the_group_runs(world: World) -> None:
+    """A member added after the window carried out a node type change gets the type the group
+    runs (and shows), and a joining cluster naming that type is accepted."""
+    _make(world, clusters=2)
+    world.call("ModifyReplicationGroup", ReplicationGroupId="rg", CacheNodeType="cache.t3.small",
+               PreferredMaintenanceWindow="thu:13:00-thu:14:00")
+    world.clock.advance(3600 + 60)
+    world.service.controller.enqueue_all()
+    world.settle()
+    world.call("IncreaseReplicaCount", ReplicationGroupId="rg", NewReplicaCount=2, ApplyImmediately=True)
+    world.settle()
+    world.call("CreateCacheCluster", CacheClusterId="joiner", ReplicationGroupId="rg",
+               CacheNodeType="cache.t3.small")
+    world.settle()
+    members = world.call("DescribeCacheClusters")["CacheClusters"]
+    assert len(members) == 4
+    assert all(m["CacheNodeType"] == "cache.t3.small" and m["PendingModifiedValues"] == {} for m in members)
+    for node in ("rg-003", "joiner"):
+        assert world.runtime.config_of(NODE.format(node)).memory_mb == int(1.37 * 1024)

@@ -129,3 +129,15 @@ def test_fuzz_read_only_path_never_changes_state(tmp_path: Path) -> None:
     run()
     world.service.store.close()
     assert seen["read-only"] > 0 and seen["other"] > 0, seen
+
+
+def test_a_request_the_parser_chokes_on_is_an_internal_failure(running: tuple[World, Client],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _world, client = running
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("a parser bug")
+
+    monkeypatch.setattr("controlplane.query.parse", broken)
+    status, body = client.post([("Action", "DescribeCacheClusters"), ("Version", "2015-02-02")])
+    assert status == 500 and "<Code>InternalFailure</Code>" in body
