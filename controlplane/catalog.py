@@ -158,14 +158,15 @@ def resolve_version(
     prefix = ".".join(parts[:2])
     exact = [v for v in installed if v in (wanted, prefix) or v.startswith(prefix + ".")]
     if exact:
-        return max(exact, key=_version_key), True
+        return max(exact, key=version_key), True
     if strict:
         return None, False
     same_major = nearest(wanted, installed)
     if same_major is not None:
         return same_major, False
-    return max(installed, key=_version_key), False
+    return max(installed, key=version_key), False
 
 
-def _version_key(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
+    """A version as numbers, for comparing: "7.0.15" -> (7, 0, 15); "6.x" -> (6, 0)."""
     return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))

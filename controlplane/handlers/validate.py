@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from controlplane import catalog
+from controlplane.catalog import version_key
 from controlplane.model import messages as m
 from controlplane.model.errors import (
     InvalidParameterCombinationException,
@@ -126,12 +127,8 @@ def availability_zones(region: str, azs: Sequence[str]) -> None:
             raise invalid(f"Invalid availability zone: {az}. Valid zones in {region}: {', '.join(zones)}.")
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
-
-
 def no_downgrade(current: str, requested: str) -> str:
-    if version_tuple(requested) < version_tuple(current):
+    if version_key(requested) < version_key(current):
         raise invalid(f"Cannot downgrade from {current} to {requested}.")
     return requested
 

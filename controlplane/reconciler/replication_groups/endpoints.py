@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from controlplane.catalog import version_key
 from controlplane.reconciler.errors import TemporaryError
 from controlplane.reconciler.infra import endpoint_name
 from controlplane.reconciler.replication_groups.context import GroupContext, member, replaced
@@ -32,7 +33,7 @@ class Endpoints:
         infra = self._ctx.infra
         if rg.status.primary_host is None or rg.status.reader_host is None:
             # Floating addresses need an address per endpoint and `CONFIG SET bind` (7.0+).
-            proxied = infra.endpoint_addresses.mode != "loopback" or _major(version) < 7
+            proxied = infra.endpoint_addresses.mode != "loopback" or version_key(version) < (7,)
             with infra.alloc_lock:
                 primary = infra.allocate(infra.endpoint_addresses, rg.spec.port, self._ctx.store)
                 rg = self._ctx.write(rg, partial(_set_endpoint, which="primary", address=primary, proxied=proxied))
@@ -165,8 +166,3 @@ def _set_endpoint(status: ReplicationGroupStatus, which: str, address: tuple[str
         status.primary_host, status.primary_port = address
     else:
         status.reader_host, status.reader_port = address
-
-
-def _major(version: str) -> int:
-    head = version.split(".")[0]
-    return int(head) if head.isdigit() else 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
+from controlplane.catalog import version_key
 from controlplane.reconciler.errors import TemporaryError
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
@@ -38,7 +39,7 @@ class Rollout:
         old_name, new_name = ctx.name(rg, old.id), ctx.name(rg, new.id)
         target = (new.status.nodes[0].host, new.status.nodes[0].port)
         try:
-            if _version_tuple(version) >= (6, 2):
+            if version_key(version) >= (6, 2):
                 runtime.hand_over(old_name, target)
             else:  # no FAILOVER command before 6.2: promote, then demote
                 runtime.replicate(new_name, None)
@@ -128,7 +129,3 @@ class Rollout:
         if len(outdated) > 1:
             raise TemporaryError("rolling the next node", delay=0.0)
         return rg, members, []
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
