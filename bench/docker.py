@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import random
 import shutil
 import signal
@@ -26,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from bench.lab import Lab, Ours, _stop_process, _wait_http, free_port, log
+from bench.lab import Lab, Ours, _stop_process, log
 from bench.lifecycle import our_pairs
 from bench.report import Row, Table, median, ours_below, percentile, ratio_at_least
 from engine.runtime.base import NodeConfig
@@ -171,27 +170,17 @@ class DockerOurs(Ours):
     """elasticache-local on the docker runtime (its own data directory and networks)."""
 
     name = "elasticache-local (docker)"
+    networks = (NODE_NETWORK, ENDPOINT_NETWORK)
 
-    def start(self) -> None:
+    def settings(self) -> dict[str, str]:
         images, pull = image_settings()
-        self.port = free_port()
-        env = dict(os.environ)
-        env.update({
-            "ELASTICACHE_LOCAL_PORT": str(self.port),
-            "ELASTICACHE_LOCAL_DATA_DIR": str(self.dir / "data"),
-            "ELASTICACHE_LOCAL_NODE_NETWORK": NODE_NETWORK,
-            "ELASTICACHE_LOCAL_ENDPOINT_NETWORK": ENDPOINT_NETWORK,
-            "ELASTICACHE_LOCAL_ADDRESSING": "loopback",
-            "ELASTICACHE_LOCAL_LOG_LEVEL": "warning",
+        return {
             "ELASTICACHE_LOCAL_RUNTIME": "docker",
             "ELASTICACHE_LOCAL_DOCKER_PULL": "true" if pull else "false",
             "ELASTICACHE_LOCAL_DOCKER_IMAGE_REDIS": images["redis"],
             "ELASTICACHE_LOCAL_DOCKER_IMAGE_VALKEY": images["valkey"],
             "ELASTICACHE_LOCAL_DOCKER_IMAGE_MEMCACHED": images["memcached"],
-        })
-        self._popen([sys.executable, "-m", "controlplane", "serve"], env)
-        assert self.proc is not None
-        _wait_http(self.url + "/api/v1/health", self.proc, "GET", self._log_path)
+        }
 
     def stop(self) -> None:
         data_dir = (self.dir / "data").resolve()

@@ -33,7 +33,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -47,7 +46,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from bench.lab import CpuWatch, Lab, Ours, _wait_http, free_port, log
+from bench.lab import CpuWatch, Lab, Ours, log
 from bench.report import Row, Table, Target, fmt, median
 
 T = TypeVar("T")
@@ -437,23 +436,12 @@ class FailoverServer(Ours):
     failover steps), with down_after and health_interval spelled out."""
 
     name = "elasticache-local-failover"
+    networks = (NODE_NETWORK, ENDPOINT_NETWORK)
+    log_level = "info"
 
-    def start(self) -> None:
-        self.port = free_port()
-        env = dict(os.environ)
-        env.update({
-            "ELASTICACHE_LOCAL_PORT": str(self.port),
-            "ELASTICACHE_LOCAL_DATA_DIR": str(self.dir / "data"),
-            "ELASTICACHE_LOCAL_NODE_NETWORK": NODE_NETWORK,
-            "ELASTICACHE_LOCAL_ENDPOINT_NETWORK": ENDPOINT_NETWORK,
-            "ELASTICACHE_LOCAL_ADDRESSING": "loopback",
-            "ELASTICACHE_LOCAL_LOG_LEVEL": "info",
-            "ELASTICACHE_LOCAL_DOWN_AFTER": str(DOWN_AFTER),
-            "ELASTICACHE_LOCAL_HEALTH_INTERVAL": str(HEALTH_INTERVAL),
-        })
-        self._popen([sys.executable, "-m", "controlplane", "serve"], env)
-        assert self.proc is not None
-        _wait_http(self.url + "/api/v1/health", self.proc, "GET", self._log_path)
+    def settings(self) -> dict[str, str]:
+        return {"ELASTICACHE_LOCAL_DOWN_AFTER": str(DOWN_AFTER),
+                "ELASTICACHE_LOCAL_HEALTH_INTERVAL": str(HEALTH_INTERVAL)}
 
     @property
     def log_path(self) -> Path:
@@ -529,10 +517,9 @@ class OursGroup:
             self.client.delete_replication_group(ReplicationGroupId=GROUP_ID)
 
 
-def ours_trial(group: OursGroup, tail: LogTail, fault_kind: str, n: int) -> Trial:
-    topo = group.ready()
-    trial = Trial(fault_kind)
-    writer = Writer(lambda: direct(topo.endpoint, timeout=SOCKET_TIMEOUT), f"fo:o{fault_kind[0]}:{n:02d}:")
+def _fault_under_writer(fault_kind: str, topo: Topology, writer: Writer, trial: Trial, tail: LogTail) -> Fault:
+    """Inject the fault into the primary while `writer` writes, until the writer has recovered
+    (or given up); the primary is resumed afterwards whatever happened. Both sides run this."""
     fault = Fault(fault_kind, topo.pid)
     tail.mark()
     _run_writer(writer)
@@ -543,7 +530,16 @@ def ours_trial(group: OursGroup, tail: LogTail, fault_kind: str, n: int) -> Tria
         _finish_writer(writer, trial)
     finally:
         writer.stop()
-        fault.resume()  # ours fences (kills) a frozen primary; this is for a failover that did not happen
+        fault.resume()
+    return fault
+
+
+def ours_trial(group: OursGroup, tail: LogTail, fault_kind: str, n: int) -> Trial:
+    topo = group.ready()
+    trial = Trial(fault_kind)
+    writer = Writer(lambda: direct(topo.endpoint, timeout=SOCKET_TIMEOUT), f"fo:o{fault_kind[0]}:{n:02d}:")
+    # Ours fences (kills) a frozen primary: the resume is for a failover that did not happen.
+    fault = _fault_under_writer(fault_kind, topo, writer, trial, tail)
     after = group.ready()
     trial.ready_after = time.time() - fault.wall
     trial.promoted_offset = _promoted_offset(after.primary)
@@ -713,17 +709,8 @@ def sentinel_trial(setup: SentinelSetup, tail: LogTail, fault_kind: str, n: int)
         return master
 
     writer = Writer(client, f"fo:s{fault_kind[0]}:{n:02d}:")
-    fault = Fault(fault_kind, topo.pid)
-    tail.mark()
-    _run_writer(writer)
-    try:
-        before = _sample_offset(topo.primary, writer, trial, writer.key(0))
-        fault.inject(writer)
-        trial.acked_after_sample = len(writer.acked) - before
-        _finish_writer(writer, trial)
-    finally:
-        writer.stop()
-        fault.resume()  # a frozen primary runs again (the client has already moved on, or gave up)
+    # A frozen primary runs again after (the client has already moved on, or gave up).
+    fault = _fault_under_writer(fault_kind, topo, writer, trial, tail)
     setup.rejoin(topo.primary, fault)
     after = setup.ready()
     trial.ready_after = time.time() - fault.wall

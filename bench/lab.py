@@ -240,6 +240,13 @@ class Server:
 
 class Ours(Server):
     name = "elasticache-local"
+    # Each benchmark's service on networks of its own, so two never meet on an address.
+    networks = (NODE_NETWORK, ENDPOINT_NETWORK)
+    log_level = "warning"
+
+    def settings(self) -> dict[str, str]:
+        """Settings beyond the common ones (subclasses: runtime, health probing, ...)."""
+        return {}
 
     def start(self) -> None:
         self.port = free_port()
@@ -247,10 +254,11 @@ class Ours(Server):
         env.update({
             "ELASTICACHE_LOCAL_PORT": str(self.port),
             "ELASTICACHE_LOCAL_DATA_DIR": str(self.dir / "data"),
-            "ELASTICACHE_LOCAL_NODE_NETWORK": NODE_NETWORK,
-            "ELASTICACHE_LOCAL_ENDPOINT_NETWORK": ENDPOINT_NETWORK,
+            "ELASTICACHE_LOCAL_NODE_NETWORK": self.networks[0],
+            "ELASTICACHE_LOCAL_ENDPOINT_NETWORK": self.networks[1],
             "ELASTICACHE_LOCAL_ADDRESSING": "loopback",
-            "ELASTICACHE_LOCAL_LOG_LEVEL": "warning",
+            "ELASTICACHE_LOCAL_LOG_LEVEL": self.log_level,
+            **self.settings(),
         })
         self._popen([sys.executable, "-m", "controlplane", "serve"], env)
         assert self.proc is not None
