@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 from controlplane.handlers.context import RequestContext
 from controlplane.model.errors import CacheClusterAlreadyExistsFault
+from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, CacheClusterSpec, ReplicationGroup
+from controlplane.state.store import Store
 
 MAX_MEMBERS = 6  # a primary and 5 replicas
 MAX_REPLICAS = MAX_MEMBERS - 1
@@ -48,3 +50,16 @@ def add_members(ctx: RequestContext, rg: ReplicationGroup, count: int, azs: Sequ
         if not store.create(record):
             raise CacheClusterAlreadyExistsFault(f"Cache cluster {member_id} already exists.")
     return ids
+
+
+def sync_members(store: Store, rg: ReplicationGroup) -> None:
+    """Members show the group's node type, version and pending changes, as AWS's do (written by
+    the handlers, with the group's spec)."""
+    target, pending = rg.target(), rg.unapplied()
+    for member in members_of(store, rg):
+        def change(c: CacheCluster) -> None:
+            c.spec.node_type = target.node_type
+            c.spec.engine_version = target.engine_version
+            c.spec.pending = pending.model_copy()
+
+        store.update(member.key, CacheCluster, change)

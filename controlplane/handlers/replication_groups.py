@@ -9,7 +9,7 @@ from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.handlers.lookup import get_group, group_shape, require_available, unchanged_since_read
-from controlplane.handlers.members import MAX_MEMBERS, MAX_REPLICAS, add_members
+from controlplane.handlers.members import MAX_MEMBERS, MAX_REPLICAS, add_members, sync_members
 from controlplane.handlers.replicas import decrease_replica_count, increase_replica_count, test_failover
 from controlplane.model import messages as m
 from controlplane.model.errors import (
@@ -18,7 +18,7 @@ from controlplane.model.errors import (
     InvalidCacheClusterStateFault,
     ReplicationGroupAlreadyExistsFault,
 )
-from controlplane.state.members import members_of, sync_members
+from controlplane.state.members import members_of
 from controlplane.state.records import (
     CacheCluster,
     PrimaryChange,

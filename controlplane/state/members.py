@@ -1,4 +1,4 @@
-"""Which cache clusters are members of a replication group, and keeping them in step with it."""
+"""Which cache clusters are members of a replication group."""
 
 from __future__ import annotations
 
@@ -8,16 +8,3 @@ from controlplane.state.store import Store
 
 def members_of(store: Store, rg: ReplicationGroup) -> list[CacheCluster]:
     return [c for c in store.records(CacheCluster, rg.account, rg.region) if c.spec.replication_group_id == rg.id]
-
-
-def sync_members(store: Store, rg: ReplicationGroup) -> None:
-    """Members show the group's node type, version and pending changes, as AWS's do (written by
-    the handlers, with the group's spec)."""
-    target, pending = rg.target(), rg.unapplied()
-    for member in members_of(store, rg):
-        def change(c: CacheCluster) -> None:
-            c.spec.node_type = target.node_type
-            c.spec.engine_version = target.engine_version
-            c.spec.pending = pending.model_copy()
-
-        store.update(member.key, CacheCluster, change)
