@@ -436,10 +436,9 @@ def test_trash_left_by_a_crash_is_deleted_by_the_next_runtime(make_runtime: Fact
 
 
 def _notify_address(runtime: ProcessRuntime) -> bytes:
-    sock = runtime._notify
-    assert sock is not None, "no readiness socket on this platform"
-    name = sock.getsockname()
-    return name if isinstance(name, bytes) else name.encode()
+    address = runtime._ready.address
+    assert address is not None, "no readiness socket on this platform"
+    return b"\0" + address[1:].encode()
 
 
 @needs_redis
