@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Literal
 
-from engine.runtime.base import RuntimeError_
+from engine.runtime.base import NodeConfig, RuntimeError_
 
 __all__ = [
     "DEFAULT_NETWORK",
@@ -25,6 +26,7 @@ __all__ = [
     "AddressMode",
     "bind_error",
     "can_bind",
+    "check_bindable",
     "loopback_aliases_work",
 ]
 
@@ -47,6 +49,27 @@ def bind_error(host: str, port: int) -> int | None:
     finally:
         sock.close()
     return None
+
+
+def check_bindable(config: NodeConfig) -> None:
+    """Raise RuntimeError_ saying why node `config` could not listen on its address now. The
+    runtimes call it before they start a node: a taken address is the common failure, and this
+    sees it at once, where the node itself would only fail after its start."""
+    error = bind_error(config.host, config.port)
+    if error is None:
+        return
+    where = f"{config.host}:{config.port}"
+    if error == errno.EADDRINUSE:
+        raise RuntimeError_(
+            f"cannot start node {config.name}: {where} is already in use by another process", temporary=True
+        )
+    if error == errno.EADDRNOTAVAIL:
+        raise RuntimeError_(
+            f"cannot start node {config.name}: {config.host} is not an address of this machine "
+            "(macOS needs `sudo ifconfig lo0 alias <address>`; or use 'ports' node addressing)",
+            temporary=False,
+        )
+    raise RuntimeError_(f"cannot start node {config.name}: cannot listen on {where}: {os.strerror(error)}")
 
 
 def can_bind(host: str, port: int) -> bool:

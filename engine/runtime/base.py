@@ -13,12 +13,21 @@ never AWS resources. Every implementation (process, docker, fake) honours the sa
 from __future__ import annotations
 
 import enum
+import logging
+import re
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+log = logging.getLogger(__name__)
+
 # NodeRuntime.wait_ready's pause where no readiness report can come: the pace of a caller's probes.
 PROBE_PAUSE = 0.003
+
+# A node name: a file name (process runtime) and part of a container name (docker runtime).
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class NodeState(enum.StrEnum):
@@ -96,6 +105,53 @@ class ProbeResult:
 
 
 ExitListener = Callable[[str], None]
+
+
+def node_info(config: NodeConfig, state: NodeState, pid: int | None) -> NodeInfo:
+    """What a runtime reports of a node: its config's identity, and how it runs now."""
+    return NodeInfo(
+        name=config.name,
+        state=state,
+        engine=config.engine,
+        version=config.version,
+        host=config.host,
+        port=config.port,
+        pid=pid,
+        labels=dict(config.labels),
+    )
+
+
+def tell_exit(listener: ExitListener | None, name: str) -> None:
+    """Report a node's exit. A failing listener is logged, never raised: the runtime's watcher
+    thread that calls it must live on to report the next exit."""
+    if listener is None:
+        return
+    try:
+        listener(name)
+    except Exception:
+        log.exception("exit listener failed for node %s", name)
+
+
+def pause_for_probe(timeout: float) -> None:
+    """wait_ready where no readiness report can come: keep the caller's probes at their pace."""
+    time.sleep(min(timeout, PROBE_PAUSE))
+
+
+class NodeLocks:
+    """One re-entrant lock per node name: operations on one node are serialized (a stop and a
+    start of it never interleave), operations on different nodes run in parallel. Re-entrant,
+    since remove() stops or kills the node it holds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.RLock] = {}
+
+    def __call__(self, name: str) -> threading.RLock:
+        with self._lock:
+            lock = self._locks.get(name)
+            if lock is None:
+                lock = self._locks[name] = threading.RLock()
+            return lock
 
 
 class RuntimeError_(Exception):

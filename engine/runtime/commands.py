@@ -1,15 +1,25 @@
-"""Replication and address commands for runtimes whose nodes are reachable over TCP at their
-own address (the process runtime, and the docker runtime with host networking)."""
+"""Probes, replication and address commands for runtimes whose nodes are reachable over TCP at
+their own address (the process runtime, and the docker runtime)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 
+from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
-from engine.runtime.base import NodeInfo, RuntimeError_
+from engine.runtime.base import NodeConfig, NodeInfo, ProbeResult, RuntimeError_
 
 COMMAND_TIMEOUT = 2.0
+
+
+def probe_node(config: NodeConfig, timeout: float) -> ProbeResult:
+    """NodeRuntime.probe of a node at its configured address (with its password, if any)."""
+    try:
+        password = config.settings.get("requirepass") or None
+        return adapter_for(config.engine).probe(config.host, config.port, timeout, password=password)
+    except Exception as exc:  # never raises, by contract
+        return ProbeResult(False, None, None, f"probe failed: {exc}", 0.0)
 
 
 class TcpNodeCommands:

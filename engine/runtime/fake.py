@@ -7,18 +7,18 @@ thread that caused the exit (crash/kill/stop/remove), after the runtime's lock i
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from engine.runtime.base import (
-    PROBE_PAUSE,
     ExitListener,
     NodeConfig,
     NodeInfo,
     NodeState,
     ProbeResult,
     RuntimeError_,
+    node_info,
+    pause_for_probe,
 )
 
 __all__ = ["DEFAULT_VERSIONS", "FakeRuntime"]
@@ -175,7 +175,7 @@ class FakeRuntime:
             if serves and node is not None and not node.ready_reported:
                 node.ready_reported = True
                 return True
-        time.sleep(min(timeout, PROBE_PAUSE))
+        pause_for_probe(timeout)
         return False
 
     def replicate(self, name: str, primary: tuple[str, int] | None) -> None:
@@ -323,14 +323,4 @@ class FakeRuntime:
             listener(name)
 
     def _info(self, node: _FakeNode) -> NodeInfo:
-        c = node.config
-        return NodeInfo(
-            name=c.name,
-            state=node.state,
-            engine=c.engine,
-            version=c.version,
-            host=c.host,
-            port=c.port,
-            pid=node.pid,
-            labels=dict(c.labels),
-        )
+        return node_info(node.config, node.state, node.pid)

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import boto3
 import pytest
 
 from engine.runtime.process import ProcessRuntime
+from tests.eventually import NotYet, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,16 +123,21 @@ class LiveServer:
             [sys.executable, "-m", "controlplane", "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        proc = self.proc
+
+        def answers() -> bool:
             try:
                 urllib.request.urlopen(self.url + "/api/v1/health", timeout=1).read()
-                return
+                return True
             except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        raise RuntimeError("server did not start:\n" + (self.data_dir / "server.log").read_text()[-3000:])
+                if proc.poll() is not None:  # exited: ends the wait at once
+                    raise RuntimeError("server exited") from None
+                return False
+
+        try:
+            eventually(answers, 30.0, 0.05, "the server answering")
+        except (NotYet, RuntimeError):
+            raise RuntimeError("server did not start:\n" + (self.data_dir / "server.log").read_text()[-3000:]) from None
 
     def stop(self) -> None:
         """Like Ctrl-C: the API stops, nodes keep running."""

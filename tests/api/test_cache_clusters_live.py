@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 from pymemcache.client.base import Client as Memcache
 
 from tests.api.conftest import LiveServer
+from tests.eventually import eventually
 
 FAST = {"Delay": 0.1, "MaxAttempts": 100}
 
@@ -152,15 +153,14 @@ def test_service_restart_keeps_clusters_tags_events_and_nodes(server: LiveServer
     # The re-adopted node is watched: killing it is noticed and it is recovered.
     os.kill(pid, 9)
     ec.get_waiter("cache_cluster_available").wait(CacheClusterId="web", WaiterConfig=FAST)
-    for _ in range(100):
+
+    def recovery_finished() -> bool:
         messages = [e["Message"] for e in
                     ec.describe_events(SourceType="cache-cluster", SourceIdentifier="web")["Events"]]
-        if "Finished recovery for cache nodes 0001" in messages:
-            break
-        import time
+        assert "Finished recovery for cache nodes 0001" in messages, messages
+        return True
 
-        time.sleep(0.05)
-    assert "Finished recovery for cache nodes 0001" in messages
+    eventually(recovery_finished, 10.0, 0.05, "the recovery event")
     assert r.ping()
 
 

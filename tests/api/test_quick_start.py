@@ -8,11 +8,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tests.api.conftest import ROOT, free_port, server_env
+from tests.eventually import NotYet, eventually
 
 
 def test_make_serve_starts_the_service_and_ctrl_c_stops_it(tmp_path: Path) -> None:
@@ -26,16 +27,21 @@ def test_make_serve_starts_the_service_and_ctrl_c_stops_it(tmp_path: Path) -> No
         proc = subprocess.Popen(["make", "--no-print-directory", "serve"], cwd=ROOT, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        health = None
-        deadline = time.monotonic() + 120  # bootstrap may have to install the service's package
-        while time.monotonic() < deadline and proc.poll() is None:
+        def health_of_serve() -> dict[str, Any] | None:
+            if proc.poll() is not None:
+                raise RuntimeError("make serve exited")  # ends the wait at once
             try:
-                health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health",
-                                                           timeout=1).read())
-                break
+                found: dict[str, Any] = json.loads(urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/v1/health", timeout=1).read())
+                return found
             except OSError:
-                time.sleep(0.1)
-        assert health is not None, f"make serve did not answer:\n{log_path.read_text()[-3000:]}"
+                return None
+
+        try:
+            # bootstrap may have to install the service's package
+            health = eventually(health_of_serve, 120.0, 0.1, "make serve answering")
+        except (NotYet, RuntimeError):
+            raise AssertionError(f"make serve did not answer:\n{log_path.read_text()[-3000:]}") from None
         assert health["status"] == "ok" and health["runtime"] == "process"
         out = log_path.read_text()
         assert f"the ElastiCache API is at http://127.0.0.1:{port}" in out

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import redis
 
 from tests.api.conftest import LiveServer
 from tests.api.writer import kill_primary_under_writer
+from tests.eventually import eventually
 
 FAST = {"Delay": 0.1, "MaxAttempts": 150}
 
@@ -46,11 +46,8 @@ def test_replication_and_endpoints(ec: Any) -> None:
         node = _client(member["ReadEndpoint"])
         expected = "master" if member["CurrentRole"] == "primary" else "slave"
         assert node.info("replication")["role"] == expected
-        for _ in range(100):  # replication is asynchronous: bounded wait
-            if node.get("k") == b"v":
-                break
-            time.sleep(0.01)
-        assert node.get("k") == b"v"
+        # Replication is asynchronous: bounded wait.
+        eventually(lambda: node.get("k") == b"v", 2.0, 0.01, "the replica has k")  # noqa: B023 - called at once
     zones = {m["PreferredAvailabilityZone"] for m in ng["NodeGroupMembers"]}
     assert len(zones) == 3
     ec.delete_replication_group(ReplicationGroupId="rg")
@@ -74,25 +71,25 @@ def test_kill_9_of_the_primary_under_a_writer(ec: Any) -> None:
     assert any(m.startswith("Failover from primary node rg-001 to replica node") for m in messages)
     # The failed node is back as a replica of the new primary, within 10 s.
     old = _client(_members(ec)["rg-001"]["ReadEndpoint"])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def replica_again() -> bool:
         try:
             info = old.info("replication")
-            if info["role"] == "slave" and info["master_link_status"] == "up":
-                break
         except redis.RedisError:
-            pass
-        time.sleep(0.05)
+            return False
+        return bool(info["role"] == "slave" and info["master_link_status"] == "up")
+
+    eventually(replica_again, 10.0, 0.05, "rg-001 a replica with its link up")
     assert old.info("replication")["master_link_status"] == "up"
     assert _group(ec)["Status"] == "available"
     # The recovery event follows the node's readiness by a moment: bounded wait.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def recovery_finished() -> list[str]:
         cluster_events = [e["Message"] for e in ec.describe_events(SourceType="cache-cluster",
                                                                    SourceIdentifier="rg-001")["Events"]]
-        if cluster_events[-1:] == ["Finished recovery for cache nodes 0001"]:
-            break
-        time.sleep(0.05)
+        assert cluster_events[-1:] == ["Finished recovery for cache nodes 0001"], cluster_events
+        return cluster_events
+
+    cluster_events = eventually(recovery_finished, 10.0, 0.05, "the recovery event")
     assert cluster_events[-2:] == ["Recovering cache nodes 0001", "Finished recovery for cache nodes 0001"]
 
 
@@ -113,9 +110,7 @@ def test_aws_cli_test_failover(server: LiveServer, ec: Any) -> None:
     waited = subprocess.run([*aws, "wait", "replication-group-available", "--replication-group-id", "rg"],
                             env=env, capture_output=True, text=True, timeout=120)
     assert waited.returncode == 0, waited.stderr
-    deadline = time.monotonic() + 10
-    while _members(ec)["rg-002"]["CurrentRole"] != "primary" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually(lambda: _members(ec)["rg-002"]["CurrentRole"] == "primary", 10.0, 0.05, "rg-002 the primary")
     assert _members(ec)["rg-002"]["CurrentRole"] == "primary"
     client = _client(endpoint)
     assert client.info("replication")["role"] == "master"
@@ -136,11 +131,11 @@ def test_valkey_group_fails_over(ec: Any, server: LiveServer) -> None:
     client.set("k", "v")
     ec.test_failover(ReplicationGroupId="vk", NodeGroupId="0001")
     ec.get_waiter("replication_group_available").wait(ReplicationGroupId="vk", WaiterConfig=FAST)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def failed_over() -> dict[str, str]:
         roles = {m["CacheClusterId"]: m["CurrentRole"] for m in _group(ec, "vk")["NodeGroups"][0]["NodeGroupMembers"]}
-        if roles.get("vk-002") == "primary" and _group(ec, "vk")["Status"] == "available":
-            break
-        time.sleep(0.05)
+        assert roles.get("vk-002") == "primary" and _group(ec, "vk")["Status"] == "available", roles
+        return roles
+
+    roles = eventually(failed_over, 10.0, 0.05, "vk-002 the primary of an available group")
     assert roles["vk-002"] == "primary"
     assert client.get("k") == b"v"

@@ -9,6 +9,8 @@ import time
 
 import redis
 
+from tests.eventually import NotYet, eventually
+
 
 class Writer:
     """SETs k0, k1, ... in a loop on one client, in a thread: which writes were acknowledged and
@@ -44,12 +46,16 @@ class Writer:
         """True once `count` more writes than now were acknowledged and none failed after `since`
         (bounded wait)."""
         target = len(self.acked) + count
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.acked) >= target and (not self.failures or self.failures[-1] > since):
-                return True
-            time.sleep(0.01)
-        return False
+        try:
+            eventually(lambda: len(self.acked) >= target and (not self.failures or self.failures[-1] > since),
+                       timeout, 0.01)
+        except NotYet:
+            return False
+        return True
+
+    def writing(self, count: int = 50, timeout: float = 10.0) -> None:
+        """Wait until `count` writes have been acknowledged: the client is under way."""
+        eventually(lambda: len(self.acked) >= count, timeout, 0.01, f"{count} writes acknowledged")
 
 
 def kill_primary_under_writer(client: redis.Redis) -> int:
@@ -57,7 +63,7 @@ def kill_primary_under_writer(client: redis.Redis) -> int:
     pid once writes resume through the same client (the endpoint); fails if they do not."""
     old_pid = int(client.info("server")["process_id"])
     with Writer(client) as writer:
-        time.sleep(0.3)
+        writer.writing()
         killed_at = time.monotonic()
         os.kill(old_pid, signal.SIGKILL)
         assert writer.resumed_after(killed_at, 100), "writes did not resume through the primary endpoint"

@@ -6,42 +6,17 @@ Every container and volume a test creates is removed by the fixture that made it
 
 from __future__ import annotations
 
-import random
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.addresses import AddressAllocator
 from engine.runtime.docker import LABEL, DockerRuntime
-from tests.api.conftest import LOCAL_IMAGES, LiveServer, require_docker, running_server
+from tests.api.conftest import LiveServer, require_docker, running_server
+from tests.runtimes import DOCKER_IMAGES, DockerKit, Exits, kit_for
 
-IMAGES = {
-    "redis": LOCAL_IMAGES["ELASTICACHE_LOCAL_DOCKER_IMAGE_REDIS"],
-    "valkey": LOCAL_IMAGES["ELASTICACHE_LOCAL_DOCKER_IMAGE_VALKEY"],
-    "memcached": LOCAL_IMAGES["ELASTICACHE_LOCAL_DOCKER_IMAGE_MEMCACHED"],
-}
-# A random test-only /24 per session (127.0.160-199.x), apart from the api tests' networks.
-ADDRESSES = AddressAllocator(network=f"127.0.{random.randint(160, 199)}.0/24", hold_seconds=600)
-
-
-class Exits:
-    """Exit listener that lets a test wait for a node's exit notification."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, name: str) -> None:
-        with self._cond:
-            self.names.append(name)
-            self._cond.notify_all()
-
-    def wait_for(self, name: str, count: int = 1, timeout: float = 2.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.names.count(name) >= count, timeout)
+IMAGES = DOCKER_IMAGES
 
 
 @pytest.fixture(scope="session")
@@ -62,36 +37,21 @@ Factory = Callable[..., DockerRuntime]
 
 
 @pytest.fixture
-def make_runtime(docker_ready: None) -> Iterator[Factory]:
+def kit(docker_ready: None, tmp_path: Path) -> Iterator[DockerKit]:
     """Docker runtimes of one test-only owner; at the end every node of that owner is removed."""
-    owner = f"t{random.randrange(16**8):08x}"
-    runtimes: list[DockerRuntime] = []
-
-    def make(**kw: Any) -> DockerRuntime:
-        kw.setdefault("owner", owner)
-        kw.setdefault("images", IMAGES)
-        kw.setdefault("pull", False)
-        rt = DockerRuntime(**kw)
-        runtimes.append(rt)
-        return rt
-
-    yield make
-    owners = {rt.owner for rt in runtimes} | {owner}
-    for rt in runtimes:
-        rt.close()
-    for each in owners:
-        cleaner = DockerRuntime(owner=each, images=IMAGES, pull=False)
-        for info in cleaner.list_managed():
-            cleaner.remove(info.name)
-        assert cleaner.list_managed() == []
-        cleaner.close()
+    with kit_for("docker", tmp_path) as made:
+        assert isinstance(made, DockerKit)
+        yield made
 
 
 @pytest.fixture
-def rt(make_runtime: Factory) -> tuple[DockerRuntime, Exits]:
-    runtime = make_runtime()
-    exits = Exits()
-    runtime.set_exit_listener(exits)
+def make_runtime(kit: DockerKit) -> Factory:
+    return kit.runtime
+
+
+@pytest.fixture
+def rt(kit: DockerKit) -> tuple[DockerRuntime, Exits]:
+    runtime, exits = kit.listening()
     return runtime, exits
 
 

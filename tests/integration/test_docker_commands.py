@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.runtime.base import NodeConfig
-from engine.runtime.docker import _template_pattern, container_name, memory_limit_mb, node_command, owner_for
+from engine.runtime.base import NodeConfig, RuntimeError_
+from engine.runtime.docker import container_name, memory_limit_mb, node_command, owner_for
+from engine.runtime.docker.images import Images, template_pattern
 
 REDIS = NodeConfig("n1", "redis", "7.0.15", "127.0.100.1", 6379, 512, settings={"bind": "127.0.104.1"})
 
@@ -51,20 +52,16 @@ def test_limits_names_and_templates() -> None:
     assert len(owner) == 10 and owner == owner_for("/home/me/.local/state/elasticache-local")
     assert owner != owner_for("/tmp/other")
     assert container_name(owner, "n1") == f"elasticache-local-{owner}-n1"
-    official = _template_pattern("docker.io/library/redis:{version}")
+    official = template_pattern("docker.io/library/redis:{version}")
     assert official.match("redis:7.0.15") and not official.match("redis:latest")
     assert not official.match("redis:7.0.15-alpine") and not official.match("myredis:7.0.15")
-    local = _template_pattern("elasticache-local/redis:{version}")
+    local = template_pattern("elasticache-local/redis:{version}")
     match = local.match("elasticache-local/redis:7.0.15")
     assert match and match.group("version") == "7.0.15"
 
 
 def test_a_pull_logs_its_progress_and_a_failed_pull_says_what_to_do(caplog: pytest.LogCaptureFixture) -> None:
-    """_pull_image against a stub of the Docker API (no registry is reachable from the tests)."""
-    import threading
-
-    from engine.runtime import docker as docker_runtime
-    from engine.runtime.base import RuntimeError_
+    """Images.pull_image against a stub of the Docker API (no registry is reachable from the tests)."""
 
     class Api:
         def __init__(self, events: list[dict[str, object]]) -> None:
@@ -77,27 +74,22 @@ def test_a_pull_logs_its_progress_and_a_failed_pull_says_what_to_do(caplog: pyte
         def images(self) -> list[dict[str, object]]:
             return [{"RepoTags": ["redis:7.0.15"]}]
 
-    runtime = object.__new__(docker_runtime.DockerRuntime)
-    runtime._lock = threading.Lock()
-    runtime._offered = {}
-    runtime._patterns = {"redis": _template_pattern("redis:{version}")}
-    runtime._versions = {}
-    runtime._api = Api([
+    images = Images(Api([
         {"status": "Pulling fs layer", "id": "a"},
         {"status": "Downloading", "id": "a", "progressDetail": {"current": 1_000_000, "total": 4_000_000}},
         {"status": "Downloading", "id": "b", "progressDetail": {"current": 2_000_000, "total": 2_000_000}},
         {"status": "Pull complete", "id": "b"},
         {"status": "Status: Downloaded newer image for redis:7.0.15"},
-    ])
+    ]), {"redis": "redis:{version}"}, pull=True)
     with caplog.at_level("INFO", logger="engine.runtime.docker"):
-        runtime._pull_image("redis:7.0.15")
+        images.pull_image("redis:7.0.15")
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "pulling image redis:7.0.15 (first use; progress follows)"
     assert "pulling redis:7.0.15: 3.0 of 6.0 MB, 1 layer(s) done" in lines
     assert lines[-1].startswith("pulled redis:7.0.15 in ")
-    assert runtime._versions == {"redis": ("7.0.15",)}  # offered from now on
+    assert images.versions() == {"redis": ("7.0.15",)}  # offered from now on
 
-    runtime._api = Api([{"error": "manifest for redis:7.0.15 not found"}])
+    failing = Images(Api([{"error": "manifest for redis:7.0.15 not found"}]), {"redis": "redis:{version}"}, pull=True)
     with pytest.raises(RuntimeError_, match=r"manifest for redis:7\.0\.15 not found") as caught:
-        runtime._pull_image("redis:7.0.15")
+        failing.pull_image("redis:7.0.15")
     assert not caught.value.temporary

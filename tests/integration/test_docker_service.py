@@ -15,6 +15,7 @@ import redis
 
 from engine.runtime.docker import LABEL, DockerRuntime, memory_limit_mb, owner_for
 from tests.api.conftest import LiveServer
+from tests.eventually import eventually
 from tests.integration.conftest import IMAGES, owned_containers
 
 pytestmark = pytest.mark.docker
@@ -74,14 +75,14 @@ def test_docker_kill_from_outside_is_recovered_within_5_s(docker_server: LiveSer
     (container,) = owned_containers(docker_client, owner(docker_server))
     killed = time.monotonic()
     container.kill()  # `docker kill`
-    deadline = killed + 5.0
-    while True:
+
+    def recovered_events() -> list[str]:
         messages = events(ec, "web")
         status = ec.describe_cache_clusters(CacheClusterId="web")["CacheClusters"][0]["CacheClusterStatus"]
-        if "Finished recovery for cache nodes 0001" in messages and status == "available":
-            break
-        assert time.monotonic() < deadline, f"not recovered within 5 s: {status}, {messages}"
-        time.sleep(0.02)
+        assert "Finished recovery for cache nodes 0001" in messages and status == "available", (status, messages)
+        return messages
+
+    messages = eventually(recovered_events, 5.0, 0.02, "recovered")
     recovered = time.monotonic() - killed
     assert messages[-2:] == ["Recovering cache nodes 0001", "Finished recovery for cache nodes 0001"]
     assert redis.Redis(host=host, port=port, socket_timeout=2).ping()
@@ -108,14 +109,13 @@ def test_service_restart_readopts_containers(docker_server: LiveServer, docker_c
 
     for cluster in ("a", "b"):
         ec.get_waiter("cache_cluster_available").wait(CacheClusterId=cluster, WaiterConfig=FAST)
-    deadline = time.monotonic() + 10
-    while True:
+    def b_running() -> dict[str, tuple[str, int, str]]:
         after = {c.labels[f"{LABEL}.cluster"]: (c.id, c.attrs["State"]["Pid"], c.status)
                  for c in owned_containers(docker_client, owner(docker_server))}
-        if after["b"][2] == "running":
-            break
-        assert time.monotonic() < deadline, after
-        time.sleep(0.05)
+        assert after["b"][2] == "running", after
+        return after
+
+    after = eventually(b_running, 10.0, 0.05, "b's container running again")
     assert len(owned_containers(docker_client, owner(docker_server))) == 2  # not duplicated
     assert after["a"][:2] == before["a"]  # re-adopted as it was: same container, same process
     assert after["b"][0] == before["b"][0] and after["b"][1] != before["b"][1]  # same container, restarted
@@ -153,13 +153,14 @@ def test_api_answers_while_twenty_clusters_start(docker_server: LiveServer, dock
         started = time.monotonic()
         for cluster in ids:
             ec.create_cache_cluster(CacheClusterId=cluster, Engine="redis", CacheNodeType="cache.t3.micro")
-        deadline = time.monotonic() + 60
-        while True:
+        def all_available() -> bool:
             clusters = ec.describe_cache_clusters()["CacheClusters"]
-            if len(clusters) == 20 and all(c["CacheClusterStatus"] == "available" for c in clusters):
-                break
-            assert time.monotonic() < deadline, [c["CacheClusterStatus"] for c in clusters]
-            time.sleep(0.05)
+            assert len(clusters) == 20, len(clusters)
+            assert all(c["CacheClusterStatus"] == "available" for c in clusters), [
+                c["CacheClusterStatus"] for c in clusters]
+            return True
+
+        eventually(all_available, 60.0, 0.05, "20 clusters available")
         all_up = time.monotonic() - started
     finally:
         done.set()
@@ -190,10 +191,10 @@ def test_orphans_are_removed_at_start_up(docker_server: LiveServer, docker_clien
     finally:
         runtime.close()
     docker_server.start()
-    deadline = time.monotonic() + 10
-    while True:
+
+    def only_web() -> bool:
         clusters = sorted(c.labels[f"{LABEL}.cluster"] for c in owned_containers(docker_client, owner(docker_server)))
-        if clusters == ["web"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert clusters == ["web"]
+        assert clusters == ["web"], clusters
+        return True
+
+    eventually(only_web, 10.0, 0.1, "the orphan removed")

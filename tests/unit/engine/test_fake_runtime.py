@@ -1,10 +1,14 @@
+"""What only the fake runtime does: fault injection (crash, hang, failed starts, slow starts),
+roles and replication as the control plane's tests need them, and the record of calls. The
+contract it shares with the real runtimes is in test_runtime_contract.py."""
+
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 
-from engine.runtime.base import NodeConfig, NodeRuntime, NodeState, RuntimeError_
+from engine.runtime.base import NodeConfig, NodeState, RuntimeError_
 from engine.runtime.fake import FakeRuntime
 
 
@@ -17,31 +21,9 @@ def rt() -> FakeRuntime:
     return FakeRuntime()
 
 
-def test_is_a_node_runtime(rt: FakeRuntime) -> None:
-    runtime: NodeRuntime = rt
-    assert runtime.name == "fake"
+def test_versions_are_the_defaults_or_those_given(rt: FakeRuntime) -> None:
     assert rt.available_versions()["redis"] == ("7.0.15", "6.2.14")
     assert FakeRuntime({"redis": ("7.2.4",)}).available_versions() == {"redis": ("7.2.4",)}
-
-
-def test_start_inspect_probe(rt: FakeRuntime) -> None:
-    info = rt.start(config())
-    assert info.state is NodeState.RUNNING and info.pid is not None
-    assert rt.inspect("n1") == info
-    assert rt.start(config()) == info  # idempotent
-    result = rt.probe("n1", 0.5)
-    assert result.ok and result.role == "master" and result.version == "7.0.15"
-    mc = rt.start(config("m1", "memcached", "1.6.18"))
-    assert rt.probe("m1", 0.5).role is None and mc.pid != info.pid
-    assert [i.name for i in rt.list_managed()] == ["m1", "n1"]
-    assert rt.inspect("nope") is None
-    assert not rt.probe("nope", 0.5).ok
-
-
-def test_unavailable_version_is_permanent(rt: FakeRuntime) -> None:
-    with pytest.raises(RuntimeError_) as caught:
-        rt.start(config(version="5.0.6"))
-    assert caught.value.temporary is False
 
 
 def test_crash_calls_listener_and_restart_gets_new_pid(rt: FakeRuntime) -> None:
@@ -59,21 +41,7 @@ def test_crash_calls_listener_and_restart_gets_new_pid(rt: FakeRuntime) -> None:
     assert exits == ["n1", "n1"]
 
 
-def test_stop_kill_remove_notify(rt: FakeRuntime) -> None:
-    exits: list[str] = []
-    rt.set_exit_listener(exits.append)
-    for name in ("a", "b", "c"):
-        rt.start(config(name))
-    rt.stop("a")
-    rt.kill("b")
-    rt.remove("c")
-    rt.stop("absent")
-    rt.remove("absent")
-    assert exits == ["a", "b", "c"]
-    assert rt.inspect("c") is None
-
-
-def test_hang_and_pause_fail_probes_but_stay_running(rt: FakeRuntime) -> None:
+def test_a_hung_node_fails_probes_but_stays_running(rt: FakeRuntime) -> None:
     rt.start(config())
     rt.hang("n1")
     result = rt.probe("n1", 0.25)
@@ -81,20 +49,6 @@ def test_hang_and_pause_fail_probes_but_stay_running(rt: FakeRuntime) -> None:
     assert rt.inspect("n1").state is NodeState.RUNNING  # type: ignore[union-attr]
     rt.unhang("n1")
     assert rt.probe("n1", 0.25).ok
-    rt.pause("n1")
-    assert rt.inspect("n1").state is NodeState.PAUSED  # type: ignore[union-attr]
-    assert not rt.probe("n1", 0.25).ok
-    rt.resume("n1")
-    assert rt.probe("n1", 0.25).ok
-
-
-def test_pause_of_an_exited_node_is_an_error(rt: FakeRuntime) -> None:
-    rt.start(config())
-    rt.kill("n1")
-    with pytest.raises(RuntimeError_):
-        rt.pause("n1")
-    with pytest.raises(RuntimeError_):
-        rt.resume("absent")
 
 
 def test_fail_next_starts(rt: FakeRuntime) -> None:
@@ -164,9 +118,3 @@ def test_calls_are_recorded(rt: FakeRuntime) -> None:
     assert rt.config_of("n1") == config()
 
 
-def test_listener_may_call_back_into_the_runtime(rt: FakeRuntime) -> None:
-    seen: list[NodeState] = []
-    rt.set_exit_listener(lambda name: seen.append(rt.inspect(name).state))  # type: ignore[union-attr]
-    rt.start(config())
-    rt.crash("n1")
-    assert seen == [NodeState.EXITED]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from engine.proxy import Member, ProxyHub
+from tests.eventually import NotYet, eventually
 
 NODE_IPS = ("127.0.201.1", "127.0.201.2")
 PORT = 11211
@@ -66,18 +67,23 @@ def _start_node(ip: str) -> subprocess.Popen[bytes]:
     if os.geteuid() == 0:
         argv += ["-u", "root"]  # memcached refuses to run as root otherwise
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
+
+    def listening() -> bool:
+        if process.poll() is not None:  # pytest.fail ends the wait at once
             err = process.stderr.read().decode() if process.stderr else ""
             pytest.fail(f"memcached on {ip}:{PORT} exited: {err.strip()}")
         try:
             with socket.create_connection((ip, PORT), timeout=0.2):
-                return process
+                return True
         except OSError:
-            time.sleep(0.02)
-    _stop(process)
-    pytest.fail(f"memcached on {ip}:{PORT} did not start listening")
+            return False
+
+    try:
+        eventually(listening, 5.0, 0.02, f"memcached on {ip}:{PORT} listening")
+    except NotYet:
+        _stop(process)
+        raise
+    return process
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

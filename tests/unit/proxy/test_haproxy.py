@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from engine.proxy.haproxy import (
     render_config,
 )
 from engine.proxy.tcp import BindError, ProxyError
+from tests.eventually import eventually
 
 from .conftest import PORT, Node, exchange
 
@@ -135,14 +135,14 @@ def _forwarding(pool: HaproxyForwarders, nodes: tuple[Node, Node]) -> tuple[tupl
 
 
 def _wait_refused(address: tuple[str, int], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def refused() -> bool:
         try:
             socket.create_connection(address, timeout=0.5).close()
         except OSError:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{address} still accepts connections")
+            return True
+        return False
+
+    eventually(refused, timeout, 0.01, f"{address} refusing connections")
 
 
 def test_a_frozen_haproxy_is_replaced_on_the_next_add(pool: HaproxyForwarders, flushed: tuple[Node, Node]) -> None:

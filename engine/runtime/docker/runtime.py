@@ -1,0 +1,326 @@
+"""NodeRuntime on Docker: one container per node, through the Docker SDK for Python.
+
+This class manages nodes. What a container is made of is in spec.py, the Docker calls on
+containers and volumes in containers.py, images and their versions in images.py, and exits
+reach the listener through Docker's event stream (events.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import docker.errors
+
+from engine.addresses import check_bindable
+from engine.runtime.base import (
+    NODE_NAME,
+    ExitListener,
+    NodeConfig,
+    NodeInfo,
+    NodeLocks,
+    ProbeResult,
+    RuntimeError_,
+    pause_for_probe,
+)
+from engine.runtime.commands import TcpNodeCommands, probe_node
+from engine.runtime.docker.api import call, connect
+from engine.runtime.docker.containers import Containers
+from engine.runtime.docker.events import DieEvents
+from engine.runtime.docker.images import Images
+from engine.runtime.docker.spec import (
+    LIVE,
+    SERVERS,
+    NetworkMode,
+    check_labels,
+    image_runs_as_root,
+    node_command,
+    node_info_of,
+    stored_config,
+)
+
+__all__ = ["DockerRuntime"]
+
+_KILL_WAIT = 5.0
+
+
+class DockerRuntime(TcpNodeCommands):
+    """NodeRuntime running each node as a Docker container. Thread-safe; operations on one node
+    are serialized, operations on different nodes run in parallel (the Docker engine itself
+    serializes little). Every call is a blocking Docker API call: callers use worker threads.
+
+    `images`: engine -> image template with "{version}". `pull`: pull a missing image (progress
+    in the log); off, only images already present can run. `versions`: engine -> versions
+    offered for pulling (with `pull` on; images present locally are always offered too).
+    `start_grace` as in ProcessRuntime: start() waits that long for an immediate exit.
+    `replicate` and `set_addresses` talk to the node over TCP, as on the process runtime (with
+    "ports" networking, extra addresses cannot be bound inside the node's own namespace).
+    """
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        owner: str,
+        images: Mapping[str, str],
+        base_url: str | None = None,
+        network: NetworkMode = "host",
+        pull: bool = True,
+        versions: Mapping[str, Sequence[str]] | None = None,
+        owner_note: str = "",
+        start_grace: float = 0.0,
+        api_timeout: float = 60.0,
+    ) -> None:
+        if not re.fullmatch(r"[a-z0-9]{1,32}", owner):
+            raise ValueError(f"owner must be 1-32 lowercase letters or digits, not {owner!r}")
+        if network not in ("host", "ports"):
+            raise ValueError(f"unknown docker network mode {network!r}: use 'host' or 'ports'")
+        for engine, template in images.items():
+            if engine not in SERVERS:
+                raise ValueError(f"image for unknown engine {engine!r} (known: {', '.join(SERVERS)})")
+            if "{version}" not in template:
+                raise ValueError(f"image template {template!r} for {engine} must contain '{{version}}'")
+        self.owner = owner
+        self.network: NetworkMode = network
+        self._start_grace = start_grace
+        where = base_url or "the default Docker socket (DOCKER_HOST, docker context, /var/run/docker.sock)"
+        self._api = connect(base_url, api_timeout, where)
+        self._events_api = connect(base_url, api_timeout, where)  # the long-lived event stream
+        self._containers = Containers(self._api, owner, owner_note, network)
+        self._images = Images(self._api, images, pull=pull, offered=versions)
+        self._events = DieEvents(self._events_api, self._api, owner)
+        self._node_lock = NodeLocks()
+        # Node name -> config, as last seen. No lock: each use is one dict operation, atomic.
+        self._configs: dict[str, NodeConfig] = {}
+        self._closed = False
+        self._images.refresh()
+
+    # --- NodeRuntime ---
+
+    def available_versions(self) -> Mapping[str, tuple[str, ...]]:
+        """Versions offered for pulling plus versions of images present here, highest first
+        (cached: the API never waits for the Docker engine)."""
+        return self._images.versions()
+
+    def start(self, config: NodeConfig) -> NodeInfo:
+        if not NODE_NAME.match(config.name):
+            raise RuntimeError_(f"invalid node name {config.name!r}", temporary=False)
+        if not self._images.has_engine(config.engine):
+            raise RuntimeError_(f"no image is configured for engine {config.engine!r}", temporary=False)
+        bad = check_labels(config)
+        if bad:
+            raise RuntimeError_(f"invalid node label(s) {', '.join(bad)}", temporary=False)
+        with self._node_lock(config.name):
+            attrs = self._containers.inspect(config.name)
+            if attrs is not None:
+                if attrs["State"].get("Status") in LIVE:
+                    stored = stored_config(attrs) or config
+                    self._configs[stored.name] = stored
+                    return node_info_of(stored, attrs)
+                if stored_config(attrs) == config:
+                    return self._start_existing(config, attrs["Id"])
+                # Asked for something else (version, node type, address): a new container on
+                # the same volume, so the data stays.
+                self._containers.remove(config.name, attrs["Id"])
+            return self._create(config)
+
+    def stop(self, name: str, timeout: float = 5.0) -> None:
+        """SIGTERM, SIGKILL after `timeout` (Docker's stop); a paused node is resumed first so it
+        can shut down gracefully (redis saves its data). Returns once the exit listener ran."""
+
+        def graceful(attrs: dict[str, Any]) -> None:
+            if attrs["State"].get("Paused"):
+                with contextlib.suppress(docker.errors.APIError):
+                    self._api.unpause(attrs["Id"])
+            call(f"stop node {name}", self._api.stop, attrs["Id"], timeout=max(0, round(timeout)))
+
+        self._end(name, graceful)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL (a paused container too); returns once the container has exited, so its
+        addresses are free, and the exit listener has run."""
+
+        def at_once(attrs: dict[str, Any]) -> None:
+            self._containers.kill(name, attrs["Id"])
+            self._await_not_running(name, attrs["Id"], _KILL_WAIT)
+
+        self._end(name, at_once)
+
+    def pause(self, name: str) -> None:
+        """Freeze the container (cgroup freezer): it keeps its sockets but answers nothing."""
+        with self._node_lock(name):
+            attrs = self._running(name)
+            if not attrs["State"].get("Paused"):
+                call(f"pause node {name}", self._api.pause, attrs["Id"])
+
+    def resume(self, name: str) -> None:
+        with self._node_lock(name):
+            attrs = self._running(name)
+            if attrs["State"].get("Paused"):
+                call(f"resume node {name}", self._api.unpause, attrs["Id"])
+
+    def remove(self, name: str) -> None:
+        """Kill the node and delete its container and its data volume."""
+        if not NODE_NAME.match(name):
+            return
+        with self._node_lock(name):
+            self.kill(name)
+            attrs = self._containers.inspect(name)
+            if attrs is not None:
+                self._containers.remove(name, attrs["Id"])
+            self._containers.remove_volume(name)
+            self._configs.pop(name, None)
+
+    def inspect(self, name: str) -> NodeInfo | None:
+        if not NODE_NAME.match(name):
+            return None
+        attrs = self._containers.inspect(name)
+        if attrs is not None:
+            config = stored_config(attrs)
+        else:
+            # No container (removed from outside, or never created after its volume): the data
+            # is still there, and start() brings the node back on it.
+            volume = self._containers.inspect_volume(name)
+            config = stored_config(volume) if volume is not None else None
+        if config is None:
+            return None
+        self._configs[name] = config
+        return node_info_of(config, attrs)
+
+    def list_managed(self) -> list[NodeInfo]:
+        """Every node of this owner: containers in any state, and data volumes whose container
+        is gone."""
+        infos = [self.inspect(n) for n in sorted(self._containers.names())]
+        return [i for i in infos if i is not None]
+
+    def probe(self, name: str, timeout: float) -> ProbeResult:
+        try:
+            config = self._config_of(name)
+        except Exception as exc:  # never raises, by contract
+            return ProbeResult(False, None, None, f"probe failed: {exc}", 0.0)
+        if config is None:
+            return ProbeResult(False, None, None, f"no node named {name}", 0.0)
+        return probe_node(config, timeout)
+
+    def wait_ready(self, name: str, timeout: float) -> bool:
+        """Containers have no readiness report here (no NOTIFY_SOCKET): a short pause."""
+        pause_for_probe(timeout)
+        return False
+
+    def set_exit_listener(self, listener: ExitListener) -> None:
+        """Also starts watching Docker's event stream (connected before this returns, so no exit
+        after it is missed)."""
+        self._events.listen(listener)
+
+    def close(self) -> None:
+        """Stop watching events. Nodes keep running; a new runtime re-adopts them."""
+        if self._closed:
+            return
+        self._closed = True
+        self._events.close()
+        for api in (self._api, self._events_api):
+            with contextlib.suppress(Exception):
+                api.close()
+
+    # --- extras (not in the protocol) ---
+
+    def restart(self, name: str, timeout: float = 5.0) -> NodeInfo:
+        """stop + start on the same container and data."""
+        config = self._config_of(name)
+        if config is None:
+            raise RuntimeError_(f"no node named {name}", temporary=False)
+        self.stop(name, timeout)
+        return self.start(config)
+
+    def logs(self, name: str, lines: int = 100) -> str:
+        """The last lines of the node's output (its log)."""
+        return self._containers.logs(name, lines)
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        return self.logs(name, lines)
+
+    def container_name(self, name: str) -> str:
+        return self._containers.name(name)
+
+    def image_for(self, engine: str, version: str) -> str:
+        return self._images.image_for(engine, version)
+
+    # --- starting ---
+
+    def _create(self, config: NodeConfig) -> NodeInfo:
+        image = self.image_for(config.engine, config.version)
+        if not self._images.pull and config.version not in self.available_versions().get(config.engine, ()):
+            self._images.refresh()  # an image may have been built since the last look
+        user = self._images.user_of(image, config)
+        try:
+            command = node_command(config, network=self.network, runs_as_root=image_runs_as_root(user))
+        except ValueError as exc:
+            raise RuntimeError_(f"cannot start node {config.name}: {exc}", temporary=False) from exc
+        self._check_address(config)
+        cid = self._containers.create(config, image, command)
+        return self._start_existing(config, cid, checked=True)
+
+    def _start_existing(self, config: NodeConfig, cid: str, *, checked: bool = False) -> NodeInfo:
+        if not checked:
+            self._check_address(config)
+        self._configs[config.name] = config
+        self._containers.start(config, cid)
+        attrs = self._containers.inspect(config.name)
+        deadline = time.monotonic() + self._start_grace
+        while attrs is not None and attrs["State"].get("Status") in LIVE and time.monotonic() < deadline:
+            time.sleep(0.02)
+            attrs = self._containers.inspect(config.name)
+        if attrs is None or attrs["State"].get("Status") not in LIVE:
+            code = attrs["State"].get("ExitCode") if attrs else None
+            tail = self.logs(config.name, 8)
+            raise RuntimeError_(
+                f"{config.engine} {config.version} node {config.name} exited at once (code {code}); "
+                f"last lines of its log (docker logs {self.container_name(config.name)}):\n{tail}",
+                temporary="Address already in use" in tail,
+            )
+        return node_info_of(config, attrs)
+
+    def _check_address(self, config: NodeConfig) -> None:
+        """In host networking a port already taken is caught before the container starts."""
+        if self.network == "host":
+            check_bindable(config)
+
+    # --- running nodes ---
+
+    def _end(self, name: str, how: Callable[[dict[str, Any]], None]) -> None:
+        """Make the node exit, if it runs, by `how(its container)`; return once the exit listener
+        has heard of it (Docker's die event), so a start() that follows is not taken for it."""
+        with self._node_lock(name):
+            attrs = self._containers.inspect(name)
+            if attrs is None or attrs["State"].get("Status") not in LIVE:
+                return
+            seen = self._events.deaths(attrs["Id"])
+            how(attrs)
+            self._events.await_dispatch(attrs["Id"], seen)
+
+    def _running(self, name: str) -> dict[str, Any]:
+        attrs = self._containers.inspect(name)
+        if attrs is None or attrs["State"].get("Status") not in ("running", "paused"):
+            raise RuntimeError_(f"node {name} is not running", temporary=False)
+        return attrs
+
+    def _await_not_running(self, name: str, cid: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            attrs = self._containers.inspect(name)
+            if attrs is None or attrs["Id"] != cid or attrs["State"].get("Status") not in LIVE:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError_(f"node {name} did not exit after SIGKILL")
+            time.sleep(0.01)
+
+    def _config_of(self, name: str) -> NodeConfig | None:
+        config = self._configs.get(name)
+        if config is not None:
+            return config
+        self.inspect(name)  # remembers the config
+        return self._configs.get(name)
