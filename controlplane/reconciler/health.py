@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from controlplane.state.records import ResourceKey
-from engine.runtime.base import NodeRuntime, ProbeResult
+from engine import NodeRuntime, ProbeResult
 
 log = logging.getLogger("elasticache_local.health")
 

@@ -12,9 +12,7 @@ from controlplane import catalog
 from controlplane.reconciler.errors import PermanentError
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
 from controlplane.state.store import Store
-from engine.addresses import AddressAllocator
-from engine.proxy.hub import Member
-from engine.runtime.base import NodeConfig, NodeRuntime, RuntimeError_
+from engine import AddressAllocator, Member, NodeConfig, NodeRuntime, RuntimeError_
 
 
 class EndpointHub(Protocol):

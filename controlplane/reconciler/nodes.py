@@ -19,7 +19,7 @@ from controlplane.reconciler.errors import PermanentError, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import Infra
 from controlplane.state.records import ResourceKey
-from engine.runtime.base import NodeConfig, NodeState, RuntimeError_
+from engine import NodeConfig, NodeState, RuntimeError_
 
 READY_WAIT = 0.1  # seconds (real time) a pass may wait for the nodes it is starting
 POLL = 0.05  # seconds (injected clock) until the next pass probes a node still starting

@@ -77,6 +77,9 @@ def test_imports_point_down(path: Path) -> None:
             f"{me} ({LAYERS[my_layer][0]}) imports {target} ({LAYERS[their_layer][0]}), a layer above it")
         pair = (LAYERS[my_layer][0], LAYERS[their_layer][0])
         assert pair not in APART, f"{me} imports {target}: {pair[0]} and {pair[1]} meet only in the store"
+        if me.startswith("controlplane") and target.startswith("engine."):
+            raise AssertionError(f"{me} imports {target}: the control plane uses the engine's public surface, "
+                                 "`from engine import ...` (engine/__init__.py)")
         if target != me and not target.startswith(me + "."):
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
             assert not private, f"{me} imports private names {private} of {target}"

@@ -16,7 +16,7 @@ from controlplane.state.events import EventLog
 from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus
 from controlplane.state.store import Store
-from engine.runtime.base import ProbeResult
+from engine import ProbeResult
 
 RG = "replication-group"
 CC = "cache-cluster"

@@ -11,8 +11,7 @@ from controlplane.reconciler.errors import TemporaryError
 from controlplane.reconciler.infra import endpoint_name
 from controlplane.reconciler.replication_groups.context import GroupContext, member, replaced
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus
-from engine.proxy.tcp import ProxyError
-from engine.runtime.base import RuntimeError_
+from engine import ProxyError, RuntimeError_
 
 # A proxied endpoint whose target is not known (a re-point failed half way): the next pass sets it.
 UNKNOWN = ("", -1)

@@ -30,7 +30,7 @@ from controlplane.state.records import (
     ReplicationGroupStatus,
     ResourceKey,
 )
-from engine.runtime.base import NodeState, RuntimeError_
+from engine import NodeState, RuntimeError_
 
 log = logging.getLogger("elasticache_local.failover")
 

@@ -15,7 +15,7 @@ from controlplane.reconciler.nodes import PROBE_TIMEOUT
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.state.records import CacheCluster, NodeStatus, ReplicationGroup
-from engine.runtime.base import ProbeResult, RuntimeError_
+from engine import ProbeResult, RuntimeError_
 
 
 class Members:

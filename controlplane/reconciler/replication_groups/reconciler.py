@@ -27,7 +27,7 @@ from controlplane.reconciler.replication_groups.rollout import Rollout
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus, ResourceKey
 from controlplane.state.store import Store
-from engine.runtime.base import RuntimeError_
+from engine import RuntimeError_
 
 log = logging.getLogger("elasticache_local.reconciler")
 

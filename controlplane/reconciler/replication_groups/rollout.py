@@ -14,7 +14,7 @@ from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.members import Members
 from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.state.records import CacheCluster, PrimaryChange, ReplicationGroup, ReplicationGroupStatus
-from engine.runtime.base import RuntimeError_
+from engine import RuntimeError_
 
 
 class Rollout:
