@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from controlplane.app import build_service
 from controlplane.clock import FakeClock
+from controlplane.reconciler.nodes import POLL
 from controlplane.service import Service
 from controlplane.settings import Settings
 from engine.proxy.hub import Member, ProxyError
@@ -76,6 +77,17 @@ class World:
 
     def settle(self) -> int:
         return self.service.controller.drain()
+
+    def settle_until(self, done: Callable[[], bool], step: float = POLL, rounds: int = 40) -> None:
+        """Settle, and while `done` is not yet true move the fake clock on by `step` and settle
+        again (bounded): on a loaded machine a pass can use up its READY_WAIT of real time before a
+        fake node answers, and its requeue then waits on the fake clock."""
+        for _ in range(rounds):
+            self.settle()
+            if done():
+                return
+            self.clock.advance(step)
+        raise AssertionError(f"not settled after {rounds} rounds of {step} s")
 
     def restart(self) -> World:
         """A new control plane on the same data directory and the same (still running) nodes."""

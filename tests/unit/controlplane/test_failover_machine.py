@@ -22,7 +22,7 @@ BASIC = {"ReplicationGroupDescription": "d", "Engine": "redis", "CacheNodeType":
 def _make(world: World, clusters: int = 3) -> ReplicationGroup:
     world.call("CreateReplicationGroup", ReplicationGroupId="rg", NumCacheClusters=clusters,
                AutomaticFailoverEnabled=True, **BASIC)
-    world.settle()
+    world.settle_until(lambda: _rg(world).api_status() == "available")
     return _rg(world)
 
 
@@ -217,9 +217,9 @@ def test_members_added_after_the_window_are_what_the_group_runs(world: World) ->
                PreferredMaintenanceWindow="thu:13:00-thu:14:00")
     world.clock.advance(3600 + 60)
     world.service.controller.enqueue_all()
-    world.settle()
+    world.settle_until(lambda: _rg(world).api_status() == "available")
     world.call("IncreaseReplicaCount", ReplicationGroupId="rg", NewReplicaCount=2, ApplyImmediately=True)
-    world.settle()
+    world.settle_until(lambda: _rg(world).api_status() == "available")
     world.call("CreateCacheCluster", CacheClusterId="joiner", ReplicationGroupId="rg",
                CacheNodeType="cache.t3.small")
     world.settle()
