@@ -6,6 +6,7 @@ it defaults to the local service, http://127.0.0.1:8379 (`make serve`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -15,6 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+import redis
+
+from tests.eventually import eventually
 
 LOCAL = "http://127.0.0.1:8379"
 QUICK = {"Delay": 1, "MaxAttempts": 120}
@@ -86,6 +90,23 @@ def start_test_failover(ec: Any, group_id: str) -> float:
     started = time.monotonic()
     ec.test_failover(ReplicationGroupId=group_id, NodeGroupId="0001")
     return started
+
+
+def failover_under(ec: Any, group_id: str, client: redis.Redis, workload: Repeat) -> float:
+    """TestFailover of the group while `workload` runs: once it has run a few times, start the
+    failover and wait until the API names another primary and `client` (on the primary endpoint)
+    reaches a different server. Returns the seconds from the call to then."""
+    old_primary, run_id = primary_of(ec, group_id), client.info("server")["run_id"]
+
+    def failed_over() -> bool:
+        with contextlib.suppress(redis.RedisError):
+            return bool(primary_of(ec, group_id) != old_primary and client.info("server")["run_id"] != run_id)
+        return False
+
+    eventually(lambda: workload.calls > 3, timeout=10)
+    started = start_test_failover(ec, group_id)
+    eventually(failed_over, timeout=60, message="the failover completing")
+    return time.monotonic() - started
 
 
 def kill_node(cluster_id: str, node_id: str = "0001") -> str:

@@ -3,7 +3,6 @@ continuity across instances, expiry on time, and a user who stays logged in thro
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -65,23 +64,14 @@ def test_sessions(instances: dict[str, str]) -> None:
         (host, port), _ = common.group_endpoints(common.replication_group(ec, GROUP))
         primary = redis.Redis(host=host, port=port, socket_timeout=2)
         assert primary.wait(1, 2000) == 1  # her session is on the replica, as it would be after a moment
-        old_primary, run_id = common.primary_of(ec, GROUP), primary.info("server")["run_id"]
         seen: Counter[int] = Counter()
 
         def click() -> None:
             for url in (a, b):
                 seen[browser.get(url + "/me").status_code] += 1
 
-        def failed_over() -> bool:
-            with contextlib.suppress(redis.RedisError):
-                return bool(common.primary_of(ec, GROUP) != old_primary and primary.info("server")["run_id"] != run_id)
-            return False
-
         with common.Repeat(click) as alice:
-            eventually(lambda: alice.calls > 3, timeout=10)
-            started = common.start_test_failover(ec, GROUP)
-            eventually(failed_over, timeout=60, message="the failover completing")
-            took = time.monotonic() - started
+            took = common.failover_under(ec, GROUP, primary, alice)
             calls = alice.calls
             eventually(lambda: alice.calls > calls + 3, timeout=10)
         print(f"\ndrill: failed over in {took:.2f} s; alice's requests got {dict(seen)}, the slowest pair took "

@@ -3,11 +3,8 @@ under concurrency), the sliding window, and a TestFailover in the middle of both
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-
-import redis
 
 from examples import common
 from examples.valkey_limits_pubsub.app import RateLimiter, Subscriber, connect, publish
@@ -49,7 +46,6 @@ def test_rate_limiter_and_fan_out(service: LiveServer) -> None:
 
         # Drill: TestFailover while callers are limited and notifications go out. The limiter fails
         # open while it cannot reach the primary; subscribers reconnect and subscribe by themselves.
-        old_primary, run_id = common.primary_of(ec, GROUP), client.info("server")["run_id"]
         reached: dict[str, int] = {}
 
         def traffic() -> None:
@@ -57,16 +53,8 @@ def test_rate_limiter_and_fan_out(service: LiveServer) -> None:
             message = f"d{len(reached)}"
             reached[message] = publish(client, "news", message)
 
-        def failed_over() -> bool:
-            with contextlib.suppress(redis.RedisError):
-                return bool(common.primary_of(ec, GROUP) != old_primary and client.info("server")["run_id"] != run_id)
-            return False
-
         with common.Repeat(traffic) as load:
-            eventually(lambda: load.calls > 3, timeout=10)
-            started = common.start_test_failover(ec, GROUP)
-            eventually(failed_over, timeout=60, message="the failover completing")
-            took = time.monotonic() - started
+            took = common.failover_under(ec, GROUP, client, load)
             eventually(lambda: list(reached.values())[-3:] == [3, 3, 3], timeout=30,
                        message="every subscriber back")  # PUBLISH reaches all three again
         assert load.failures == []
