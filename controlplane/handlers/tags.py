@@ -12,8 +12,9 @@ from controlplane.model import messages as m
 from controlplane.protocol.errors import ModelError
 from controlplane.state import shapes
 from controlplane.state.arns import parse_arn
+from controlplane.state.kinds import RECORD_TYPES
 from controlplane.state.members import members_of
-from controlplane.state.records import RECORD_TYPES, Record, ReplicationGroup, Tag
+from controlplane.state.records import Record, ReplicationGroup, Tag
 
 # The NotFound fault per resource kind.
 _NOT_FOUND: dict[str, type[ModelError]] = {

@@ -324,9 +324,6 @@ def _overlay(spec: S, applied: PendingChanges) -> S:
     return out
 
 
-RECORD_TYPES: dict[str, type[Record]] = {CacheCluster.KIND: CacheCluster, ReplicationGroup.KIND: ReplicationGroup}
-
-
 # ---- events ---------------------------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
-from controlplane.state.records import RECORD_TYPES, Event, Record, ResourceKey
+from controlplane.state.kinds import RECORD_TYPES
+from controlplane.state.records import Event, Record, ResourceKey
 
 R = TypeVar("R", bound=Record)
 

@@ -1,0 +1,11 @@
+"""Every kind of stored record, by its KIND: what the store reads back and tags resolve ARNs to.
+A new resource family adds its record class here (and nowhere else)."""
+
+from __future__ import annotations
+
+from controlplane.state.records import CacheCluster, Record, ReplicationGroup
+from controlplane.state.snapshots import Snapshot
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    record.KIND: record for record in (CacheCluster, ReplicationGroup, Snapshot)
+}

@@ -1,0 +1,102 @@
+"""Snapshot records: a backup of a cache cluster or a replication group, as an RDB file the
+engine wrote, kept under the data directory (outside every node's directory, so it outlives its
+cache). Spec is what was asked (by a handler, or by the backup scheduler acting as the service's
+own user for automatic backups) with the source's configuration at that moment; status is what
+the reconciler did: the file, its size, the node it came from."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field
+
+from controlplane.state.records import Record
+
+
+class SourceConfig(BaseModel):
+    """The source's configuration when the snapshot was asked for (shown by DescribeSnapshots,
+    and what a restore starts from when the caller does not say otherwise)."""
+
+    engine: str
+    engine_version: str
+    node_type: str
+    num_nodes: int = 1
+    port: int
+    parameter_group: str
+    subnet_group: str | None = None
+    preferred_az: str | None = None
+    maintenance_window: str
+    snapshot_window: str | None = None
+    snapshot_retention_limit: int = 0
+    topic_arn: str | None = None
+    auto_minor_version_upgrade: bool = True
+    cluster_created_at: datetime | None = None
+    # Replication groups
+    description: str | None = None
+    automatic_failover: str | None = None  # "enabled" | "disabled"
+    num_node_groups: int | None = None
+    replica_count: int | None = None
+    primary_az: str | None = None
+    replica_azs: list[str] = Field(default_factory=list)
+
+
+class Export(BaseModel):
+    """CopySnapshot with TargetBucket: the RDB goes to an S3 bucket as `key`."""
+
+    seq: int
+    bucket: str
+    key: str
+
+
+class SnapshotSpec(BaseModel):
+    source: Literal["manual", "automated"] = "manual"
+    cache_cluster_id: str | None = None  # the source cluster (for a group: the member saved from, if chosen)
+    replication_group_id: str | None = None
+    copy_of: str | None = None  # CopySnapshot: the snapshot whose file this one copies
+    kms_key_id: str | None = None
+    config: SourceConfig
+    # Set when this snapshot is a DeleteCacheCluster/DeleteReplicationGroup final snapshot.
+    final: bool = False
+    exports: list[Export] = Field(default_factory=list)
+    delete_requested: bool = False
+
+
+class NodeSnapshotStatus(BaseModel):
+    cache_cluster_id: str
+    node_group_id: str | None = None
+    cache_node_id: str
+    size: int  # bytes of the RDB file
+    created_at: datetime  # SnapshotCreateTime
+    node_created_at: datetime | None = None
+
+
+class SnapshotStatus(BaseModel):
+    # None until the reconciler acts ("creating", or "copying" for a copy).
+    phase: Literal["creating", "copying", "available", "failed", "deleting"] | None = None
+    file: str | None = None  # relative to the snapshots directory
+    nodes: list[NodeSnapshotStatus] = Field(default_factory=list)
+    started_at: datetime | None = None
+    failure: str | None = None
+    attempts: int = 0
+    exported_seq: int = 0  # the last Export carried out
+    export_failure: str | None = None
+
+
+class Snapshot(Record):
+    KIND: ClassVar[str] = "snapshot"
+
+    spec: SnapshotSpec
+    status: SnapshotStatus = Field(default_factory=SnapshotStatus)
+
+    def api_status(self) -> str:
+        if self.spec.delete_requested:
+            return "deleting"
+        if self.status.phase is None:
+            return "copying" if self.spec.copy_of else "creating"
+        if self.status.phase == "available" and any(x.seq > self.status.exported_seq for x in self.spec.exports):
+            return "exporting"
+        return self.status.phase
+
+    def in_progress(self) -> bool:
+        return self.api_status() in ("creating", "copying", "exporting")
