@@ -16,13 +16,18 @@ from controlplane.admin.faults import FaultInjector
 from controlplane.clock import Clock, RealClock
 from controlplane.handlers.context import Services
 from controlplane.handlers.registry import all_handlers
+from controlplane.objectstore import object_store
 from controlplane.protocol.model import ApiModel
 from controlplane.query import QueryApi
+from controlplane.reconciler.backups import Backups
 from controlplane.reconciler.cache_clusters import CacheClusterReconciler
 from controlplane.reconciler.controller import Controller
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import EndpointHub, Infra
+from controlplane.reconciler.jobs import Jobs
 from controlplane.reconciler.replication_groups import ReplicationGroupReconciler
+from controlplane.reconciler.restores import Restores
+from controlplane.reconciler.snapshots import SnapshotReconciler
 from controlplane.reconciler.workqueue import WorkQueue
 from controlplane.service import Service
 from controlplane.settings import Settings
@@ -97,20 +102,29 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     health = HealthMonitor(runtime, lambda key, _name: controller.enqueue(key), interval=settings.health_interval,
                            down_after=settings.down_after, slow_interval=settings.standalone_health_interval,
                            monotonic=clock.monotonic)
-    clusters = CacheClusterReconciler(store, infra, events, clock, controller.enqueue, health)
+    objects = object_store(settings.s3_endpoint_url, settings.exports_dir, settings.region)
+    restores = Restores(settings.snapshots_dir, settings.data_dir / "restores", objects)
+    backups = Backups(store, clock, controller.enqueue)
+    clusters = CacheClusterReconciler(store, infra, events, clock, controller.enqueue, health, restores=restores,
+                                      backups=backups)
     controller.register(clusters)
-    groups = ReplicationGroupReconciler(store, infra, events, clock, health,
+    groups = ReplicationGroupReconciler(store, infra, events, clock, health, restores=restores, backups=backups,
                                         failover_timeout=settings.failover_timeout,
                                         failover_cooldown=settings.failover_cooldown)
     controller.register(groups)
+    jobs = Jobs(controller.enqueue)
+    controller.register(SnapshotReconciler(store, infra, events, clock, controller.enqueue, jobs,
+                                           snapshots_dir=settings.snapshots_dir, objects=objects,
+                                           save_timeout=settings.snapshot_timeout))
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,
-                        enqueue=controller.enqueue, available_versions=runtime.available_versions)
+                        enqueue=controller.enqueue, available_versions=runtime.available_versions,
+                        objects=objects)
     query = QueryApi(api, all_handlers(), services, on_browser=_front_page)
     return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
                    hub=hub, controller=controller, clusters=clusters, groups=groups, infra=infra,
                    health=health, faults=FaultInjector(store, infra, events, clock, controller.enqueue),
-                   services=services, query=query,
+                   services=services, query=query, jobs=jobs,
                    addressing=mode, l4_proxy=l4_proxy)
 
 

@@ -17,10 +17,12 @@ from controlplane.reconciler.cache_clusters import CacheClusterReconciler
 from controlplane.reconciler.controller import Controller
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import EndpointHub, Infra
+from controlplane.reconciler.jobs import Jobs
 from controlplane.reconciler.replication_groups import ReplicationGroupReconciler
 from controlplane.settings import Settings
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup
+from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
 from engine import NodeRuntime
 
@@ -46,6 +48,7 @@ class Service:
     faults: FaultInjector
     services: Services  # what handlers get: the service layer's dependencies
     query: QueryApi
+    jobs: Jobs
     addressing: str
     l4_proxy: str = "builtin"  # what serves proxied endpoints: haproxy, builtin, or external (tests)
     started_at: float = field(default_factory=time.monotonic)
@@ -70,6 +73,7 @@ class Service:
         """Stop the API's machinery. Nodes keep running; the next start re-adopts them."""
         self.health.stop()
         self.controller.stop()
+        self.jobs.close()
         self.hub.close()
         self.runtime.close()
         self.store.close()
@@ -93,6 +97,8 @@ class Service:
                 self.store.update(key, ReplicationGroup, _request_delete)
             elif key.kind == CacheCluster.KIND:
                 self.store.update(key, CacheCluster, _request_delete)
+            elif key.kind == Snapshot.KIND:
+                self.store.update(key, Snapshot, _request_delete)  # its file goes with it
             self.controller.enqueue(key)
         deadline = time.monotonic() + timeout
         while self.store.resource_keys() and time.monotonic() < deadline:
@@ -107,6 +113,8 @@ class Service:
         return len(keys)
 
 
-def _request_delete(rec: CacheCluster | ReplicationGroup) -> None:
+def _request_delete(rec: CacheCluster | ReplicationGroup | Snapshot) -> None:
     rec.spec.delete_requested = True
+    if not isinstance(rec, Snapshot):
+        rec.spec.final_snapshot = None  # a reset takes no snapshots
     rec.generation += 1

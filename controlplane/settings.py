@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     # API; builtin: an asyncio forwarder in the service (slower, nothing to install); auto:
     # haproxy when the binary is found, else builtin.
     l4_proxy: Literal["auto", "haproxy", "builtin"] = "auto"
+    # An S3-compatible server (AWS S3, MinIO, moto_server...) for CopySnapshot TargetBucket exports
+    # and SnapshotArns restores, reached with boto3's usual credentials. None: a directory per
+    # bucket under DATA_DIR/exports.
+    s3_endpoint_url: str | None = None
+    # Seconds a snapshot's save may take before it counts as failed.
+    snapshot_timeout: float = Field(default=3600.0, gt=0)
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
 
     def port_bounds(self) -> tuple[int, int]:
         low, _, high = self.port_range.partition("-")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from controlplane import catalog
 from controlplane.handlers import defaults as d
+from controlplane.handlers import snapshots
 from controlplane.handlers import validate as v
 from controlplane.handlers.cache_cluster_changes import MAX_MEMCACHED_NODES, check_node_quota, modify_cache_cluster
 from controlplane.handlers.context import HandlerTable, RequestContext
@@ -26,7 +27,6 @@ from controlplane.model.errors import (
     InvalidReplicationGroupStateFault,
     NodeQuotaForClusterExceededFault,
     SnapshotFeatureNotSupportedFault,
-    SnapshotNotFoundFault,
 )
 
 # Re-exported: callers catch a handler's refusals as ServiceError.
@@ -73,7 +73,9 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
     parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
     if params.get("CacheSubnetGroupName"):
         raise CacheSubnetGroupNotFoundFault(f"CacheSubnetGroup {params.get('CacheSubnetGroupName')} not found.")
+    restore = snapshots.restore_source(ctx, engine, params.get("SnapshotName"), list(params.get("SnapshotArns", [])))
     return CacheClusterSpec(
+        restore=restore,
         engine=engine, engine_version=version, node_type=node_type, num_nodes=num_nodes, port=port,
         az_mode=az_mode, preferred_azs=preferred, parameter_group=parameter_group,
         security_group_names=list(params.get("CacheSecurityGroupNames", [])),
@@ -128,7 +130,7 @@ def _azs(ctx: RequestContext, params: m.CreateCacheClusterMessage, engine: str,
 
 def _snapshots(params: m.CreateCacheClusterMessage, engine: str, cluster_id: str,
                window: str) -> tuple[int, str | None]:
-    """Retention limit and snapshot window (redis only); restoring is not supported yet."""
+    """Retention limit and snapshot window (redis only)."""
     retention = params.get("SnapshotRetentionLimit", 0)
     if engine == "memcached":
         if params.get("SnapshotName") or params.get("SnapshotArns") or retention or params.get("SnapshotWindow"):
@@ -139,10 +141,6 @@ def _snapshots(params: m.CreateCacheClusterMessage, engine: str, cluster_id: str
     if params.get("PreferredMaintenanceWindow") and params.get("SnapshotWindow") and v.windows_overlap(
             window, snapshot_window):
         raise v.combination("The snapshot window and the maintenance window must not overlap.")
-    if params.get("SnapshotName"):
-        raise SnapshotNotFoundFault(f"Snapshot {params.get('SnapshotName')} not found.")
-    if params.get("SnapshotArns"):
-        raise v.combination("Restoring from SnapshotArns is not supported by elasticache-local yet.")
     return retention, snapshot_window
 
 
@@ -210,15 +208,25 @@ def reboot_cache_cluster(ctx: RequestContext, params: m.RebootCacheClusterMessag
 
 def delete_cache_cluster(ctx: RequestContext, params: m.DeleteCacheClusterMessage) -> m.DeleteCacheClusterResult:
     rec = get_cluster(ctx, params["CacheClusterId"])
-    if params.get("FinalSnapshotIdentifier"):
-        if rec.spec.engine == "memcached":
-            raise SnapshotFeatureNotSupportedFault("Snapshots are not supported for Memcached clusters.")
-        raise v.unsupported("FinalSnapshotIdentifier")
+    final = params.get("FinalSnapshotIdentifier")
+    if final and rec.spec.engine == "memcached":
+        raise SnapshotFeatureNotSupportedFault("Snapshots are not supported for Memcached clusters.")
     if rec.api_status() not in ("incompatible-network", "restore-failed"):  # failed ones can go
         require_available(rec)
     if rec.spec.replication_group_id:
+        if final:
+            raise v.combination(f"Cache cluster {rec.id} is a member of replication group "
+                                f"{rec.spec.replication_group_id}: take a final snapshot of the group instead.")
         _check_member_may_go(ctx, rec, rec.spec.replication_group_id)
-    updated = ctx.services.store.update(rec.key, CacheCluster, request_delete)
+    if final:
+        snapshots.final_snapshot(ctx, final, cluster_id=rec.id)
+    snapshots.delete_automated(ctx, cluster_id=rec.id)
+
+    def change(r: CacheCluster) -> None:
+        request_delete(r)
+        r.spec.final_snapshot = final
+
+    updated = ctx.services.store.update(rec.key, CacheCluster, change)
     assert updated is not None
     ctx.services.enqueue(rec.key)
     return {"CacheCluster": cluster_shape(updated)}

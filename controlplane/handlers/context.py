@@ -13,6 +13,7 @@ from typing import Any
 
 from controlplane.clock import Clock
 from controlplane.model.operations import Handlers
+from controlplane.objectstore import ObjectStore
 from controlplane.protocol.serializer import FrozenShape
 from controlplane.settings import Settings
 from controlplane.state.events import EventLog
@@ -29,6 +30,8 @@ class Services:
     enqueue: Callable[[ResourceKey], None]
     # Engine -> versions the runtime can run (for DescribeCacheEngineVersions and validation).
     available_versions: Callable[[], Mapping[str, Sequence[str]]]
+    # Where exports go and SnapshotArns restores come from (an S3 server, or local directories).
+    objects: ObjectStore
     # Rendered API shapes by (record id, variant). Records are never mutated once stored (an
     # update stores a new object), so an entry is valid while it holds the same object. Frozen,
     # so the serializer also writes each one's XML only once.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from controlplane import catalog
 from controlplane.handlers import defaults as d
+from controlplane.handlers import snapshots
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
 from controlplane.handlers.context import HandlerTable, RequestContext
@@ -24,6 +25,7 @@ from controlplane.state.records import (
     PrimaryChange,
     ReplicationGroup,
     ReplicationGroupSpec,
+    RestoreSource,
 )
 
 _AUTOMATIC_FAILOVER_NEEDS_TWO = ("When using automatic failover, there must be at least 2 cache clusters in the "
@@ -58,8 +60,7 @@ def _refuse_unsupported(params: m.CreateReplicationGroupMessage) -> None:
     if (params.get("NumNodeGroups") or 1) > 1 or (params.get("ClusterMode") or "disabled").lower() != "disabled" \
             or len(params.get("NodeGroupConfiguration", [])) > 1:
         raise v.combination("Cluster mode (more than one node group) is not supported by elasticache-local yet.")
-    given = {"SnapshotName": params.get("SnapshotName"), "SnapshotArns": params.get("SnapshotArns"),
-             "GlobalReplicationGroupId": params.get("GlobalReplicationGroupId"),
+    given = {"GlobalReplicationGroupId": params.get("GlobalReplicationGroupId"),
              "UserGroupIds": params.get("UserGroupIds"),
              "ServerlessCacheSnapshotName": params.get("ServerlessCacheSnapshotName")}
     for name, value in given.items():
@@ -109,8 +110,18 @@ def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGro
         security_group_ids=list(params.get("SecurityGroupIds", [])),
         security_group_names=list(params.get("CacheSecurityGroupNames", [])),
         automatic_failover=automatic, multi_az=multi_az, initial_primary=primary.id if primary else None,
+        restore=_restore(ctx, params, engine, primary),
     )
     return spec, total, azs
+
+
+def _restore(ctx: RequestContext, params: m.CreateReplicationGroupMessage, engine: str,
+             primary: CacheCluster | None) -> RestoreSource | None:
+    restore = snapshots.restore_source(ctx, engine, params.get("SnapshotName"), list(params.get("SnapshotArns", [])))
+    if restore is not None and primary is not None:
+        raise v.combination("PrimaryClusterId and SnapshotName/SnapshotArns cannot be given together: the primary "
+                            "already holds its data.")
+    return restore
 
 
 def _engine(ctx: RequestContext, params: m.CreateReplicationGroupMessage,
@@ -270,15 +281,18 @@ def _refuse_unsupported_changes(params: m.ModifyReplicationGroupMessage) -> None
 def delete_replication_group(ctx: RequestContext,
                              params: m.DeleteReplicationGroupMessage) -> m.DeleteReplicationGroupResult:
     rg = get_group(ctx, params["ReplicationGroupId"])
-    if params.get("FinalSnapshotIdentifier"):
-        raise v.unsupported("FinalSnapshotIdentifier")
     if rg.api_status() not in ("available", "create-failed"):
         require_available(rg)
     retain = bool(params.get("RetainPrimaryCluster"))
+    final = params.get("FinalSnapshotIdentifier")
+    if final:
+        snapshots.final_snapshot(ctx, final, group_id=rg.id)
+    snapshots.delete_automated(ctx, group_id=rg.id)
 
     def change(r: ReplicationGroup) -> None:
         r.spec.delete_requested = True
         r.spec.retain_primary_cluster = retain
+        r.spec.final_snapshot = final
         r.generation += 1
 
     updated = ctx.services.store.update(rg.key, ReplicationGroup, change)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import partial
+from typing import NoReturn
 
 from controlplane import catalog
 from controlplane.catalog import resolve_version
 from controlplane.clock import Clock
+from controlplane.reconciler.backups import Backups
 from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import (
@@ -19,6 +22,7 @@ from controlplane.reconciler.infra import (
     node_name,
 )
 from controlplane.reconciler.nodes import POLL, PROBE_TIMEOUT, Nodes
+from controlplane.reconciler.restores import RestoreFailed, Restores
 from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.state.events import EventLog
 from controlplane.state.records import (
@@ -27,6 +31,7 @@ from controlplane.state.records import (
     NodeStatus,
     ResourceKey,
 )
+from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
 from engine import Member, NodeConfig
 
@@ -39,7 +44,10 @@ class CacheClusterReconciler:
     kind = CacheCluster.KIND
 
     def __init__(self, store: Store, infra: Infra, events: EventLog, clock: Clock,
-                 enqueue: Callable[[ResourceKey], None], health: HealthMonitor) -> None:
+                 enqueue: Callable[[ResourceKey], None], health: HealthMonitor, *, restores: Restores,
+                 backups: Backups) -> None:
+        self._restores = restores
+        self._backups = backups
         self._store = store
         self._enqueue = enqueue
         self._health = health
@@ -68,9 +76,11 @@ class CacheClusterReconciler:
             # A member of a replication group: the group's reconciler runs its node.
             self._enqueue(ResourceKey("replication-group", rec.account, rec.region, rec.spec.replication_group_id))
             return
-        if rec.spec.delete_requested:
+        if rec.spec.delete_requested and not rec.delete_refused():
             self._delete(rec)
             return
+        if rec.status.phase == "restore-failed":
+            return  # nothing runs; only a delete helps
         rec = self._apply_pending(rec)
         version, exact = self._choose_version(rec)
         rec = self._plan_nodes(rec, version, exact)
@@ -80,6 +90,9 @@ class CacheClusterReconciler:
         rec = self._reboot(rec, version)
         self._config_endpoint(rec)
         self._settle(rec)
+        current = self._store.get(rec.key, CacheCluster)
+        if current is not None and current.status.phase == "available":
+            self._backups.tick(current)
 
     def fail(self, key: ResourceKey, message: str) -> None:
         rec = self._store.get(key, CacheCluster)
@@ -90,7 +103,8 @@ class CacheClusterReconciler:
             return  # already reported; the resync retries quietly
 
         def change(r: CacheCluster) -> None:
-            if not r.status.announced_available:  # a running cluster keeps its status
+            # A running cluster keeps its status, and a failed restore says so.
+            if not r.status.announced_available and r.status.phase != "restore-failed":
                 r.status.phase = "incompatible-network"
             r.status.failure = message
 
@@ -219,11 +233,17 @@ class CacheClusterReconciler:
             elif self._infra.az_down(node.az, self._clock.monotonic()):
                 blocked.append(node.node_id)  # its zone is interrupted: it comes back afterwards
                 continue
+            if self._restoring(rec) and rec.status.restore_started:
+                self._restore_failed(rec, "the node exited while loading the RDB file (it is corrupt, or the "
+                                          "data does not fit the node type)")
             recovering = node.status == "available"
             if recovering:
                 self._emit(rec, f"Recovering cache nodes {node.node_id}")
                 rec = self._set_node(rec, node.node_id, "rebooting")
-            self._nodes.start(self._config(rec, node, version), f"node {node.node_id}", temporary_delay=0.5)
+            config = self._config(rec, node, version)
+            if self._restoring(rec):
+                config = self._seeded(rec, config)
+            self._nodes.start(config, f"node {node.node_id}", temporary_delay=0.5)
             rec = self._write_status(rec, partial(_set_type, node_id=node.node_id, node_type=node_type))
             starting.append(node.node_id)
         if starting:
@@ -246,6 +266,8 @@ class CacheClusterReconciler:
             node = r.node(node_id)
             was = node.status if node else "creating"
             r = self._set_node(r, node_id, "available", version=result.version)
+            if self._restoring(r):
+                r = self._restored(r)
             if was == "rebooting" and r.status.rebooted_seq >= (r.spec.reboot.seq if r.spec.reboot else 0):
                 self._emit(r, f"Finished recovery for cache nodes {node_id}")
             current[0] = r
@@ -344,7 +366,62 @@ class CacheClusterReconciler:
         elif grown_from is not None and grown_from != count:
             self._emit(rec, f"Finished modifying number of nodes from {grown_from} to {count}")
 
+    # ---- restore --------------------------------------------------------------------------
+
+    def _restoring(self, rec: CacheCluster) -> bool:
+        return rec.spec.restore is not None and not rec.status.restored
+
+    def _seeded(self, rec: CacheCluster, config: NodeConfig) -> NodeConfig:
+        assert rec.spec.restore is not None
+        try:
+            seed = self._restores.seed(str(rec.key).replace("/", "-"), rec.spec.restore)
+        except RestoreFailed as exc:
+            self._restore_failed(rec, str(exc))
+        self._write_status(rec, lambda s: setattr(s, "restore_started", True))
+        return replace(config, seed=seed)
+
+    def _restored(self, rec: CacheCluster) -> CacheCluster:
+        source = rec.spec.restore
+        assert source is not None
+        self._restores.done(str(rec.key).replace("/", "-"))
+        rec = self._write_status(rec, lambda s: setattr(s, "restored", True))
+        self._emit(rec, f"Restored cache cluster {rec.id} from {source.describe()}")
+        return rec
+
+    def _restore_failed(self, rec: CacheCluster, message: str) -> NoReturn:
+        for node in rec.status.nodes:
+            self._nodes.discard(self._name(rec, node.node_id))
+
+        def change(s: CacheClusterStatus) -> None:
+            s.phase, s.failure = "restore-failed", message
+            for n in s.nodes:
+                n.status = "creating"
+
+        self._write_status(rec, change)
+        self._emit(rec, f"Restore failed for cache cluster {rec.id}: {message}")
+        raise RestoreFailed(message)
+
+    # ---- delete ---------------------------------------------------------------------------
+
+    def _final_snapshot_taken(self, rec: CacheCluster) -> bool:
+        """A delete with FinalSnapshotIdentifier waits for the snapshot; if it failed, the
+        cluster stays (as AWS stops the delete) and says so."""
+        name = rec.spec.final_snapshot
+        if name is None:
+            return True
+        snap = self._store.get(ResourceKey(Snapshot.KIND, rec.account, rec.region, name), Snapshot)
+        if snap is not None and snap.status.phase == "available":
+            return True
+        if snap is not None and snap.status.phase != "failed":
+            raise Requeue(f"the final snapshot {name} is being taken", delay=0.2)
+        reason = snap.status.failure if snap is not None else "it was deleted"
+        self._write_status(rec, lambda s: setattr(s, "final_snapshot_failed", name))
+        self._emit(rec, f"Final snapshot {name} failed ({reason}): cache cluster {rec.id} was not deleted")
+        return False
+
     def _delete(self, rec: CacheCluster) -> None:
+        if not self._final_snapshot_taken(rec):
+            return
         for node in rec.status.nodes:
             self._nodes.discard(self._name(rec, node.node_id))
         cfg = endpoint_name(rec.account, rec.region, rec.id, "cfg")

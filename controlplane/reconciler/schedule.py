@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # datetime.weekday() order
 _WEEK = 7 * 1440
@@ -21,3 +21,16 @@ def in_weekly_window(window: str, now: datetime) -> bool:
     end = _minute_of_week(end_day, end_hm)
     current = now.weekday() * 1440 + now.hour * 60 + now.minute
     return (current - start) % _WEEK < (end - start) % _WEEK
+
+
+def window_start(window: str, now: datetime) -> datetime | None:
+    """The start of the occurrence of a daily window (hh24:mi-hh24:mi, UTC) holding `now`, or None."""
+    start_s, end_s = window.split("-")
+    sh, sm = (int(x) for x in start_s.split(":"))
+    eh, em = (int(x) for x in end_s.split(":"))
+    start, end = sh * 60 + sm, eh * 60 + em
+    current = now.hour * 60 + now.minute
+    if (current - start) % 1440 >= (end - start) % 1440:
+        return None
+    began = now.replace(hour=sh, minute=sm, second=0, microsecond=0)
+    return began if began <= now else began - timedelta(days=1)

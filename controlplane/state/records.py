@@ -96,6 +96,20 @@ class RebootRequest(BaseModel):
     node_ids: list[str]
 
 
+class RestoreSource(BaseModel):
+    """CreateCacheCluster / CreateReplicationGroup with SnapshotName or SnapshotArns: the data the
+    first primary node starts with. `file` is the snapshot's RDB (relative to the snapshots
+    directory) or None for an S3 object, fetched by the reconciler."""
+
+    snapshot: str | None = None
+    file: str | None = None
+    bucket: str | None = None
+    key: str | None = None
+
+    def describe(self) -> str:
+        return f"snapshot {self.snapshot}" if self.snapshot else f"s3://{self.bucket}/{self.key}"
+
+
 class CacheClusterSpec(BaseModel):
     engine: str
     engine_version: str  # as requested (or the default), e.g. "7.0" or "1.6.22"
@@ -121,7 +135,12 @@ class CacheClusterSpec(BaseModel):
     node_ids_to_remove: list[str] = Field(default_factory=list)
     pending: PendingChanges = Field(default_factory=PendingChanges)
     reboot: RebootRequest | None = None
+    restore: RestoreSource | None = None
+    # Manual CreateSnapshot calls, for AWS's quota of 20 per node per 24 hours.
+    snapshot_calls: list[datetime] = Field(default_factory=list)
+    snapshot_seq: int = 0  # the last CreateSnapshot of this cache: it reads "snapshotting" until it ends
     delete_requested: bool = False
+    final_snapshot: str | None = None  # DeleteCacheCluster FinalSnapshotIdentifier: taken before the delete
 
 
 class NodeStatus(BaseModel):
@@ -154,6 +173,14 @@ class CacheClusterStatus(BaseModel):
     pending_applied: PendingChanges = Field(default_factory=PendingChanges)
     announced_available: bool = False
     failure: str | None = None
+    # The snapshot whose save runs on this cluster's node now (the source reads "snapshotting").
+    snapshotting: str | None = None
+    restored: bool = False  # the restore's data is loaded: later starts of the node start empty
+    restore_started: bool = False  # a node was started with the restore's data
+    snapshot_seq_done: int = 0  # the last spec.snapshot_seq whose snapshot ended (available or failed)
+    # The final snapshot that failed: the delete that asked for it was not carried out.
+    final_snapshot_failed: str | None = None
+    last_backup_at: datetime | None = None  # the last automatic backup started
 
 
 class CacheCluster(Record):
@@ -162,8 +189,12 @@ class CacheCluster(Record):
     spec: CacheClusterSpec
     status: CacheClusterStatus = Field(default_factory=CacheClusterStatus)
 
+    def delete_refused(self) -> bool:
+        """The delete asked for a final snapshot, which failed: the cluster stays."""
+        return self.spec.final_snapshot is not None and self.status.final_snapshot_failed == self.spec.final_snapshot
+
     def api_status(self) -> str:
-        if self.spec.delete_requested:
+        if self.spec.delete_requested and not self.delete_refused():
             return "deleting"
         if self.status.phase is None:
             return "creating"
@@ -171,6 +202,9 @@ class CacheCluster(Record):
             return "rebooting cache cluster nodes"
         if self.status.phase == "available" and self.observed_generation < self.generation:
             return "modifying"
+        if self.status.phase == "available" and (self.status.snapshotting
+                                                 or self.spec.snapshot_seq > self.status.snapshot_seq_done):
+            return "snapshotting"
         return self.status.phase
 
     def node(self, node_id: str) -> NodeStatus | None:
@@ -224,7 +258,11 @@ class ReplicationGroupSpec(BaseModel):
     # TestFailover calls, for AWS's limit of 15 node groups per rolling 24 hours.
     test_failover_calls: list[datetime] = Field(default_factory=list)
     pending: PendingChanges = Field(default_factory=PendingChanges)
+    restore: RestoreSource | None = None
+    snapshot_calls: list[datetime] = Field(default_factory=list)  # as for cache clusters
+    snapshot_seq: int = 0
     delete_requested: bool = False
+    final_snapshot: str | None = None  # as for cache clusters
     retain_primary_cluster: bool = False
 
 
@@ -280,6 +318,12 @@ class ReplicationGroupStatus(BaseModel):
     af_applied: bool | None = None  # the AutomaticFailover setting the loop last acted on
     pending_applied: PendingChanges = Field(default_factory=PendingChanges)  # as for cache clusters
     failure: str | None = None
+    snapshotting: str | None = None  # as for cache clusters
+    restored: bool = False
+    restore_started: bool = False
+    snapshot_seq_done: int = 0
+    final_snapshot_failed: str | None = None
+    last_backup_at: datetime | None = None
 
 
 class ReplicationGroup(Record):
@@ -295,8 +339,11 @@ class ReplicationGroup(Record):
     def unapplied(self) -> PendingChanges:
         return self.spec.pending.minus(self.status.pending_applied)
 
+    def delete_refused(self) -> bool:
+        return self.spec.final_snapshot is not None and self.status.final_snapshot_failed == self.spec.final_snapshot
+
     def api_status(self) -> str:
-        if self.spec.delete_requested:
+        if self.spec.delete_requested and not self.delete_refused():
             return "deleting"
         if self.status.phase is None:
             return "creating"
@@ -305,6 +352,9 @@ class ReplicationGroup(Record):
             or (self.spec.test_failover is not None and self.spec.test_failover.seq > self.status.test_failover_done)
         ):
             return "modifying"
+        if self.status.phase == "available" and (self.status.snapshotting
+                                                 or self.spec.snapshot_seq > self.status.snapshot_seq_done):
+            return "snapshotting"
         return self.status.phase
 
 

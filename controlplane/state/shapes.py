@@ -10,6 +10,7 @@ from typing import Any
 from controlplane.catalog import family_of
 from controlplane.state.arns import arn
 from controlplane.state.records import CacheCluster, Event, ReplicationGroup, Tag
+from controlplane.state.snapshots import Snapshot
 
 
 def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
@@ -183,4 +184,68 @@ def _rg_pending(rg: ReplicationGroup) -> dict[str, Any]:
         out["PrimaryClusterId"] = change.member
     if _af_changing(rg):
         out["AutomaticFailoverStatus"] = "enabled" if rg.spec.automatic_failover else "disabled"
+    return out
+
+
+def snapshot(rec: Snapshot, status: str, show_node_groups: bool) -> dict[str, Any]:
+    """A Snapshot shape. `status` is the API status, which may depend on other records (a
+    snapshot a cache is being restored from reads "restoring")."""
+    spec, config = rec.spec, rec.spec.config
+    out: dict[str, Any] = {
+        "SnapshotName": rec.id,
+        "SnapshotStatus": status,
+        "SnapshotSource": spec.source,
+        "CacheNodeType": config.node_type,
+        "Engine": config.engine,
+        "EngineVersion": config.engine_version,
+        "PreferredMaintenanceWindow": config.maintenance_window,
+        "Port": config.port,
+        "CacheParameterGroupName": config.parameter_group,
+        "AutoMinorVersionUpgrade": config.auto_minor_version_upgrade,
+        "SnapshotRetentionLimit": config.snapshot_retention_limit,
+        "ARN": arn(rec.region, rec.account, rec.KIND, rec.id),
+        "DataTiering": "disabled",
+        "NodeSnapshots": _node_snapshots(rec, show_node_groups),
+    }
+    optional = {
+        "ReplicationGroupId": spec.replication_group_id,
+        "ReplicationGroupDescription": config.description,
+        "CacheClusterId": None if spec.replication_group_id else spec.cache_cluster_id,
+        "NumCacheNodes": None if spec.replication_group_id else config.num_nodes,
+        "PreferredAvailabilityZone": None if spec.replication_group_id else config.preferred_az,
+        "CacheClusterCreateTime": config.cluster_created_at,
+        "TopicArn": config.topic_arn,
+        "CacheSubnetGroupName": config.subnet_group,
+        "SnapshotWindow": config.snapshot_window,
+        "NumNodeGroups": config.num_node_groups,
+        "AutomaticFailover": config.automatic_failover,
+        "KmsKeyId": spec.kms_key_id,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    return out
+
+
+def _node_snapshots(rec: Snapshot, show_node_groups: bool) -> list[dict[str, Any]]:
+    config = rec.spec.config
+    group = rec.spec.replication_group_id is not None
+    out: list[dict[str, Any]] = []
+    for node in rec.status.nodes:
+        item: dict[str, Any] = {
+            "CacheClusterId": node.cache_cluster_id,
+            "CacheNodeId": node.cache_node_id,
+            "CacheSize": f"{round(node.size / 1048576)} MB",
+            "SnapshotCreateTime": node.created_at,
+        }
+        if node.node_created_at is not None:
+            item["CacheNodeCreateTime"] = node.node_created_at
+        if group:
+            item["NodeGroupId"] = node.node_group_id or "0001"
+            if show_node_groups:
+                item["NodeGroupConfiguration"] = {
+                    "NodeGroupId": node.node_group_id or "0001",
+                    "ReplicaCount": config.replica_count or 0,
+                    "PrimaryAvailabilityZone": config.primary_az,
+                    "ReplicaAvailabilityZones": list(config.replica_azs),
+                }
+        out.append(item)
     return out

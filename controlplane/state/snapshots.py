@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from controlplane.state.records import Record
+from controlplane.state.records import CacheCluster, Record, ReplicationGroup
 
 
 class SourceConfig(BaseModel):
@@ -58,6 +58,7 @@ class SnapshotSpec(BaseModel):
     config: SourceConfig
     # Set when this snapshot is a DeleteCacheCluster/DeleteReplicationGroup final snapshot.
     final: bool = False
+    source_seq: int = 0  # the source's spec.snapshot_seq this snapshot answers (manual ones)
     exports: list[Export] = Field(default_factory=list)
     delete_requested: bool = False
 
@@ -100,3 +101,37 @@ class Snapshot(Record):
 
     def in_progress(self) -> bool:
         return self.api_status() in ("creating", "copying", "exporting")
+
+
+# ---- the source's configuration, as a snapshot keeps it ------------------------------------
+
+
+def cluster_config(c: CacheCluster) -> SourceConfig:
+    target = c.target()
+    zones = {n.az for n in c.status.nodes}
+    return SourceConfig(
+        engine=c.spec.engine, engine_version=c.status.engine_version or target.engine_version,
+        node_type=target.node_type, num_nodes=len(c.status.nodes) or target.num_nodes, port=c.spec.port,
+        parameter_group=c.spec.parameter_group, subnet_group=c.spec.subnet_group,
+        preferred_az=zones.pop() if len(zones) == 1 else None, maintenance_window=c.spec.maintenance_window,
+        snapshot_window=c.spec.snapshot_window, snapshot_retention_limit=c.spec.snapshot_retention_limit,
+        topic_arn=c.spec.notification_topic_arn, auto_minor_version_upgrade=c.spec.auto_minor_version_upgrade,
+        cluster_created_at=c.created_at,
+    )
+
+
+def group_config(rg: ReplicationGroup, members: list[CacheCluster]) -> SourceConfig:
+    primary = next((x for x in members if x.id == rg.status.primary), members[0] if members else None)
+    replicas = [x for x in members if x is not primary]
+    version = (primary.status.engine_version if primary else None) or rg.target().engine_version
+    return SourceConfig(
+        engine=rg.spec.engine, engine_version=version, node_type=rg.target().node_type, num_nodes=len(members),
+        port=rg.spec.port, parameter_group=rg.spec.parameter_group, maintenance_window=rg.spec.maintenance_window,
+        snapshot_window=rg.spec.snapshot_window, snapshot_retention_limit=rg.spec.snapshot_retention_limit,
+        topic_arn=rg.spec.notification_topic_arn, auto_minor_version_upgrade=rg.spec.auto_minor_version_upgrade,
+        cluster_created_at=rg.created_at, description=rg.spec.description,
+        automatic_failover="enabled" if rg.spec.automatic_failover else "disabled", num_node_groups=1,
+        replica_count=len(replicas),
+        primary_az=primary.status.nodes[0].az if primary and primary.status.nodes else None,
+        replica_azs=[x.status.nodes[0].az for x in replicas if x.status.nodes],
+    )

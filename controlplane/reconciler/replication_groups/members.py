@@ -14,14 +14,16 @@ from controlplane.reconciler.infra import build_node_config
 from controlplane.reconciler.nodes import PROBE_TIMEOUT
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
+from controlplane.reconciler.replication_groups.restore import GroupRestore
 from controlplane.state.records import CacheCluster, NodeStatus, ReplicationGroup
 from engine import ProbeResult, RuntimeError_
 
 
 class Members:
-    def __init__(self, ctx: GroupContext, endpoints: Endpoints) -> None:
+    def __init__(self, ctx: GroupContext, endpoints: Endpoints, restore: GroupRestore) -> None:
         self._ctx = ctx
         self._endpoints = endpoints
+        self._restore = restore
         # Starting replica's node -> (the primary it follows, a mark put in that primary's stream).
         # Kept between passes only to spare a mark; lost on a restart, a new mark is taken.
         self._marks: dict[str, tuple[str, int]] = {}
@@ -123,6 +125,8 @@ class Members:
                                    labels={"account": rg.account, "region": rg.region, "cluster": m.id,
                                            "node": NODE_ID, "group": rg.id},
                                    settings=settings)
+        if m.id == primary.id and self._restore.pending(rg, m.id):
+            config = self._restore.seeded(rg, config)
         ctx.nodes.start(config, m.id, temporary_delay=0.3)
         self._marks.pop(name, None)
 
@@ -163,6 +167,8 @@ class Members:
             self._marks.pop(name, None)
             was = m.status.nodes[0].status
             current[0] = replaced(current[0], ctx.set_member_node(m, "available", version=result.version))
+            if self._restore.pending(rg, m.id):
+                self._restore.loaded(rg)
             if was == "rebooting":
                 ctx.emit(CC, m.id, rg, f"Finished recovery for cache nodes {NODE_ID}")
             return True

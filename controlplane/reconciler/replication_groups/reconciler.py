@@ -15,6 +15,7 @@ import logging
 
 from controlplane.catalog import resolve_version
 from controlplane.clock import Clock
+from controlplane.reconciler.backups import Backups
 from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import Infra
@@ -23,9 +24,12 @@ from controlplane.reconciler.replication_groups.context import CC, RG, GroupCont
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.failover import Failover, Observer
 from controlplane.reconciler.replication_groups.members import Members
+from controlplane.reconciler.replication_groups.restore import GroupRestore
 from controlplane.reconciler.replication_groups.rollout import Rollout
+from controlplane.reconciler.restores import Restores
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus, ResourceKey
+from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
 from engine import RuntimeError_
 
@@ -43,11 +47,12 @@ class ReplicationGroupReconciler:
     kind = ReplicationGroup.KIND
 
     def __init__(self, store: Store, infra: Infra, events: EventLog, clock: Clock, health: HealthMonitor, *,
-                 failover_timeout: float = FAILOVER_TIMEOUT, failover_cooldown: float = FAILOVER_COOLDOWN,
-                 observer: Observer | None = None) -> None:
+                 restores: Restores, backups: Backups, failover_timeout: float = FAILOVER_TIMEOUT,
+                 failover_cooldown: float = FAILOVER_COOLDOWN, observer: Observer | None = None) -> None:
         self._ctx = GroupContext(store, infra, events, clock, health, Nodes(infra, health))
+        self._backups = backups
         self.endpoints = Endpoints(self._ctx)
-        self.members = Members(self._ctx, self.endpoints)
+        self.members = Members(self._ctx, self.endpoints, GroupRestore(self._ctx, restores))
         self.failover = Failover(self._ctx, self.endpoints, self.members, timeout=failover_timeout,
                                  cooldown=failover_cooldown, observer=observer)
         self.rollout = Rollout(self._ctx, self.endpoints, self.members)
@@ -65,9 +70,12 @@ class ReplicationGroupReconciler:
         if rg is None:
             return
         members = ctx.members(rg)
-        if rg.spec.delete_requested:
-            self._delete(rg, members)
+        if rg.spec.delete_requested and not rg.delete_refused():
+            if self._final_snapshot_taken(rg):
+                self._delete(rg, members)
             return
+        if rg.spec.restore is not None and not rg.status.restored and rg.status.phase == "create-failed":
+            return  # the restore failed: nothing runs; only a delete helps
         version = self._version(rg)
         rg = self.endpoints.add_endpoints(rg, members, version)
         rg = self._first_primary(rg, members)
@@ -91,6 +99,9 @@ class ReplicationGroupReconciler:
             members, waiting = self.members.reboot(rg, members, version)
         if not waiting:
             self._settle(rg, members)
+            current = ctx.store.get(rg.key, ReplicationGroup)
+            if current is not None and current.status.phase == "available" and current.status.failover is None:
+                self._backups.tick(current)
         if waiting:
             raise Requeue(f"members {', '.join(waiting)} are not replicating yet", delay=POLL)
         if held is not None:
@@ -173,6 +184,23 @@ class ReplicationGroupReconciler:
         ctx.store.update(rg.key, ReplicationGroup, change)
         if first:
             ctx.emit(RG, rg.id, rg, f"Replication group {rg.id} created")
+
+    def _final_snapshot_taken(self, rg: ReplicationGroup) -> bool:
+        """As for cache clusters: the delete waits for its final snapshot, and does not happen
+        if that failed."""
+        name = rg.spec.final_snapshot
+        if name is None:
+            return True
+        snap = self._ctx.store.get(ResourceKey(Snapshot.KIND, rg.account, rg.region, name), Snapshot)
+        if snap is not None and snap.status.phase == "available":
+            return True
+        if snap is not None and snap.status.phase != "failed":
+            raise Requeue(f"the final snapshot {name} is being taken", delay=0.2)
+        reason = snap.status.failure if snap is not None else "it was deleted"
+        self._ctx.write(rg, lambda s: setattr(s, "final_snapshot_failed", name))
+        self._ctx.emit(RG, rg.id, rg, f"Final snapshot {name} failed ({reason}): replication group {rg.id} "
+                                      "was not deleted")
+        return False
 
     def _delete(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:
         ctx = self._ctx

@@ -1,0 +1,319 @@
+"""CreateSnapshot, DescribeSnapshots, CopySnapshot, DeleteSnapshot: validate, write the snapshot's
+spec (with its source's configuration at this moment), enqueue; the reconciler has the engine
+write the RDB file."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import cast
+
+from controlplane.handlers import validate as v
+from controlplane.handlers.context import HandlerTable, RequestContext
+from controlplane.handlers.lookup import get_cluster, get_group
+from controlplane.model import errors as e
+from controlplane.model import messages as m
+from controlplane.objectstore import ObjectStoreError, parse_s3_arn, valid_bucket
+from controlplane.state import shapes
+from controlplane.state.members import members_of
+from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey, RestoreSource, Tag
+from controlplane.state.snapshots import Export, Snapshot, SnapshotSpec, cluster_config, group_config
+
+# AWS's quota: manual snapshots per node per rolling 24 hours.
+MANUAL_SNAPSHOTS_PER_DAY = 20
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+_EXPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+
+
+def snapshot_name(value: str, what: str = "SnapshotName") -> str:
+    """A snapshot name: 1-255 letters, digits and hyphens, a letter first, no trailing hyphen
+    and no two hyphens in a row (the `automatic.` prefix is AWS's own, for automatic backups)."""
+    if not value or len(value) > 255 or not _NAME.match(value) or value.endswith("-") or "--" in value:
+        raise v.invalid(f"Invalid {what}: {value!r}. It must begin with a letter, contain only ASCII letters, "
+                        "digits and hyphens, not end with a hyphen or contain two consecutive hyphens, and be "
+                        "at most 255 characters long.")
+    return value
+
+
+def get_snapshot(ctx: RequestContext, name: str) -> Snapshot:
+    rec = ctx.services.store.get(ctx.key(Snapshot.KIND, name), Snapshot)
+    if rec is None:
+        raise e.SnapshotNotFoundFault(f"Snapshot {name} not found.")
+    return rec
+
+
+def restoring_from(ctx: RequestContext) -> set[str]:
+    """Names of the snapshots a cache is being restored from now (they read "restoring")."""
+    store = ctx.services.store
+    names: set[str] = set()
+    caches: list[CacheCluster | ReplicationGroup] = [*store.records(CacheCluster, ctx.account, ctx.region),
+                                                     *store.records(ReplicationGroup, ctx.account, ctx.region)]
+    for rec in caches:
+        restore = rec.spec.restore
+        if restore is not None and restore.snapshot and not rec.status.restored and rec.status.failure is None:
+            names.add(restore.snapshot)
+    return names
+
+
+def snapshot_shape(ctx: RequestContext, rec: Snapshot, show_node_groups: bool = False,
+                   restoring: set[str] | None = None) -> m.Snapshot:
+    status = rec.api_status()
+    if status == "available" and rec.id in (restoring if restoring is not None else restoring_from(ctx)):
+        status = "restoring"
+    return cast(m.Snapshot, shapes.snapshot(rec, status, show_node_groups))
+
+
+# ---- CreateSnapshot ---------------------------------------------------------------------------
+
+
+def create_snapshot(ctx: RequestContext, params: m.CreateSnapshotMessage) -> m.CreateSnapshotResult:
+    name = snapshot_name(params["SnapshotName"])
+    cluster_id, group_id = params.get("CacheClusterId"), params.get("ReplicationGroupId")
+    if bool(cluster_id) == bool(group_id):
+        raise v.combination("Exactly one of CacheClusterId and ReplicationGroupId must be given.")
+    tags = v.tag_records(params.get("Tags", []))
+    spec = source_spec(ctx, cluster_id=cluster_id, group_id=group_id)
+    spec.kms_key_id = params.get("KmsKeyId")
+    rec = new_snapshot(ctx, name, spec, tags=tags)
+    return {"Snapshot": snapshot_shape(ctx, rec)}
+
+
+def source_spec(ctx: RequestContext, *, cluster_id: str | None, group_id: str | None,
+                deleting: bool = False) -> SnapshotSpec:
+    """A manual snapshot's spec of a cluster (a member's snapshot is its group's) or a group,
+    after AWS's checks of the source: a Redis/Valkey cache, available (or, for a final snapshot,
+    being deleted by this very request), within the daily quota."""
+    if cluster_id:
+        cluster = get_cluster(ctx, cluster_id)
+        if cluster.spec.engine == "memcached":
+            raise e.SnapshotFeatureNotSupportedFault("Snapshots are not supported for Memcached clusters.")
+        if cluster.spec.replication_group_id:
+            spec = source_spec(ctx, cluster_id=None, group_id=cluster.spec.replication_group_id, deleting=deleting)
+            spec.cache_cluster_id = cluster.id  # the member to save from
+            return spec
+        _check_source(cluster, deleting)
+        _quota(ctx, cluster)
+        return SnapshotSpec(cache_cluster_id=cluster.id, config=cluster_config(cluster))
+    assert group_id is not None
+    group = get_group(ctx, group_id)
+    _check_source(group, deleting)
+    _quota(ctx, group)
+    return SnapshotSpec(replication_group_id=group.id, config=group_config(group, members_of(ctx.services.store,
+                                                                                              group)))
+
+
+def _check_source(rec: CacheCluster | ReplicationGroup, deleting: bool) -> None:
+    status = rec.api_status()
+    if status == "available" or (deleting and status in ("available", "snapshotting")):
+        return
+    what = "Cache cluster" if isinstance(rec, CacheCluster) else "Replication group"
+    message = f"{what} {rec.id} is not in the available state (it is {status}): it cannot be snapshotted now."
+    if isinstance(rec, CacheCluster):
+        raise e.InvalidCacheClusterStateFault(message)
+    raise e.InvalidReplicationGroupStateFault(message)
+
+
+def _quota(ctx: RequestContext, rec: CacheCluster | ReplicationGroup) -> None:
+    since = ctx.services.clock.now() - timedelta(hours=24)
+    if len([t for t in rec.spec.snapshot_calls if t > since]) >= MANUAL_SNAPSHOTS_PER_DAY:
+        raise e.SnapshotQuotaExceededFault(
+            f"{rec.id} has reached the quota of {MANUAL_SNAPSHOTS_PER_DAY} manual snapshots per node per 24 hours.")
+
+
+def new_snapshot(ctx: RequestContext, name: str, spec: SnapshotSpec, *, tags: list[Tag] | None = None) -> Snapshot:
+    """Store a new snapshot (and count it against its source's quota); enqueue it."""
+    store = ctx.services.store
+    now = ctx.services.clock.now()
+    source_key = _source_key(ctx, spec)
+    model: type[CacheCluster] | type[ReplicationGroup] = CacheCluster
+    source = None
+    if source_key is not None and not spec.copy_of:
+        model = ReplicationGroup if source_key.kind == ReplicationGroup.KIND else CacheCluster
+        source = store.get(source_key, model)
+        if source is not None:
+            # The source reads "snapshotting" from this call on, until the reconciler ends it.
+            spec.source_seq = source.spec.snapshot_seq + 1
+    rec = Snapshot(account=ctx.account, region=ctx.region, id=name, created_at=now, tags=tags or [], spec=spec)
+    if not store.create(rec):
+        raise e.SnapshotAlreadyExistsFault(f"Snapshot {name} already exists.")
+    if source is not None:
+        since = now - timedelta(hours=24)
+
+        def count(r: CacheCluster | ReplicationGroup) -> None:
+            r.spec.snapshot_calls = [t for t in r.spec.snapshot_calls if t > since] + [now]
+            r.spec.snapshot_seq = max(r.spec.snapshot_seq, spec.source_seq)
+
+        store.update(source.key, model, count)
+    ctx.services.enqueue(rec.key)
+    return rec
+
+
+def _source_key(ctx: RequestContext, spec: SnapshotSpec) -> ResourceKey | None:
+    if spec.replication_group_id:
+        return ctx.key(ReplicationGroup.KIND, spec.replication_group_id)
+    if spec.cache_cluster_id:
+        return ctx.key(CacheCluster.KIND, spec.cache_cluster_id)
+    return None
+
+
+# ---- DescribeSnapshots ------------------------------------------------------------------------
+
+
+def describe_snapshots(ctx: RequestContext, params: m.DescribeSnapshotsMessage) -> m.DescribeSnapshotsListMessage:
+    store = ctx.services.store
+    cluster_id, group_id = params.get("CacheClusterId"), params.get("ReplicationGroupId")
+    name, source = params.get("SnapshotName"), params.get("SnapshotSource")
+    if cluster_id and group_id:
+        raise v.combination("Only one of CacheClusterId and ReplicationGroupId may be given.")
+    if source is not None and source not in ("automated", "manual"):
+        raise v.invalid(f"Invalid SnapshotSource: {source}. Valid values: automated, manual.")
+    records = [get_snapshot(ctx, name)] if name else store.records(Snapshot, ctx.account, ctx.region)
+    if cluster_id:
+        cid = cluster_id.lower()
+        records = [r for r in records if r.spec.cache_cluster_id == cid]
+        if not records and store.get(ctx.key(CacheCluster.KIND, cid), CacheCluster) is None:
+            raise e.CacheClusterNotFoundFault(f"CacheCluster not found: {cluster_id}")
+    if group_id:
+        records = [r for r in records if r.spec.replication_group_id == group_id.lower()]
+    if source:
+        records = [r for r in records if r.spec.source == source]
+    chunk, marker = v.page(records, params.get("MaxRecords"), params.get("Marker"), default=50, high=50,
+                           key=lambda r: store.seq(r.key))
+    restoring = restoring_from(ctx)
+    show = bool(params.get("ShowNodeGroupConfig"))
+    out: m.DescribeSnapshotsListMessage = {"Snapshots": [snapshot_shape(ctx, r, show, restoring) for r in chunk]}
+    if marker:
+        out["Marker"] = marker
+    return out
+
+
+# ---- CopySnapshot -----------------------------------------------------------------------------
+
+
+def copy_snapshot(ctx: RequestContext, params: m.CopySnapshotMessage) -> m.CopySnapshotResult:
+    source = get_snapshot(ctx, params["SourceSnapshotName"])
+    target = params["TargetSnapshotName"]
+    bucket = params.get("TargetBucket")
+    if source.api_status() != "available":
+        raise e.InvalidSnapshotStateFault(
+            f"Snapshot {source.id} is not in the available state (it is {source.api_status()}).")
+    if bucket:
+        return {"Snapshot": _export(ctx, source, bucket, target)}
+    snapshot_name(target, "TargetSnapshotName")
+    spec = source.spec.model_copy(deep=True)
+    spec.source, spec.copy_of, spec.final, spec.exports = "manual", source.id, False, []
+    spec.kms_key_id = params.get("KmsKeyId") or spec.kms_key_id
+    rec = new_snapshot(ctx, target, spec, tags=v.tag_records(params.get("Tags", [])))
+    return {"Snapshot": snapshot_shape(ctx, rec)}
+
+
+def _export(ctx: RequestContext, source: Snapshot, bucket: str, target: str) -> m.Snapshot:
+    """CopySnapshot with TargetBucket: the RDB goes to the bucket as `<target>.rdb`; the
+    response is the source snapshot, which reads "exporting" until it is there."""
+    if not valid_bucket(bucket):
+        raise v.invalid(f"Invalid TargetBucket: {bucket}.")
+    if not target or len(target) > 255 or not _EXPORT_NAME.match(target) or ".." in target.split("/"):
+        raise v.invalid(f"Invalid TargetSnapshotName: {target!r}.")
+    objects = ctx.services.objects
+    key = f"{target}.rdb"
+    try:
+        if not objects.bucket_exists(bucket):
+            raise v.invalid(f"The S3 bucket {bucket} does not exist.")
+        if objects.object_exists(bucket, key):
+            raise e.SnapshotAlreadyExistsFault(f"The S3 bucket {bucket} already holds {key}.")
+    except ObjectStoreError as exc:
+        raise v.invalid(f"The S3 bucket {bucket} cannot be reached: {exc}") from exc
+
+    def add(r: Snapshot) -> None:
+        seq = max([x.seq for x in r.spec.exports] + [r.status.exported_seq]) + 1
+        r.spec.exports.append(Export(seq=seq, bucket=bucket, key=key))
+
+    updated = ctx.services.store.update(source.key, Snapshot, add)
+    if updated is None:
+        raise e.SnapshotNotFoundFault(f"Snapshot {source.id} not found.")
+    ctx.services.enqueue(source.key)
+    return snapshot_shape(ctx, updated)
+
+
+# ---- DeleteSnapshot ---------------------------------------------------------------------------
+
+
+def delete_snapshot(ctx: RequestContext, params: m.DeleteSnapshotMessage) -> m.DeleteSnapshotResult:
+    rec = get_snapshot(ctx, params["SnapshotName"])
+    status = rec.api_status()
+    if status == "available" and rec.id in restoring_from(ctx):
+        status = "restoring"
+    if status not in ("available", "failed"):
+        raise e.InvalidSnapshotStateFault(f"Snapshot {rec.id} is {status}; it can be deleted once it is available.")
+    updated = ctx.services.store.update(rec.key, Snapshot, _request_delete)
+    assert updated is not None
+    ctx.services.enqueue(rec.key)
+    return {"Snapshot": snapshot_shape(ctx, updated)}
+
+
+def _request_delete(r: Snapshot) -> None:
+    r.spec.delete_requested = True
+    r.generation += 1
+
+
+def delete_automated(ctx: RequestContext, *, cluster_id: str | None = None, group_id: str | None = None) -> None:
+    """A cache's automatic backups go with it (its manual and final snapshots stay)."""
+    store = ctx.services.store
+    for rec in store.records(Snapshot, ctx.account, ctx.region):
+        if rec.spec.source != "automated" or rec.spec.delete_requested:
+            continue
+        if (group_id and rec.spec.replication_group_id == group_id) or (
+                cluster_id and not rec.spec.replication_group_id and rec.spec.cache_cluster_id == cluster_id):
+            store.update(rec.key, Snapshot, _request_delete)
+            ctx.services.enqueue(rec.key)
+
+
+HANDLERS: HandlerTable = {
+    "CreateSnapshot": create_snapshot,
+    "DescribeSnapshots": describe_snapshots,
+    "CopySnapshot": copy_snapshot,
+    "DeleteSnapshot": delete_snapshot,
+}
+
+
+# ---- restore and final snapshots (called by the cache-cluster and replication-group handlers) --
+
+
+def restore_source(ctx: RequestContext, engine: str, name: str | None, arns: list[str]) -> RestoreSource | None:
+    """CreateCacheCluster/CreateReplicationGroup SnapshotName or SnapshotArns: what the first
+    primary starts with, checked now as AWS checks it (the data itself is checked when loaded)."""
+    if name and arns:
+        raise v.combination("Only one of SnapshotName and SnapshotArns may be given.")
+    if name:
+        snap = get_snapshot(ctx, name)
+        if snap.api_status() not in ("available",) or snap.status.file is None:
+            raise e.InvalidSnapshotStateFault(f"Snapshot {name} is not available (it is {snap.api_status()}).")
+        if snap.spec.config.engine == "valkey" and engine == "redis":
+            raise v.combination(f"Snapshot {name} is of a Valkey cache; it cannot be restored into Redis OSS.")
+        return RestoreSource(snapshot=snap.id, file=snap.status.file)
+    if not arns:
+        return None
+    if len(arns) > 1:
+        raise v.combination("A cache with one node group is restored from exactly one RDB file (SnapshotArns).")
+    parsed = parse_s3_arn(arns[0])
+    if parsed is None:
+        raise v.invalid(f"Invalid SnapshotArns: {arns[0]}. Expected arn:aws:s3:::bucket/key.rdb.")
+    bucket, key = parsed
+    try:
+        found = ctx.services.objects.object_exists(bucket, key)
+    except ObjectStoreError as exc:
+        raise v.invalid(f"The RDB file {arns[0]} cannot be read: {exc}") from exc
+    if not found:
+        raise v.invalid(f"No RDB file was found at {arns[0]}.")
+    return RestoreSource(bucket=bucket, key=key)
+
+
+def final_snapshot(ctx: RequestContext, name: str, *, cluster_id: str | None = None,
+                   group_id: str | None = None) -> str:
+    """DeleteCacheCluster/DeleteReplicationGroup FinalSnapshotIdentifier: the snapshot is stored
+    before the delete is (the reconciler deletes once it is available)."""
+    snapshot_name(name, "FinalSnapshotIdentifier")
+    spec = source_spec(ctx, cluster_id=cluster_id, group_id=group_id, deleting=True)
+    spec.final = True
+    new_snapshot(ctx, name, spec)
+    return name

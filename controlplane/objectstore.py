@@ -1,0 +1,134 @@
+"""Where exported RDB files go (CopySnapshot TargetBucket) and where SnapshotArns restores read
+them from (`arn:aws:s3:::bucket/key`): an S3-compatible server when one is configured
+(S3_ENDPOINT_URL, through boto3), else a local directory per bucket under the data directory.
+
+Both the handlers (does the bucket or object exist? AWS answers that in the call) and the
+reconciler (upload, download) use it, so it sits below both."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+# S3's bucket naming rule (3-63 characters: lower-case letters, digits, dots, hyphens).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:s3:::([^/]+)/(.+)$")
+
+
+class ObjectStoreError(Exception):
+    """A bucket or object is missing or unreachable; the message says which and why."""
+
+
+def valid_bucket(name: str) -> bool:
+    return bool(_BUCKET.match(name)) and ".." not in name
+
+
+def parse_s3_arn(arn: str) -> tuple[str, str] | None:
+    """(bucket, key) of `arn:aws:s3:::bucket/key`, or None when it is not such an ARN."""
+    match = _ARN.match(arn)
+    if match is None or not valid_bucket(match.group(1)) or ".." in match.group(2).split("/"):
+        return None
+    return match.group(1), match.group(2)
+
+
+class ObjectStore(Protocol):
+    kind: str  # "s3" | "local"
+
+    def bucket_exists(self, bucket: str) -> bool: ...
+
+    def object_exists(self, bucket: str, key: str) -> bool: ...
+
+    def upload(self, source: Path, bucket: str, key: str) -> None: ...
+
+    def download(self, bucket: str, key: str, dest: Path) -> None: ...
+
+
+@dataclass
+class LocalObjectStore:
+    """Buckets are directories under `root`; a bucket is created by the first export into it."""
+
+    root: Path
+    kind: str = "local"
+
+    def path(self, bucket: str, key: str) -> Path:
+        return self.root / bucket / key
+
+    def bucket_exists(self, bucket: str) -> bool:
+        return True  # made on first use: there is nobody to create it beforehand
+
+    def object_exists(self, bucket: str, key: str) -> bool:
+        return self.path(bucket, key).is_file()
+
+    def upload(self, source: Path, bucket: str, key: str) -> None:
+        dest = self.path(bucket, key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".partial")
+        try:
+            shutil.copyfile(source, partial)
+            partial.replace(dest)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise ObjectStoreError(f"cannot write {dest}: {exc}") from exc
+
+    def download(self, bucket: str, key: str, dest: Path) -> None:
+        source = self.path(bucket, key)
+        try:
+            shutil.copyfile(source, dest)
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot read s3://{bucket}/{key} ({source}): {exc}") from exc
+
+
+class S3ObjectStore:
+    """An S3-compatible server (AWS S3, MinIO, moto's server...) through boto3."""
+
+    kind = "s3"
+
+    def __init__(self, endpoint_url: str, region: str) -> None:
+        import boto3  # only a service configured with an S3 endpoint needs it loaded
+
+        self._client: Any = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+
+    def bucket_exists(self, bucket: str) -> bool:
+        try:
+            self._client.head_bucket(Bucket=bucket)
+            return True
+        except Exception as exc:
+            if _status(exc) in (403, 404):
+                return False
+            raise ObjectStoreError(f"S3 bucket {bucket}: {exc}") from exc
+
+    def object_exists(self, bucket: str, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=bucket, Key=key)
+            return True
+        except Exception as exc:
+            if _status(exc) in (403, 404):
+                return False
+            raise ObjectStoreError(f"s3://{bucket}/{key}: {exc}") from exc
+
+    def upload(self, source: Path, bucket: str, key: str) -> None:
+        try:
+            self._client.upload_file(str(source), bucket, key)
+        except Exception as exc:
+            raise ObjectStoreError(f"upload to s3://{bucket}/{key} failed: {exc}") from exc
+
+    def download(self, bucket: str, key: str, dest: Path) -> None:
+        try:
+            self._client.download_file(bucket, key, str(dest))
+        except Exception as exc:
+            raise ObjectStoreError(f"download of s3://{bucket}/{key} failed: {exc}") from exc
+
+
+def _status(exc: Exception) -> int | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return int(code) if code is not None else None
+    return None
+
+
+def object_store(endpoint_url: str | None, exports_dir: Path, region: str) -> ObjectStore:
+    return S3ObjectStore(endpoint_url, region) if endpoint_url else LocalObjectStore(exports_dir)

@@ -1,0 +1,70 @@
+"""A group created from a snapshot (SnapshotName / SnapshotArns): its first primary starts with
+the RDB file; replicas start empty and sync from it; the group is available only once they have.
+A file that cannot be restored, or a primary that exits while loading it, fails the group
+(create-failed; its members restore-failed) with an event saying why."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import NoReturn
+
+from controlplane.reconciler.replication_groups.context import CC, RG, GroupContext
+from controlplane.reconciler.restores import RestoreFailed, Restores
+from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus
+from engine import NodeConfig
+
+
+class GroupRestore:
+    def __init__(self, ctx: GroupContext, restores: Restores) -> None:
+        self._ctx = ctx
+        self._restores = restores
+
+    def pending(self, rg: ReplicationGroup, member_id: str) -> bool:
+        """Whether this member's node is the one to start with the restore's data."""
+        return (rg.spec.restore is not None and not rg.status.restored
+                and member_id == (rg.status.primary or rg.spec.initial_primary))
+
+    def seeded(self, rg: ReplicationGroup, config: NodeConfig) -> NodeConfig:
+        assert rg.spec.restore is not None
+        if rg.status.restore_started:
+            self.failed(rg, "the primary exited while loading the RDB file (it is corrupt, or the data does not "
+                            "fit the node type)")
+        try:
+            seed = self._restores.seed(_owner(rg), rg.spec.restore)
+        except RestoreFailed as exc:
+            self.failed(rg, str(exc))
+        self._ctx.write(rg, lambda s: setattr(s, "restore_started", True))
+        return replace(config, seed=seed)
+
+    def loaded(self, rg: ReplicationGroup) -> ReplicationGroup:
+        source = rg.spec.restore
+        assert source is not None
+        self._restores.done(_owner(rg))
+        rg = self._ctx.write(rg, lambda s: setattr(s, "restored", True))
+        self._ctx.emit(RG, rg.id, rg, f"Restored replication group {rg.id} from {source.describe()}")
+        return rg
+
+    def failed(self, rg: ReplicationGroup, message: str) -> NoReturn:
+        ctx = self._ctx
+        for m in ctx.members(rg):
+            ctx.nodes.discard(ctx.name(rg, m.id))
+
+            def change(c: CacheCluster) -> None:
+                c.status.phase = "restore-failed"
+                c.status.failure = message
+                for n in c.status.nodes:
+                    n.status = "creating"
+
+            ctx.update_member(m, change)
+            ctx.emit(CC, m.id, rg, f"Restore failed for cache cluster {m.id}: {message}")
+
+        def group(s: ReplicationGroupStatus) -> None:
+            s.phase, s.failure = "create-failed", message
+
+        ctx.write(rg, group)
+        ctx.emit(RG, rg.id, rg, f"Restore failed for replication group {rg.id}: {message}")
+        raise RestoreFailed(message)
+
+
+def _owner(rg: ReplicationGroup) -> str:
+    return str(rg.key).replace("/", "-")
