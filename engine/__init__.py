@@ -15,6 +15,7 @@ from typing import Literal
 
 from engine.addresses import AddressAllocator, loopback_aliases_work
 from engine.proxy.hub import BindError, Member, ProxyError, ProxyHub
+from engine.rdb import RdbError, check_rdb, save_rdb
 from engine.runtime.base import NodeConfig, NodeInfo, NodeRuntime, NodeState, ProbeResult, RuntimeError_
 from engine.versions import nearest
 
@@ -29,12 +30,15 @@ __all__ = [
     "ProbeResult",
     "ProxyError",
     "ProxyHub",
+    "RdbError",
     "RuntimeError_",
+    "check_rdb",
     "docker_runtime",
     "haproxy_hub",
     "loopback_aliases_work",
     "nearest",
     "process_runtime",
+    "save_rdb",
 ]
 
 

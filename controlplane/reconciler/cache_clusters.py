@@ -303,7 +303,7 @@ class CacheClusterReconciler:
                 # to notice SIGTERM: kill it.
                 runtime.kill(name)
             else:
-                runtime.stop(name)  # redis saves its data on SIGTERM and comes back with it
+                runtime.stop(name)  # as on AWS, the node comes back empty (with AOF: with its data)
             self._emit(rec, f"Cache node {node_id} shutdown")
             runtime.start(self._config(rec, node, version))
             self._health.revive(name)

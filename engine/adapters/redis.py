@@ -10,23 +10,28 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Sequence
-from pathlib import PurePath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import TypeAlias
 
 from engine.adapters.base import CONFIG_FILE, LOG_FILE, PID_FILE, Launch, check_setting
+from engine.rdb import EMPTY_RDB
 from engine.runtime.base import NodeConfig, ProbeResult
 from engine.versions import parse_version
 
 __all__ = [
     "DEFAULT_PORT",
+    "DataFile",
     "RedisAdapter",
     "RespError",
     "RespReply",
     "execute",
     "parse_info",
+    "persistent",
     "probe",
     "render_config",
+    "start_data",
 ]
 
 DEFAULT_PORT = 6379
@@ -87,8 +92,13 @@ def render_config(config: NodeConfig, node_dir: PurePath, *, notify: bool = Fals
         "maxmemory-policy": "volatile-lru",
         # The built-in 5 s delay holds every first full sync of a new replica.
         "repl-diskless-sync-delay": "0",
+        # Streamed full syncs: a save (engine.rdb) or a new replica never makes the node write
+        # an RDB to its own disk (the default before 7.0 is to save to disk first).
+        "repl-diskless-sync": "yes",
+        # As on AWS, a node keeps no data across restarts unless AOF is on: no RDB save points
+        # (which would also fork under load); start_data() keeps a restart from loading leftovers.
         "appendonly": "no",
-        "save": "3600 1 300 100 60 10000",
+        "save": "",
     }
     # Replicas on their own addresses would otherwise announce 127.0.0.1 (where they connect from).
     directives["slave-announce-ip" if is_redis and version < (5,) else "replica-announce-ip"] = config.host
@@ -112,6 +122,51 @@ def render_config(config: NodeConfig, node_dir: PurePath, *, notify: bool = Fals
         else:
             lines.append(f"{key} {value}" if value != "" else f'{key} ""')
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A file to put into a node's data directory before it starts: `source` (a file on this
+    machine: link or copy it, never move or change it) or else `content`."""
+
+    path: str  # relative to the data directory
+    source: Path | None = None
+    content: bytes = b""
+
+
+def _lower(settings: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in settings.items()}
+
+
+def persistent(config: NodeConfig) -> bool:
+    """Whether the node keeps its data across restarts: AOF on, or RDB save points set."""
+    settings = _lower(config.settings)
+    return settings.get("appendonly", "no").lower() == "yes" or bool(settings.get("save", "").split())
+
+
+def start_data(config: NodeConfig) -> tuple[DataFile, ...]:
+    """What the data directory of a redis/valkey node must hold at this start so it loads what it
+    should. A seed: as the RDB file, or with AOF on (redis then ignores the RDB file) as the base
+    of a new AOF. No seed and no persistence: an empty RDB over any leftover (a replica's sync
+    file, an earlier seed), so the node starts empty as after a reboot on AWS. Otherwise nothing:
+    the node loads its own data."""
+    settings = _lower(config.settings)
+    rdb = settings.get("dbfilename", "dump.rdb")
+    if config.seed is None:
+        return () if persistent(config) else (DataFile(rdb, content=EMPTY_RDB),)
+    seed = Path(config.seed)
+    if settings.get("appendonly", "no").lower() != "yes":
+        return (DataFile(rdb, seed),)
+    aof = settings.get("appendfilename", "appendonly.aof")
+    if config.engine == "redis" and parse_version(config.version) < (7,):
+        return (DataFile(aof, seed),)  # an AOF may start with an RDB (its preamble), since 4.0
+    # 7.0+: a directory of AOF parts listed in a manifest; the seed is the base, followed by an
+    # empty increment (written over a stale one, to which the node would otherwise append).
+    directory = settings.get("appenddirname", "appendonlydir")
+    base, incr = f"{aof}.1.base.rdb", f"{aof}.1.incr.aof"
+    manifest = f"file {base} seq 1 type b\nfile {incr} seq 1 type i\n"
+    return (DataFile(f"{directory}/{base}", seed), DataFile(f"{directory}/{incr}"),
+            DataFile(f"{directory}/{aof}.manifest", content=manifest.encode()))
 
 
 class RespError(Exception):

@@ -18,7 +18,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ class NodeConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     # Extra engine directives, e.g. {"appendonly": "yes"} for redis, or {"-c": "1024"} for memcached.
     settings: Mapping[str, str] = field(default_factory=dict)
+    # Redis/Valkey: an RDB file (a path on this machine) the node loads when start() starts it,
+    # in place of whatever data it had. A node that cannot load it exits; it never serves empty.
+    # Not kept with the node: a later start without it starts from the node's own data.
+    seed: str | None = None
 
 
 def config_to_dict(config: NodeConfig) -> dict[str, Any]:
@@ -71,7 +76,13 @@ def config_from_dict(data: Mapping[str, Any]) -> NodeConfig:
         threads=int(data.get("threads", 1)),
         labels={str(k): str(v) for k, v in dict(data.get("labels", {})).items()},
         settings={str(k): str(v) for k, v in dict(data.get("settings", {})).items()},
+        seed=None if data.get("seed") is None else str(data["seed"]),
     )
+
+
+def without_seed(config: NodeConfig) -> NodeConfig:
+    """The config a runtime keeps beside a node: the seed is for one start only."""
+    return config if config.seed is None else replace(config, seed=None)
 
 
 @dataclass(frozen=True)
@@ -229,6 +240,13 @@ class NodeRuntime(Protocol):
     def set_addresses(self, name: str, extra: Sequence[str]) -> None:
         """Redis/Valkey: listen on the node's own address plus `extra` addresses from now on
         (the floating endpoint addresses that follow a primary). Raises RuntimeError_."""
+        ...
+
+    def save_rdb(self, name: str, dest: Path, timeout: float = 600.0) -> int:
+        """Redis/Valkey: save the node's data as an RDB file at `dest` (on this machine), written
+        by the node itself as for a new replica (a replica serves it too); returns its size in
+        bytes. `dest` appears complete or not at all. Raises RuntimeError_ (node absent, not
+        running, memcached) or engine.rdb.RdbError (the save failed)."""
         ...
 
     def set_exit_listener(self, listener: ExitListener) -> None: ...

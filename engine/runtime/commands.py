@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
-from engine.runtime.base import NodeConfig, NodeInfo, ProbeResult, RuntimeError_
+from engine.rdb import save_rdb
+from engine.runtime.base import NodeConfig, NodeInfo, NodeState, ProbeResult, RuntimeError_
 
 COMMAND_TIMEOUT = 2.0
 
@@ -23,10 +25,28 @@ def probe_node(config: NodeConfig, timeout: float) -> ProbeResult:
 
 
 class TcpNodeCommands:
-    """Mixin: needs `inspect(name) -> NodeInfo | None` from the runtime it is mixed into."""
+    """Mixin: needs `inspect(name) -> NodeInfo | None` and `_config_of(name) -> NodeConfig | None`
+    from the runtime it is mixed into."""
 
     def inspect(self, name: str) -> NodeInfo | None:  # provided by the runtime
         raise NotImplementedError
+
+    def _config_of(self, name: str) -> NodeConfig | None:  # provided by the runtime
+        raise NotImplementedError
+
+    def save_rdb(self, name: str, dest: Path, timeout: float = 600.0) -> int:
+        """The node's RDB as for a new replica, streamed to `dest` (engine.rdb.save_rdb) from the
+        node's address, with its password: the same for processes and containers."""
+        info = self.inspect(name)
+        if info is None:
+            raise RuntimeError_(f"no node named {name}", temporary=False)
+        if info.engine not in redis_adapter.RedisAdapter.engines:
+            raise RuntimeError_(f"node {name} runs {info.engine}, which has no RDB", temporary=False)
+        if info.state is not NodeState.RUNNING:
+            raise RuntimeError_(f"node {name} is {info.state.value}, not running")
+        config = self._config_of(name)
+        password = config.settings.get("requirepass") or None if config is not None else None
+        return save_rdb(info.host, info.port, dest, password=password, timeout=timeout)
 
     def _redis(self, name: str, *args: str) -> None:
         info = self.inspect(name)

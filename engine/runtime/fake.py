@@ -6,10 +6,15 @@ thread that caused the exit (crash/kill/stop/remove), after the runtime's lock i
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from engine.adapters.redis import persistent
+from engine.rdb import RdbError, check_rdb
 from engine.runtime.base import (
     ExitListener,
     NodeConfig,
@@ -19,9 +24,10 @@ from engine.runtime.base import (
     RuntimeError_,
     node_info,
     pause_for_probe,
+    without_seed,
 )
 
-__all__ = ["DEFAULT_VERSIONS", "FakeRuntime"]
+__all__ = ["CORRUPT", "DEFAULT_VERSIONS", "FakeRuntime", "read_fake_rdb"]
 
 DEFAULT_VERSIONS: Mapping[str, tuple[str, ...]] = {
     "redis": ("7.0.15", "6.2.14"),
@@ -40,12 +46,32 @@ class _FakeNode:
     probes_since_start: int = 0
     ready_after: int = 0
     ready_reported: bool = False  # wait_ready said so once for this start
+    data: dict[str, str] = field(default_factory=dict)  # its keys, as set_data put them
+    seed: str | None = None  # the seed it was last started with
+
+
+# A fake RDB: a real magic and ending (check_rdb accepts it), JSON of the saved node in between.
+_FAKE_RDB_HEAD = b"REDIS0011\xfa"
+_FAKE_RDB_TAIL = b"\xff" + bytes(8)
+# In a file given as a seed, the fake node's load fails on it (a corruption only a load finds).
+CORRUPT = b"CORRUPT"
+
+
+def read_fake_rdb(path: Path) -> tuple[str, dict[str, str]]:
+    """(the node it was saved from, its data) of a file FakeRuntime.save_rdb wrote."""
+    content = Path(path).read_bytes()
+    record = json.loads(content[len(_FAKE_RDB_HEAD):-len(_FAKE_RDB_TAIL)])
+    return str(record["node"]), {str(k): str(v) for k, v in record["data"].items()}
 
 
 class FakeRuntime:
     """NodeRuntime in memory. Every call is appended to `calls` as (method, node name)
     ("list_managed" with an empty name). Fault injection: crash, hang/unhang,
-    fail_next_starts, set_ready_after; set_role makes a node a replica ("slave") or primary."""
+    fail_next_starts, set_ready_after, fail_saves; set_role makes a node a replica ("slave") or
+    primary. Redis/valkey nodes hold data (set_data, data_of) as real ones would: kept across
+    restarts only with appendonly yes, replaced by a seed (a file save_rdb wrote; a file that
+    fails check_rdb or contains CORRUPT makes the node exit right after its start, as redis
+    does), and seen by a replica as its primary's."""
 
     name = "fake"
 
@@ -65,6 +91,7 @@ class FakeRuntime:
         self._offsets: dict[str, int] = {}
         self._marks: dict[str, int] = {}
         self._refuse_commands: set[str] = set()
+        self._failing_saves: set[str] = set()
 
     # --- the NodeRuntime protocol ---
 
@@ -93,15 +120,24 @@ class FakeRuntime:
                 self.primary_of[config.name] = (replicaof[0], int(replicaof[1])) if len(replicaof) == 2 else None
                 extra = config.settings.get("bind", "").split()
                 self.addresses[config.name] = [config.host, *extra]
+            kept = node.data if node is not None and persistent(config) else {}
+            loaded = self._load_seed(config.seed) if config.seed is not None else kept
             node = _FakeNode(
-                config=config,
+                config=without_seed(config),
                 state=NodeState.RUNNING,
                 pid=self._next_pid,
                 role=role,
                 ready_after=self._ready_after,
+                data=dict(loaded or {}),
+                seed=config.seed,
             )
             self._nodes[config.name] = node
-            return self._info(node)
+            started = self._info(node)
+            if loaded is None:  # a seed it cannot load: it exits right after its start
+                node.state, node.pid = NodeState.EXITED, None
+        if loaded is None:
+            self._notify(config.name)
+        return started
 
     def stop(self, name: str, timeout: float = 5.0) -> None:
         self._exit(name, "stop")
@@ -223,6 +259,23 @@ class FakeRuntime:
                     raise RuntimeError_(f"node {name}: bind {' '.join(taken)}: address already in use")
             self.addresses[name] = wanted
 
+    def save_rdb(self, name: str, dest: Path, timeout: float = 600.0) -> int:
+        """A small fake RDB recording the node and the data it serves (read_fake_rdb)."""
+        with self._lock:
+            self.calls.append(("save_rdb", name))
+            node = self._command_target(name)
+            if node.config.engine == "memcached":
+                raise RuntimeError_(f"node {name} runs memcached, which has no RDB", temporary=False)
+            if name in self._failing_saves:
+                raise RdbError(f"{node.config.host}:{node.config.port} closed the connection (injected)")
+            data = self._data_seen(node)
+        content = _FAKE_RDB_HEAD + json.dumps({"node": name, "data": data}).encode() + _FAKE_RDB_TAIL
+        dest = Path(dest)
+        partial = dest.with_name(dest.name + ".partial")
+        partial.write_bytes(content)
+        os.replace(partial, dest)
+        return len(content)
+
     def set_exit_listener(self, listener: ExitListener) -> None:
         self._listener = listener
 
@@ -282,6 +335,26 @@ class FakeRuntime:
         with self._lock:
             self._get(name).role = role
 
+    def fail_saves(self, name: str, fail: bool = True) -> None:
+        """save_rdb of the node raises RdbError (a save that breaks off)."""
+        with self._lock:
+            (self._failing_saves.add if fail else self._failing_saves.discard)(name)
+
+    def set_data(self, name: str, data: Mapping[str, str]) -> None:
+        """The keys a node holds (as if a client had written them)."""
+        with self._lock:
+            self._get(name).data = dict(data)
+
+    def data_of(self, name: str) -> dict[str, str]:
+        """The keys the node serves: a replica serves its primary's."""
+        with self._lock:
+            return dict(self._data_seen(self._get(name)))
+
+    def seed_of(self, name: str) -> str | None:
+        """The seed the node was last started with."""
+        with self._lock:
+            return self._get(name).seed
+
     def config_of(self, name: str) -> NodeConfig:
         """The config the node was last started with."""
         with self._lock:
@@ -316,6 +389,34 @@ class FakeRuntime:
             node.pid = None
             node.hung = False
         self._notify(name)
+
+    def _load_seed(self, seed: str) -> dict[str, str] | None:
+        """The data in a seed; None when the node cannot load it (it would exit)."""
+        path = Path(seed)
+        if not path.is_file():
+            raise RuntimeError_(f"no seed file {seed}", temporary=False)
+        try:
+            check_rdb(path)
+        except RdbError:
+            return None
+        if CORRUPT in path.read_bytes():
+            return None
+        try:
+            return read_fake_rdb(path)[1]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return {}  # a real RDB: the fake does not read it
+
+    def _data_seen(self, node: _FakeNode) -> dict[str, str]:
+        """A replica's data is its primary's (up a chain of replicas; a loop ends it)."""
+        seen = {node.config.name}
+        while node.role == "slave" and (primary := self.primary_of.get(node.config.name)) is not None:
+            source = next((n for n in self._nodes.values() if (n.config.host, n.config.port) == primary
+                           and n.state is not NodeState.EXITED and n.config.name not in seen), None)
+            if source is None:
+                break
+            node = source
+            seen.add(node.config.name)
+        return dict(node.data)
 
     def _notify(self, name: str) -> None:
         listener = self._listener

@@ -8,20 +8,24 @@ throughput). "ports" (Docker Desktop, no host networking) publishes the node's p
 node's address (127.0.0.1 there) and the node binds 0.0.0.0 inside its own namespace.
 
 Data lives on a named volume per node mounted at /data: a stopped or killed node is started
-again on the same container and volume, so redis comes back with its dump.rdb.
+again on the same container and volume. What it loads there is put in before each start
+(put_files): a seed, or an empty RDB over leftovers when the node does not persist its data.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import docker.errors
 from docker.types import LogConfig, Mount
 
+from engine.adapters.redis import DataFile
 from engine.runtime.base import NodeConfig, RuntimeError_
 from engine.runtime.docker.api import call, docker_error
+from engine.runtime.docker.archive import tar_stream
 from engine.runtime.docker.spec import (
     DATA_PATH,
     L_NAME,
@@ -132,6 +136,14 @@ class Containers:
             raise docker_error(f"start node {config.name}", exc) from exc
         except Exception as exc:
             raise docker_error(f"start node {config.name}", exc) from exc
+
+    def put_files(self, node: str, cid: str, files: Sequence[DataFile]) -> None:
+        """Write `files` into the node's volume (/data) of container `cid`, which is not running."""
+        stream = tar_stream(files)
+        try:
+            self._api.put_archive(cid, str(DATA_PATH), stream)
+        except Exception as exc:
+            raise docker_error(f"put the start data of node {node} into its volume", exc) from exc
 
     def kill(self, node: str, cid: str) -> None:
         try:

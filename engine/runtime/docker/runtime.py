@@ -15,6 +15,7 @@ from typing import Any
 
 import docker.errors
 
+from engine.adapters.redis import RedisAdapter, start_data
 from engine.addresses import check_bindable
 from engine.runtime.base import (
     NODE_NAME,
@@ -25,6 +26,7 @@ from engine.runtime.base import (
     ProbeResult,
     RuntimeError_,
     pause_for_probe,
+    without_seed,
 )
 from engine.runtime.commands import TcpNodeCommands, probe_node
 from engine.runtime.docker.api import call, connect
@@ -121,7 +123,7 @@ class DockerRuntime(TcpNodeCommands):
                     stored = stored_config(attrs) or config
                     self._configs[stored.name] = stored
                     return node_info_of(stored, attrs)
-                if stored_config(attrs) == config:
+                if stored_config(attrs) == without_seed(config):
                     return self._start_existing(config, attrs["Id"])
                 # Asked for something else (version, node type, address): a new container on
                 # the same volume, so the data stays.
@@ -130,7 +132,7 @@ class DockerRuntime(TcpNodeCommands):
 
     def stop(self, name: str, timeout: float = 5.0) -> None:
         """SIGTERM, SIGKILL after `timeout` (Docker's stop); a paused node is resumed first so it
-        can shut down gracefully (redis saves its data). Returns once the exit listener ran."""
+        can shut down gracefully (redis with AOF flushes it). Returns once the exit listener ran."""
 
         def graceful(attrs: dict[str, Any]) -> None:
             if attrs["State"].get("Paused"):
@@ -261,13 +263,16 @@ class DockerRuntime(TcpNodeCommands):
         except ValueError as exc:
             raise RuntimeError_(f"cannot start node {config.name}: {exc}", temporary=False) from exc
         self._check_address(config)
-        cid = self._containers.create(config, image, command)
+        cid = self._containers.create(without_seed(config), image, command)
         return self._start_existing(config, cid, checked=True)
 
     def _start_existing(self, config: NodeConfig, cid: str, *, checked: bool = False) -> NodeInfo:
         if not checked:
             self._check_address(config)
-        self._configs[config.name] = config
+        self._configs[config.name] = without_seed(config)
+        files = start_data(config) if config.engine in RedisAdapter.engines else ()
+        if files:
+            self._containers.put_files(config.name, cid, files)
         self._containers.start(config, cid)
         attrs = self._containers.inspect(config.name)
         deadline = time.monotonic() + self._start_grace

@@ -5,7 +5,7 @@ Every node lives in `<data_dir>/<name>/` with
   node.conf  the redis/valkey config file (rewritten at every start)
   node.pid   the node's pid (written by the runtime right after the fork, and by the engine)
   node.log   the engine's log, stdout and stderr
-  dump.rdb   redis/valkey data
+  dump.rdb   redis/valkey data (at each start: the seed, or empty unless the node persists)
 
 A removed node's directory is renamed into `<data_dir>/.trash/` (instant) and deleted there by a
 background thread, so a delete does not wait for the file system; leftovers of a crash are
@@ -15,6 +15,7 @@ deleted by the next runtime.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -23,14 +24,15 @@ import shutil
 import subprocess
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.runtime.base import NODE_NAME, NodeConfig, config_from_dict, config_to_dict
+from engine.adapters.redis import DataFile
+from engine.runtime.base import NODE_NAME, NodeConfig, RuntimeError_, config_from_dict, config_to_dict
 
-__all__ = ["NODE_FILE", "Node", "Trash", "Watch", "load_node", "read_pid", "remove_pid_file", "save_node",
-           "tail", "write_atomic"]
+__all__ = ["NODE_FILE", "Node", "Trash", "Watch", "load_node", "place_files", "read_pid", "remove_pid_file",
+           "save_node", "tail", "write_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,39 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def place_files(node_dir: Path, files: Sequence[DataFile]) -> None:
+    """Put a node's start data (engine.adapters.redis.start_data) into its directory. A source
+    file is hard-linked where it can be (instant, whatever its size; the node never writes into
+    its data files, it replaces them by rename, so the source stays as it is), else copied."""
+    for item in files:
+        dest = node_dir / item.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            if item.source is None:
+                tmp.write_bytes(item.content)
+            else:
+                _link_or_copy(item.source, tmp)
+            os.replace(tmp, dest)
+        except FileNotFoundError as exc:
+            tmp.unlink(missing_ok=True)
+            if item.source is not None and not item.source.is_file():
+                raise RuntimeError_(f"no seed file {item.source}", temporary=False) from exc
+            raise RuntimeError_(f"cannot write {dest}: {exc.strerror or exc}") from exc
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError_(f"cannot write {dest}: {exc.strerror or exc}") from exc
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP):
+            raise
+        shutil.copyfile(source, dest)
 
 
 def read_pid(path: Path) -> int | None:

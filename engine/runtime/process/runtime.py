@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from engine.adapters import adapter_for
+from engine.adapters import redis as redis_adapter
 from engine.adapters.base import LOG_FILE, PID_FILE
 from engine.addresses import check_bindable
 from engine.runtime.base import (
@@ -35,6 +36,7 @@ from engine.runtime.base import (
     node_info,
     pause_for_probe,
     tell_exit,
+    without_seed,
 )
 from engine.runtime.commands import TcpNodeCommands, probe_node
 from engine.runtime.process import pids
@@ -45,6 +47,7 @@ from engine.runtime.process.records import (
     Node,
     Trash,
     load_node,
+    place_files,
     read_pid,
     remove_pid_file,
     save_node,
@@ -234,7 +237,9 @@ class ProcessRuntime(TcpNodeCommands):
                                                        notify=self._ready.address is not None)
         except ValueError as exc:
             raise RuntimeError_(f"cannot start node {config.name}: {exc}", temporary=False) from exc
-        node = save_node(node_dir, config, binary, launch.marker, launch.files)
+        node = save_node(node_dir, without_seed(config), binary, launch.marker, launch.files)
+        if config.engine in redis_adapter.RedisAdapter.engines:
+            place_files(node_dir, redis_adapter.start_data(config))
         with self._lock:
             self._nodes[config.name] = node
         check_bindable(config)  # the common failure, seen before forking, without waiting
@@ -314,6 +319,10 @@ class ProcessRuntime(TcpNodeCommands):
             return None
         with self._lock:
             return self._nodes.setdefault(name, loaded)
+
+    def _config_of(self, name: str) -> NodeConfig | None:
+        node = self._get(name)
+        return None if node is None else node.config
 
     def _info(self, node: Node, pid: int | None) -> NodeInfo:
         if pid is None:
