@@ -23,6 +23,7 @@ from controlplane.reconciler.controller import Controller
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import EndpointHub, Infra
 from controlplane.reconciler.replication_groups import ReplicationGroupReconciler
+from controlplane.reconciler.timewarp import TimeWarp
 from controlplane.reconciler.workqueue import WorkQueue
 from controlplane.service import Service
 from controlplane.settings import Settings
@@ -111,6 +112,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                    hub=hub, controller=controller, clusters=clusters, groups=groups, infra=infra,
                    health=health, faults=FaultInjector(store, infra, events, clock, controller.enqueue),
                    services=services, query=query,
+                   timewarp=TimeWarp(store, controller, clock, settings.advance_step_timeout),
                    addressing=mode, l4_proxy=l4_proxy)
 
 

@@ -18,6 +18,7 @@ from controlplane.reconciler.controller import Controller
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import EndpointHub, Infra
 from controlplane.reconciler.replication_groups import ReplicationGroupReconciler
+from controlplane.reconciler.timewarp import Advanced, TimeWarp
 from controlplane.settings import Settings
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup
@@ -46,6 +47,7 @@ class Service:
     faults: FaultInjector
     services: Services  # what handlers get: the service layer's dependencies
     query: QueryApi
+    timewarp: TimeWarp
     addressing: str
     l4_proxy: str = "builtin"  # what serves proxied endpoints: haproxy, builtin, or external (tests)
     started_at: float = field(default_factory=time.monotonic)
@@ -81,6 +83,10 @@ class Service:
         key = self.infra.node_owner.get(name)
         if key is not None:
             self.controller.enqueue(key)
+
+    def advance_clock(self, seconds: float) -> Advanced:
+        """Move the service clock forward, letting every window on the way fire (TimeWarp)."""
+        return self.timewarp.advance(seconds)
 
     def available_versions(self) -> Mapping[str, Sequence[str]]:
         return self.runtime.available_versions()
