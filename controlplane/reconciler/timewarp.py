@@ -94,7 +94,12 @@ class TimeWarp:
 
     def _next_starts(self, after: datetime) -> tuple[datetime | None, list[WindowStart]]:
         """The earliest window start after `after`, and every window that starts then."""
-        starts = [WindowStart(name, window, next_window_start(window, after)) for name, window in self.windows()]
+        starts: list[WindowStart] = []
+        for name, window in self.windows():
+            try:
+                starts.append(WindowStart(name, window, next_window_start(window, after)))
+            except ValueError:  # not a window (handlers validate them): it never fires, nor stops us
+                log.warning("time warp: %s has an unreadable window %r", name, window)
         if not starts:
             return None, []
         first = min(s.start for s in starts)

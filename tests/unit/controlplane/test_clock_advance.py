@@ -13,6 +13,7 @@ import pytest
 from controlplane.clock import FakeClock
 from controlplane.reconciler.timewarp import TimeWarp, WindowStart
 from controlplane.reconciler.workqueue import WorkQueue
+from controlplane.state.records import CacheCluster
 from tests.unit.controlplane.conftest import World
 
 REDIS = {"Engine": "redis", "CacheNodeType": "cache.t3.micro"}
@@ -188,3 +189,18 @@ def test_a_pending_change_is_applied_in_the_window_the_advance_passes(running: W
     done = warp.advance(2 * 3600)  # through 13:00 to 14:30, after the window
     assert [w.window for w in done.windows] == ["thu:13:00-thu:14:00"]
     assert node_type() == "cache.t3.small"
+
+
+def test_an_unreadable_window_is_skipped_not_a_refusal(world: World) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="a", PreferredMaintenanceWindow="thu:13:00-thu:14:00",
+               NumCacheNodes=1, **REDIS)
+    world.call("CreateCacheCluster", CacheClusterId="b", NumCacheNodes=1, **REDIS)
+    store = world.service.store
+    bad = next(r for r in store.records(CacheCluster) if r.id == "b")
+
+    def garble(rec: CacheCluster) -> None:
+        rec.spec.maintenance_window = "whenever"
+
+    store.update(bad.key, CacheCluster, garble)
+    warp, _ = _warp(world)
+    assert [w.resource for w in warp.advance(7200).windows] == ["cache-cluster/a"]
