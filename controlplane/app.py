@@ -28,6 +28,7 @@ from controlplane.reconciler.jobs import Jobs
 from controlplane.reconciler.replication_groups import ReplicationGroupReconciler
 from controlplane.reconciler.restores import Restores
 from controlplane.reconciler.snapshots import SnapshotReconciler
+from controlplane.reconciler.timewarp import TimeWarp
 from controlplane.reconciler.workqueue import WorkQueue
 from controlplane.service import Service
 from controlplane.settings import Settings
@@ -125,6 +126,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                    hub=hub, controller=controller, clusters=clusters, groups=groups, infra=infra,
                    health=health, faults=FaultInjector(store, infra, events, clock, controller.enqueue),
                    services=services, query=query, jobs=jobs,
+                   timewarp=TimeWarp(store, controller, clock, settings.advance_step_timeout),
                    addressing=mode, l4_proxy=l4_proxy)
 
 

@@ -1,4 +1,4 @@
-"""`elasticache-local serve | status | reset`."""
+"""`elasticache-local serve | status | reset | fault | clock`."""
 
 from __future__ import annotations
 
@@ -44,23 +44,38 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None) -> int:
+def _endpoint(args: argparse.Namespace) -> str:
+    if getattr(args, "endpoint", None):
+        return str(args.endpoint).rstrip("/")
     settings = Settings()
-    host = args.host or settings.host
-    port = args.port or settings.port
+    host = getattr(args, "host", None) or settings.host
+    return f"http://{host}:{getattr(args, 'port', None) or settings.port}"
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None,
+          timeout: float | None = 60) -> int:
+    endpoint = _endpoint(args)
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://{host}:{port}{path}", method=method, data=data,
+    req = urllib.request.Request(f"{endpoint}{path}", method=method, data=data,
                                  headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             print(json.dumps(json.loads(resp.read()), indent=2))
             return 0
     except urllib.error.HTTPError as exc:
         print(f"refused: {exc.read().decode(errors='replace')}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError) as exc:
-        print(f"elasticache-local is not answering at http://{host}:{port}: {exc}", file=sys.stderr)
+        print(f"elasticache-local is not answering at {endpoint}: {exc}", file=sys.stderr)
         return 1
+
+
+def _clock(args: argparse.Namespace) -> int:
+    if args.clock_command == "advance":
+        # No client timeout: the service bounds each stop (ADVANCE_STEP_TIMEOUT), and a long
+        # advance through many windows takes as long as their backups do.
+        return _call(args, "POST", "/api/v1/clock/advance", {"seconds": args.seconds}, timeout=None)
+    return _call(args, "GET", "/api/v1/clock")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,9 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     fault.add_argument("--seconds", type=float, default=60.0)
     fault.add_argument("--account", default="123456789012")
     fault.add_argument("--region", default="us-east-1")
+    clock = sub.add_parser("clock", help="show the service clock, or advance it so windows fire now")
+    clock.add_argument("--endpoint", help="the running service (default http://127.0.0.1:8379, or the settings)")
+    clock_sub = clock.add_subparsers(dest="clock_command")
+    clock_advance = clock_sub.add_parser(
+        "advance", help="move the clock SECONDS forward, stopping at every maintenance and snapshot window start")
+    clock_advance.add_argument("seconds", type=float, help="how far, in seconds (more than 0, at most 400 days)")
+    clock_advance.add_argument("--endpoint", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "clock":
+        return _clock(args)
     if args.command == "fault":
         if args.action == "az":
             return _call(args, "POST", "/api/v1/faults/availability-zone",

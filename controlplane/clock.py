@@ -17,6 +17,14 @@ class Clock(Protocol):
         """Seconds for measuring intervals (probe timeouts, backoff)."""
         ...
 
+    def advance(self, delta: timedelta) -> None:
+        """Move wall-clock time forward (the admin time warp: reach a window now)."""
+        ...
+
+    def offset(self) -> timedelta:
+        """How far advance() has moved this clock in all."""
+        ...
+
 
 class RealClock:
     """Real time, plus an offset an admin can add to reach a maintenance or backup window now."""
@@ -37,12 +45,17 @@ class RealClock:
         with self._lock:
             self._offset += delta
 
+    def offset(self) -> timedelta:
+        with self._lock:
+            return self._offset
+
 
 class FakeClock:
     """Time that moves only when a test says so."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+        self._start = self._now
         self._mono = 1000.0
         self._lock = threading.Lock()
 
@@ -59,3 +72,7 @@ class FakeClock:
         with self._lock:
             self._now += step
             self._mono += step.total_seconds()
+
+    def offset(self) -> timedelta:
+        with self._lock:
+            return self._now - self._start

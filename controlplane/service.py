@@ -19,6 +19,7 @@ from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import EndpointHub, Infra
 from controlplane.reconciler.jobs import Jobs
 from controlplane.reconciler.replication_groups import ReplicationGroupReconciler
+from controlplane.reconciler.timewarp import Advanced, TimeWarp
 from controlplane.settings import Settings
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup
@@ -49,6 +50,7 @@ class Service:
     services: Services  # what handlers get: the service layer's dependencies
     query: QueryApi
     jobs: Jobs
+    timewarp: TimeWarp
     addressing: str
     l4_proxy: str = "builtin"  # what serves proxied endpoints: haproxy, builtin, or external (tests)
     started_at: float = field(default_factory=time.monotonic)
@@ -85,6 +87,10 @@ class Service:
         key = self.infra.node_owner.get(name)
         if key is not None:
             self.controller.enqueue(key)
+
+    def advance_clock(self, seconds: float) -> Advanced:
+        """Move the service clock forward, letting every window on the way fire (TimeWarp)."""
+        return self.timewarp.advance(seconds)
 
     def available_versions(self) -> Mapping[str, Sequence[str]]:
         return self.runtime.available_versions()

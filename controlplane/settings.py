@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # Standalone cache clusters (nothing fails over): probed less often; a crash is seen at once anyway.
     standalone_health_interval: float = Field(default=1.0, gt=0)
     resync_interval: float = Field(default=2.0, gt=0)
+    # `clock advance` stops at every window start on its way; at each it waits at most this many
+    # seconds for the control loop to go idle (a backup to finish, say) before moving on.
+    advance_step_timeout: float = Field(default=120.0, gt=0)
     workers: int = Field(default=4, ge=1, le=64)
     log_level: str = "info"
     # Where to look for node binaries besides PATH (e.g. a valkey build).

@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from controlplane.admin.faults import FaultError, FaultInjector
+from controlplane.clock import Clock
 from controlplane.handlers.cache_clusters import describe_cache_clusters
 from controlplane.handlers.context import RequestContext, Services
 from controlplane.handlers.events import describe_events
@@ -28,6 +31,7 @@ from controlplane.handlers.replication_groups import describe_replication_groups
 from controlplane.model import messages as m
 from controlplane.protocol.errors import ServiceError, internal_failure
 from controlplane.protocol.model import ApiModel
+from controlplane.reconciler.timewarp import MAX_ADVANCE, Advanced
 from controlplane.settings import Settings
 from controlplane.state.records import CacheCluster
 from controlplane.state.store import Store
@@ -84,6 +88,29 @@ class FaultResult(BaseModel):
     nodes: list[str] = []
 
 
+class ClockState(BaseModel):
+    now: datetime = Field(description="The service clock: real time plus the offset, UTC")
+    offset_seconds: float = Field(description="How far the clock has been advanced in all")
+
+
+class ClockAdvance(BaseModel):
+    seconds: float = Field(gt=0, le=MAX_ADVANCE.total_seconds(), description="How far to move on (at most 400 days)")
+
+
+class PassedWindow(BaseModel):
+    resource: str = Field(description="<kind>/<id>, e.g. cache-cluster/web")
+    window: str
+    start: datetime
+
+
+class BadRequest(BaseModel):
+    detail: str
+
+
+class ClockAdvanced(ClockState):
+    windows: list[PassedWindow] = Field(description="The window starts passed through, in order")
+
+
 class Backend(Protocol):
     """What the JSON API needs of the running service (controlplane.service.Service is one); a
     protocol, so this face does not depend on the assembly above it."""
@@ -94,10 +121,13 @@ class Backend(Protocol):
     store: Store
     runtime: NodeRuntime
     faults: FaultInjector
+    clock: Clock
     addressing: str
     l4_proxy: str
 
     def available_versions(self) -> Mapping[str, Sequence[str]]: ...
+
+    def advance_clock(self, seconds: float) -> Advanced: ...
 
     def reset(self, timeout: float = 30.0) -> int: ...
 
@@ -119,6 +149,23 @@ class AwsErrorRoute(APIRoute):
                 return await handler(request)
             except ServiceError as err:
                 return _error_response(request, err)
+
+        return route
+
+
+class BadRequestRoute(APIRoute):
+    """A route whose malformed bodies answer 400 (as its own refusals do), not FastAPI's 422."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as err:
+                problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}"
+                                     for e in err.errors())
+                return JSONResponse({"detail": problems}, status_code=400)
 
         return route
 
@@ -190,6 +237,34 @@ def admin_router() -> APIRouter:
         return FaultResult(message=f"{az} restored")
 
     router.include_router(resource_router())
+    router.include_router(clock_router())
+    return router
+
+
+def clock_router() -> APIRouter:
+    """The service clock, and the time warp that lets windows fire now (reconciler.timewarp)."""
+    router = APIRouter(route_class=BadRequestRoute, tags=["clock"])
+
+    @router.get("/api/v1/clock", response_model=ClockState, summary="The service clock")
+    def clock(request: Request) -> ClockState:
+        service_clock = _service(request).clock
+        return ClockState(now=service_clock.now(), offset_seconds=service_clock.offset().total_seconds())
+
+    @router.post("/api/v1/clock/advance", response_model=ClockAdvanced,
+                 # "4XX" rather than 400: it also keeps FastAPI from documenting a 422 never answered.
+                 responses={"4XX": {"model": BadRequest, "description": "400: seconds missing, not a number, "
+                                                                           "not above 0, or above 400 days"}},
+                 summary="Move the clock forward, stopping at every maintenance and snapshot window start on the "
+                         "way until the control loop is idle")
+    def advance(request: Request, body: ClockAdvance) -> ClockAdvanced:
+        try:
+            done = _service(request).advance_clock(body.seconds)
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+        return ClockAdvanced(
+            now=done.now, offset_seconds=done.offset.total_seconds(),
+            windows=[PassedWindow(resource=w.resource, window=w.window, start=w.start) for w in done.windows])
+
     return router
 
 

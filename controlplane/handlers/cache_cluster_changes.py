@@ -112,6 +112,8 @@ def _settings(spec: CacheClusterSpec, params: m.ModifyCacheClusterMessage) -> No
         raise v.invalid("The AZMode cross-az is only supported for Memcached clusters.")
     shared_settings(spec, params)
     _snapshot_settings(spec, params)
+    if params.get("PreferredMaintenanceWindow") or params.get("SnapshotWindow"):
+        v.no_overlap(spec.maintenance_window, spec.snapshot_window)
     if "CacheSecurityGroupNames" in params:
         spec.security_group_names = list(params["CacheSecurityGroupNames"] or [])
     if params.get("CacheParameterGroupName"):

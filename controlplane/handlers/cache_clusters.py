@@ -63,8 +63,13 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
     version = d.engine_version(ctx, engine, params.get("EngineVersion"))
     port = v.port(params.get("Port") or catalog.DEFAULT_PORTS[engine])
     az_mode, preferred = _azs(ctx, params, engine, num_nodes)
-    window = d.maintenance_window(ctx, params.get("PreferredMaintenanceWindow"), cluster_id)
-    retention, snapshot_window = _snapshots(params, engine, cluster_id, window)
+    retention = _snapshots(params, engine)
+    snapshot_window: str | None = None
+    if engine == "memcached":
+        window = d.maintenance_window(ctx, params.get("PreferredMaintenanceWindow"), cluster_id)
+    else:
+        window, snapshot_window = d.windows_for(ctx, params.get("PreferredMaintenanceWindow"),
+                                                params.get("SnapshotWindow"), cluster_id)
     if params.get("AuthToken") and not params.get("TransitEncryptionEnabled"):
         raise v.combination("AuthToken requires TransitEncryptionEnabled to be true.")
     if params.get("TransitEncryptionEnabled"):
@@ -128,20 +133,16 @@ def _azs(ctx: RequestContext, params: m.CreateCacheClusterMessage, engine: str,
     return az_mode, preferred
 
 
-def _snapshots(params: m.CreateCacheClusterMessage, engine: str, cluster_id: str,
-               window: str) -> tuple[int, str | None]:
-    """Retention limit and snapshot window (redis only)."""
+def _snapshots(params: m.CreateCacheClusterMessage, engine: str) -> int:
+    """The retention limit (redis only; the snapshot window is chosen with the maintenance
+    window)."""
     retention = params.get("SnapshotRetentionLimit", 0)
     if engine == "memcached":
         if params.get("SnapshotName") or params.get("SnapshotArns") or retention or params.get("SnapshotWindow"):
             raise SnapshotFeatureNotSupportedFault("Snapshots are not supported for Memcached clusters.")
-        return retention, None
+        return retention
     v.retention(retention)
-    snapshot_window = d.snapshot_window(params.get("SnapshotWindow"), cluster_id)
-    if params.get("PreferredMaintenanceWindow") and params.get("SnapshotWindow") and v.windows_overlap(
-            window, snapshot_window):
-        raise v.combination("The snapshot window and the maintenance window must not overlap.")
-    return retention, snapshot_window
+    return retention
 
 
 def _join_replication_group(ctx: RequestContext, cluster_id: str, group_id: str,

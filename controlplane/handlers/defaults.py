@@ -5,40 +5,61 @@ from __future__ import annotations
 
 import zlib
 
-from controlplane import catalog
+from controlplane import catalog, windows
 from controlplane.catalog import resolve_version
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import RequestContext
 from controlplane.model.errors import CacheParameterGroupNotFoundFault
 
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# The day AWS's pseudo-random pick lands on, by hash: kept in this order so ids keep their days.
+_DAY_PICK = (6, 0, 1, 2, 3, 4, 5)  # sun, mon, ..., sat as indexes of windows.DAYS
+_HOUR = 60
 
 
-def default_maintenance_window(resource_id: str, region: str) -> str:
-    """A stable pseudo-random hour in the region's 8-hour block, as AWS picks one."""
+def default_maintenance_window(resource_id: str, region: str, avoid: str | None = None) -> str:
+    """A stable pseudo-random hour in the region's 8-hour block, as AWS picks one; with `avoid`
+    (a snapshot window) the first hour from there that does not overlap it, in the block first."""
     h = zlib.crc32(resource_id.encode())
-    day = _DAYS[h % 7]
-    start = catalog.MAINTENANCE_BLOCK_START_HOUR.get(region, 3) + (h >> 3) % 8
-    end_day = day
-    if start >= 23:
-        start %= 24
-        if start == 23:
-            end_day = _DAYS[(h + 1) % 7]
-    end = (start + 1) % 24
-    return f"{day}:{start:02d}:00-{end_day}:{end:02d}:00"
+    day = _DAY_PICK[h % 7] * windows.DAY
+    block = catalog.MAINTENANCE_BLOCK_START_HOUR.get(region, 3)
+    first = (h >> 3) % 8
+    hours = [block + (first + k) % 8 for k in range(8)] + [block + 8 + k for k in range(16)]
+    for hour in hours:
+        window = windows.format_weekly(day + hour * _HOUR, _HOUR)
+        if avoid is None or not windows.overlap(window, avoid):
+            return window
+    raise v.windows_overlap()  # the snapshot window leaves no hour of the day free
 
 
-def default_snapshot_window(resource_id: str) -> str:
-    start = (zlib.crc32(resource_id.encode()) >> 5) % 24
-    return f"{start:02d}:00-{(start + 1) % 24:02d}:00"
+def default_snapshot_window(resource_id: str, avoid: str | None = None) -> str:
+    """A stable pseudo-random hour; with `avoid` (the maintenance window) the first hour from
+    there that does not overlap it."""
+    first = (zlib.crc32(resource_id.encode()) >> 5) % 24
+    for k in range(24):
+        window = windows.format_daily((first + k) % 24 * _HOUR, _HOUR)
+        if avoid is None or not windows.overlap(avoid, window):
+            return window
+    raise v.windows_overlap()  # the maintenance window covers every hour of a day
 
 
 def maintenance_window(ctx: RequestContext, requested: str | None, resource_id: str) -> str:
+    """A new resource's maintenance window where it has no snapshot window (memcached)."""
     return v.maintenance_window(requested) if requested else default_maintenance_window(resource_id, ctx.region)
 
 
-def snapshot_window(requested: str | None, resource_id: str) -> str:
-    return v.snapshot_window(requested) if requested else default_snapshot_window(resource_id)
+def windows_for(ctx: RequestContext, maintenance: str | None, snapshot: str | None,
+                resource_id: str) -> tuple[str, str]:
+    """The maintenance and snapshot windows of a new resource: each as given or chosen for it,
+    never overlapping; a default steers clear of the window given."""
+    given = v.maintenance_window(maintenance) if maintenance else None
+    daily = v.snapshot_window(snapshot) if snapshot else None
+    if given and daily:
+        v.no_overlap(given, daily)
+        return given, daily
+    if daily:
+        return default_maintenance_window(resource_id, ctx.region, avoid=daily), daily
+    given = given or default_maintenance_window(resource_id, ctx.region)
+    return given, default_snapshot_window(resource_id, avoid=given)
 
 
 def engine_version(ctx: RequestContext, engine: str, requested: str | None) -> str:

@@ -97,8 +97,8 @@ def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGro
     azs = _member_azs(ctx, params, node_group, total)
     port = v.port(params.get("Port") or (primary.spec.port if primary else catalog.DEFAULT_PORTS[engine]))
     parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
-    window = d.maintenance_window(ctx, params.get("PreferredMaintenanceWindow"), group_id)
-    snapshot_window = d.snapshot_window(params.get("SnapshotWindow"), group_id)
+    window, snapshot_window = d.windows_for(ctx, params.get("PreferredMaintenanceWindow"),
+                                            params.get("SnapshotWindow"), group_id)
     retention = v.retention(params.get("SnapshotRetentionLimit", 0))
     v.ipv4_only(params.get("NetworkType"), params.get("IpDiscovery"))
     spec = ReplicationGroupSpec(
@@ -264,6 +264,8 @@ def _settings(spec: ReplicationGroupSpec, params: m.ModifyReplicationGroupMessag
     snapshot_window = params.get("SnapshotWindow")
     if snapshot_window:
         spec.snapshot_window = v.snapshot_window(snapshot_window)
+    if snapshot_window or params.get("PreferredMaintenanceWindow"):
+        v.no_overlap(spec.maintenance_window, spec.snapshot_window)
     if "SnapshotRetentionLimit" in params:
         spec.snapshot_retention_limit = v.retention(params["SnapshotRetentionLimit"])
 

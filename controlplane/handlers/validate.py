@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from controlplane import catalog
+from controlplane import catalog, windows
 from controlplane.catalog import version_key
 from controlplane.model import messages as m
 from controlplane.model.errors import (
@@ -25,10 +25,6 @@ MAX_TAGS = 50  # AWS's per-resource quota
 MAX_RETENTION_DAYS = 35
 
 _ID = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9]|-(?!-))*$")
-_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_WEEKLY = re.compile(r"^(sun|mon|tue|wed|thu|fri|sat):([01]\d|2[0-3]):([0-5]\d)-"
-                     r"(sun|mon|tue|wed|thu|fri|sat):([01]\d|2[0-3]):([0-5]\d)$")
-_DAILY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
 def invalid(message: str) -> InvalidParameterValueException:
@@ -57,46 +53,41 @@ def resource_id(value: str, what: str, max_len: int) -> str:
 
 def maintenance_window(value: str) -> str:
     """ddd:hh24:mi-ddd:hh24:mi, UTC, at least 60 minutes."""
-    v = value.lower()
-    m = _WEEKLY.match(v)
-    if not m:
+    window = _parse(value, windows.WEEK)
+    if window is None:
         raise invalid(f"Invalid maintenance window format: {value}. Expected ddd:hh24:mi-ddd:hh24:mi.")
-    start = _DAYS.index(m[1]) * 1440 + int(m[2]) * 60 + int(m[3])
-    end = _DAYS.index(m[4]) * 1440 + int(m[5]) * 60 + int(m[6])
-    if (end - start) % (7 * 1440) < 60:
+    if window.length < 60:
         raise invalid("The maintenance window must be at least 60 minutes.")
-    return v
+    return value.lower()
 
 
 def snapshot_window(value: str) -> str:
     """hh24:mi-hh24:mi, UTC, at least 60 minutes."""
-    m = _DAILY.match(value)
-    if not m:
+    window = _parse(value, windows.DAY)
+    if window is None:
         raise invalid(f"Invalid snapshot window format: {value}. Expected hh24:mi-hh24:mi.")
-    start = int(m[1]) * 60 + int(m[2])
-    end = int(m[3]) * 60 + int(m[4])
-    if (end - start) % 1440 < 60:
+    if window.length < 60:
         raise invalid("The snapshot window must be at least 60 minutes.")
     return value
 
 
-def windows_overlap(maintenance: str, snapshot: str) -> bool:
-    """Whether a daily snapshot window overlaps a weekly maintenance window (AWS refuses it)."""
-    m = _WEEKLY.match(maintenance)
-    s = _DAILY.match(snapshot)
-    if not m or not s:
-        return False
-    w_start = _DAYS.index(m[1]) * 1440 + int(m[2]) * 60 + int(m[3])
-    w_end = _DAYS.index(m[4]) * 1440 + int(m[5]) * 60 + int(m[6])
-    if w_end <= w_start:
-        w_end += 7 * 1440
-    s_start = int(s[1]) * 60 + int(s[2])
-    s_len = (int(s[3]) * 60 + int(s[4]) - s_start) % 1440
-    for day in range(8):
-        a = day * 1440 + s_start - 1440
-        if a < w_end and w_start < a + s_len:
-            return True
-    return False
+def _parse(value: str, period: int) -> windows.Window | None:
+    try:
+        window = windows.parse(value)
+    except ValueError:
+        return None
+    return window if window.period == period else None
+
+
+def windows_overlap() -> InvalidParameterCombinationException:
+    """The one refusal of overlapping windows, for Create and Modify alike."""
+    return combination("The snapshot window and the maintenance window must not overlap.")
+
+
+def no_overlap(maintenance: str | None, snapshot: str | None) -> None:
+    """AWS refuses a daily snapshot window that shares a minute with the weekly maintenance window."""
+    if maintenance and snapshot and windows.overlap(maintenance, snapshot):
+        raise windows_overlap()
 
 
 def node_type(value: str | None) -> str:

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from controlplane.clock import Clock
-from controlplane.reconciler.schedule import window_start
 from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
 from controlplane.state.snapshots import Snapshot, SnapshotSpec, cluster_config, group_config
 from controlplane.state.store import Store
+from controlplane.windows import window_start
 
 Source = CacheCluster | ReplicationGroup
 

@@ -63,6 +63,10 @@ class Controller:
             if key.kind in self._reconcilers:
                 self.queue.add(key)
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether the loop went idle (no key ready, delayed or in a worker) within `timeout` s."""
+        return self.queue.wait_idle(timeout)
+
     # ---- one step ---------------------------------------------------------------------
 
     def process(self, key: ResourceKey) -> None:

@@ -53,5 +53,5 @@ class Jobs:
         """Until no job runs (bounded); True when none does (tests, the clock advance)."""
         with self._lock:
             running = [job for job in self._jobs.values() if not job.done()]
-        done, pending = wait(running, timeout=timeout)
+        _, pending = wait(running, timeout=timeout)
         return not pending

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
@@ -102,6 +103,21 @@ class WorkQueue(Generic[K]):
             if key in self._dirty:
                 self._ready.append(key)
                 self._cond.notify()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no key is ready, delayed or being processed: True then, False when `timeout`
+        seconds pass first. Real seconds: a fake clock does not move while we wait."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                self._promote_due()
+                if not self._ready and not self._delayed and not self._processing:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    return False
+                # Bounded slices: done() notifies one waiter, maybe a worker rather than us.
+                self._cond.wait(min(left, 0.05))
 
     def pending(self) -> int:
         with self._cond:

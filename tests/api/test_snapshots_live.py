@@ -174,7 +174,8 @@ def _moto_s3() -> Iterator[str]:
 
 
 def test_export_to_s3_and_restore_from_its_arn(tmp_path: Path) -> None:
-    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_DEFAULT_REGION": "us-east-1"}
     with _moto_s3() as s3_url, running_server("process", tmp_path, ELASTICACHE_LOCAL_S3_ENDPOINT_URL=s3_url,
                                               **credentials) as live:
         s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", aws_access_key_id="testing",

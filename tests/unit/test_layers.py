@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Lowest first. A module may import from its own layer and any layer before it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("engine",)),
-    ("foundation", ("controlplane.clock", "controlplane.settings", "controlplane.catalog",
+    ("foundation", ("controlplane.clock", "controlplane.settings", "controlplane.catalog", "controlplane.windows",
                     "controlplane.objectstore")),
     ("protocol", ("controlplane.protocol", "controlplane.model")),
     ("state", ("controlplane.state",)),

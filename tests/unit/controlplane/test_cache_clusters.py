@@ -177,19 +177,6 @@ def test_repeated_describes_show_every_change(world: World) -> None:
     assert "CacheNodes" not in world.call("DescribeCacheClusters")["CacheClusters"][0]
 
 
-def test_weekly_window_wraps_around_the_week() -> None:
-    from datetime import UTC, datetime
-
-    from controlplane.reconciler.schedule import in_weekly_window
-
-    sat_2330 = datetime(2026, 1, 3, 23, 30, tzinfo=UTC)
-    sun_0030 = datetime(2026, 1, 4, 0, 30, tzinfo=UTC)
-    assert in_weekly_window("sat:23:00-sun:01:00", sat_2330)
-    assert in_weekly_window("sat:23:00-sun:01:00", sun_0030)
-    assert not in_weekly_window("sat:23:00-sun:01:00", datetime(2026, 1, 4, 1, 0, tzinfo=UTC))
-    assert in_weekly_window("sun:23:30-mon:00:30", datetime(2026, 1, 4, 23, 45, tzinfo=UTC))
-
-
 def test_crashed_node_is_recovered(world: World) -> None:
     world.call("CreateCacheCluster", CacheClusterId="web", **REDIS)
     world.settle()
