@@ -169,7 +169,7 @@ class ServiceUpdates:
             state = "complete"
         elif action.status.state == "complete":
             state = "complete"  # a node added afterwards does not undo it
-        elif not any(line_of(n.version or "") == line_of(version) for _, n in nodes):
+        elif nodes and not any(line_of(n.version or "") == line_of(version) for _, n in nodes):
             state = "not-applicable"  # the cache moved to another engine version meanwhile
         elif active:
             state = "in-progress" if done or busy or action.status.state == "in-progress" else "waiting-to-start"

@@ -426,3 +426,14 @@ def test_random_requests_never_fail_the_server(tmp_path: Path) -> None:
                                    for c in w.call("DescribeCacheClusters")["CacheClusters"]))
     finally:
         w.service.store.close()
+
+
+def test_an_engine_version_change_makes_the_action_not_applicable(world: World) -> None:
+    _cluster(world)
+    _install(world, redis=(OLD, NEW, "7.1.4"))
+    world.call("ModifyCacheCluster", CacheClusterId="web", EngineVersion="7.1", ApplyImmediately=True)
+    world.settle_until(lambda: _version(world, "web") == "7.1.4")
+    world.settle_until(lambda: _action(world)["UpdateActionStatus"] == "not-applicable")
+    refused = world.call("BatchApplyUpdateAction", ServiceUpdateName=UPDATE, CacheClusterIds=["web"])
+    assert refused["UnprocessedUpdateActions"][0]["ErrorMessage"].startswith(f"Service update {UPDATE} does not apply")
+    assert _version(world, "web") == "7.1.4"
