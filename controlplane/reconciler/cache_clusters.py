@@ -31,7 +31,7 @@ from controlplane.state.records import (
     NodeStatus,
     ResourceKey,
 )
-from controlplane.state.service_updates import active_version, outdated, pick_version
+from controlplane.state.service_updates import outdated, pin
 from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
 from engine import Member, NodeConfig
@@ -134,9 +134,8 @@ class CacheClusterReconciler:
         return rec
 
     def _choose_version(self, rec: CacheCluster) -> tuple[str, bool, bool]:
-        """The installed version the nodes run, whether it is the one asked for, and whether a
-        service update is being applied; decided once (a newly installed patch waits for its
-        service update), re-decided on a version change (recorded by _plan_nodes or _record_version)."""
+        """The installed version the nodes run, whether it is the one asked for, whether a service
+        update is applied (service_updates.pin: a newly installed patch waits for its update)."""
         available = self._infra.runtime.available_versions()
         wanted = rec.target().engine_version
         chosen, exact = resolve_version(rec.spec.engine, wanted, available, self._infra.strict_versions)
@@ -145,8 +144,7 @@ class CacheClusterReconciler:
                 f"No {rec.spec.engine} {wanted} can run on this machine "
                 f"(installed: {', '.join(available.get(rec.spec.engine, ())) or 'none'})"
             )
-        version, updating = pick_version(chosen, available.get(rec.spec.engine, ()),
-                                         active_version(self._store, rec), rec.status.engine_version)
+        version, updating = pin(self._store, rec, chosen, available.get(rec.spec.engine, ()))
         return version, exact, updating
 
     def _record_version(self, rec: CacheCluster, version: str, exact: bool) -> CacheCluster:
@@ -219,26 +217,22 @@ class CacheClusterReconciler:
         return rec
 
     def _run_nodes(self, rec: CacheCluster, version: str, updating: bool = False) -> CacheCluster:
-        """Start every node that is not running; wait (briefly) for the ones starting to answer.
-        A service update restarts one node per pass, as AWS updates one node at a time."""
+        """Start every node that is not running; wait (briefly) for the ones starting to answer."""
         runtime = self._infra.runtime
         node_type = rec.target().node_type
         starting: list[str] = []
         blocked: list[str] = []
-        deferred = False
         for node in rec.status.nodes:
             name = self._name(rec, node.node_id)
             running = self._nodes.running(name, node.status == "available")
-            running_version = self._nodes.version_of(name)
-            current = (running_version is not None and not outdated(running_version, version, updating)
-                       and node.node_type == node_type)
+            current = node.node_type == node_type and not outdated(self._nodes.version_of(name) or "", version,
+                                                                   updating)
             if running and current:
                 if node.status != "available":
                     starting.append(node.node_id)
                 continue
             if running and updating and starting:
-                deferred = True  # the next node's turn comes when this one answers
-                continue
+                continue  # an update restarts one node per pass (its action's reconciler requeues us)
             if running:
                 runtime.stop(name)  # another version or node type was asked for: replace the process
             elif self._infra.az_down(node.az, self._clock.monotonic()):
@@ -248,11 +242,9 @@ class CacheClusterReconciler:
                 self._restore_failed(rec, "the node exited while loading the RDB file (it is corrupt, or the "
                                           "data does not fit the node type)")
             recovering = node.status == "available"
-            if recovering and not running:
-                self._emit(rec, f"Recovering cache nodes {node.node_id}")
-            elif recovering:
-                self._emit(rec, f"Restarting cache node {node.node_id} with {rec.spec.engine} {version}")
             if recovering:
+                self._emit(rec, f"Recovering cache nodes {node.node_id}" if not running else
+                           f"Restarting cache node {node.node_id} with {rec.spec.engine} {version}")
                 rec = self._set_node(rec, node.node_id, "rebooting")
             config = self._config(rec, node, version)
             if self._restoring(rec):
@@ -262,8 +254,6 @@ class CacheClusterReconciler:
             starting.append(node.node_id)
         if starting:
             rec = self._await_ready(rec, starting)
-        if deferred:
-            raise TemporaryError("updating the next node", delay=0.0)
         if blocked:
             raise TemporaryError(f"nodes {', '.join(blocked)} wait for their availability zone", delay=1.0)
         return rec

@@ -129,6 +129,8 @@ class ServiceUpdates:
         action = self._auto_apply(action, update, cache, now)
         action = self._observe(action, update, cache, now)
         state = action.api_status()
+        if action.active():
+            self._enqueue(cache.key)  # the cache's reconciler moves one node per pass: the next one
         if state in ("waiting-to-start", "in-progress", "stopping"):
             raise Requeue(f"update action {state}", delay=FOLLOW)
         if state in ("not-applied", "scheduled") and update.status.auto_update:

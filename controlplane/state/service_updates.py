@@ -68,6 +68,18 @@ def pick_version(chosen: str, installed: Sequence[str], updating_to: str | None,
     return chosen, False
 
 
+def pin(store: Store, cache: CacheCluster | ReplicationGroup, chosen: str,
+        installed: Sequence[str]) -> tuple[str, bool]:
+    """pick_version for a cache: what it runs is its recorded version (a group's: its primary's)."""
+    if isinstance(cache, ReplicationGroup):
+        primary = store.get(ResourceKey(CacheCluster.KIND, cache.account, cache.region, cache.status.primary or ""),
+                            CacheCluster)
+        pinned = primary.status.engine_version if primary is not None else None
+    else:
+        pinned = cache.status.engine_version
+    return pick_version(chosen, installed, active_version(store, cache), pinned)
+
+
 def update_name(engine: str, version: str) -> str:
     return f"elasticache-{engine}-{version.replace('.', '-')}-update"
 

@@ -29,7 +29,7 @@ from controlplane.reconciler.replication_groups.rollout import Rollout
 from controlplane.reconciler.restores import Restores
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus, ResourceKey
-from controlplane.state.service_updates import active_version, pick_version
+from controlplane.state.service_updates import pin
 from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
 from engine import RuntimeError_
@@ -77,7 +77,7 @@ class ReplicationGroupReconciler:
             return
         if rg.spec.restore is not None and not rg.status.restored and rg.status.phase == "create-failed":
             return  # the restore failed: nothing runs; only a delete helps
-        version, updating = self._version(rg, members)
+        version, updating = self._version(rg)
         rg = self.endpoints.add_endpoints(rg, members, version)
         rg = self._first_primary(rg, members)
         rg, members = self.members.remove(rg, members)
@@ -128,7 +128,7 @@ class ReplicationGroupReconciler:
 
     # ---- steps --------------------------------------------------------------------------
 
-    def _version(self, rg: ReplicationGroup, members: list[CacheCluster]) -> tuple[str, bool]:
+    def _version(self, rg: ReplicationGroup) -> tuple[str, bool]:
         """The version the nodes run (the primary's patch while nothing asks for another: a
         newly installed patch waits for its service update), and whether an update is applied."""
         available = self._ctx.infra.runtime.available_versions()
@@ -136,9 +136,7 @@ class ReplicationGroupReconciler:
         chosen, _ = resolve_version(rg.spec.engine, wanted, available, self._ctx.infra.strict_versions)
         if chosen is None:
             raise PermanentError(f"No {rg.spec.engine} {wanted} can run on this machine")
-        primary = next((m for m in members if m.id == rg.status.primary), None)
-        return pick_version(chosen, available.get(rg.spec.engine, ()), active_version(self._ctx.store, rg),
-                            primary.status.engine_version if primary is not None else None)
+        return pin(self._ctx.store, rg, chosen, available.get(rg.spec.engine, ()))
 
     def _first_primary(self, rg: ReplicationGroup, members: list[CacheCluster]) -> ReplicationGroup:
         if rg.status.primary is not None:
