@@ -27,6 +27,7 @@ from controlplane.reconciler.infra import EndpointHub, Infra
 from controlplane.reconciler.jobs import Jobs
 from controlplane.reconciler.replication_groups import ReplicationGroupReconciler
 from controlplane.reconciler.restores import Restores
+from controlplane.reconciler.service_updates import ServiceUpdates, WithServiceUpdates
 from controlplane.reconciler.snapshots import SnapshotReconciler
 from controlplane.reconciler.timewarp import TimeWarp
 from controlplane.reconciler.workqueue import WorkQueue
@@ -108,11 +109,13 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     backups = Backups(store, clock, controller.enqueue)
     clusters = CacheClusterReconciler(store, infra, events, clock, controller.enqueue, health, restores=restores,
                                       backups=backups)
-    controller.register(clusters)
     groups = ReplicationGroupReconciler(store, infra, events, clock, health, restores=restores, backups=backups,
                                         failover_timeout=settings.failover_timeout,
                                         failover_cooldown=settings.failover_cooldown)
-    controller.register(groups)
+    updates = ServiceUpdates(store, events, clock, runtime.available_versions, controller.enqueue)
+    controller.register(WithServiceUpdates(clusters, updates))
+    controller.register(WithServiceUpdates(groups, updates))
+    controller.register(updates)
     jobs = Jobs(controller.enqueue)
     controller.register(SnapshotReconciler(store, infra, events, clock, controller.enqueue, jobs,
                                            snapshots_dir=settings.snapshots_dir, objects=objects,

@@ -31,6 +31,7 @@ from controlplane.state.records import (
     NodeStatus,
     ResourceKey,
 )
+from controlplane.state.service_updates import outdated, pin
 from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
 from engine import Member, NodeConfig
@@ -82,11 +83,11 @@ class CacheClusterReconciler:
         if rec.status.phase == "restore-failed":
             return  # nothing runs; only a delete helps
         rec = self._apply_pending(rec)
-        version, exact = self._choose_version(rec)
+        version, exact, updating = self._choose_version(rec)
         rec = self._plan_nodes(rec, version, exact)
         rec = self._record_version(rec, version, exact)
         rec = self._remove_nodes(rec)
-        rec = self._run_nodes(rec, version)
+        rec = self._run_nodes(rec, version, updating)
         rec = self._reboot(rec, version)
         self._config_endpoint(rec)
         self._settle(rec)
@@ -132,9 +133,9 @@ class CacheClusterReconciler:
         self._emit(rec, "Applying pending modifications in the maintenance window")
         return rec
 
-    def _choose_version(self, rec: CacheCluster) -> tuple[str, bool]:
-        """The installed version the nodes run, and whether it is the one asked for; decided
-        once, re-decided on a version change (recorded by _plan_nodes or _record_version)."""
+    def _choose_version(self, rec: CacheCluster) -> tuple[str, bool, bool]:
+        """The installed version the nodes run, whether it is the one asked for, whether a service
+        update is applied (service_updates.pin: a newly installed patch waits for its update)."""
         available = self._infra.runtime.available_versions()
         wanted = rec.target().engine_version
         chosen, exact = resolve_version(rec.spec.engine, wanted, available, self._infra.strict_versions)
@@ -143,7 +144,8 @@ class CacheClusterReconciler:
                 f"No {rec.spec.engine} {wanted} can run on this machine "
                 f"(installed: {', '.join(available.get(rec.spec.engine, ())) or 'none'})"
             )
-        return chosen, exact
+        version, updating = pin(self._store, rec, chosen, available.get(rec.spec.engine, ()))
+        return version, exact, updating
 
     def _record_version(self, rec: CacheCluster, version: str, exact: bool) -> CacheCluster:
         """Record a newly chosen version (saying so when it is not the one asked for)."""
@@ -214,7 +216,7 @@ class CacheClusterReconciler:
         self._emit(rec, f"Removed cache nodes {', '.join(sorted(ids))}")
         return rec
 
-    def _run_nodes(self, rec: CacheCluster, version: str) -> CacheCluster:
+    def _run_nodes(self, rec: CacheCluster, version: str, updating: bool = False) -> CacheCluster:
         """Start every node that is not running; wait (briefly) for the ones starting to answer."""
         runtime = self._infra.runtime
         node_type = rec.target().node_type
@@ -223,11 +225,14 @@ class CacheClusterReconciler:
         for node in rec.status.nodes:
             name = self._name(rec, node.node_id)
             running = self._nodes.running(name, node.status == "available")
-            current = self._nodes.version_of(name) == version and node.node_type == node_type
+            current = node.node_type == node_type and not outdated(self._nodes.version_of(name) or "", version,
+                                                                   updating)
             if running and current:
                 if node.status != "available":
                     starting.append(node.node_id)
                 continue
+            if running and updating and starting:
+                continue  # an update restarts one node per pass (its action's reconciler requeues us)
             if running:
                 runtime.stop(name)  # another version or node type was asked for: replace the process
             elif self._infra.az_down(node.az, self._clock.monotonic()):
@@ -238,7 +243,8 @@ class CacheClusterReconciler:
                                           "data does not fit the node type)")
             recovering = node.status == "available"
             if recovering:
-                self._emit(rec, f"Recovering cache nodes {node.node_id}")
+                self._emit(rec, f"Recovering cache nodes {node.node_id}" if not running else
+                           f"Restarting cache node {node.node_id} with {rec.spec.engine} {version}")
                 rec = self._set_node(rec, node.node_id, "rebooting")
             config = self._config(rec, node, version)
             if self._restoring(rec):

@@ -4,8 +4,9 @@ A new resource family adds its record class here (and nowhere else)."""
 from __future__ import annotations
 
 from controlplane.state.records import CacheCluster, Record, ReplicationGroup
+from controlplane.state.service_updates import ServiceUpdate, UpdateAction
 from controlplane.state.snapshots import Snapshot
 
 RECORD_TYPES: dict[str, type[Record]] = {
-    record.KIND: record for record in (CacheCluster, ReplicationGroup, Snapshot)
+    record.KIND: record for record in (CacheCluster, ReplicationGroup, Snapshot, ServiceUpdate, UpdateAction)
 }

@@ -98,6 +98,12 @@ class FakeRuntime:
     def available_versions(self) -> Mapping[str, tuple[str, ...]]:
         return dict(self._versions)
 
+    def set_available_versions(self, versions: Mapping[str, tuple[str, ...]]) -> None:
+        """What an install (or a removal) of engine binaries would change: running nodes keep
+        running the version they were started with."""
+        with self._lock:
+            self._versions = dict(versions)
+
     def start(self, config: NodeConfig) -> NodeInfo:
         with self._lock:
             self.calls.append(("start", config.name))

@@ -29,6 +29,7 @@ from controlplane.reconciler.replication_groups.rollout import Rollout
 from controlplane.reconciler.restores import Restores
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus, ResourceKey
+from controlplane.state.service_updates import pin
 from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
 from engine import RuntimeError_
@@ -76,7 +77,7 @@ class ReplicationGroupReconciler:
             return
         if rg.spec.restore is not None and not rg.status.restored and rg.status.phase == "create-failed":
             return  # the restore failed: nothing runs; only a delete helps
-        version = self._version(rg)
+        version, updating = self._version(rg)
         rg = self.endpoints.add_endpoints(rg, members, version)
         rg = self._first_primary(rg, members)
         rg, members = self.members.remove(rg, members)
@@ -93,7 +94,7 @@ class ReplicationGroupReconciler:
                 rg, held = self.failover.check(rg, members)
         members, waiting, blocked = self.members.run(rg, members, version, hold_primary=held is not None)
         if not waiting:
-            rg, members, waiting = self._planned_changes(rg, members, version)
+            rg, members, waiting = self._planned_changes(rg, members, version, updating)
         rg, members = self.endpoints.place(rg, members)  # endpoints move even while members wait
         if not waiting:
             members, waiting = self.members.reboot(rg, members, version)
@@ -127,13 +128,15 @@ class ReplicationGroupReconciler:
 
     # ---- steps --------------------------------------------------------------------------
 
-    def _version(self, rg: ReplicationGroup) -> str:
+    def _version(self, rg: ReplicationGroup) -> tuple[str, bool]:
+        """The version the nodes run (the primary's patch while nothing asks for another: a
+        newly installed patch waits for its service update), and whether an update is applied."""
         available = self._ctx.infra.runtime.available_versions()
         wanted = rg.target().engine_version
         chosen, _ = resolve_version(rg.spec.engine, wanted, available, self._ctx.infra.strict_versions)
         if chosen is None:
             raise PermanentError(f"No {rg.spec.engine} {wanted} can run on this machine")
-        return chosen
+        return pin(self._ctx.store, rg, chosen, available.get(rg.spec.engine, ()))
 
     def _first_primary(self, rg: ReplicationGroup, members: list[CacheCluster]) -> ReplicationGroup:
         if rg.status.primary is not None:
@@ -141,15 +144,15 @@ class ReplicationGroupReconciler:
         first = rg.spec.initial_primary or (members[0].id if members else None)
         return self._ctx.write(rg, lambda s: setattr(s, "primary", first))
 
-    def _planned_changes(self, rg: ReplicationGroup, members: list[CacheCluster],
-                         version: str) -> tuple[ReplicationGroup, list[CacheCluster], list[str]]:
+    def _planned_changes(self, rg: ReplicationGroup, members: list[CacheCluster], version: str,
+                         updating: bool = False) -> tuple[ReplicationGroup, list[CacheCluster], list[str]]:
         """With every member up: a switchover asked for, the window's pending changes, the
         rolling restart they call for. Returns the group, its members and those restarting."""
         switched = self.rollout.switchover(rg, members, version)
         if switched.status.primary != rg.status.primary:
             members = self._ctx.members(switched)  # the endpoint addresses moved
         rg = self.rollout.apply_pending(switched, members)
-        return self.rollout.roll(rg, members, version)
+        return self.rollout.roll(rg, members, version, updating)
 
     def _settle(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:
         """Every member answers and no failover runs: the group is available at the generation

@@ -13,6 +13,7 @@ from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, 
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.members import Members
 from controlplane.reconciler.schedule import in_weekly_window
+from controlplane.state import service_updates
 from controlplane.state.records import CacheCluster, PrimaryChange, ReplicationGroup, ReplicationGroupStatus
 from engine import RuntimeError_
 
@@ -87,19 +88,20 @@ class Rollout:
         self._ctx.emit(RG, rg.id, rg, "Applying pending modifications in the maintenance window")
         return rg
 
-    def roll(self, rg: ReplicationGroup, members: list[CacheCluster],
-             version: str) -> tuple[ReplicationGroup, list[CacheCluster], list[str]]:
-        """Restart, one at a time, the nodes not running the group's node type and version:
-        replicas first; then the primary, after a switchover to a replica when there is one.
-        Call with every member available. Returns the group, its members, and the one still
-        restarting."""
+    def roll(self, rg: ReplicationGroup, members: list[CacheCluster], version: str,
+             updating: bool = False) -> tuple[ReplicationGroup, list[CacheCluster], list[str]]:
+        """Restart, one at a time, the nodes not running the group's node type and version
+        (an older patch only while a service update is `updating`): replicas first; then the
+        primary, after a switchover to a replica when there is one. Call with every member
+        available. Returns the group, its members, and the one still restarting."""
         ctx = self._ctx
         node_type = rg.target().node_type
 
         def stale(m: CacheCluster) -> bool:
             node = m.status.nodes[0] if m.status.nodes else None
             return node is not None and node.status == "available" and (
-                node.node_type not in (None, node_type) or node.version not in (None, version))
+                node.node_type not in (None, node_type)
+                or (node.version is not None and service_updates.outdated(node.version, version, updating)))
 
         outdated = [m for m in members if stale(m)]
         if not outdated or rg.status.failover is not None:
@@ -114,7 +116,7 @@ class Rollout:
             if others:  # the primary is the last: hand its role to an updated replica first
                 change = PrimaryChange(seq=rg.status.primary_change_done + 1, member=others[0].id)
                 rg = self.switchover(rg, members, version, change)
-                return self.roll(rg, ctx.members(rg), version)
+                return self.roll(rg, ctx.members(rg), version, updating)
             chosen = primary
         ctx.emit(CC, chosen.id, rg, f"Restarting cache node {NODE_ID} with {rg.spec.engine} {version} on "
                                     f"{node_type}")
