@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from functools import partial
-from typing import NoReturn
 
 from controlplane import catalog
 from controlplane.catalog import resolve_version
@@ -22,7 +20,7 @@ from controlplane.reconciler.infra import (
     node_name,
 )
 from controlplane.reconciler.nodes import POLL, PROBE_TIMEOUT, Nodes
-from controlplane.reconciler.restores import RestoreFailed, Restores
+from controlplane.reconciler.restores import ClusterRestore, Restores, final_snapshot_failure
 from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.state.events import EventLog
 from controlplane.state.records import (
@@ -32,7 +30,6 @@ from controlplane.state.records import (
     ResourceKey,
 )
 from controlplane.state.service_updates import outdated, pin
-from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
 from engine import Member, NodeConfig
 
@@ -47,7 +44,7 @@ class CacheClusterReconciler:
     def __init__(self, store: Store, infra: Infra, events: EventLog, clock: Clock,
                  enqueue: Callable[[ResourceKey], None], health: HealthMonitor, *, restores: Restores,
                  backups: Backups) -> None:
-        self._restores = restores
+        self._restore = ClusterRestore(store, events, restores, self._discard_all)
         self._backups = backups
         self._store = store
         self._enqueue = enqueue
@@ -238,17 +235,15 @@ class CacheClusterReconciler:
             elif self._infra.az_down(node.az, self._clock.monotonic()):
                 blocked.append(node.node_id)  # its zone is interrupted: it comes back afterwards
                 continue
-            if self._restoring(rec) and rec.status.restore_started:
-                self._restore_failed(rec, "the node exited while loading the RDB file (it is corrupt, or the "
-                                          "data does not fit the node type)")
+            self._restore.check_not_crashed(rec)
             recovering = node.status == "available"
             if recovering:
                 self._emit(rec, f"Recovering cache nodes {node.node_id}" if not running else
                            f"Restarting cache node {node.node_id} with {rec.spec.engine} {version}")
                 rec = self._set_node(rec, node.node_id, "rebooting")
             config = self._config(rec, node, version)
-            if self._restoring(rec):
-                config = self._seeded(rec, config)
+            if self._restore.pending(rec):
+                config = self._restore.seeded(rec, config)
             self._nodes.start(config, f"node {node.node_id}", temporary_delay=0.5)
             rec = self._write_status(rec, partial(_set_type, node_id=node.node_id, node_type=node_type))
             starting.append(node.node_id)
@@ -272,8 +267,8 @@ class CacheClusterReconciler:
             node = r.node(node_id)
             was = node.status if node else "creating"
             r = self._set_node(r, node_id, "available", version=result.version)
-            if self._restoring(r):
-                r = self._restored(r)
+            if self._restore.pending(r):
+                r = self._restore.loaded(r)
             if was == "rebooting" and r.status.rebooted_seq >= (r.spec.reboot.seq if r.spec.reboot else 0):
                 self._emit(r, f"Finished recovery for cache nodes {node_id}")
             current[0] = r
@@ -372,61 +367,16 @@ class CacheClusterReconciler:
         elif grown_from is not None and grown_from != count:
             self._emit(rec, f"Finished modifying number of nodes from {grown_from} to {count}")
 
-    # ---- restore --------------------------------------------------------------------------
-
-    def _restoring(self, rec: CacheCluster) -> bool:
-        return rec.spec.restore is not None and not rec.status.restored
-
-    def _seeded(self, rec: CacheCluster, config: NodeConfig) -> NodeConfig:
-        assert rec.spec.restore is not None
-        try:
-            seed = self._restores.seed(str(rec.key).replace("/", "-"), rec.spec.restore)
-        except RestoreFailed as exc:
-            self._restore_failed(rec, str(exc))
-        self._write_status(rec, lambda s: setattr(s, "restore_started", True))
-        return replace(config, seed=seed)
-
-    def _restored(self, rec: CacheCluster) -> CacheCluster:
-        source = rec.spec.restore
-        assert source is not None
-        self._restores.done(str(rec.key).replace("/", "-"))
-        rec = self._write_status(rec, lambda s: setattr(s, "restored", True))
-        self._emit(rec, f"Restored cache cluster {rec.id} from {source.describe()}")
-        return rec
-
-    def _restore_failed(self, rec: CacheCluster, message: str) -> NoReturn:
-        for node in rec.status.nodes:
-            self._nodes.discard(self._name(rec, node.node_id))
-
-        def change(s: CacheClusterStatus) -> None:
-            s.phase, s.failure = "restore-failed", message
-            for n in s.nodes:
-                n.status = "creating"
-
-        self._write_status(rec, change)
-        self._emit(rec, f"Restore failed for cache cluster {rec.id}: {message}")
-        raise RestoreFailed(message)
-
     # ---- delete ---------------------------------------------------------------------------
 
-    def _final_snapshot_taken(self, rec: CacheCluster) -> bool:
-        """A delete with FinalSnapshotIdentifier waits for the snapshot; if it failed, the
-        cluster stays (as AWS stops the delete) and says so."""
-        name = rec.spec.final_snapshot
-        if name is None:
-            return True
-        snap = self._store.get(ResourceKey(Snapshot.KIND, rec.account, rec.region, name), Snapshot)
-        if snap is not None and snap.status.phase == "available":
-            return True
-        if snap is not None and snap.status.phase != "failed":
-            raise Requeue(f"the final snapshot {name} is being taken", delay=0.2)
-        reason = snap.status.failure if snap is not None else "it was deleted"
-        self._write_status(rec, lambda s: setattr(s, "final_snapshot_failed", name))
-        self._emit(rec, f"Final snapshot {name} failed ({reason}): cache cluster {rec.id} was not deleted")
-        return False
-
     def _delete(self, rec: CacheCluster) -> None:
-        if not self._final_snapshot_taken(rec):
+        # A delete with FinalSnapshotIdentifier waits for the snapshot; if it failed, the cluster
+        # stays (as AWS stops the delete) and says so.
+        failure = final_snapshot_failure(self._store, rec)
+        if failure is not None:
+            self._write_status(rec, lambda s: setattr(s, "final_snapshot_failed", rec.spec.final_snapshot))
+            self._emit(rec, f"Final snapshot {rec.spec.final_snapshot} failed ({failure}): cache cluster {rec.id} "
+                            "was not deleted")
             return
         for node in rec.status.nodes:
             self._nodes.discard(self._name(rec, node.node_id))
@@ -438,6 +388,10 @@ class CacheClusterReconciler:
         self._emit(rec, "Cache cluster deleted")
 
     # ---- helpers ------------------------------------------------------------------------
+
+    def _discard_all(self, rec: CacheCluster) -> None:
+        for node in rec.status.nodes:
+            self._nodes.discard(self._name(rec, node.node_id))
 
     def _own(self, rec: CacheCluster, node_id: str) -> None:
         # Standalone: no failover hangs on it, a slower watch will do; a member is watched by its group.

@@ -9,12 +9,18 @@ the cache `restore-failed`: never a node serving an empty dataset as if restored
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from controlplane.objectstore import ObjectStore, ObjectStoreError
-from controlplane.reconciler.errors import PermanentError
-from controlplane.state.records import RestoreSource
-from engine import RdbError, check_rdb
+from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
+from controlplane.state.events import EventLog
+from controlplane.state.records import CacheCluster, CacheClusterStatus, ReplicationGroup, ResourceKey, RestoreSource
+from controlplane.state.snapshots import Snapshot
+from controlplane.state.store import Store
+from engine import NodeConfig, RdbError, check_rdb
 
 
 class RestoreFailed(PermanentError):
@@ -57,3 +63,83 @@ class Restores:
             raise RestoreFailed(f"the RDB file of {source.describe()} cannot be read: {exc}") from exc
         finally:
             partial.unlink(missing_ok=True)
+
+
+def owner(rec: CacheCluster | ReplicationGroup) -> str:
+    """A file-name-safe name of the cache a download is for."""
+    return str(rec.key).replace("/", "-")
+
+
+class ClusterRestore:
+    """A standalone cluster created from a snapshot: its node starts with the file, once."""
+
+    def __init__(self, store: Store, events: EventLog, restores: Restores,
+                 discard: Callable[[CacheCluster], None]) -> None:
+        self._store = store
+        self._events = events
+        self._restores = restores
+        self._discard = discard
+
+    def pending(self, rec: CacheCluster) -> bool:
+        return rec.spec.restore is not None and not rec.status.restored
+
+    def check_not_crashed(self, rec: CacheCluster) -> None:
+        """A node that was started with the file and is not running any more could not load it
+        (redis-server exits on a bad checksum): the restore failed; it is not started again."""
+        if self.pending(rec) and rec.status.restore_started:
+            self.failed(rec, "the node exited while loading the RDB file (it is corrupt, or the data does not fit "
+                             "the node type)")
+
+    def seeded(self, rec: CacheCluster, config: NodeConfig) -> NodeConfig:
+        assert rec.spec.restore is not None
+        try:
+            seed = self._restores.seed(owner(rec), rec.spec.restore)
+        except RestoreFailed as exc:
+            self.failed(rec, str(exc))
+        self._write(rec, lambda s: setattr(s, "restore_started", True))
+        return replace(config, seed=seed)
+
+    def loaded(self, rec: CacheCluster) -> CacheCluster:
+        source = rec.spec.restore
+        assert source is not None
+        self._restores.done(owner(rec))
+        rec = self._write(rec, lambda s: setattr(s, "restored", True))
+        self._events.emit(rec.account, rec.region, "cache-cluster", rec.id,
+                          f"Restored cache cluster {rec.id} from {source.describe()}")
+        return rec
+
+    def failed(self, rec: CacheCluster, message: str) -> NoReturn:
+        self._discard(rec)
+
+        def change(s: CacheClusterStatus) -> None:
+            s.phase, s.failure = "restore-failed", message
+            for n in s.nodes:
+                n.status = "creating"
+
+        self._write(rec, change)
+        self._events.emit(rec.account, rec.region, "cache-cluster", rec.id,
+                          f"Restore failed for cache cluster {rec.id}: {message}")
+        raise RestoreFailed(message)
+
+    def _write(self, rec: CacheCluster, change: Callable[[CacheClusterStatus], None]) -> CacheCluster:
+        def apply(r: CacheCluster) -> None:
+            change(r.status)
+
+        updated = self._store.update(rec.key, CacheCluster, apply)
+        if updated is None:
+            raise TemporaryError("cluster record vanished")
+        return updated
+
+
+def final_snapshot_failure(store: Store, rec: CacheCluster | ReplicationGroup) -> str | None:
+    """A delete with FinalSnapshotIdentifier: None when the delete may go on (no final snapshot,
+    or it is available), a Requeue while it is being taken, the reason when it failed."""
+    name = rec.spec.final_snapshot
+    if name is None:
+        return None
+    snap = store.get(ResourceKey(Snapshot.KIND, rec.account, rec.region, name), Snapshot)
+    if snap is not None and snap.status.phase == "available":
+        return None
+    if snap is not None and snap.status.phase != "failed":
+        raise Requeue(f"the final snapshot {name} is being taken", delay=0.2)
+    return (snap.status.failure or "unknown") if snap is not None else "it was deleted"

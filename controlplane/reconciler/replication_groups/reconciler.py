@@ -26,11 +26,10 @@ from controlplane.reconciler.replication_groups.failover import Failover, Observ
 from controlplane.reconciler.replication_groups.members import Members
 from controlplane.reconciler.replication_groups.restore import GroupRestore
 from controlplane.reconciler.replication_groups.rollout import Rollout
-from controlplane.reconciler.restores import Restores
+from controlplane.reconciler.restores import Restores, final_snapshot_failure
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus, ResourceKey
 from controlplane.state.service_updates import pin
-from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
 from engine import RuntimeError_
 
@@ -191,18 +190,12 @@ class ReplicationGroupReconciler:
     def _final_snapshot_taken(self, rg: ReplicationGroup) -> bool:
         """As for cache clusters: the delete waits for its final snapshot, and does not happen
         if that failed."""
-        name = rg.spec.final_snapshot
-        if name is None:
+        failure = final_snapshot_failure(self._ctx.store, rg)
+        if failure is None:
             return True
-        snap = self._ctx.store.get(ResourceKey(Snapshot.KIND, rg.account, rg.region, name), Snapshot)
-        if snap is not None and snap.status.phase == "available":
-            return True
-        if snap is not None and snap.status.phase != "failed":
-            raise Requeue(f"the final snapshot {name} is being taken", delay=0.2)
-        reason = snap.status.failure if snap is not None else "it was deleted"
-        self._ctx.write(rg, lambda s: setattr(s, "final_snapshot_failed", name))
-        self._ctx.emit(RG, rg.id, rg, f"Final snapshot {name} failed ({reason}): replication group {rg.id} "
-                                      "was not deleted")
+        self._ctx.write(rg, lambda s: setattr(s, "final_snapshot_failed", rg.spec.final_snapshot))
+        self._ctx.emit(RG, rg.id, rg, f"Final snapshot {rg.spec.final_snapshot} failed ({failure}): replication "
+                                      f"group {rg.id} was not deleted")
         return False
 
     def _delete(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import NoReturn
 
 from controlplane.reconciler.replication_groups.context import CC, RG, GroupContext
-from controlplane.reconciler.restores import RestoreFailed, Restores
+from controlplane.reconciler.restores import RestoreFailed, Restores, owner
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus
 from engine import NodeConfig
 
@@ -30,7 +30,7 @@ class GroupRestore:
             self.failed(rg, "the primary exited while loading the RDB file (it is corrupt, or the data does not "
                             "fit the node type)")
         try:
-            seed = self._restores.seed(_owner(rg), rg.spec.restore)
+            seed = self._restores.seed(owner(rg), rg.spec.restore)
         except RestoreFailed as exc:
             self.failed(rg, str(exc))
         self._ctx.write(rg, lambda s: setattr(s, "restore_started", True))
@@ -39,7 +39,7 @@ class GroupRestore:
     def loaded(self, rg: ReplicationGroup) -> ReplicationGroup:
         source = rg.spec.restore
         assert source is not None
-        self._restores.done(_owner(rg))
+        self._restores.done(owner(rg))
         rg = self._ctx.write(rg, lambda s: setattr(s, "restored", True))
         self._ctx.emit(RG, rg.id, rg, f"Restored replication group {rg.id} from {source.describe()}")
         return rg
@@ -65,6 +65,3 @@ class GroupRestore:
         ctx.emit(RG, rg.id, rg, f"Restore failed for replication group {rg.id}: {message}")
         raise RestoreFailed(message)
 
-
-def _owner(rg: ReplicationGroup) -> str:
-    return str(rg.key).replace("/", "-")
