@@ -27,7 +27,7 @@ log = logging.getLogger("elasticache_local.reconciler")
 
 NODE_ID = "0001"
 WAIT = 0.5  # seconds until a snapshot waiting for its source looks again
-SAFETY = 5.0  # a running job enqueues its key when it ends; this requeue is only a safety net
+SAFETY = 1.0  # a running job enqueues its key when it ends; this requeue is only a safety net
 AUTOMATED_ATTEMPTS = 3  # an automatic backup that fails is retried, then reported failed
 
 Source = CacheCluster | ReplicationGroup

@@ -73,7 +73,9 @@ class TimeWarp:
                 self._settle(start)
                 cursor = start
             self._move_to(target)
-            self._controller.enqueue_all()
+            # Settled at the target too, so what a caller describes next is what the windows did
+            # (e.g. the automatic backups pruned to the retention limit).
+            self._settle(target)
             return Advanced(now=self._clock.now(), offset=self._clock.offset(), windows=passed)
 
     def windows(self) -> list[tuple[str, str]]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +202,31 @@ def test_export_to_s3_and_restore_from_its_arn(tmp_path: Path) -> None:
                                 NumCacheNodes=1, SnapshotArns=["arn:aws:s3:::backups/bk-export.rdb"])
         ec.get_waiter("cache_cluster_available").wait(CacheClusterId="fromarn", WaiterConfig=FAST)
         _check(_node(ec, "fromarn"), 5000)
+
+
+def _post(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=600).read())
+
+
+def test_retention_two_and_five_days_of_clock_keep_two_automatic_backups(server: LiveServer, ec: Any) -> None:
+    now = datetime.fromisoformat(json.loads(urllib.request.urlopen(server.url + "/api/v1/clock", timeout=10).read())[
+        "now"])
+    start = (now + timedelta(hours=2)).hour
+    ec.create_cache_cluster(CacheClusterId="auto", Engine="redis", CacheNodeType="cache.t3.micro", NumCacheNodes=1,
+                            SnapshotRetentionLimit=2, SnapshotWindow=f"{start:02d}:00-{(start + 1) % 24:02d}:00",
+                            PreferredMaintenanceWindow=f"sun:{(start + 6) % 24:02d}:00-sun:{(start + 7) % 24:02d}:00")
+    ec.get_waiter("cache_cluster_available").wait(CacheClusterId="auto", WaiterConfig=FAST)
+    _fill(_node(ec, "auto"), 100)
+
+    advanced = _post(server.url + "/api/v1/clock/advance", {"seconds": 5 * 86400})
+    assert len([w for w in advanced["windows"] if w["resource"] == "cache-cluster/auto"
+                and w["window"].count(":") == 2]) == 5  # five snapshot windows passed
+    automated = ec.describe_snapshots(CacheClusterId="auto", SnapshotSource="automated")["Snapshots"]
+    assert len(automated) == 2, [s["SnapshotName"] for s in automated]
+    for snap in automated:
+        assert re.fullmatch(r"automatic\.auto-\d{4}-\d\d-\d\d-\d\d-\d\d", snap["SnapshotName"])
+        assert snap["SnapshotStatus"] == "available" and snap["SnapshotSource"] == "automated"
+    # The newest two days, taken inside the window.
+    assert [s["SnapshotName"][-5:-3] for s in automated] == [f"{start:02d}"] * 2
