@@ -57,3 +57,26 @@ def test_every_implemented_output_matches_its_shape(world: World) -> None:
     for operation, result in outputs.items():
         shape = world.service.api.operation(operation).output_shape  # type: ignore[union-attr]
         _check(result, shape, operation)
+
+
+def test_snapshot_outputs_match_their_shapes(world: World) -> None:
+    """Read from the handlers themselves: a parse by botocore would drop a misspelt member."""
+    from controlplane.handlers.context import RequestContext
+    from tests.unit.controlplane.test_snapshots import REDIS, settle, status
+
+    ctx = RequestContext("123456789012", "us-east-1", "r", world.service.query.services)
+    h = world.service.query.handlers
+    world.call("CreateCacheCluster", CacheClusterId="web", **REDIS)
+    world.call("CreateReplicationGroup", ReplicationGroupId="grp", ReplicationGroupDescription="g",
+               Engine="redis", CacheNodeType="cache.t3.micro", NumCacheClusters=2)
+    settle(world)
+    outputs = {"CreateSnapshot": h["CreateSnapshot"](ctx, {"CacheClusterId": "web", "SnapshotName": "a"})}
+    h["CreateSnapshot"](ctx, {"ReplicationGroupId": "grp", "SnapshotName": "g"})
+    settle(world, lambda: status(world, "a") == status(world, "g") == "available")
+    outputs["DescribeSnapshots"] = h["DescribeSnapshots"](ctx, {"ShowNodeGroupConfig": True})
+    outputs["CopySnapshot"] = h["CopySnapshot"](ctx, {"SourceSnapshotName": "g", "TargetSnapshotName": "c"})
+    outputs["DeleteSnapshot"] = h["DeleteSnapshot"](ctx, {"SnapshotName": "a"})
+    assert len(outputs["DescribeSnapshots"]["Snapshots"]) == 2
+    for operation, result in outputs.items():
+        shape = world.service.api.operation(operation).output_shape  # type: ignore[union-attr]
+        _check(result, shape, operation)
