@@ -230,3 +230,36 @@ def test_retention_two_and_five_days_of_clock_keep_two_automatic_backups(server:
         assert snap["SnapshotStatus"] == "available" and snap["SnapshotSource"] == "automated"
     # The newest two days, taken inside the window.
     assert [s["SnapshotName"][-5:-3] for s in automated] == [f"{start:02d}"] * 2
+
+
+def test_what_survives_a_machine_restart(tmp_path: Path) -> None:
+    """The service down and its nodes killed (what a machine restart does): the nodes start again
+    empty (no AOF: AWS would not have kept their data either), the snapshots and state are kept."""
+    with running_server("process", tmp_path) as live:
+        ec = live.client()
+        ec.create_cache_cluster(CacheClusterId="m", Engine="redis", CacheNodeType="cache.t3.micro", NumCacheNodes=1)
+        ec.get_waiter("cache_cluster_available").wait(CacheClusterId="m", WaiterConfig=FAST)
+        r = _node(ec, "m")
+        _fill(r, 1000)
+        ec.create_snapshot(CacheClusterId="m", SnapshotName="before")
+        _wait_snapshot(ec, "before")
+        pid = r.info("server")["process_id"]
+        live.stop()
+        os.kill(pid, 9)
+        live.start()
+        ec.get_waiter("cache_cluster_available").wait(CacheClusterId="m", WaiterConfig=FAST)
+
+        def back() -> bool:
+            try:
+                return bool(_node(ec, "m").ping())
+            except redis.ConnectionError:
+                return False
+
+        eventually(back, 30, 0.05, "the node back")
+        assert _node(ec, "m").info("server")["process_id"] != pid
+        assert _node(ec, "m").dbsize() == 0
+        assert _snapshot_status(ec, "before") == "available"
+        ec.create_cache_cluster(CacheClusterId="again", Engine="redis", CacheNodeType="cache.t3.micro",
+                                NumCacheNodes=1, SnapshotName="before")
+        ec.get_waiter("cache_cluster_available").wait(CacheClusterId="again", WaiterConfig=FAST)
+        _check(_node(ec, "again"), 1000)
