@@ -1,13 +1,15 @@
 """Backups and restores of a large dataset, beside what redis-server does by itself.
 
-(a) Save: 1 GB of data on two identical bare redis-server processes. Anchor: BGSAVE on one,
+(a) Save: 1 GB of data (1 KB values of random bytes: an RDB compresses nothing of them) on two
+    identical bare redis-server processes (the second a copy by replication). Anchor: BGSAVE on one,
     until rdb_bgsave_in_progress:0 and LASTSAVE moved. Ours: engine.save_rdb from the other
     (the node streams its RDB as to a new replica; we write it to disk and fsync it).
 (b) Restore: anchor, a bare redis-server started on that RDB as its dump.rdb until PING answers
     PONG (not LOADING); ours, a process-runtime node started with `seed=` that RDB until its
     probe answers.
 (c) A writer's latency on a primary (SET of 100 bytes, one connection, in its own process)
-    while save_rdb runs on the primary's replica, beside the same writer with no save.
+    while save_rdb runs on the primary's replica, beside the same writer with no save: the two
+    servers of (a), the second made a replica of the first again.
 Sides are taken in turns, so a change in the machine's load meets both.
 """
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -136,23 +140,57 @@ def timed_save(server: Bare, dest: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, size
 
 
-def part_a(root: Path, keys: int) -> tuple[Table, Path]:
-    with bare_servers(root, 2) as (anchor, ours):
-        log(f"snapshots: {keys:,} keys of {KEY_BYTES} bytes into two bare redis-servers")
-        for server in (anchor, ours):
-            server.cmd("DEBUG", "POPULATE", str(keys), "key", str(KEY_BYTES))
-        dest = root / "ours.rdb"
-        watch = CpuWatch(anchor.proc.pid, ours.proc.pid)
-        anchor_s: list[float] = []
-        ours_s: list[float] = []
-        size = 0
-        for turn in range(TURNS):
-            log(f"snapshots: save, turn {turn + 1}/{TURNS}")
-            anchor_s.append(bgsave(anchor))
+def fill(server: Bare, keys: int) -> None:
+    """`keys` SETs of KEY_BYTES random bytes each, pipelined in batches over one connection."""
+    pool = os.urandom(MB + KEY_BYTES)
+    batch = 1000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        for first in range(0, keys, batch):
+            commands = []
+            for i in range(first, min(keys, first + batch)):
+                key = b"key:%d" % i
+                offset = (i * 7919) % MB
+                commands.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+                                % (len(key), key, KEY_BYTES, pool[offset:offset + KEY_BYTES]))
+            sock.sendall(b"".join(commands))
+            expected = b"+OK\r\n" * len(commands)
+            got = b""
+            while len(got) < len(expected):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("the server closed the connection while being filled")
+                got += chunk
+            if got != expected:
+                raise RuntimeError(f"unexpected replies while filling: {got[:80]!r}")
+
+
+def copy_by_replication(primary: Bare, replica: Bare) -> None:
+    replica.cmd("REPLICAOF", "127.0.0.1", str(primary.port))
+    _await("replica in sync", lambda: replica.info("replication").get("master_link_status") == "up", 300, 0.05)
+
+
+def part_a(root: Path, anchor: Bare, ours: Bare, keys: int) -> tuple[Table, Path]:
+    log(f"snapshots: {keys:,} keys of {KEY_BYTES} random bytes into a bare redis-server, and a copy")
+    fill(anchor, keys)
+    copy_by_replication(anchor, ours)
+    ours.cmd("REPLICAOF", "NO", "ONE")
+    dest = root / "ours.rdb"
+    watch = CpuWatch(anchor.proc.pid, ours.proc.pid)
+    anchor_s: list[float] = []
+    ours_s: list[float] = []
+    size = 0
+    for turn in range(TURNS):
+        log(f"snapshots: save, turn {turn + 1}/{TURNS}")
+        if turn % 2:  # who goes first alternates: neither side always meets a warmer machine
             seconds, size = timed_save(ours, dest)
             ours_s.append(seconds)
-        cpu = watch.summary()
+        anchor_s.append(bgsave(anchor))
+        if not turn % 2:
+            seconds, size = timed_save(ours, dest)
+            ours_s.append(seconds)
+    cpu = watch.summary()
     anchor_size = (root / "bare0" / "dump.rdb").stat().st_size
+    (root / "bare0" / "dump.rdb").unlink()
     table = Table(f"(a) save {size / MB:,.0f} MB: ours = save_rdb (streamed by the node, written + fsynced "
                   "here); anchor = BGSAVE of an identical server", "BGSAVE")
     table.add(Row("throughput (median)", size / MB / median(ours_s), anchor_size / MB / median(anchor_s), "MB/s",
@@ -206,8 +244,11 @@ def part_b(root: Path, rdb: Path) -> Table:
     watch = CpuWatch()
     for turn in range(TURNS):
         log(f"snapshots: restore, turn {turn + 1}/{TURNS}")
+        if turn % 2:
+            ours_s.append(seeded_load(root, rdb, version, turn))
         anchor_s.append(bare_load(root, rdb))
-        ours_s.append(seeded_load(root, rdb, version, turn))
+        if not turn % 2:
+            ours_s.append(seeded_load(root, rdb, version, turn))
     size = rdb.stat().st_size / MB
     table = Table(f"(b) restore {size:,.0f} MB: ours = process-runtime node started with seed=, until its "
                   "probe answers; anchor = bare redis-server on it as dump.rdb, until PONG", "bare redis-server")
@@ -220,45 +261,57 @@ def part_b(root: Path, rdb: Path) -> Table:
     return table
 
 
-def part_c(root: Path, keys: int, seconds: float) -> Table:
-    with bare_servers(root / "c", 2) as (primary, replica):
-        log(f"snapshots: {keys:,} keys into a primary, full sync of its replica")
-        primary.cmd("DEBUG", "POPULATE", str(keys), "key", str(KEY_BYTES))
-        replica.cmd("REPLICAOF", "127.0.0.1", str(primary.port))
-        _await("replica in sync", lambda: replica.info("replication").get("master_link_status") == "up", 300, 0.05)
-        writer = subprocess.Popen([sys.executable, "-c", _WRITER, "127.0.0.1", str(primary.port)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        windows: dict[str, list[tuple[float, float]]] = {"save": [], "none": []}
+def part_c(root: Path, primary: Bare, replica: Bare, pause: float) -> Table:
+    """Windows in turn: no save, save_rdb, no save, BGSAVE on the replica (redis's own save, for
+    context), no save."""
+    log("snapshots: the copy becomes a replica again")
+    copy_by_replication(primary, replica)
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, "127.0.0.1", str(primary.port)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    windows: dict[str, list[tuple[float, float]]] = {"save_rdb": [], "bgsave": [], "none": []}
+
+    def window(kind: str, action: Callable[[], object]) -> None:
+        t0 = time.monotonic()
         try:
-            time.sleep(0.5)  # the writer's warm-up, in no window
-            for turn in range(TURNS):
-                log(f"snapshots: writer latency, turn {turn + 1}/{TURNS}")
-                t0 = time.monotonic()
-                time.sleep(seconds)
-                windows["none"].append((t0, time.monotonic()))
-                t0 = time.monotonic()
-                try:
-                    save_rdb("127.0.0.1", replica.port, root / "c" / "replica.rdb")
-                finally:
-                    windows["save"].append((t0, time.monotonic()))
-            out, _ = writer.communicate("", timeout=60)
+            action()
         finally:
-            if writer.poll() is None:
-                writer.kill()
-                writer.wait()
+            windows[kind].append((t0, time.monotonic()))
+
+    def no_child() -> bool:  # the node's fork child of the last save has been reaped
+        return replica.info("persistence").get("rdb_bgsave_in_progress") == "0"
+
+    try:
+        time.sleep(0.5)  # the writer's warm-up, in no window
+        for kind, action in (("save_rdb", lambda: save_rdb("127.0.0.1", replica.port, root / "replica.rdb")),
+                             ("bgsave", lambda: bgsave(replica))):
+            log(f"snapshots: writer latency, no save, then {kind} on the replica")
+            window("none", lambda: time.sleep(pause))
+            _await("the replica's save child gone", no_child)
+            window(kind, action)
+        window("none", lambda: time.sleep(pause))
+        out, _ = writer.communicate("", timeout=60)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
     samples = [(float(t), float(lat)) for t, lat in json.loads(out)]
 
     def within(kind: str) -> list[float]:
         return [lat * 1e3 for t, lat in samples if any(a <= t <= b for a, b in windows[kind])]
 
-    during, without = within("save"), within("none")
+    ours, bg, none = within("save_rdb"), within("bgsave"), within("none")
     table = Table("(c) writer on the primary (SET, 1 connection): ours = while save_rdb runs on its replica; "
                   "anchor = no save", "no save")
-    table.add(Row("p99", percentile(during, 99), percentile(without, 99), "ms", target=ratio_at_most(1.5)))
-    table.add(Row("p50", percentile(during, 50), percentile(without, 50), "ms"))
-    table.add(Row("max", max(during, default=float("nan")), max(without, default=float("nan")), "ms"))
-    saves = ", ".join(f"{b - a:.2f}" for a, b in windows["save"])
-    table.notes.append(f"samples: {len(during):,} during saves ({saves} s), {len(without):,} without")
+    table.add(Row("p99", percentile(ours, 99), percentile(none, 99), "ms", target=ratio_at_most(1.5)))
+    table.add(Row("p50", percentile(ours, 50), percentile(none, 50), "ms"))
+    table.add(Row("max", max(ours, default=math.nan), max(none, default=math.nan), "ms"))
+    table.add(Row("p99 during a BGSAVE on the replica (context)", percentile(bg, 99), percentile(none, 99), "ms"))
+
+    def spans(kind: str) -> str:
+        return ", ".join(f"{b - a:.1f}" for a, b in windows[kind])
+
+    table.notes.append(f"samples: {len(ours):,} during save_rdb ({spans('save_rdb')} s), {len(bg):,} during BGSAVE "
+                       f"({spans('bgsave')} s), {len(none):,} with no save ({spans('none')} s)")
     return table
 
 
@@ -267,10 +320,11 @@ def run(lab: Lab) -> list[Table]:
     with tempfile.TemporaryDirectory(prefix="bench-snapshots-") as tmp:
         root = Path(tmp)
         try:
-            save_table, rdb = part_a(root, keys)
-            restore_table = part_b(root, rdb)
-            rdb.unlink()
-            latency_table = part_c(root, keys, 2.0 if lab.quick else 5.0)
+            with bare_servers(root, 2) as (first, second):
+                save_table, rdb = part_a(root, first, second, keys)
+                restore_table = part_b(root, rdb)
+                rdb.unlink()
+                latency_table = part_c(root, first, second, 2.0 if lab.quick else 5.0)
         except RdbError as exc:
             raise RuntimeError(f"a save failed: {exc}") from exc
     return [save_table, restore_table, latency_table]
