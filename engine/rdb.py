@@ -17,12 +17,14 @@ import contextlib
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
 __all__ = ["EMPTY_RDB", "RdbError", "check_rdb", "save_rdb"]
 
 _CHUNK = 1 << 20  # recv_into buffer: large reads keep the copy as fast as the node's own BGSAVE
+_SYNC_EVERY = 8 << 20  # bytes between background fdatasyncs (redis's incremental fsync)
 _MARK_LEN = 40  # the diskless form's end mark: `$EOF:<40 random bytes>\r\n ... <same 40 bytes>`
 _LINE_MAX = 4096
 _MAGIC = re.compile(rb"REDIS(\d{4})")
@@ -48,12 +50,10 @@ def save_rdb(host: str, port: int, dest: Path, *, password: str | None = None, t
     except OSError as exc:
         raise RdbError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
     try:
-        with sock, open(partial, "wb") as out:
+        with sock, open(partial, "wb") as out, _Writer(out.fileno()) as writer:
             stream = _Stream(sock, deadline, where)
             _handshake(stream, password)
-            size = stream.payload(out.fileno())
-            out.flush()
-            os.fsync(out.fileno())
+            size = stream.payload(writer)
         os.replace(partial, dest)
     except RdbError:
         _discard(partial)
@@ -152,7 +152,7 @@ class _Stream:
                 raise RdbError(f"{self.where} sent no reply line")
             self._fill()
 
-    def payload(self, fd: int) -> int:
+    def payload(self, out: _Writer) -> int:
         """The RDB after SYNC, written to `fd`: `$<len>` (the node saved to disk first) or
         `$EOF:<mark>` (streamed). Returns its size."""
         header = self.line(skip_newlines=True)
@@ -161,19 +161,19 @@ class _Stream:
         if header.startswith(b"+FULLRESYNC"):
             header = self.line(skip_newlines=True)
         if header.startswith(b"$EOF:") and len(header) == 5 + _MARK_LEN:
-            return self._until_mark(fd, header[5:])
+            return self._until_mark(out, header[5:])
         if not header.startswith(b"$") or not header[1:].isdigit():
             raise RdbError(f"{self.where} sent no RDB (reply {header[:60]!r})")
-        return self._exactly(fd, int(header[1:]))
+        return self._exactly(out, int(header[1:]))
 
-    def _exactly(self, fd: int, size: int) -> int:
+    def _exactly(self, out: _Writer, size: int) -> int:
         left = size
         while left:
             if self._start == self._end:
                 self._start = self._end = 0
                 self._fill_or_short(size - left, size)
             n = min(left, self._end - self._start)
-            _write_all(fd, self._view[self._start:self._start + n])
+            out.write(self._view[self._start:self._start + n])
             self._start += n
             left -= n
         return size
@@ -184,7 +184,7 @@ class _Stream:
         except RdbError:
             raise RdbError(f"{self.where} closed the connection after {got} of {size} bytes of its RDB") from None
 
-    def _until_mark(self, fd: int, mark: bytes) -> int:
+    def _until_mark(self, out: _Writer, mark: bytes) -> int:
         """Write everything up to the mark; the last _MARK_LEN bytes seen are held back until
         more come, since they may be the mark. Nothing follows the mark: a diskless primary
         sends its replication stream only after the replica's first ACK, which never comes."""
@@ -192,11 +192,11 @@ class _Stream:
         while True:
             pending = self._end - self._start
             if pending >= _MARK_LEN and self._buf[self._end - _MARK_LEN:self._end] == mark:
-                _write_all(fd, self._view[self._start:self._end - _MARK_LEN])
+                out.write(self._view[self._start:self._end - _MARK_LEN])
                 return written + pending - _MARK_LEN
             if pending > _MARK_LEN:
                 flush_to = self._end - _MARK_LEN
-                _write_all(fd, self._view[self._start:flush_to])
+                out.write(self._view[self._start:flush_to])
                 written += flush_to - self._start
                 self._start = flush_to
             try:
@@ -224,10 +224,46 @@ def _handshake(stream: _Stream, password: str | None) -> None:
     stream.send("SYNC")
 
 
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
+class _Writer:
+    """Writes to the file, with fdatasync every _SYNC_EVERY bytes on a thread of its own (as
+    redis's incremental fsync): the disk writes while the stream goes on, so the final fsync,
+    on leaving the `with` without an error, has little left."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._unsynced = 0
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._sync, name="rdb-fsync", daemon=True)
+        self._thread.start()
+
+    def write(self, data: memoryview) -> None:
+        while data:
+            n = os.write(self._fd, data)
+            data = data[n:]
+            self._unsynced += n
+        if self._unsynced >= _SYNC_EVERY:
+            self._unsynced = 0
+            self._wake.set()
+
+    def _sync(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closing:
+                return
+            with contextlib.suppress(OSError):  # the final fsync reports what matters
+                os.fdatasync(self._fd)
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._closing = True
+        self._wake.set()
+        self._thread.join()
+        if kind is None:
+            os.fsync(self._fd)
 
 
 def _discard(path: Path) -> None:

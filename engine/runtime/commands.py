@@ -44,9 +44,12 @@ class TcpNodeCommands:
             raise RuntimeError_(f"node {name} runs {info.engine}, which has no RDB", temporary=False)
         if info.state is not NodeState.RUNNING:
             raise RuntimeError_(f"node {name} is {info.state.value}, not running")
+        return save_rdb(info.host, info.port, dest, password=self._password(name), timeout=timeout)
+
+    def _password(self, name: str) -> str | None:
+        """The node's requirepass, for the commands this runtime sends it."""
         config = self._config_of(name)
-        password = config.settings.get("requirepass") or None if config is not None else None
-        return save_rdb(info.host, info.port, dest, password=password, timeout=timeout)
+        return (config.settings.get("requirepass") or None) if config is not None else None
 
     def _redis(self, name: str, *args: str) -> None:
         info = self.inspect(name)
@@ -55,7 +58,7 @@ class TcpNodeCommands:
         if info.engine not in ("redis", "valkey"):
             raise RuntimeError_(f"node {name} runs {info.engine}, which does not replicate", temporary=False)
         try:
-            redis_adapter.execute(info.host, info.port, *args, timeout=COMMAND_TIMEOUT)
+            redis_adapter.execute(info.host, info.port, *args, timeout=COMMAND_TIMEOUT, password=self._password(name))
         except (OSError, redis_adapter.RespError) as exc:
             raise RuntimeError_(f"node {name}: {' '.join(args[:2])} failed: {exc}") from exc
 
@@ -73,10 +76,12 @@ class TcpNodeCommands:
         info = self.inspect(name)
         if info is None:
             raise RuntimeError_(f"no node named {name}", temporary=False)
+        password = self._password(name)
         try:
             redis_adapter.execute(info.host, info.port, "PUBLISH", "__elasticache_local__", "mark",
-                                  timeout=COMMAND_TIMEOUT)
-            reply = redis_adapter.execute(info.host, info.port, "INFO", "replication", timeout=COMMAND_TIMEOUT)
+                                  timeout=COMMAND_TIMEOUT, password=password)
+            reply = redis_adapter.execute(info.host, info.port, "INFO", "replication", timeout=COMMAND_TIMEOUT,
+                                          password=password)
         except (OSError, redis_adapter.RespError) as exc:
             raise RuntimeError_(f"node {name}: replication mark failed: {exc}") from exc
         fields = redis_adapter.parse_info(reply if isinstance(reply, (str, bytes)) else b"")
@@ -96,7 +101,8 @@ class TcpNodeCommands:
         deadline = time.monotonic() + timeout + 1.0
         while time.monotonic() < deadline:
             try:
-                reply = redis_adapter.execute(info.host, info.port, "INFO", "replication", timeout=COMMAND_TIMEOUT)
+                reply = redis_adapter.execute(info.host, info.port, "INFO", "replication", timeout=COMMAND_TIMEOUT,
+                                              password=self._password(name))
             except (OSError, redis_adapter.RespError):
                 time.sleep(0.005)
                 continue

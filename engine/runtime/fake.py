@@ -269,9 +269,12 @@ class FakeRuntime:
         """A small fake RDB recording the node and the data it serves (read_fake_rdb)."""
         with self._lock:
             self.calls.append(("save_rdb", name))
-            node = self._command_target(name)
+            node = self._get(name)
             if node.config.engine == "memcached":
                 raise RuntimeError_(f"node {name} runs memcached, which has no RDB", temporary=False)
+            if node.state is not NodeState.RUNNING:
+                raise RuntimeError_(f"node {name} is {node.state.value}, not running")
+            self._command_target(name)
             if name in self._failing_saves:
                 raise RdbError(f"{node.config.host}:{node.config.port} closed the connection (injected)")
             data = self._data_seen(node)

@@ -21,8 +21,11 @@ def test_redis_takes_its_config_as_arguments() -> None:
     assert "--replica-announce-ip 127.0.100.1" in pairs
     assert argv[argv.index("--logfile") + 1] == ""  # stdout: `docker logs`
     assert "--pidfile" not in argv
-    # `save` pairs stay one directive per pair, as in the config file.
-    assert argv.count("--save") == 3
+    # No save points by default (an empty argument); given pairs stay one directive per pair.
+    assert argv[argv.index("--save") + 1] == "" and argv.count("--save") == 1
+    saving = node_command(NodeConfig("n1", "redis", "7.0.15", "127.0.100.1", 6379, 512,
+                                     settings={"save": "900 1 300 10"}))
+    assert saving.count("--save") == 2 and saving[saving.index("--save") + 1:][:2] == ["900", "1"]
 
 
 def test_ports_networking_binds_every_address_of_the_node_namespace() -> None:

@@ -45,11 +45,11 @@ def test_a_node_is_a_labelled_container_on_its_own_volume(
 def test_a_container_removed_from_outside_leaves_the_node_its_data(
         rt: tuple[DockerRuntime, Exits], kit: DockerKit, docker_client: Any) -> None:
     runtime, exits = rt
-    config = kit.config(runtime, "r3")
+    # Data a node keeps across restarts: AOF (without, it starts empty, as on AWS).
+    config = kit.config(runtime, "r3", settings={"appendonly": "yes", "appendfsync": "always"})
     runtime.start(config)
     serving(runtime, "r3")
     redis_cmd(config.host, config.port, "SET", "k", "kept")
-    redis_cmd(config.host, config.port, "SAVE")
     docker_client.containers.get(runtime.container_name("r3")).remove(force=True)  # `docker rm -f`
     assert exits.wait_for("r3")
     gone = info(runtime, "r3")  # the data volume is still there: the node can come back on it

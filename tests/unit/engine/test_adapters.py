@@ -45,10 +45,9 @@ def test_redis_config_defaults() -> None:
         "maxmemory-policy volatile-lru",
         "repl-diskless-sync-delay 0",
         "replica-announce-ip 127.0.200.5",
+        "repl-diskless-sync yes",
         "appendonly no",
-        "save 3600 1",
-        "save 300 100",
-        "save 60 10000",
+        'save ""',
         'proc-title-template "{title} {listen-addr} {server-mode} {config-file}"',
     ]:
         assert expected in lines
@@ -56,10 +55,11 @@ def test_redis_config_defaults() -> None:
 
 def test_redis_settings_replace_defaults_and_add_directives() -> None:
     config = redis_config(
-        settings={"save": "", "maxmemory-policy": "allkeys-lru", "appendonly": "yes", "bind": "127.0.200.9"}
+        settings={"save": "900 1 300 10", "maxmemory-policy": "allkeys-lru", "appendonly": "yes",
+                  "bind": "127.0.200.9"}
     )
     lines = directives(render_config(config, NODE_DIR))
-    assert 'save ""' in lines and not any(line.startswith("save 3600") for line in lines)
+    assert "save 900 1" in lines and "save 300 10" in lines and 'save ""' not in lines
     assert "maxmemory-policy allkeys-lru" in lines and "maxmemory-policy volatile-lru" not in lines
     assert "appendonly yes" in lines and "appendonly no" not in lines
     assert "bind 127.0.200.5 127.0.200.9" in lines  # extra addresses, own address first

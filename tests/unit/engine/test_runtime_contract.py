@@ -174,7 +174,7 @@ def test_parallel_starts_from_many_threads(kit: Kit) -> None:
 # --- runtimes of real nodes ---
 
 
-def test_a_redis_node_keeps_its_saved_data_across_kill_and_stop(real: Kit) -> None:
+def test_a_redis_node_runs_as_configured_and_restarts_without_its_data(real: Kit) -> None:
     runtime, _ = real.listening()
     config = real.config(runtime, "r1", labels={"cluster": "web", "node": "0001"})
     started = runtime.start(config)
@@ -184,18 +184,18 @@ def test_a_redis_node_keeps_its_saved_data_across_kill_and_stop(real: Kit) -> No
     # The node is a plain host process on its own address (docker: host network and pids).
     assert f"process_id:{started.pid}\r\n".encode() in redis_cmd(host, port, "INFO", "server")
     assert redis_cmd(host, port, "CONFIG", "GET", "maxmemory").endswith(b"67108864\r\n")
+    assert redis_cmd(host, port, "CONFIG", "GET", "save").endswith(b"$0\r\n\r\n")
     assert redis_cmd(host, port, "SET", "k", "v1") == b"+OK\r\n"
     assert redis_cmd(host, port, "SAVE") == b"+OK\r\n"
-    assert redis_cmd(host, port, "SET", "k", "v2") == b"+OK\r\n"
-    runtime.kill("r1")  # no save on the way out
-    runtime.start(config)  # the same directory / container and volume
+    runtime.kill("r1")
+    runtime.start(config)  # the same directory / container and volume, but as on AWS: no data
     serving(runtime, "r1")
-    assert redis_cmd(host, port, "GET", "k") == b"$2\r\nv1\r\n"
+    assert redis_cmd(host, port, "GET", "k") == b"$-1\r\n"
     assert redis_cmd(host, port, "SET", "k", "v3") == b"+OK\r\n"
-    runtime.stop("r1")  # SIGTERM: redis saves on the way out
+    runtime.stop("r1")  # SIGTERM: nothing is saved on the way out (test_rdb.py: with AOF it is)
     runtime.start(config)
     serving(runtime, "r1")
-    assert redis_cmd(host, port, "GET", "k") == b"$2\r\nv3\r\n"
+    assert redis_cmd(host, port, "GET", "k") == b"$-1\r\n"
 
 
 def test_memcached_node_lifecycle(real: Kit) -> None:
