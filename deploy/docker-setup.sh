@@ -39,7 +39,15 @@ else
     touch "$log" 2>/dev/null || log="${TMPDIR:-/tmp}/dockerd.log"
     say "starting dockerd (log: $log)"
     # Its own session: it outlives this script and the test run that started it.
-    setsid nohup dockerd >>"$log" 2>&1 < /dev/null &
+    # dockerd outlives this script: it must not inherit our open descriptors beyond 0-2 (a lock
+    # held by whoever ran us, e.g. `flock LOCK bash docker-setup.sh`, would stay held by dockerd).
+    (
+      for fd in /proc/self/fd/*; do
+        fd=${fd##*/}
+        if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
+      done
+      exec setsid nohup dockerd >>"$log" 2>&1 < /dev/null
+    ) &
     for _ in $(seq 1 120); do  # up to 60 s
       docker info >/dev/null 2>&1 && break
       sleep 0.5
