@@ -16,6 +16,9 @@ from typing import Any, Protocol
 # S3's bucket naming rule (3-63 characters: lower-case letters, digits, dots, hyphens).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:s3:::([^/]+)/(.+)$")
+# Buckets named before S3's current rule may hold underscores and capitals (the model's own
+# example is arn:aws:s3:::my_bucket/snapshot1.rdb): accepted in ARNs to read from.
+_LEGACY_BUCKET = re.compile(r"^[A-Za-z0-9._-]{3,255}$")
 
 
 class ObjectStoreError(Exception):
@@ -29,9 +32,12 @@ def valid_bucket(name: str) -> bool:
 def parse_s3_arn(arn: str) -> tuple[str, str] | None:
     """(bucket, key) of `arn:aws:s3:::bucket/key`, or None when it is not such an ARN."""
     match = _ARN.match(arn)
-    if match is None or not valid_bucket(match.group(1)) or ".." in match.group(2).split("/"):
+    if match is None:
         return None
-    return match.group(1), match.group(2)
+    bucket, key = match.group(1), match.group(2)
+    if not _LEGACY_BUCKET.match(bucket) or ".." in bucket or key.startswith("/") or ".." in key.split("/"):
+        return None
+    return bucket, key
 
 
 class ObjectStore(Protocol):
@@ -54,13 +60,21 @@ class LocalObjectStore:
     kind: str = "local"
 
     def path(self, bucket: str, key: str) -> Path:
-        return self.root / bucket / key
+        """The file of an object, never outside the bucket's directory (keys come from callers)."""
+        base = (self.root / bucket).resolve()
+        path = (base / key.lstrip("/")).resolve()
+        if base not in path.parents:
+            raise ObjectStoreError(f"s3://{bucket}/{key} is not a valid object name")
+        return path
 
     def bucket_exists(self, bucket: str) -> bool:
         return True  # made on first use: there is nobody to create it beforehand
 
     def object_exists(self, bucket: str, key: str) -> bool:
-        return self.path(bucket, key).is_file()
+        try:
+            return self.path(bucket, key).is_file()
+        except ObjectStoreError:
+            return False
 
     def upload(self, source: Path, bucket: str, key: str) -> None:
         dest = self.path(bucket, key)

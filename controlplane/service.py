@@ -97,26 +97,37 @@ class Service:
 
     def reset(self, timeout: float = 30.0) -> int:
         """Delete every resource and stop every node (moto's /moto-api/reset)."""
-        keys = self.store.resource_keys()
-        for key in keys:
-            if key.kind == ReplicationGroup.KIND:
-                self.store.update(key, ReplicationGroup, _request_delete)
-            elif key.kind == CacheCluster.KIND:
-                self.store.update(key, CacheCluster, _request_delete)
-            elif key.kind == Snapshot.KIND:
-                self.store.update(key, Snapshot, _request_delete)  # its file goes with it
-            self.controller.enqueue(key)
+        deleted: dict[str, type[CacheCluster] | type[ReplicationGroup] | type[Snapshot]] = {
+            ReplicationGroup.KIND: ReplicationGroup, CacheCluster.KIND: CacheCluster, Snapshot.KIND: Snapshot}
+        count = len(self.store.resource_keys())
         deadline = time.monotonic() + timeout
-        while self.store.resource_keys() and time.monotonic() < deadline:
+        while True:
+            # Asked again on each round: a pass that read a cache before this reset may still have
+            # created something (an automatic backup) that was not there the round before.
+            keys = [k for k in self.store.resource_keys() if k.kind in deleted]
+            if not keys or time.monotonic() >= deadline:
+                break
+            for key in keys:
+                model = deleted[key.kind]
+                current = self.store.get(key, model)
+                if current is not None and not _reset_marked(current):
+                    self.store.update(key, model, _request_delete)
+                    self.controller.enqueue(key)
             time.sleep(0.01)
-        leftover = self.store.resource_keys()
-        if leftover:
-            raise TimeoutError(f"reset: {len(leftover)} resource(s) still being deleted")
+        if keys:
+            raise TimeoutError(f"reset: {len(keys)} resource(s) still being deleted")
         for node in self.runtime.list_managed():
             self.runtime.remove(node.name)
         self.infra.down_azs.clear()
-        self.store.reset()
-        return len(keys)
+        self.store.reset()  # what is left: records that go with the rest (service updates)
+        return count
+
+
+def _reset_marked(rec: object) -> bool:
+    if isinstance(rec, Snapshot):
+        return rec.spec.delete_requested
+    assert isinstance(rec, CacheCluster | ReplicationGroup)
+    return rec.spec.delete_requested and rec.spec.final_snapshot is None
 
 
 def _request_delete(rec: CacheCluster | ReplicationGroup | Snapshot) -> None:

@@ -78,7 +78,8 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
     parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
     if params.get("CacheSubnetGroupName"):
         raise CacheSubnetGroupNotFoundFault(f"CacheSubnetGroup {params.get('CacheSubnetGroupName')} not found.")
-    restore = snapshots.restore_source(ctx, engine, params.get("SnapshotName"), list(params.get("SnapshotArns", [])))
+    restore = snapshots.restore_source(ctx, engine, version, params.get("SnapshotName"),
+                                       list(params.get("SnapshotArns", [])))
     return CacheClusterSpec(
         restore=restore,
         engine=engine, engine_version=version, node_type=node_type, num_nodes=num_nodes, port=port,
@@ -221,7 +222,6 @@ def delete_cache_cluster(ctx: RequestContext, params: m.DeleteCacheClusterMessag
         _check_member_may_go(ctx, rec, rec.spec.replication_group_id)
     if final:
         snapshots.final_snapshot(ctx, final, cluster_id=rec.id)
-    snapshots.delete_automated(ctx, cluster_id=rec.id)
 
     def change(r: CacheCluster) -> None:
         request_delete(r)

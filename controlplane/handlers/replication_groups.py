@@ -110,14 +110,15 @@ def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGro
         security_group_ids=list(params.get("SecurityGroupIds", [])),
         security_group_names=list(params.get("CacheSecurityGroupNames", [])),
         automatic_failover=automatic, multi_az=multi_az, initial_primary=primary.id if primary else None,
-        restore=_restore(ctx, params, engine, primary),
+        restore=_restore(ctx, params, engine, version, primary),
     )
     return spec, total, azs
 
 
-def _restore(ctx: RequestContext, params: m.CreateReplicationGroupMessage, engine: str,
+def _restore(ctx: RequestContext, params: m.CreateReplicationGroupMessage, engine: str, version: str,
              primary: CacheCluster | None) -> RestoreSource | None:
-    restore = snapshots.restore_source(ctx, engine, params.get("SnapshotName"), list(params.get("SnapshotArns", [])))
+    restore = snapshots.restore_source(ctx, engine, version, params.get("SnapshotName"),
+                                       list(params.get("SnapshotArns", [])))
     if restore is not None and primary is not None:
         raise v.combination("PrimaryClusterId and SnapshotName/SnapshotArns cannot be given together: the primary "
                             "already holds its data.")
@@ -289,7 +290,6 @@ def delete_replication_group(ctx: RequestContext,
     final = params.get("FinalSnapshotIdentifier")
     if final:
         snapshots.final_snapshot(ctx, final, group_id=rg.id)
-    snapshots.delete_automated(ctx, group_id=rg.id)
 
     def change(r: ReplicationGroup) -> None:
         r.spec.delete_requested = True

@@ -8,16 +8,19 @@ import re
 from datetime import timedelta
 from typing import cast
 
+from controlplane.catalog import version_key
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.handlers.lookup import get_cluster, get_group
 from controlplane.model import errors as e
 from controlplane.model import messages as m
 from controlplane.objectstore import ObjectStoreError, parse_s3_arn, valid_bucket
+from controlplane.protocol.errors import ModelError
 from controlplane.state import shapes
 from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey, RestoreSource, Tag
 from controlplane.state.snapshots import Export, Snapshot, SnapshotSpec, cluster_config, group_config
+from controlplane.state.snapshots import restoring_from as snapshots_restoring
 
 # AWS's quota: manual snapshots per node per rolling 24 hours.
 MANUAL_SNAPSHOTS_PER_DAY = 20
@@ -43,16 +46,7 @@ def get_snapshot(ctx: RequestContext, name: str) -> Snapshot:
 
 
 def restoring_from(ctx: RequestContext) -> set[str]:
-    """Names of the snapshots a cache is being restored from now (they read "restoring")."""
-    store = ctx.services.store
-    names: set[str] = set()
-    caches: list[CacheCluster | ReplicationGroup] = [*store.records(CacheCluster, ctx.account, ctx.region),
-                                                     *store.records(ReplicationGroup, ctx.account, ctx.region)]
-    for rec in caches:
-        restore = rec.spec.restore
-        if restore is not None and restore.snapshot and not rec.status.restored and rec.status.failure is None:
-            names.add(restore.snapshot)
-    return names
+    return snapshots_restoring(ctx.services.store, ctx.account, ctx.region)
 
 
 def snapshot_shape(ctx: RequestContext, rec: Snapshot, show_node_groups: bool = False,
@@ -113,6 +107,13 @@ def _check_source(rec: CacheCluster | ReplicationGroup, deleting: bool) -> None:
     raise e.InvalidReplicationGroupStateFault(message)
 
 
+def _busy(rec: CacheCluster | ReplicationGroup) -> ModelError:
+    message = f"{rec.id} is snapshotting; take the next snapshot once this one is done."
+    if isinstance(rec, CacheCluster):
+        return e.InvalidCacheClusterStateFault(message)
+    return e.InvalidReplicationGroupStateFault(message)
+
+
 def _quota(ctx: RequestContext, rec: CacheCluster | ReplicationGroup) -> None:
     since = ctx.services.clock.now() - timedelta(hours=24)
     if len([t for t in rec.spec.snapshot_calls if t > since]) >= MANUAL_SNAPSHOTS_PER_DAY:
@@ -140,10 +141,18 @@ def new_snapshot(ctx: RequestContext, name: str, spec: SnapshotSpec, *, tags: li
         since = now - timedelta(hours=24)
 
         def count(r: CacheCluster | ReplicationGroup) -> None:
+            # Checked again in the write itself: of two calls at once, one wins (AWS refuses the
+            # second as the cache is snapshotting).
+            if r.spec.snapshot_seq > r.status.snapshot_seq_done or r.status.snapshotting:
+                raise _busy(r)
             r.spec.snapshot_calls = [t for t in r.spec.snapshot_calls if t > since] + [now]
             r.spec.snapshot_seq = max(r.spec.snapshot_seq, spec.source_seq)
 
-        store.update(source.key, model, count)
+        try:
+            store.update(source.key, model, count)
+        except ModelError:
+            store.delete(rec.key)  # never enqueued: nothing acted on it yet
+            raise
     ctx.services.enqueue(rec.key)
     return rec
 
@@ -246,7 +255,8 @@ def delete_snapshot(ctx: RequestContext, params: m.DeleteSnapshotMessage) -> m.D
     if status not in ("available", "failed"):
         raise e.InvalidSnapshotStateFault(f"Snapshot {rec.id} is {status}; it can be deleted once it is available.")
     updated = ctx.services.store.update(rec.key, Snapshot, _request_delete)
-    assert updated is not None
+    if updated is None:  # deleted meanwhile (a prune, a reset)
+        raise e.SnapshotNotFoundFault(f"Snapshot {rec.id} not found.")
     ctx.services.enqueue(rec.key)
     return {"Snapshot": snapshot_shape(ctx, updated)}
 
@@ -254,18 +264,6 @@ def delete_snapshot(ctx: RequestContext, params: m.DeleteSnapshotMessage) -> m.D
 def _request_delete(r: Snapshot) -> None:
     r.spec.delete_requested = True
     r.generation += 1
-
-
-def delete_automated(ctx: RequestContext, *, cluster_id: str | None = None, group_id: str | None = None) -> None:
-    """A cache's automatic backups go with it (its manual and final snapshots stay)."""
-    store = ctx.services.store
-    for rec in store.records(Snapshot, ctx.account, ctx.region):
-        if rec.spec.source != "automated" or rec.spec.delete_requested:
-            continue
-        if (group_id and rec.spec.replication_group_id == group_id) or (
-                cluster_id and not rec.spec.replication_group_id and rec.spec.cache_cluster_id == cluster_id):
-            store.update(rec.key, Snapshot, _request_delete)
-            ctx.services.enqueue(rec.key)
 
 
 HANDLERS: HandlerTable = {
@@ -279,7 +277,8 @@ HANDLERS: HandlerTable = {
 # ---- restore and final snapshots (called by the cache-cluster and replication-group handlers) --
 
 
-def restore_source(ctx: RequestContext, engine: str, name: str | None, arns: list[str]) -> RestoreSource | None:
+def restore_source(ctx: RequestContext, engine: str, version: str, name: str | None,
+                   arns: list[str]) -> RestoreSource | None:
     """CreateCacheCluster/CreateReplicationGroup SnapshotName or SnapshotArns: what the first
     primary starts with, checked now as AWS checks it (the data itself is checked when loaded)."""
     if name and arns:
@@ -287,14 +286,20 @@ def restore_source(ctx: RequestContext, engine: str, name: str | None, arns: lis
     if name:
         snap = get_snapshot(ctx, name)
         if snap.api_status() not in ("available",) or snap.status.file is None:
-            raise e.InvalidSnapshotStateFault(f"Snapshot {name} is not available (it is {snap.api_status()}).")
+            # InvalidSnapshotState is not among the errors the model gives the create calls.
+            raise v.invalid(f"Snapshot {name} is not available (it is {snap.api_status()}).")
         if snap.spec.config.engine == "valkey" and engine == "redis":
             raise v.combination(f"Snapshot {name} is of a Valkey cache; it cannot be restored into Redis OSS.")
+        if engine == snap.spec.config.engine and version_key(version)[:2] < version_key(
+                snap.spec.config.engine_version)[:2]:
+            raise v.combination(f"Snapshot {name} was taken on {engine} {snap.spec.config.engine_version}; it cannot "
+                                f"be restored into the older {version}.")
         return RestoreSource(snapshot=snap.id, file=snap.status.file)
     if not arns:
         return None
     if len(arns) > 1:
-        raise v.combination("A cache with one node group is restored from exactly one RDB file (SnapshotArns).")
+        raise v.combination("elasticache-local restores a cache with one node group from one RDB file; "
+                            f"{len(arns)} SnapshotArns were given (several come with cluster mode, not supported yet).")
     parsed = parse_s3_arn(arns[0])
     if parsed is None:
         raise v.invalid(f"Invalid SnapshotArns: {arns[0]}. Expected arn:aws:s3:::bucket/key.rdb.")

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from controlplane.clock import Clock
 from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
-from controlplane.state.snapshots import Snapshot, SnapshotSpec, cluster_config, group_config
+from controlplane.state.snapshots import Snapshot, SnapshotSpec, cluster_config, group_config, restoring_from
 from controlplane.state.store import Store
 from controlplane.windows import window_start
 
@@ -33,7 +33,7 @@ class Backups:
 
     def tick(self, source: Source) -> None:
         """Called by the cache's reconcile at the end of a pass that found it available."""
-        if source.spec.snapshot_retention_limit <= 0 or source.spec.delete_requested:
+        if source.spec.snapshot_retention_limit <= 0 or source.deleting():
             return
         if isinstance(source, CacheCluster) and (source.spec.engine == "memcached" or source.spec.replication_group_id):
             return
@@ -63,14 +63,32 @@ class Backups:
             self._enqueue(rec.key)
 
     def _prune(self, source: Source, now: datetime) -> None:
-        """Keep the newest `retention` automatic backups of the source, none older than that many days."""
+        """Keep the newest `retention` good automatic backups of the source, none older than that
+        many days; a failed one goes once a newer good one exists (it never pushes a good one out).
+        A backup a cache is being restored from stays until the restore is done."""
         keep = source.spec.snapshot_retention_limit
-        own = [s for s in self._store.records(Snapshot, source.account, source.region)
-               if s.spec.source == "automated" and not s.spec.delete_requested and _of(s, source)
-               and s.status.phase in ("available", "failed")]
-        own.sort(key=lambda s: s.created_at, reverse=True)
-        expired = own[keep:] + [s for s in own[:keep] if now - s.created_at > timedelta(days=keep, hours=1)]
-        for snap in expired:
+        own = sorted(self._own(source), key=lambda s: s.created_at, reverse=True)
+        good = [s for s in own if s.status.phase == "available"]
+        expired = good[keep:] + [s for s in good[:keep] if now - s.created_at > timedelta(days=keep, hours=1)]
+        newest_good = good[0].created_at if good else None
+        expired += [s for s in own if s.status.phase == "failed" and newest_good is not None
+                    and s.created_at < newest_good]
+        self._delete(source, expired)
+
+    def forget(self, source: Source) -> None:
+        """The cache is being deleted: its automatic backups go with it (its manual and final
+        snapshots stay)."""
+        self._delete(source, self._own(source))
+
+    def _own(self, source: Source) -> list[Snapshot]:
+        return [s for s in self._store.records(Snapshot, source.account, source.region)
+                if s.spec.source == "automated" and not s.spec.delete_requested and _of(s, source)]
+
+    def _delete(self, source: Source, snapshots: list[Snapshot]) -> None:
+        restoring = restoring_from(self._store, source.account, source.region)
+        for snap in snapshots:
+            if snap.id in restoring:
+                continue
             self._store.update(snap.key, Snapshot, _request_delete)
             self._enqueue(snap.key)
 

@@ -74,7 +74,7 @@ class CacheClusterReconciler:
             # A member of a replication group: the group's reconciler runs its node.
             self._enqueue(ResourceKey("replication-group", rec.account, rec.region, rec.spec.replication_group_id))
             return
-        if rec.spec.delete_requested and not rec.delete_refused():
+        if rec.deleting():
             self._delete(rec)
             return
         if rec.status.phase == "restore-failed":
@@ -242,9 +242,12 @@ class CacheClusterReconciler:
                            f"Restarting cache node {node.node_id} with {rec.spec.engine} {version}")
                 rec = self._set_node(rec, node.node_id, "rebooting")
             config = self._config(rec, node, version)
-            if self._restore.pending(rec):
+            seeding = self._restore.pending(rec)
+            if seeding:
                 config = self._restore.seeded(rec, config)
             self._nodes.start(config, f"node {node.node_id}", temporary_delay=0.5)
+            if seeding:  # only a node really started with the file can have failed to load it
+                rec = self._restore.started(rec)
             rec = self._write_status(rec, partial(_set_type, node_id=node.node_id, node_type=node_type))
             starting.append(node.node_id)
         if starting:
@@ -378,6 +381,7 @@ class CacheClusterReconciler:
             self._emit(rec, f"Final snapshot {rec.spec.final_snapshot} failed ({failure}): cache cluster {rec.id} "
                             "was not deleted")
             return
+        self._backups.forget(rec)
         for node in rec.status.nodes:
             self._nodes.discard(self._name(rec, node.node_id))
         cfg = endpoint_name(rec.account, rec.region, rec.id, "cfg")

@@ -39,7 +39,7 @@ class Restores:
             path = self._snapshots / source.file
         else:
             assert source.bucket is not None and source.key is not None
-            path = self._restores / f"{owner}.rdb"
+            path = self._download_path(owner)
             if not path.is_file():
                 self._download(source, path)
         try:
@@ -49,8 +49,11 @@ class Restores:
         return str(path)
 
     def done(self, owner: str) -> None:
-        """The restore is loaded: a downloaded file is not needed any more."""
-        (self._restores / f"{owner}.rdb").unlink(missing_ok=True)
+        """The restore is over (loaded, or failed): a downloaded file is not used again."""
+        self._download_path(owner).unlink(missing_ok=True)
+
+    def _download_path(self, owner: str) -> Path:
+        return self._restores / f"{owner}.rdb"
 
     def _download(self, source: RestoreSource, path: Path) -> None:
         assert source.bucket is not None and source.key is not None
@@ -96,8 +99,10 @@ class ClusterRestore:
             seed = self._restores.seed(owner(rec), rec.spec.restore)
         except RestoreFailed as exc:
             self.failed(rec, str(exc))
-        self._write(rec, lambda s: setattr(s, "restore_started", True))
         return replace(config, seed=seed)
+
+    def started(self, rec: CacheCluster) -> CacheCluster:
+        return self._write(rec, lambda s: setattr(s, "restore_started", True))
 
     def loaded(self, rec: CacheCluster) -> CacheCluster:
         source = rec.spec.restore
@@ -110,6 +115,7 @@ class ClusterRestore:
 
     def failed(self, rec: CacheCluster, message: str) -> NoReturn:
         self._discard(rec)
+        self._restores.done(owner(rec))  # a download that failed is not used again
 
         def change(s: CacheClusterStatus) -> None:
             s.phase, s.failure = "restore-failed", message

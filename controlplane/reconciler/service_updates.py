@@ -70,7 +70,7 @@ class ServiceUpdates:
                     self._enqueue(action.key)  # the cache is gone: so is its action
             return
         member = isinstance(cache, CacheCluster) and cache.spec.replication_group_id is not None
-        if not member and not cache.spec.delete_requested and cache.status.announced_available:
+        if not member and not cache.deleting() and cache.status.announced_available:
             self._publish(cache)
         for action in actions_for(self._store, cache):
             self._enqueue(action.key)
@@ -122,7 +122,7 @@ class ServiceUpdates:
                                  ServiceUpdate)
         cache = self._cache(ResourceKey(CacheCluster.KIND if action.target == "cluster" else ReplicationGroup.KIND,
                                         key.account, key.region, action.target_id))
-        if update is None or cache is None or cache.spec.delete_requested:
+        if update is None or cache is None or cache.deleting():
             self._store.delete(key)
             return
         now = self._clock.now()

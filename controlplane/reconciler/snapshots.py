@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from controlplane.clock import Clock
@@ -29,6 +31,7 @@ NODE_ID = "0001"
 WAIT = 0.5  # seconds until a snapshot waiting for its source looks again
 SAFETY = 1.0  # a running job enqueues its key when it ends; this requeue is only a safety net
 AUTOMATED_ATTEMPTS = 3  # an automatic backup that fails is retried, then reported failed
+RETRY_AFTER = 30.0  # seconds (service clock) between those attempts
 
 Source = CacheCluster | ReplicationGroup
 
@@ -66,8 +69,12 @@ class SnapshotReconciler:
                 self._copy(rec)
             else:
                 self._save(rec)
-        elif rec.status.phase == "available":
-            self._export(rec)
+        else:
+            source = None if rec.spec.copy_of else self._source(rec)
+            if source is not None:
+                self._release_if_held(rec, source)  # a pass that ended between its two writes
+            if rec.status.phase == "available":
+                self._export(rec)
 
     def fail(self, key: ResourceKey, message: str) -> None:
         rec = self._store.get(key, Snapshot)
@@ -91,11 +98,17 @@ class SnapshotReconciler:
             return
         if self._jobs.running(rec.key):
             raise Requeue("the save runs", delay=SAFETY)
+        retry_at = rec.status.retry_at
+        if retry_at is not None and self._clock.now() < retry_at:
+            raise Requeue("a failed automatic backup waits for its retry",
+                          delay=(retry_at - self._clock.now()).total_seconds())
         if not self._ready(rec, source):
             raise Requeue(f"{source.id} is not ready to be snapshotted", delay=WAIT)
         if not self._claim(rec, source):
             raise Requeue(f"another snapshot of {source.id} runs", delay=WAIT)
         member = self._node_to_save(rec, source)
+        if member is not source:  # a group's member reads "snapshotting" too while its node saves
+            self._store.update(member.key, CacheCluster, partial(_hold, name=rec.id))
         if rec.status.phase is None:
             self._write(rec, _started(self._clock))
         dest = self.path(rec)
@@ -121,7 +134,7 @@ class SnapshotReconciler:
         being deleted by the very request that asked for it)."""
         if source.status.phase != "available":
             return False
-        if source.spec.delete_requested and not rec.spec.final:
+        if source.deleting() and not rec.spec.final:
             return False
         return not (isinstance(source, ReplicationGroup) and source.status.failover is not None)
 
@@ -133,8 +146,15 @@ class SnapshotReconciler:
             held = self._store.get(self._key(rec, Snapshot.KIND, source.status.snapshotting), Snapshot)
             if held is not None and held.status.phase in (None, "creating"):
                 return False
-        claimed = self._update_source(source, lambda s: setattr(s.status, "snapshotting", rec.id))
-        return claimed is not None
+        won: list[bool] = []
+
+        def claim(r: Source) -> None:  # compare-and-set: two workers never both win
+            won.append(r.status.snapshotting in (None, source.status.snapshotting))
+            if won[-1]:
+                r.status.snapshotting = rec.id
+
+        self._update_source(source, claim)
+        return bool(won and won[-1])
 
     def _node_to_save(self, rec: Snapshot, source: Source) -> CacheCluster:
         """A cluster's node; in a group, the member asked for (CreateSnapshot CacheClusterId, else
@@ -170,10 +190,17 @@ class SnapshotReconciler:
     def _save_failed(self, rec: Snapshot, source: Source, message: str) -> None:
         self.path(rec).unlink(missing_ok=True)
         if rec.spec.source == "automated" and rec.status.attempts + 1 < AUTOMATED_ATTEMPTS:
-            self._write(rec, lambda s: setattr(s, "attempts", s.attempts + 1))
+            retry_at = self._clock.now() + timedelta(seconds=RETRY_AFTER)
+
+            def again(s: SnapshotStatus) -> None:
+                s.attempts, s.retry_at = s.attempts + 1, retry_at
+
+            self._write(rec, again)
             self._release(rec, source, ended=False)
-            self._emit_result(rec, source, "failed", f" ({message}); it is retried")
-            raise TemporaryError(f"automatic backup failed: {message}", delay=30.0)
+            self._emit_result(rec, source, "failed")
+            self._events.emit(rec.account, rec.region, *self._event_source(rec),
+                              f"Automatic backup {rec.id} failed ({message}); it is retried at {retry_at:%H:%M:%S} UTC")
+            raise Requeue("a failed automatic backup waits for its retry", delay=RETRY_AFTER)
         self._failed(rec, message)
 
     def _failed(self, rec: Snapshot, message: str) -> None:
@@ -184,7 +211,8 @@ class SnapshotReconciler:
         source = self._source(rec) if not rec.spec.copy_of else None
         if source is not None:
             self._release(rec, source)
-        self._emit_result(rec, source, "failed", f": {message}")
+        self._emit_result(rec, source, "failed")
+        self._events.emit(rec.account, rec.region, *self._event_source(rec), f"Snapshot {rec.id} failed: {message}")
 
     def _release(self, rec: Snapshot, source: Source, *, ended: bool = True) -> None:
         def change(r: Source) -> None:
@@ -194,14 +222,23 @@ class SnapshotReconciler:
                 r.status.snapshot_seq_done = max(r.status.snapshot_seq_done, rec.spec.source_seq)
 
         self._update_source(source, change)
+        if isinstance(source, ReplicationGroup):
+            for m in members_of(self._store, source):
+                if m.status.snapshotting == rec.id:
+                    self._store.update(m.key, CacheCluster, partial(_hold, name=None))
         self._enqueue(source.key)  # a final snapshot's delete, or changes held back, go on
 
-    def _emit_result(self, rec: Snapshot, source: Source | None, result: str, detail: str = "") -> None:
+    def _release_if_held(self, rec: Snapshot, source: Source) -> None:
+        held = source.status.snapshotting == rec.id or source.status.snapshot_seq_done < rec.spec.source_seq
+        if held and rec.status.phase in ("available", "failed", None) and not self._jobs.running(rec.key):
+            self._release(rec, source)
+
+    def _emit_result(self, rec: Snapshot, source: Source | None, result: str) -> None:
         if isinstance(source, ReplicationGroup) or rec.spec.replication_group_id:
             kind, what, sid = "replication-group", "replication group", rec.spec.replication_group_id
         else:
             kind, what, sid = "cache-cluster", "cache cluster", rec.spec.cache_cluster_id
-        message = f"Snapshot {result} for snapshot with ID '{rec.id}' of {what} with ID '{sid}'{detail}"
+        message = f"Snapshot {result} for snapshot with ID '{rec.id}' of {what} with ID '{sid}'"  # AWS's words
         self._events.emit(rec.account, rec.region, kind, sid or rec.id, message)
 
     # ---- copy, export, delete -------------------------------------------------------------
@@ -263,8 +300,10 @@ class SnapshotReconciler:
         self.path(rec).unlink(missing_ok=True)
         if not rec.spec.copy_of:
             source = self._source(rec)
-            if source is not None and source.status.snapshotting == rec.id:
+            if source is not None and (source.status.snapshotting == rec.id
+                                       or source.status.snapshot_seq_done < rec.spec.source_seq):
                 self._release(rec, source)
+        self._jobs.forget(rec.key)
         self._store.delete(rec.key)
 
     # ---- helpers --------------------------------------------------------------------------
@@ -290,6 +329,10 @@ class SnapshotReconciler:
         if isinstance(source, ReplicationGroup):
             return self._store.update(source.key, ReplicationGroup, change)
         return self._store.update(source.key, CacheCluster, change)
+
+
+def _hold(c: CacheCluster, name: str | None) -> None:
+    c.status.snapshotting = name
 
 
 def _started(clock: Clock) -> Callable[[SnapshotStatus], None]:

@@ -86,7 +86,7 @@ class TimeWarp:
             *(c for c in self._store.records(CacheCluster) if not c.spec.replication_group_id),
             *self._store.records(ReplicationGroup)]
         for rec in records:
-            if rec.spec.delete_requested:
+            if rec.deleting():
                 continue
             name = f"{rec.KIND}/{rec.id}"
             found.append((name, rec.spec.maintenance_window))

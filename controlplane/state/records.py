@@ -193,8 +193,12 @@ class CacheCluster(Record):
         """The delete asked for a final snapshot, which failed: the cluster stays."""
         return self.spec.final_snapshot is not None and self.status.final_snapshot_failed == self.spec.final_snapshot
 
+    def deleting(self) -> bool:
+        """A delete was asked for and goes on (not stopped by a failed final snapshot)."""
+        return self.spec.delete_requested and not self.delete_refused()
+
     def api_status(self) -> str:
-        if self.spec.delete_requested and not self.delete_refused():
+        if self.deleting():
             return "deleting"
         if self.status.phase is None:
             return "creating"
@@ -342,8 +346,11 @@ class ReplicationGroup(Record):
     def delete_refused(self) -> bool:
         return self.spec.final_snapshot is not None and self.status.final_snapshot_failed == self.spec.final_snapshot
 
+    def deleting(self) -> bool:
+        return self.spec.delete_requested and not self.delete_refused()
+
     def api_status(self) -> str:
-        if self.spec.delete_requested and not self.delete_refused():
+        if self.deleting():
             return "deleting"
         if self.status.phase is None:
             return "creating"

@@ -65,7 +65,7 @@ def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
         out["CacheNodes"] = [
             {
                 "CacheNodeId": n.node_id,
-                "CacheNodeStatus": "deleting" if spec.delete_requested else n.status,
+                "CacheNodeStatus": "deleting" if rec.deleting() else n.status,
                 "CacheNodeCreateTime": n.created_at,
                 "Endpoint": {"Address": n.host, "Port": n.port},
                 "ParameterGroupStatus": "in-sync",

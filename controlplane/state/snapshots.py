@@ -7,11 +7,14 @@ the reconciler did: the file, its size, the node it came from."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
 from controlplane.state.records import CacheCluster, Record, ReplicationGroup
+
+if TYPE_CHECKING:  # the store reads these records: a runtime import would be circular
+    from controlplane.state.store import Store
 
 
 class SourceConfig(BaseModel):
@@ -80,6 +83,7 @@ class SnapshotStatus(BaseModel):
     started_at: datetime | None = None
     failure: str | None = None
     attempts: int = 0
+    retry_at: datetime | None = None  # a failed automatic backup is tried again from then on
     exported_seq: int = 0  # the last Export carried out
     export_failure: str | None = None
 
@@ -101,6 +105,19 @@ class Snapshot(Record):
 
     def in_progress(self) -> bool:
         return self.api_status() in ("creating", "copying", "exporting")
+
+
+def restoring_from(store: Store, account: str, region: str) -> set[str]:
+    """Names of the snapshots a cache is being restored from now: they read "restoring" and
+    their files must stay."""
+    names: set[str] = set()
+    caches: list[CacheCluster | ReplicationGroup] = [*store.records(CacheCluster, account, region),
+                                                     *store.records(ReplicationGroup, account, region)]
+    for rec in caches:
+        restore = rec.spec.restore
+        if restore is not None and restore.snapshot and not rec.status.restored and rec.status.failure is None:
+            names.add(restore.snapshot)
+    return names
 
 
 # ---- the source's configuration, as a snapshot keeps it ------------------------------------

@@ -125,9 +125,12 @@ class Members:
                                    labels={"account": rg.account, "region": rg.region, "cluster": m.id,
                                            "node": NODE_ID, "group": rg.id},
                                    settings=settings)
-        if m.id == primary.id and self._restore.pending(rg, m.id):
+        seeding = m.id == primary.id and self._restore.pending(rg, m.id)
+        if seeding:
             config = self._restore.seeded(rg, config)
         ctx.nodes.start(config, m.id, temporary_delay=0.3)
+        if seeding:  # only a node really started with the file can have failed to load it
+            self._restore.started(rg)
         self._marks.pop(name, None)
 
         def started(c: CacheCluster) -> None:
@@ -167,8 +170,6 @@ class Members:
             self._marks.pop(name, None)
             was = m.status.nodes[0].status
             current[0] = replaced(current[0], ctx.set_member_node(m, "available", version=result.version))
-            if self._restore.pending(rg, m.id):
-                self._restore.loaded(rg)
             if was == "rebooting":
                 ctx.emit(CC, m.id, rg, f"Finished recovery for cache nodes {NODE_ID}")
             return True

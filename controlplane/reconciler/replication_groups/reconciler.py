@@ -52,7 +52,8 @@ class ReplicationGroupReconciler:
         self._ctx = GroupContext(store, infra, events, clock, health, Nodes(infra, health))
         self._backups = backups
         self.endpoints = Endpoints(self._ctx)
-        self.members = Members(self._ctx, self.endpoints, GroupRestore(self._ctx, restores))
+        self._restore = GroupRestore(self._ctx, restores)
+        self.members = Members(self._ctx, self.endpoints, self._restore)
         self.failover = Failover(self._ctx, self.endpoints, self.members, timeout=failover_timeout,
                                  cooldown=failover_cooldown, observer=observer)
         self.rollout = Rollout(self._ctx, self.endpoints, self.members)
@@ -70,8 +71,9 @@ class ReplicationGroupReconciler:
         if rg is None:
             return
         members = ctx.members(rg)
-        if rg.spec.delete_requested and not rg.delete_refused():
+        if rg.deleting():
             if self._final_snapshot_taken(rg):
+                self._backups.forget(rg)
                 self._delete(rg, members)
             return
         if rg.spec.restore is not None and not rg.status.restored and rg.status.phase == "create-failed":
@@ -101,6 +103,7 @@ class ReplicationGroupReconciler:
             self._settle(rg, members)
             current = ctx.store.get(rg.key, ReplicationGroup)
             if current is not None and current.status.phase == "available" and current.status.failover is None:
+                self._restore.settled(current)
                 self._backups.tick(current)
         if waiting:
             raise Requeue(f"members {', '.join(waiting)} are not replicating yet", delay=POLL)

@@ -27,14 +27,22 @@ class GroupRestore:
     def seeded(self, rg: ReplicationGroup, config: NodeConfig) -> NodeConfig:
         assert rg.spec.restore is not None
         if rg.status.restore_started:
-            self.failed(rg, "the primary exited while loading the RDB file (it is corrupt, or the data does not "
-                            "fit the node type)")
+            self.failed(rg, "the primary exited before the group was restored (the RDB file is corrupt, or the "
+                            "data does not fit the node type)")
         try:
             seed = self._restores.seed(owner(rg), rg.spec.restore)
         except RestoreFailed as exc:
             self.failed(rg, str(exc))
-        self._ctx.write(rg, lambda s: setattr(s, "restore_started", True))
         return replace(config, seed=seed)
+
+    def started(self, rg: ReplicationGroup) -> None:
+        self._ctx.write(rg, lambda s: setattr(s, "restore_started", True))
+
+    def settled(self, rg: ReplicationGroup) -> None:
+        """The group settled (its replicas synced from the loaded primary): restored. Until then a
+        primary that dies is a failed restore, never an empty group that reads restored."""
+        if rg.spec.restore is not None and not rg.status.restored:
+            self.loaded(rg)
 
     def loaded(self, rg: ReplicationGroup) -> ReplicationGroup:
         source = rg.spec.restore
@@ -46,6 +54,7 @@ class GroupRestore:
 
     def failed(self, rg: ReplicationGroup, message: str) -> NoReturn:
         ctx = self._ctx
+        self._restores.done(owner(rg))
         for m in ctx.members(rg):
             ctx.nodes.discard(ctx.name(rg, m.id))
 

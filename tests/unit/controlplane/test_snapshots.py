@@ -320,8 +320,8 @@ def test_automatic_backups_once_a_day_in_the_window_and_pruned(world: World) -> 
     redis_cluster(world, SnapshotRetentionLimit=2, SnapshotWindow="05:00-06:00",
                   PreferredMaintenanceWindow="sun:10:00-sun:11:00")
     world.runtime.set_data(NODE.format("web"), {"k": "v"})
-    for _ in range(5 * 24):  # five days, an hour at a time (the clock starts at 12:00)
-        world.clock.advance(3600)
+    for _ in range(5 * 24 * 6):  # five days, ten minutes at a time (the clock starts at 12:00): once a window
+        world.clock.advance(600)
         settle(world)
     automated = world.call("DescribeSnapshots", SnapshotSource="automated")["Snapshots"]
     assert [s["SnapshotName"] for s in automated] == ["automatic.web-2026-01-05-05-00",
@@ -347,3 +347,96 @@ def test_a_failing_automatic_backup_is_an_event_and_a_retry(world: World) -> Non
     world.clock.advance(60)
     settle(world, lambda: status(world, "automatic.web-2026-01-01-13-00") == "available")
     assert cluster_status(world, "web") == "available"
+
+
+def test_a_failed_final_snapshot_leaves_a_whole_cache_that_works_on(world: World) -> None:
+    redis_cluster(world, SnapshotRetentionLimit=3, SnapshotWindow="13:00-14:00",
+                  PreferredMaintenanceWindow="sun:10:00-sun:11:00")
+    world.clock.advance(3600)
+    settle(world, lambda: status(world, "automatic.web-2026-01-01-13-00") == "available")
+    world.runtime.fail_saves(NODE.format("web"))
+    world.call("DeleteCacheCluster", CacheClusterId="web", FinalSnapshotIdentifier="last")
+    settle(world, lambda: status(world, "last") == "failed" and cluster_status(world, "web") == "available")
+    # Nothing of the delete happened: the automatic backup stays, the nodes read available.
+    assert status(world, "automatic.web-2026-01-01-13-00") == "available"
+    node = world.call("DescribeCacheClusters", CacheClusterId="web", ShowCacheNodeInfo=True)["CacheClusters"][0][
+        "CacheNodes"][0]
+    assert node["CacheNodeStatus"] == "available"
+    world.runtime.fail_saves(NODE.format("web"), fail=False)
+    world.call("CreateSnapshot", CacheClusterId="web", SnapshotName="after")  # it works on
+    settle(world, lambda: status(world, "after") == "available")
+    assert cluster_status(world, "web") == "available"
+    world.clock.advance(86400)
+    settle(world, lambda: len(world.call("DescribeSnapshots", SnapshotSource="automated")["Snapshots"]) == 2)
+
+
+def test_a_deleted_snapshots_old_job_is_never_read_by_a_new_one_of_that_name(world: World) -> None:
+    from controlplane.state.snapshots import Snapshot
+
+    redis_cluster(world)
+    world.runtime.set_data(NODE.format("web"), {"old": "1"})
+    world.call("CreateSnapshot", CacheClusterId="web", SnapshotName="same")
+    world.settle()
+    world.service.jobs.wait_idle(5)  # the save ended; no pass has read it yet
+    key = next(k for k in world.service.store.resource_keys() if k.kind == Snapshot.KIND)
+    # A reset marks it for deletion while its job is unread.
+    world.service.store.update(key, Snapshot, lambda r: setattr(r.spec, "delete_requested", True))
+    settle(world, lambda: not world.call("DescribeSnapshots")["Snapshots"])
+    world.runtime.set_data(NODE.format("web"), {"new": "2"})
+    world.call("CreateSnapshot", CacheClusterId="web", SnapshotName="same")
+    settle(world, lambda: status(world, "same") == "available")
+    assert read_fake_rdb(file_of(world, "same"))[1] == {"new": "2"}
+
+
+def test_a_failed_backup_never_pushes_the_good_one_out(world: World) -> None:
+    redis_cluster(world, SnapshotRetentionLimit=1, SnapshotWindow="13:00-14:00",
+                  PreferredMaintenanceWindow="sun:10:00-sun:11:00")
+    world.clock.advance(3600)
+    settle(world, lambda: status(world, "automatic.web-2026-01-01-13-00") == "available")
+    world.runtime.fail_saves(NODE.format("web"))
+    world.clock.advance(86400)
+    for _ in range(4):  # every attempt, each after its retry delay (on the service clock)
+        settle(world)
+        world.clock.advance(31)
+    names = {s["SnapshotName"]: s["SnapshotStatus"] for s in
+             world.call("DescribeSnapshots", SnapshotSource="automated")["Snapshots"]}
+    assert names["automatic.web-2026-01-01-13-00"] == "available"
+    assert names["automatic.web-2026-01-02-13-00"] == "failed"
+    retries = [m for m in world.events("web") if "it is retried" in m]
+    assert len(retries) == 2  # three attempts in all, spaced by the retry delay
+
+
+def test_a_transient_start_failure_is_not_a_failed_restore(world: World) -> None:
+    redis_cluster(world)
+    world.runtime.set_data(NODE.format("web"), {"k": "v"})
+    world.call("CreateSnapshot", CacheClusterId="web", SnapshotName="bk")
+    settle(world, lambda: status(world, "bk") == "available")
+    world.runtime.fail_next_starts(1)
+    world.call("CreateCacheCluster", CacheClusterId="copy", SnapshotName="bk", **REDIS)
+    settle(world, lambda: cluster_status(world, "copy") == "available")
+    assert world.runtime.data_of(NODE.format("copy")) == {"k": "v"}
+
+
+def test_a_restart_of_the_service_mid_save_finishes_the_snapshot(world: World) -> None:
+    redis_cluster(world)
+    world.runtime.set_data(NODE.format("web"), {"k": "v"})
+    world.call("CreateSnapshot", CacheClusterId="web", SnapshotName="bk")
+    world.settle()  # the save was submitted; the service goes away before any pass reads it
+    world.service.jobs.wait_idle(5)
+    restarted = world.restart()
+    settle(restarted, lambda: status(restarted, "bk") == "available")
+    assert cluster_status(restarted, "web") == "available"
+    assert read_fake_rdb(file_of(restarted, "bk"))[1] == {"k": "v"}
+    restarted.service.store.close()
+
+
+def test_a_group_whose_final_snapshot_fails_stays(world: World) -> None:
+    _group(world)
+    for member in ("grp-001", "grp-002", "grp-003"):
+        world.runtime.fail_saves(NODE.format(member))
+    world.call("DeleteReplicationGroup", ReplicationGroupId="grp", FinalSnapshotIdentifier="gone")
+    settle(world, lambda: status(world, "gone") == "failed")
+    settle(world, lambda: world.call("DescribeReplicationGroups", ReplicationGroupId="grp")["ReplicationGroups"][0][
+        "Status"] == "available")
+    events = [e["Message"] for e in world.call("DescribeEvents", SourceType="replication-group")["Events"]]
+    assert any(m.startswith("Final snapshot gone failed") for m in events)
