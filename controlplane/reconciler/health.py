@@ -3,7 +3,8 @@
 Every watched node is probed each `interval` (nodes watched as `slow`, standalone cache clusters
 whose failure has no failover to drive, each `slow_interval`: the probes of dozens of idle
 clusters five times a second would cost the API a tenth of a core); a node is *down* once its
-probes have failed for `down_after` seconds. A node whose process or container exits is down at once (the runtime says
+probes have failed for `down_after` seconds (an answer of -LOADING is no failure: the node is alive, loading
+its data, as Sentinel counts it). A node whose process or container exits is down at once (the runtime says
 so; no timeout needed). When a node goes down, the key that owns it is handed to the control
 loop. A TILT guard: if the monitor itself stalled (its loop ran late by more than `tilt_after`,
 e.g. the laptop slept), no node is declared down until every node has been probed afresh.
@@ -156,7 +157,7 @@ class HealthMonitor:
                     continue
                 node.last = result
                 node.fresh = True
-                if result.ok:
+                if result.ok or _loading(result):
                     node.last_ok = max(node.last_ok, sent)
                     node.failing_since = None
                     node.exited = False
@@ -212,3 +213,10 @@ class HealthMonitor:
             self._thread.join(timeout=5)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _loading(result: ProbeResult) -> bool:
+    """A node that answers -LOADING is alive, busy loading its dataset (a restore, an AOF, a
+    replica's full sync): not down, as for Sentinel, for which -LOADING is a valid reply to PING.
+    It is not ready either (its probe is not ok): only the health monitor lets it be."""
+    return (result.error or "").startswith("LOADING")
