@@ -23,6 +23,7 @@ from controlplane.admin.faults import FaultInjector
 from controlplane.clock import Clock
 from controlplane.handlers.context import RequestContext, Services
 from controlplane.model import messages as m
+from controlplane.model.errors import InvalidParameterValueException
 from controlplane.protocol.errors import ServiceError, internal_failure
 from controlplane.protocol.model import ApiModel
 from controlplane.reconciler.health import HealthMonitor
@@ -129,8 +130,8 @@ class AwsErrorRoute(APIRoute):
                 return error_response(request, err)
             except RequestValidationError as err:
                 missing, text = _problems(err)
-                return error_response(request, ServiceError("MissingParameter" if missing
-                                                            else "InvalidParameterValue", text))
+                refusal = ServiceError("MissingParameter", text) if missing else InvalidParameterValueException(text)
+                return error_response(request, refusal)
 
         return route
 

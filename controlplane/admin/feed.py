@@ -1,7 +1,8 @@
 """What the live feed says (GET /api/v1/stream), from three sources:
 
-- the store: every committed write or delete of a record -> `resource` {kind, account, region, id,
-  status} with the status the API shows (null once deleted);
+- the store: every committed change or delete of a record -> `resource` {kind, account, region, id,
+  status} with the status the API shows (null once deleted). A write that changed nothing (the
+  control loop's resync rewrites each record as it was) says nothing;
 - the event log: every event -> `event` {account, region, source_type, source_id, message, date};
 - the health monitor: a node's first answer, down, up again, a new role -> `node` {account, region,
   node, cache_cluster_id, node_id, replication_group_id, healthy, role}.
@@ -27,6 +28,7 @@ class Feed:
         self._broadcaster = broadcaster
         self._store = store
         self._clock = clock
+        self._last: dict[ResourceKey, Record] = {}  # each record as last written (the store's own objects)
 
     def attach(self, events: EventLog, health: HealthMonitor) -> None:
         """Listen to the store, the event log and the health monitor."""
@@ -35,7 +37,10 @@ class Feed:
         health.listen(self.health_changed)
 
     def record_changed(self, key: ResourceKey, record: Record | None) -> None:
-        if not self._broadcaster.listening:
+        before = self._last.pop(key, None) if record is None else self._last.get(key)
+        if record is not None:
+            self._last[key] = record
+        if not self._broadcaster.listening or (record is not None and record == before):
             return
         status: str | None = None
         if isinstance(record, ServiceUpdate):

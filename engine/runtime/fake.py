@@ -50,6 +50,8 @@ class _FakeNode:
     seed: str | None = None  # the seed it was last started with
 
 
+EMPTY_REDIS_MEMORY = 1_000_000  # bytes an empty fake redis reports in use
+
 # A fake RDB: a real magic and ending (check_rdb accepts it), JSON of the saved node in between.
 _FAKE_RDB_HEAD = b"REDIS0011\xfa"
 _FAKE_RDB_TAIL = b"\xff" + bytes(8)
@@ -222,7 +224,9 @@ class FakeRuntime:
             if node.config.engine == "memcached":
                 fields = {"bytes": str(size), "curr_connections": "0", "cmd_get": "0", "cmd_set": "0"}
             else:
-                fields = {"role": node.role or "master", "used_memory": str(size), "connected_clients": "0",
+                # An empty redis holds about 1 MB of its own.
+                fields = {"role": node.role or "master", "used_memory": str(EMPTY_REDIS_MEMORY + size),
+                          "connected_clients": "0",
                           "instantaneous_ops_per_sec": "0", **self._replication(name, node)}
             fields.update(self._stats.get(name, {}))
             return fields
