@@ -24,7 +24,7 @@ from controlplane.clock import Clock
 from controlplane.handlers.context import RequestContext, Services
 from controlplane.model import messages as m
 from controlplane.model.errors import InvalidParameterValueException
-from controlplane.protocol.errors import ServiceError, internal_failure
+from controlplane.protocol.errors import ServiceError, internal_failure, missing_parameter
 from controlplane.protocol.model import ApiModel
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.timewarp import Advanced
@@ -130,7 +130,7 @@ class AwsErrorRoute(APIRoute):
                 return error_response(request, err)
             except RequestValidationError as err:
                 missing, text = _problems(err)
-                refusal = ServiceError("MissingParameter", text) if missing else InvalidParameterValueException(text)
+                refusal = missing_parameter(text) if missing else InvalidParameterValueException(text)
                 return error_response(request, refusal)
 
         return route
