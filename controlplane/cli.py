@@ -12,6 +12,8 @@ from pathlib import Path
 
 from controlplane.settings import Settings
 
+SHUTDOWN_GRACE = 3  # seconds requests in flight get to finish on Ctrl-C
+
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
@@ -40,7 +42,10 @@ def _serve(args: argparse.Namespace) -> int:
         "  Ctrl-C stops the API; cache nodes keep running and are re-adopted on the next start.",
         flush=True,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    # Open live-feed streams (GET /api/v1/stream) never end on their own: without a bound, Ctrl-C
+    # would wait for every dashboard tab to close.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE)
     return 0
 
 

@@ -99,3 +99,8 @@ def not_implemented(operation_name: str) -> ServiceError:
         f"The operation {operation_name} is part of the ElastiCache API but is not implemented "
         "by elasticache-local yet.",
     )
+
+
+def missing_parameter(message: str) -> ServiceError:
+    """A required member is missing (AWS's common MissingParameter, 400)."""
+    return ServiceError("MissingParameter", message)
