@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from controlplane.admin.faults import FaultInjector
 from controlplane.clock import Clock
 from controlplane.handlers.context import Services
+from controlplane.metrics import Metrics
 from controlplane.protocol.model import ApiModel
 from controlplane.query import QueryApi
 from controlplane.reconciler.cache_clusters import CacheClusterReconciler
@@ -52,6 +53,7 @@ class Service:
     jobs: Jobs
     timewarp: TimeWarp
     addressing: str
+    metrics: Metrics
     l4_proxy: str = "builtin"  # what serves proxied endpoints: haproxy, builtin, or external (tests)
     started_at: float = field(default_factory=time.monotonic)
 
@@ -60,6 +62,7 @@ class Service:
         self.runtime.set_exit_listener(self._node_exited)
         self.controller.start(before_workers=self.remove_orphans)
         self.health.start()
+        self.metrics.start()
 
     def remove_orphans(self) -> list[str]:
         """Nodes this runtime manages that no resource owns any more (deleted while the service
@@ -73,6 +76,7 @@ class Service:
 
     def stop(self) -> None:
         """Stop the API's machinery. Nodes keep running; the next start re-adopts them."""
+        self.metrics.stop()
         self.health.stop()
         self.controller.stop()
         self.jobs.close()
