@@ -16,7 +16,8 @@ from controlplane.admin.faults import FaultInjector
 from controlplane.clock import Clock, RealClock
 from controlplane.handlers.context import Services
 from controlplane.handlers.registry import all_handlers
-from controlplane.metrics import Metrics, NodeSampler, TimedRoutes
+from controlplane.metrics import Metrics, NodeSampler
+from controlplane.metrics import install as install_metrics
 from controlplane.objectstore import object_store
 from controlplane.protocol.model import ApiModel
 from controlplane.query import QueryApi
@@ -164,6 +165,5 @@ def create_app(settings: Settings, runtime: NodeRuntime | None = None, clock: Cl
     app.state.service = service
     app.router.add_route("/", service.query.endpoint, methods=["GET", "POST"], include_in_schema=False)
     app.include_router(admin_router())
-    app.router.add_route("/metrics", service.metrics.endpoint, methods=["GET"], include_in_schema=False)
-    app.add_middleware(TimedRoutes, observe=service.metrics.observe_json)
+    install_metrics(app, service.metrics)
     return app

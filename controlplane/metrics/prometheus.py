@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from datetime import datetime
 from typing import Any
 
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -168,3 +169,9 @@ class TimedRoutes:
             await send(message)
 
         await self.app(scope, receive, timed)
+
+
+def install(app: FastAPI, metrics: Metrics) -> None:
+    """`GET /metrics` on `app`, and the JSON API's requests timed."""
+    app.router.add_route("/metrics", metrics.endpoint, methods=["GET"], include_in_schema=False)
+    app.add_middleware(TimedRoutes, observe=metrics.observe_json)
