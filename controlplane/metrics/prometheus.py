@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
@@ -66,16 +66,20 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily(SERVICE_PREFIX + "node_metrics_read_seconds",
                                 "how long the last round of reading every node's stats took",
                                 value=snapshot.seconds)
-        age = time.monotonic() - snapshot.taken_at if snapshot.taken_at else float("nan")
-        yield GaugeMetricFamily(SERVICE_PREFIX + "node_metrics_age_seconds",
-                                "seconds since the node metrics were read (NaN: not yet)", value=age)
 
 
 class Metrics:
-    """The service's registry and instruments; the observers the other parts are handed."""
+    """The service's registries and instruments; the observers the other parts are handed.
+
+    Two registries, rendered one after the other: `nodes` (the snapshot: its text is rendered
+    once per sampler round and kept, since with 100 nodes it is most of the page) and `registry`
+    (the service's own instruments, which move with every request)."""
 
     def __init__(self, sampler: NodeSampler) -> None:
         self.sampler = sampler
+        self.nodes = CollectorRegistry(auto_describe=False)
+        self.nodes.register(SnapshotCollector(sampler))
+        self._nodes_text: tuple[object, bytes] = (None, b"")  # (the snapshot it shows, its text)
         self.registry = CollectorRegistry(auto_describe=False)
         self.api_latency = Histogram(
             SERVICE_PREFIX + "api_request_duration_seconds", "API requests by API (query, json) and operation",
@@ -89,7 +93,10 @@ class Metrics:
         self.failover_duration = Histogram(
             SERVICE_PREFIX + "failover_duration_seconds", "failovers from detection to done (service clock)",
             ("reason", "outcome"), registry=self.registry, buckets=FAILOVER_BUCKETS)
-        self.registry.register(SnapshotCollector(sampler))
+        age = Gauge(SERVICE_PREFIX + "node_metrics_age_seconds", "seconds since the node metrics were read "
+                    "(NaN: not yet)", registry=self.registry)
+        age.set_function(lambda: time.monotonic() - sampler.snapshot.taken_at if sampler.snapshot.taken_at
+                         else float("nan"))
         self._failover_starts: dict[ResourceKey, datetime] = {}
 
     def start(self) -> None:
@@ -127,7 +134,12 @@ class Metrics:
     # --- the route ---
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        snapshot = self.sampler.snapshot
+        shown, text = self._nodes_text
+        if shown is not snapshot:
+            text = generate_latest(self.nodes)
+            self._nodes_text = (snapshot, text)  # one tuple: a concurrent render sees old or new, whole
+        return text + generate_latest(self.registry)
 
     async def endpoint(self, request: Request) -> Response:
         # Rendering reads only memory, but is CPU work of some milliseconds with many nodes: a
