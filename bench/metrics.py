@@ -156,7 +156,7 @@ def run(lab: Lab) -> list[Table]:
         host, port = _create(lab, count)
         log("metrics: timing /metrics")
         tables = [render_table(lab, count, 50 if lab.quick else 300)]
-        tables.append(throughput_table(lab, host, port, 20_000 if lab.quick else 200_000, 1 if lab.quick else 3))
+        tables.append(throughput_table(lab, host, port, 20_000 if lab.quick else 200_000, 1 if lab.quick else 5))
         return tables
     finally:
         log(f"metrics: resetting (stops the {count} nodes)")
