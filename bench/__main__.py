@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import describe, docker, failover, lifecycle, snapshots
+from bench import describe, docker, failover, lifecycle, metrics, snapshots
 from bench.lab import Lab
 from bench.report import Table
 
@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, Callable[[Lab], list[Table]]] = {
     "docker": docker.run,
     "failover": failover.run,
     "lifecycle": lifecycle.run,
+    "metrics": metrics.run,
     "snapshots": snapshots.run,
 }
 

@@ -19,6 +19,8 @@ from controlplane.admin.nodes import NodeStats
 from controlplane.clock import Clock, RealClock
 from controlplane.handlers.context import Services
 from controlplane.handlers.registry import all_handlers
+from controlplane.metrics import Metrics, NodeSampler
+from controlplane.metrics import install as install_metrics
 from controlplane.objectstore import object_store
 from controlplane.protocol.model import ApiModel
 from controlplane.query import QueryApi
@@ -103,7 +105,9 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     infra = Infra(runtime=runtime, node_addresses=node_addresses, endpoint_addresses=endpoint_addresses,
                   hub=hub, strict_versions=settings.strict_engine_versions)
     queue: WorkQueue[ResourceKey] = WorkQueue(clock.monotonic)
-    controller = Controller(store, queue, workers=settings.workers, resync_interval=settings.resync_interval)
+    metrics = Metrics(NodeSampler(store, runtime, settings.metrics_interval))
+    controller = Controller(store, queue, workers=settings.workers, resync_interval=settings.resync_interval,
+                            observe=metrics.observe_reconcile)
     health = HealthMonitor(runtime, lambda key, _name: controller.enqueue(key), interval=settings.health_interval,
                            down_after=settings.down_after, slow_interval=settings.standalone_health_interval,
                            monotonic=clock.monotonic)
@@ -114,7 +118,8 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                                       backups=backups)
     groups = ReplicationGroupReconciler(store, infra, events, clock, health, restores=restores, backups=backups,
                                         failover_timeout=settings.failover_timeout,
-                                        failover_cooldown=settings.failover_cooldown)
+                                        failover_cooldown=settings.failover_cooldown,
+                                        observer=metrics.observe_failover)
     updates = ServiceUpdates(store, events, clock, runtime.available_versions, controller.enqueue)
     controller.register(WithServiceUpdates(clusters, updates))
     controller.register(WithServiceUpdates(groups, updates))
@@ -127,7 +132,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,
                         objects=objects)
-    query = QueryApi(api, all_handlers(), services, on_browser=_front_page)
+    query = QueryApi(api, all_handlers(), services, on_browser=_front_page, observe=metrics.observe_query)
     feed = Broadcaster()
     Feed(feed, store, clock).attach(events, health)
     return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
@@ -136,7 +141,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                    services=services, query=query, jobs=jobs,
                    timewarp=TimeWarp(store, controller, clock, settings.advance_step_timeout),
                    feed=feed, node_stats=NodeStats(runtime),
-                   addressing=mode, l4_proxy=l4_proxy)
+                   addressing=mode, metrics=metrics, l4_proxy=l4_proxy)
 
 
 def _front_page(request: Request) -> Response:
@@ -166,4 +171,5 @@ def create_app(settings: Settings, runtime: NodeRuntime | None = None, clock: Cl
     app.state.service = service
     app.router.add_route("/", service.query.endpoint, methods=["GET", "POST"], include_in_schema=False)
     app.include_router(admin_router())
+    install_metrics(app, service.metrics)
     return app

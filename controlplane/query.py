@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,11 +55,13 @@ def identity(headers: Mapping[str, str], query: Mapping[str, str], default_accou
 
 class QueryApi:
     def __init__(self, api: ApiModel, handlers: Mapping[str, AnyHandler], services: Services,
-                 on_browser: Callable[[Request], Response] | None = None) -> None:
+                 on_browser: Callable[[Request], Response] | None = None,
+                 observe: Callable[[str, float], None] | None = None) -> None:
         self.api = api
         self.handlers = dict(handlers)
         self.services = services
         self._on_browser = on_browser
+        self._observe = observe  # told (operation, seconds) of every request answered (metrics)
         # Operations that only read the store's in-memory mirror (no SQLite, no runtime).
         self.inline_operations = frozenset({"DescribeCacheClusters", "DescribeReplicationGroups",
                                             "DescribeCacheEngineVersions", "ListTagsForResource"})
@@ -110,6 +113,7 @@ class QueryApi:
             pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         elif not any(k == "Action" for k, _ in pairs) and self._on_browser is not None:
             return self._on_browser(request)
+        started = time.perf_counter()
         settings = self.services.settings
         who = identity(request.headers, dict(pairs), settings.default_account, settings.region)
         request_id = str(uuid.uuid4())
@@ -120,5 +124,9 @@ class QueryApi:
             status, body_out = self.answer(request_read, who, request_id)
         else:
             status, body_out = await run_in_threadpool(self.answer, request_read, who, request_id)
+        if self._observe is not None:
+            # An unreadable request is one label, whatever its Action said: the label set stays bounded.
+            operation = "unreadable" if isinstance(request_read, ServiceError) else request_read.operation
+            self._observe(operation, time.perf_counter() - started)
         return Response(body_out, status_code=status, media_type="text/xml",
                         headers={"x-amzn-RequestId": request_id})

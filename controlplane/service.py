@@ -13,6 +13,7 @@ from controlplane.admin.faults import FaultInjector
 from controlplane.admin.nodes import NodeStats
 from controlplane.clock import Clock
 from controlplane.handlers.context import Services
+from controlplane.metrics import Metrics
 from controlplane.protocol.model import ApiModel
 from controlplane.query import QueryApi
 from controlplane.reconciler.cache_clusters import CacheClusterReconciler
@@ -56,6 +57,7 @@ class Service:
     feed: Broadcaster  # the live feed (GET /api/v1/stream)
     node_stats: NodeStats  # the engines' own counters, read briefly cached (GET /api/v1/nodes)
     addressing: str
+    metrics: Metrics
     l4_proxy: str = "builtin"  # what serves proxied endpoints: haproxy, builtin, or external (tests)
     started_at: float = field(default_factory=time.monotonic)
 
@@ -64,6 +66,7 @@ class Service:
         self.runtime.set_exit_listener(self._node_exited)
         self.controller.start(before_workers=self.remove_orphans)
         self.health.start()
+        self.metrics.start()
 
     def remove_orphans(self) -> list[str]:
         """Nodes this runtime manages that no resource owns any more (deleted while the service
@@ -78,6 +81,7 @@ class Service:
     def stop(self) -> None:
         """Stop the API's machinery. Nodes keep running; the next start re-adopts them."""
         self.feed.close()  # open streams end
+        self.metrics.stop()
         self.health.stop()
         self.controller.stop()
         self.node_stats.close()

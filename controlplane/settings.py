@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     # Seconds a snapshot's save may take before it counts as failed.
     snapshot_timeout: float = Field(default=3600.0, gt=0)
+    # Seconds between two readings of every node's stats for /metrics (a scrape renders the last).
+    metrics_interval: float = Field(default=5.0, gt=0)
 
     @property
     def snapshots_dir(self) -> Path:

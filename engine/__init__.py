@@ -16,7 +16,7 @@ from typing import Literal
 from engine.addresses import AddressAllocator, loopback_aliases_work
 from engine.proxy.hub import BindError, Member, ProxyError, ProxyHub
 from engine.rdb import RdbError, check_rdb, save_rdb
-from engine.runtime.base import NodeConfig, NodeInfo, NodeRuntime, NodeState, ProbeResult, RuntimeError_
+from engine.runtime.base import NodeConfig, NodeInfo, NodeRuntime, NodeState, NodeStats, ProbeResult, RuntimeError_
 from engine.versions import nearest
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "NodeInfo",
     "NodeRuntime",
     "NodeState",
+    "NodeStats",
     "ProbeResult",
     "ProxyError",
     "ProxyHub",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -34,6 +35,10 @@ class KindReconciler(Protocol):
         ...
 
 
+# Told of every pass: (resource kind, seconds, outcome: done | requeue | retry | failed | error).
+ReconcileObserver = Callable[[str, float, str], None]
+
+
 class Controller:
     def __init__(
         self,
@@ -42,6 +47,7 @@ class Controller:
         *,
         workers: int = 4,
         resync_interval: float = 2.0,
+        observe: ReconcileObserver | None = None,
     ) -> None:
         self._store = store
         self.queue = queue
@@ -51,6 +57,7 @@ class Controller:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self._failures: dict[ResourceKey, str] = {}
+        self._observe = observe
 
     def register(self, reconciler: KindReconciler) -> None:
         self._reconcilers[reconciler.kind] = reconciler
@@ -74,19 +81,31 @@ class Controller:
         reconciler = self._reconcilers.get(key.kind)
         if reconciler is None:
             return
+        started = time.perf_counter()
+        outcome = self._reconcile(reconciler, key)
+        if self._observe is not None:
+            try:
+                self._observe(key.kind, time.perf_counter() - started, outcome)
+            except Exception:  # metrics must never stop the loop
+                log.exception("reconcile observer failed")
+
+    def _reconcile(self, reconciler: KindReconciler, key: ResourceKey) -> str:
         try:
             reconciler.reconcile(key)
             self.queue.forget(key)
             self._failures.pop(key, None)
+            return "done"
         except Requeue as exc:
             self.queue.forget(key)
             self._failures.pop(key, None)
             log.debug("%s: %s (again in %.3fs)", key, exc, exc.delay)
             self.queue.add_after(key, exc.delay)
+            return "requeue"
         except TemporaryError as exc:
             delay = self.queue.backoff(key, exc.delay)
             log.debug("%s: %s (retry in %.2fs)", key, exc, delay)
             self.queue.add_after(key, delay)
+            return "retry"
         except PermanentError as exc:
             # Logged once per distinct failure: the resync retries it every few seconds.
             if self._failures.get(key) != str(exc):
@@ -94,10 +113,12 @@ class Controller:
                 self._failures[key] = str(exc)
             self.queue.forget(key)
             reconciler.fail(key, str(exc))
+            return "failed"
         except Exception:
             # A bug must not kill the worker; retry slowly so it is visible but not a hot loop.
             log.exception("reconcile of %s failed unexpectedly", key)
             self.queue.add_after(key, self.queue.backoff(key, 1.0))
+            return "error"
 
     def drain(self, max_steps: int = 1000) -> int:
         """Process ready keys on the calling thread until none is left (tests, fake clock)."""

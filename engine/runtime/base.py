@@ -115,6 +115,26 @@ class ProbeResult:
     details: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
+@dataclass(frozen=True)
+class NodeStats:
+    """One reading of a node's own counters, as the engine and the OS name them.
+
+    `fields`: redis/valkey `INFO all` (every section), memcached `stats`. `cpu_seconds`: user +
+    system CPU the node's process (process runtime) or container (docker runtime) has used so
+    far; None where it cannot be known (then the engine's own rusage fields are all there is).
+    `read_calls` / `write_calls`: redis/valkey calls of commands the node flags `readonly` /
+    `write` (its commandstats summed by its own COMMAND table); None for memcached. `at`:
+    time.monotonic() of the reading, for rates between two readings.
+    """
+
+    engine: str
+    fields: Mapping[str, str]
+    cpu_seconds: float | None
+    at: float
+    read_calls: int | None = None
+    write_calls: int | None = None
+
+
 ExitListener = Callable[[str], None]
 
 
@@ -254,6 +274,11 @@ class NodeRuntime(Protocol):
         by the node itself as for a new replica (a replica serves it too); returns its size in
         bytes. `dest` appears complete or not at all. Raises RuntimeError_ (node absent, not
         running, memcached) or engine.rdb.RdbError (the save failed)."""
+        ...
+
+    def node_stats(self, name: str, timeout: float) -> NodeStats | None:
+        """The node's counters now (engine stats and CPU), bounded by `timeout` seconds; None when
+        the node is absent, not running, or does not answer. Never raises."""
         ...
 
     def set_exit_listener(self, listener: ExitListener) -> None: ...

@@ -10,7 +10,8 @@ from pathlib import Path
 from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
 from engine.rdb import save_rdb
-from engine.runtime.base import NodeConfig, NodeInfo, NodeState, ProbeResult, RuntimeError_
+from engine.runtime.base import NodeConfig, NodeInfo, NodeState, NodeStats, ProbeResult, RuntimeError_
+from engine.stats import StatsReader, proc_cpu_seconds
 
 COMMAND_TIMEOUT = 2.0
 
@@ -49,6 +50,22 @@ class TcpNodeCommands:
         except Exception:  # the docker runtime asks the engine: never raises, by contract
             return {}
         return {} if config is None else stats_of(config, timeout)
+    _stats: StatsReader  # set by the runtime's __init__
+
+    def node_stats(self, name: str, timeout: float) -> NodeStats | None:
+        """INFO all (or memcached `stats`) from the node's address, and the CPU it has used."""
+        try:
+            info = self.inspect(name)
+            config = self._config_of(name)
+        except Exception:  # never raises, by contract: a node the runtime cannot see has no stats
+            return None
+        if info is None or config is None or info.state is not NodeState.RUNNING:
+            return None
+        return self._stats.read(config, timeout, lambda: self._cpu_seconds(name, info))
+
+    def _cpu_seconds(self, name: str, info: NodeInfo) -> float | None:
+        """CPU seconds the node has used, as the OS counts them (the docker runtime: its cgroup)."""
+        return proc_cpu_seconds(info.pid) if info.pid else None
 
     def save_rdb(self, name: str, dest: Path, timeout: float = 600.0) -> int:
         """The node's RDB as for a new replica, streamed to `dest` (engine.rdb.save_rdb) from the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from engine.runtime.base import (
     NodeConfig,
     NodeInfo,
     NodeState,
+    NodeStats,
     ProbeResult,
     RuntimeError_,
     node_info,
@@ -48,6 +50,8 @@ class _FakeNode:
     ready_reported: bool = False  # wait_ready said so once for this start
     data: dict[str, str] = field(default_factory=dict)  # its keys, as set_data put them
     seed: str | None = None  # the seed it was last started with
+    stats: dict[str, str] = field(default_factory=dict)  # what node_stats reports (set_stats)
+    cpu_seconds: float = 0.0
 
 
 EMPTY_REDIS_MEMORY = 1_000_000  # bytes an empty fake redis reports in use
@@ -311,6 +315,24 @@ class FakeRuntime:
         os.replace(partial, dest)
         return len(content)
 
+    def node_stats(self, name: str, timeout: float) -> NodeStats | None:
+        """What set_stats put, plus what the fake knows itself: role and keys (redis/valkey)."""
+        with self._lock:
+            self.calls.append(("node_stats", name))
+            node = self._nodes.get(name)
+            if node is None or node.state is not NodeState.RUNNING or node.hung:
+                return None
+            fields = dict(node.stats)
+            reads = writes = None
+            if node.config.engine != "memcached":
+                fields.setdefault("role", node.role or "master")
+                keys = len(self._data_seen(node))
+                if keys:
+                    fields.setdefault("db0", f"keys={keys},expires=0,avg_ttl=0")
+                reads, writes = int(fields.get("fake_read_calls", 0)), int(fields.get("fake_write_calls", 0))
+            return NodeStats(engine=node.config.engine, fields=fields, cpu_seconds=node.cpu_seconds,
+                             at=time.monotonic(), read_calls=reads, write_calls=writes)
+
     def set_exit_listener(self, listener: ExitListener) -> None:
         self._listener = listener
 
@@ -323,11 +345,6 @@ class FakeRuntime:
         """The replication offset a replica reports (failover prefers the highest)."""
         with self._lock:
             self._offsets[name] = offset
-
-    def set_stats(self, name: str, fields: Mapping[str, str]) -> None:
-        """Counters the node's stats report on top of what the fake derives (ops, clients ...)."""
-        with self._lock:
-            self._stats[name] = dict(fields)
 
     def refuse_commands(self, name: str, refuse: bool = True) -> None:
         """replicate/set_addresses on the node fail (e.g. a node that will not be promoted)."""
@@ -379,6 +396,17 @@ class FakeRuntime:
         """save_rdb of the node raises RdbError (a save that breaks off)."""
         with self._lock:
             (self._failing_saves.add if fail else self._failing_saves.discard)(name)
+
+    def set_stats(self, name: str, fields: Mapping[str, str], cpu_seconds: float | None = None) -> None:
+        """The engine fields node_stats reports from now on (INFO's or memcached's names; the
+        read/write command calls as fake_read_calls / fake_write_calls), and its CPU seconds."""
+        with self._lock:
+            self._stats[name] = dict(fields)  # stats() reports them on top of what the fake derives
+            node = self._nodes.get(name)
+            if node is not None:
+                node.stats = dict(fields)
+                if cpu_seconds is not None:
+                    node.cpu_seconds = cpu_seconds
 
     def set_data(self, name: str, data: Mapping[str, str]) -> None:
         """The keys a node holds (as if a client had written them)."""

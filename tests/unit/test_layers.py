@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("state", ("controlplane.state",)),
     ("service", ("controlplane.handlers",)),
     ("reconciler", ("controlplane.reconciler",)),
-    ("faces", ("controlplane.admin", "controlplane.dashboard", "controlplane.query")),
+    ("faces", ("controlplane.admin", "controlplane.dashboard", "controlplane.query", "controlplane.metrics")),
     ("assembly", ("controlplane.service", "controlplane.app", "controlplane.cli", "controlplane.__main__")),
 ]
 # Siblings above state that must not know each other: the service layer records intent, the

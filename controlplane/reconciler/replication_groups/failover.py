@@ -51,6 +51,7 @@ class Transition:
     reason: str  # "automatic" | "test"
     at: datetime
     note: str = ""  # why, where it is not the plain next step (an abort, a candidate given up)
+    started_at: datetime | None = None  # when the failover began (its duration, at DONE)
 
 
 Observer = Callable[[Transition], None]
@@ -302,7 +303,7 @@ class Failover:
         if self.observer is not None:
             try:
                 self.observer(Transition(rg.key, fo.step, previous, fo.reason, fo.entered_at or fo.started_at,
-                                          note))
+                                          note, fo.started_at))
             except Exception:  # an observer's failure must not stop a failover
                 log.exception("failover observer failed")
 

@@ -43,6 +43,7 @@ from engine.runtime.docker.spec import (
     node_info_of,
     stored_config,
 )
+from engine.stats import StatsReader, cgroup_cpu_seconds
 
 __all__ = ["DockerRuntime"]
 
@@ -99,6 +100,7 @@ class DockerRuntime(TcpNodeCommands):
         # Node name -> config, as last seen. No lock: each use is one dict operation, atomic.
         self._configs: dict[str, NodeConfig] = {}
         self._closed = False
+        self._stats = StatsReader()
         self._images.refresh()
 
     # --- NodeRuntime ---
@@ -250,6 +252,18 @@ class DockerRuntime(TcpNodeCommands):
 
     def image_for(self, engine: str, version: str) -> str:
         return self._images.image_for(engine, version)
+
+    def _cpu_seconds(self, name: str, info: NodeInfo) -> float | None:
+        """The container's cgroup (every process in it), read from the host where the service
+        shares its pid namespace; else one Docker stats call (one_shot: no second sample awaited)."""
+        seconds = cgroup_cpu_seconds(info.pid) if info.pid else None
+        if seconds is not None:
+            return seconds
+        try:
+            stats = self._api.stats(self.container_name(name), stream=False, one_shot=True)
+            return int(stats["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+        except Exception:  # a stats API that will not say: the engine's own rusage stands in
+            return None
 
     # --- starting ---
 

@@ -54,6 +54,7 @@ from engine.runtime.process.records import (
     tail,
     write_atomic,
 )
+from engine.stats import StatsReader
 from engine.versions import Binary
 
 __all__ = ["ProcessRuntime"]
@@ -95,6 +96,7 @@ class ProcessRuntime(TcpNodeCommands):
         self._exits = ExitWatcher(self._exited, self._is_node, self._closing)
         self._ready = ReadinessReports(self._closing)
         self._trash = Trash(self._dir)
+        self._stats = StatsReader()
 
     # --- NodeRuntime ---
 

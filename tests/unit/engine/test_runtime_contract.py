@@ -345,3 +345,34 @@ def test_replicate_and_move_addresses_over_tcp(real: Kit) -> None:
     runtime.set_addresses("rp", [])
     with pytest.raises(OSError):
         redis_cmd(floating, primary.port, "PING")
+
+
+def test_node_stats_read_the_engines_own_counters_and_the_cpu_used(real: Kit) -> None:
+    runtime, _ = real.listening()
+    redis = real.config(runtime, "r1")
+    mc = real.config(runtime, "m1", "memcached")
+    runtime.start(redis)
+    runtime.start(mc)
+    serving(runtime, "r1")
+    serving(runtime, "m1")
+    before = runtime.node_stats("r1", 2.0)
+    assert before is not None and before.engine == "redis" and before.fields["role"] == "master"
+    assert before.cpu_seconds is not None and before.write_calls is not None and before.read_calls is not None
+    redis_cmd(redis.host, redis.port, "SET", "k", "v")
+    redis_cmd(redis.host, redis.port, "GET", "k")
+    redis_cmd(redis.host, redis.port, "GET", "missing")
+    after = runtime.node_stats("r1", 2.0)
+    assert after is not None and after.at > before.at
+    assert after.write_calls == before.write_calls + 1 and after.read_calls == before.read_calls + 2
+    assert int(after.fields["keyspace_hits"]) == int(before.fields["keyspace_hits"]) + 1
+    assert int(after.fields["keyspace_misses"]) == int(before.fields["keyspace_misses"]) + 1
+    assert after.fields["db0"].startswith("keys=1,")
+    mc_cmd(mc.host, mc.port, b"set k 0 0 2\r\nv1\r\n")
+    mc_cmd(mc.host, mc.port, b"get k\r\n")
+    stats = runtime.node_stats("m1", 2.0)
+    assert stats is not None and stats.engine == "memcached" and stats.read_calls is None
+    assert stats.fields["cmd_set"] == "1" and stats.fields["get_hits"] == "1" and stats.fields["curr_items"] == "1"
+    assert stats.cpu_seconds is not None
+    runtime.kill("r1")
+    assert runtime.node_stats("r1", 1.0) is None  # exited: no stats
+    assert runtime.node_stats("nope", 1.0) is None
