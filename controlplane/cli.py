@@ -12,13 +12,9 @@ from pathlib import Path
 
 from controlplane.settings import Settings
 
-SHUTDOWN_GRACE = 3  # seconds requests in flight get to finish on Ctrl-C
-
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from controlplane.app import create_app
+    from controlplane.serve import serve
 
     overrides: dict[str, object] = {}
     for name in ("host", "port", "data_dir", "runtime", "log_level"):
@@ -27,26 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
             overrides[name] = value
     settings = Settings(**overrides)  # type: ignore[arg-type]
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    service = app.state.service
-    url = f"http://{settings.host}:{settings.port}"
-    engines = ", ".join(f"{e} {'/'.join(v)}" for e, v in service.available_versions().items() if v) or "none"
-    print(
-        f"elasticache-local: the ElastiCache API is at {url}\n"
-        f"  runtime {service.runtime.name}, node addresses: {service.addressing}, "
-        f"L4 proxy: {service.l4_proxy}, engines: {engines}\n"
-        f"  data: {settings.data_dir}\n"
-        f"  try:  aws elasticache create-cache-cluster --endpoint-url {url} --cache-cluster-id web "
-        "--engine redis --cache-node-type cache.t3.micro --num-cache-nodes 1\n"
-        f"  or:   export AWS_ENDPOINT_URL={url}   (boto3 and the aws cli pick it up)\n"
-        "  Ctrl-C stops the API; cache nodes keep running and are re-adopted on the next start.",
-        flush=True,
-    )
-    # Open live-feed streams (GET /api/v1/stream) never end on their own: without a bound, Ctrl-C
-    # would wait for every dashboard tab to close.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=SHUTDOWN_GRACE)
-    return 0
+    return serve(settings)
 
 
 def _endpoint(args: argparse.Namespace) -> str:

@@ -28,7 +28,7 @@ from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup
 from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
-from engine import NodeRuntime
+from engine import NodeRuntime, NodeState
 
 log = logging.getLogger("elasticache_local")
 
@@ -60,6 +60,7 @@ class Service:
     metrics: Metrics
     l4_proxy: str = "builtin"  # what serves proxied endpoints: haproxy, builtin, or external (tests)
     started_at: float = field(default_factory=time.monotonic)
+    nodes_left: int | None = None  # after stop(): the nodes still running (None: could not be told)
 
     def start(self) -> None:
         self.hub.start()
@@ -87,8 +88,16 @@ class Service:
         self.node_stats.close()
         self.jobs.close()
         self.hub.close()
+        self.nodes_left = self._running_nodes()
         self.runtime.close()
         self.store.close()
+
+    def _running_nodes(self) -> int | None:
+        try:
+            return sum(1 for n in self.runtime.list_managed() if n.state != NodeState.EXITED)
+        except Exception:  # e.g. the Docker engine went away first: the stop goes on regardless
+            log.debug("cannot count the nodes left running", exc_info=True)
+            return None
 
     def _node_exited(self, name: str) -> None:
         """The runtime saw a node exit: its owner reconciles now (no probe timeout to wait)."""

@@ -9,6 +9,8 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
+. deploy/apt.sh
+did=0  # set once something is installed: the last line then says how long set-up took
 
 python=${PYTHON:-}
 if [ -z "$python" ]; then
@@ -32,9 +34,9 @@ command -v memcached >/dev/null 2>&1 || missing+=(memcached)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    say "installing ${missing[*]} with apt-get"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" redis-tools >/dev/null
+    say "installing ${missing[*]} with apt-get"; did=1
+    apt_get update
+    apt_get install -y --no-install-recommends "${missing[@]}" redis-tools
     # Debian starts the packaged services where systemd runs; our nodes do not need them. Only
     # the ones just installed: a service the user already ran is theirs.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
@@ -45,7 +47,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     for name in "${missing[@]}"; do
       case $name in redis-server) brew_names+=(redis) ;; *) brew_names+=("$name") ;; esac
     done
-    say "installing ${brew_names[*]} with Homebrew"
+    say "installing ${brew_names[*]} with Homebrew"; did=1
     brew install "${brew_names[@]}"
   else
     say "missing ${missing[*]}: install them first (Debian/Ubuntu: sudo apt-get install redis-server memcached haproxy; macOS: brew install redis memcached haproxy)"
@@ -57,27 +59,41 @@ fi
 # directory): installed when missing and we may; otherwise those examples use SQLite and say so.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    say "installing postgresql with apt-get"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    say "installing postgresql with apt-get (the examples' database)"; did=1
+    apt_get update
+    apt_get install -y --no-install-recommends postgresql
     # The examples start their own server; not the packaged one.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
       systemctl disable --now postgresql >/dev/null 2>&1 || true
     fi
   elif command -v brew >/dev/null 2>&1; then
-    say "installing postgresql with Homebrew"
+    say "installing postgresql with Homebrew"; did=1
     brew install postgresql@16
   else
     say "postgresql not found (Debian/Ubuntu: sudo apt-get install postgresql): the cache examples will use SQLite"
   fi
 fi
 
+# pip's output, one line per package as it is downloaded or found, then the install step.
+pip_progress() {
+  local line n=0 w
+  while IFS= read -r line; do
+    read -ra w <<< "$line"
+    case $line in
+      Collecting\ *) n=$((n + 1)); say "  ($n) ${w[1]}" ;;
+      Installing\ collected\ packages:*)
+        say "installing $(($(tr -cd , <<< "$line" | wc -c) + 1)) packages" ;;
+      Successfully\ installed*) say "installed" ;;
+    esac
+  done
+}
+
 # Python: a virtual environment, refreshed when pyproject.toml changes.
 if [ ! -x .venv/bin/python ]; then
-  say "creating .venv"
+  say "creating .venv"; did=1
   if ! "$python" -m venv .venv 2>/dev/null; then
     if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      apt_get install -y python3-venv
       "$python" -m venv .venv
     else
       say "python venv module missing (Debian/Ubuntu: apt-get install python3-venv)"; exit 1
@@ -96,13 +112,17 @@ current() { [ -f "$1" ] && [ "$(cat "$1")" = "$want" ]; }
 if current "$stamp" || { [ $dev = 0 ] && current .venv/.installed-dev; }; then
   :
 else
-  say "installing Python dependencies${extras:+ (with test tools)}"
+  say "installing Python dependencies${extras:+ (with test tools)} into .venv, one line per package"; did=1
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".${extras}"
+  .venv/bin/python -m pip install --progress-bar off -e ".${extras}" | pip_progress
   echo "$want" > "$stamp"
 fi
 
 # CI runs the docker-runtime tests too: a Docker engine and the local node images (no registry).
 if [ "${CI:-}" = "true" ]; then
   deploy/docker-setup.sh
+fi
+
+if [ $did = 1 ]; then
+  say "set-up took $((SECONDS / 60)) min $((SECONDS % 60)) s"
 fi

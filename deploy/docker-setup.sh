@@ -12,6 +12,7 @@ images=1
 
 say() { printf 'docker-setup: %s\n' "$*" >&2; }
 is_root() { [ "$(id -u)" = 0 ]; }
+. deploy/apt.sh
 
 if docker info >/dev/null 2>&1; then
   say "a Docker engine answers ($(docker version -f '{{.Server.Version}}' 2>/dev/null || echo '?'))"
@@ -19,9 +20,9 @@ else
   if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
     if command -v apt-get >/dev/null 2>&1 && is_root; then
       say "installing docker.io with apt-get"
-      apt-get update -qq >/dev/null
+      apt_get update
       # policy-rc.d and no systemd: the package does not start the daemon; we do, below.
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+      apt_get install -y docker.io
     else
       say "no Docker here: install it (Debian/Ubuntu: sudo apt-get install docker.io; macOS: Docker Desktop)"
       exit 1

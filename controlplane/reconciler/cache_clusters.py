@@ -233,7 +233,12 @@ class CacheClusterReconciler:
             if running:
                 runtime.stop(name)  # another version or node type was asked for: replace the process
             elif self._infra.az_down(node.az, self._clock.monotonic()):
-                blocked.append(node.node_id)  # its zone is interrupted: it comes back afterwards
+                # Seen down and its zone is interrupted: it comes back afterwards. Until then it
+                # reads as a node being recovered, as on AWS, not as the available node it was.
+                if node.status == "available":
+                    self._emit(rec, f"Recovering cache nodes {node.node_id}")
+                    rec = self._set_node(rec, node.node_id, "rebooting")
+                blocked.append(node.node_id)
                 continue
             self._restore.check_not_crashed(rec)
             recovering = node.status == "available"

@@ -204,6 +204,8 @@ class CacheCluster(Record):
             return "creating"
         if self.spec.reboot is not None and self.spec.reboot.seq > self.status.rebooted_seq:
             return "rebooting cache cluster nodes"
+        if self.status.phase == "available" and any(n.status == "rebooting" for n in self.status.nodes):
+            return "rebooting cache cluster nodes"  # a node the loop saw down is being recovered
         if self.status.phase == "available" and self.observed_generation < self.generation:
             return "modifying"
         if self.status.phase == "available" and (self.status.snapshotting

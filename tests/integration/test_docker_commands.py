@@ -3,6 +3,8 @@ commands, limits, names, image templates."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from engine.runtime.base import NodeConfig, RuntimeError_
@@ -96,3 +98,66 @@ def test_a_pull_logs_its_progress_and_a_failed_pull_says_what_to_do(caplog: pyte
     with pytest.raises(RuntimeError_, match=r"manifest for redis:7\.0\.15 not found") as caught:
         failing.pull_image("redis:7.0.15")
     assert not caught.value.temporary
+
+
+def test_a_failed_pull_is_told_once_with_the_remedy_retried_with_backoff_and_the_image_used_once_there(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Images.user_of against a stub of the Docker API whose registry never answers, and a clock
+    of the test's: the pull is tried again after 2, 4, 8... s (at most every 60 s), the failure is
+    one warning with what to do and the same error each time, and an image that appears (tagged or
+    built by hand) is used at once, without waiting for the next pull."""
+    import docker.errors
+
+    class Api:
+        def __init__(self) -> None:
+            self.pulls = 0
+            self.present = False
+
+        def inspect_image(self, image: str) -> dict[str, object]:
+            if not self.present:
+                raise docker.errors.ImageNotFound(f"no such image: {image}")
+            return {"Config": {"User": "redis"}}
+
+        def pull(self, repository: str, tag: str, stream: bool, decode: bool) -> list[dict[str, object]]:
+            self.pulls += 1
+            raise ConnectionError("registry unreachable")
+
+        def images(self) -> list[dict[str, object]]:
+            return []
+
+    now = [100.0]
+    api = Api()
+    images = Images(api, {"redis": "redis:{version}"}, pull=True, offered={"redis": ["7.0.15"]},
+                    monotonic=lambda: now[0])
+    config = NodeConfig("n1", "redis", "7.0.15", "127.0.100.1", 6379, 64)
+
+    def attempt() -> str:
+        with pytest.raises(RuntimeError_) as caught:
+            images.user_of("redis:7.0.15", config)
+        assert not caught.value.temporary
+        return str(caught.value)
+
+    with caplog.at_level("DEBUG", logger="engine.runtime.docker"):
+        first = attempt()
+        assert "cannot pull redis:7.0.15: registry unreachable" in first
+        assert "`docker pull redis:7.0.15`" in first and "deploy/build-images.sh" in first
+        assert "DOCKER_IMAGE_* settings" in first
+        pulls_at: list[float] = [now[0]]
+        for _ in range(60):  # two simulated minutes, a caller retrying every 2 s
+            now[0] += 2.0
+            pulls = api.pulls
+            assert attempt() == first  # the same words every time
+            if api.pulls > pulls:
+                pulls_at.append(now[0])
+    gaps = [b - a for a, b in itertools.pairwise(pulls_at)]
+    assert gaps[:5] == [2.0, 4.0, 8.0, 16.0, 32.0] and gaps[5:] == [60.0] * (len(gaps) - 5), gaps
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].getMessage().startswith(first), warnings
+    told = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert told == ["pulling image redis:7.0.15 (first use; progress follows)"]  # not once per retry
+
+    api.present = True  # `docker tag` / build-images.sh: there now, between two pulls
+    pulls = api.pulls
+    now[0] += 2.0
+    assert images.user_of("redis:7.0.15", config) == "redis"
+    assert api.pulls == pulls

@@ -21,7 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("service", ("controlplane.handlers",)),
     ("reconciler", ("controlplane.reconciler",)),
     ("faces", ("controlplane.admin", "controlplane.dashboard", "controlplane.query", "controlplane.metrics")),
-    ("assembly", ("controlplane.service", "controlplane.app", "controlplane.cli", "controlplane.__main__")),
+    ("assembly", ("controlplane.service", "controlplane.app", "controlplane.serve", "controlplane.cli",
+                  "controlplane.__main__")),
 ]
 # Siblings above state that must not know each other: the service layer records intent, the
 # reconciler acts on it; they meet only in the store.

@@ -90,7 +90,11 @@ class Members:
             if primary is None:
                 raise TemporaryError("no primary to replicate from")
             if ctx.infra.az_down(node.az, ctx.clock.monotonic()):
-                blocked.append(m.id)  # its zone is interrupted: it comes back afterwards
+                # Seen down in an interrupted zone: recovered afterwards, and reads so meanwhile.
+                if node.status == "available":
+                    ctx.emit(CC, m.id, rg, f"Recovering cache nodes {NODE_ID}")
+                    members = replaced(members, ctx.set_member_node(m, "rebooting"))
+                blocked.append(m.id)
                 continue
             if node.status == "available":
                 ctx.emit(CC, m.id, rg, f"Recovering cache nodes {NODE_ID}")

@@ -10,7 +10,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
@@ -25,6 +26,18 @@ __all__ = ["Images", "template_pattern"]
 log = logging.getLogger(__name__)
 
 _VERSIONS_TTL = 5.0  # available_versions: refreshed in the background when older
+# A failed pull is tried again after PULL_RETRY_FIRST seconds, doubling up to PULL_RETRY_MAX:
+# callers retry every few seconds, and a registry that is not there will not be in 2 s either.
+# Meanwhile an image that appears on the engine (built, tagged, pulled by hand) is used at once.
+PULL_RETRY_FIRST = 2.0
+PULL_RETRY_MAX = 60.0
+
+
+@dataclass
+class _FailedPull:
+    attempts: int
+    retry_at: float  # monotonic
+    message: str  # the first failure's, kept: the same words each time, so callers can say it once
 
 
 def normalize_ref(ref: str) -> str:
@@ -49,8 +62,10 @@ class Images:
     already present can run. `offered`: engine -> versions offered for pulling (with `pull`)."""
 
     def __init__(self, api: Any, templates: Mapping[str, str], *, pull: bool,
-                 offered: Mapping[str, Sequence[str]] | None = None) -> None:
+                 offered: Mapping[str, Sequence[str]] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._api = api
+        self._monotonic = monotonic
         self._templates = dict(templates)
         self._patterns = {engine: template_pattern(t) for engine, t in self._templates.items()}
         self.pull = pull
@@ -58,6 +73,7 @@ class Images:
         self._lock = threading.Lock()  # guards the fields below
         self._users: dict[str, str] = {}  # image ref -> its Config.User (present images)
         self._pulls: dict[str, threading.Lock] = {}  # image ref -> held while it is pulled
+        self._failed: dict[str, _FailedPull] = {}  # image ref -> its last failed pull (guarded by its pull lock)
         self._versions: dict[str, tuple[str, ...]] = {}
         self._versions_at = -_VERSIONS_TTL
         self._refreshing = False
@@ -101,7 +117,7 @@ class Images:
                         "pulling is off: build the local images with deploy/build-images.sh, or turn pulling on",
                         temporary=False,
                     ) from None
-                self.pull_image(image)
+                self._pull_with_backoff(image)
                 attrs = call(f"inspect image {image}", self._api.inspect_image, image)
             except Exception as exc:
                 raise docker_error(f"inspect image {image}", exc) from exc
@@ -110,10 +126,36 @@ class Images:
                 self._users[image] = user
             return user
 
-    def pull_image(self, image: str) -> None:
-        """Pull `image`, logging its progress (each layer done, and every second)."""
+    def _pull_with_backoff(self, image: str) -> None:
+        """Pull `image` unless its last pull failed less than the backoff ago; a failure is
+        logged once, with what to do, and raised with the same words every time."""
+        failed = self._failed.get(image)
+        now = self._monotonic()
+        if failed is not None and now < failed.retry_at:
+            raise RuntimeError_(failed.message, temporary=False)
+        try:
+            self.pull_image(image, retry=failed is not None)
+        except RuntimeError_ as exc:
+            attempts = failed.attempts + 1 if failed is not None else 1
+            delay = min(PULL_RETRY_MAX, PULL_RETRY_FIRST * 2 ** (attempts - 1))
+            message = failed.message if failed is not None else (
+                f"{exc}. To run it without a registry: `docker pull {image}` where one answers (or `docker load`), "
+                "or build local images with deploy/build-images.sh and point the DOCKER_IMAGE_* settings at them "
+                "(elasticache-local/<engine>:{version}); it is used as soon as it is on this Docker engine")
+            if failed is None:
+                log.warning("%s (the pull is tried again after %g s, then less and less often, at most every %g s)",
+                            message, delay, PULL_RETRY_MAX)
+            else:
+                log.debug("pull of %s failed again (attempt %d): %s", image, attempts, exc)
+            self._failed[image] = _FailedPull(attempts, now + delay, message)
+            raise RuntimeError_(message, temporary=False) from exc
+        self._failed.pop(image, None)
+
+    def pull_image(self, image: str, retry: bool = False) -> None:
+        """Pull `image`, logging its progress (each layer done, and every second); `retry`:
+        a pull that failed before, started quietly (its failure was already told)."""
         repository, tag = parse_repository_tag(image)
-        log.info("pulling image %s (first use; progress follows)", image)
+        log.log(logging.DEBUG if retry else logging.INFO, "pulling image %s (first use; progress follows)", image)
         started = time.monotonic()
         progress = _Progress(image)
         try:
@@ -124,11 +166,7 @@ class Images:
         except RuntimeError_:
             raise
         except Exception as exc:
-            raise RuntimeError_(
-                f"cannot pull {image}: {exc}. Without a registry, build local images with deploy/build-images.sh "
-                "and point the docker image settings at them",
-                temporary=False,
-            ) from exc
+            raise RuntimeError_(f"cannot pull {image}: {exc}", temporary=False) from exc
         log.info("pulled %s in %.1f s", image, time.monotonic() - started)
         self.refresh()
 

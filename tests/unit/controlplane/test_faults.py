@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from controlplane.admin.faults import FaultError
@@ -50,6 +52,43 @@ def test_az_interruption_fails_over_to_another_zone_and_recovers_after(world: Wo
     assert world.runtime.calls_of("start").count(NODE.format("rg-001")) == starts + 1
     assert _roles(world) == {"rg-001": "replica", "rg-002": "primary", "rg-003": "replica"}
     assert any("availability zone us-east-1a interrupted" in e for e in world.events("rg-001"))
+
+
+def _cluster(world: World, cluster_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = world.call("DescribeCacheClusters", CacheClusterId=cluster_id,
+                                       ShowCacheNodeInfo=True)["CacheClusters"][0]
+    return found
+
+
+def test_nodes_down_in_an_interrupted_zone_do_not_read_available(world: World) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="web", Engine="redis", CacheNodeType="cache.t3.micro",
+               PreferredAvailabilityZone="us-east-1a")
+    _make(world)  # rg-001 (the primary) in us-east-1a, rg-002 in b, rg-003 in c
+    world.settle()
+    faults = world.service.faults
+    faults.interrupt_az("us-east-1b", 30)  # a replica's zone
+    faults.interrupt_az("us-east-1a", 30)
+    world.settle()
+    web = _cluster(world, "web")
+    assert web["CacheClusterStatus"] == "rebooting cache cluster nodes"
+    assert web["CacheNodes"][0]["CacheNodeStatus"] == "rebooting"
+    replica = _cluster(world, "rg-002")
+    assert (replica["CacheClusterStatus"], replica["CacheNodes"][0]["CacheNodeStatus"]) == (
+        "rebooting cache cluster nodes", "rebooting")
+    assert _roles(world)["rg-003"] == "primary"  # the failover moved the primary out of the zones
+    assert _cluster(world, "rg-003")["CacheClusterStatus"] == "available"
+    assert world.events("web")[-1] == "Recovering cache nodes 0001"
+    assert world.events("rg-002")[-1] == "Recovering cache nodes 0001"
+
+    world.clock.advance(31)  # the interruption is over: the nodes come back and read available again
+    world.service.controller.enqueue_all()
+    world.settle()
+    for cluster_id in ("web", "rg-001", "rg-002", "rg-003"):
+        cluster = _cluster(world, cluster_id)
+        assert (cluster["CacheClusterStatus"], cluster["CacheNodes"][0]["CacheNodeStatus"]) == (
+            "available", "available"), cluster_id
+    assert world.events("web")[-1] == "Finished recovery for cache nodes 0001"
+    assert world.events("rg-002")[-1] == "Finished recovery for cache nodes 0001"
 
 
 def test_bad_faults_are_refused(world: World) -> None:
