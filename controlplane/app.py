@@ -7,13 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
 
 import engine
 from controlplane.admin.api import API_DESCRIPTION, API_TITLE, API_VERSION, admin_router
 from controlplane.admin.faults import FaultInjector
 from controlplane.clock import Clock, RealClock
+from controlplane.dashboard import routes as dashboard
 from controlplane.handlers.context import Services
 from controlplane.handlers.registry import all_handlers
 from controlplane.objectstore import object_store
@@ -34,7 +33,7 @@ from controlplane.reconciler.workqueue import WorkQueue
 from controlplane.service import Service
 from controlplane.settings import Settings
 from controlplane.state.events import EventLog
-from controlplane.state.records import CacheCluster, ResourceKey
+from controlplane.state.records import ResourceKey
 from controlplane.state.store import Store
 from engine import AddressAllocator, NodeRuntime, ProxyHub, loopback_aliases_work
 
@@ -124,25 +123,13 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,
                         objects=objects)
-    query = QueryApi(api, all_handlers(), services, on_browser=_front_page)
+    query = QueryApi(api, all_handlers(), services, on_browser=dashboard.front_page)
     return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
                    hub=hub, controller=controller, clusters=clusters, groups=groups, infra=infra,
                    health=health, faults=FaultInjector(store, infra, events, clock, controller.enqueue),
                    services=services, query=query, jobs=jobs,
                    timewarp=TimeWarp(store, controller, clock, settings.advance_step_timeout),
                    addressing=mode, l4_proxy=l4_proxy)
-
-
-def _front_page(request: Request) -> Response:
-    service: Service = request.app.state.service
-    count = len(service.store.records(CacheCluster))
-    url = f"http://{request.url.netloc}"
-    return HTMLResponse(
-        "<!doctype html><title>elasticache-local</title>"
-        f"<h1>elasticache-local</h1><p>The ElastiCache API is served here: {count} cache cluster(s).</p>"
-        f"<p>Try: <code>aws elasticache describe-cache-clusters --endpoint-url {url}</code></p>"
-        '<p>JSON API: <a href="/docs">/docs</a></p>'
-    )
 
 
 def create_app(settings: Settings, runtime: NodeRuntime | None = None, clock: Clock | None = None) -> FastAPI:
@@ -156,8 +143,11 @@ def create_app(settings: Settings, runtime: NodeRuntime | None = None, clock: Cl
         finally:
             service.stop()
 
-    app = FastAPI(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION, lifespan=lifespan)
+    # /docs is the dashboard's (Swagger UI from the package, no CDN); ReDoc has no local copy.
+    app = FastAPI(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.service = service
     app.router.add_route("/", service.query.endpoint, methods=["GET", "POST"], include_in_schema=False)
     app.include_router(admin_router())
+    dashboard.install(app)
     return app
