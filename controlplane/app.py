@@ -10,7 +10,10 @@ from fastapi import FastAPI
 
 import engine
 from controlplane.admin.api import API_DESCRIPTION, API_TITLE, API_VERSION, admin_router
+from controlplane.admin.broadcast import Broadcaster
 from controlplane.admin.faults import FaultInjector
+from controlplane.admin.feed import Feed
+from controlplane.admin.nodes import NodeStats
 from controlplane.clock import Clock, RealClock
 from controlplane.dashboard import routes as dashboard
 from controlplane.handlers.context import Services
@@ -124,11 +127,14 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,
                         objects=objects)
     query = QueryApi(api, all_handlers(), services, on_browser=dashboard.front_page)
+    feed = Broadcaster()
+    Feed(feed, store, clock).attach(events, health)
     return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
                    hub=hub, controller=controller, clusters=clusters, groups=groups, infra=infra,
                    health=health, faults=FaultInjector(store, infra, events, clock, controller.enqueue),
                    services=services, query=query, jobs=jobs,
                    timewarp=TimeWarp(store, controller, clock, settings.advance_step_timeout),
+                   feed=feed, node_stats=NodeStats(runtime),
                    addressing=mode, l4_proxy=l4_proxy)
 
 

@@ -8,7 +8,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from controlplane.admin.broadcast import Broadcaster
 from controlplane.admin.faults import FaultInjector
+from controlplane.admin.nodes import NodeStats
 from controlplane.clock import Clock
 from controlplane.handlers.context import Services
 from controlplane.protocol.model import ApiModel
@@ -51,6 +53,8 @@ class Service:
     query: QueryApi
     jobs: Jobs
     timewarp: TimeWarp
+    feed: Broadcaster  # the live feed (GET /api/v1/stream)
+    node_stats: NodeStats  # the engines' own counters, read briefly cached (GET /api/v1/nodes)
     addressing: str
     l4_proxy: str = "builtin"  # what serves proxied endpoints: haproxy, builtin, or external (tests)
     started_at: float = field(default_factory=time.monotonic)
@@ -73,8 +77,10 @@ class Service:
 
     def stop(self) -> None:
         """Stop the API's machinery. Nodes keep running; the next start re-adopts them."""
+        self.feed.close()  # open streams end
         self.health.stop()
         self.controller.stop()
+        self.node_stats.close()
         self.jobs.close()
         self.hub.close()
         self.runtime.close()

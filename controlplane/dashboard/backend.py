@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
-from controlplane.admin.api import Backend
+from controlplane.admin.base import Backend
 from controlplane.handlers.cache_clusters import describe_cache_clusters
 from controlplane.handlers.context import RequestContext
 from controlplane.handlers.events import describe_events
 from controlplane.handlers.replication_groups import describe_replication_groups
 from controlplane.handlers.snapshots import describe_snapshots
 from controlplane.model import messages as m
-from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import Infra
 
 # DescribeEvents' longest look back (14 days), so a clock advanced by days still shows them.
@@ -24,8 +23,7 @@ EVENT_MINUTES = 20160
 
 
 class DashboardBackend(Backend, Protocol):
-    health: HealthMonitor
-    infra: Infra
+    infra: Infra  # which zones are interrupted
 
 
 _T = TypeVar("_T")

@@ -7,6 +7,9 @@ probes have failed for `down_after` seconds. A node whose process or container e
 so; no timeout needed). When a node goes down, the key that owns it is handed to the control
 loop. A TILT guard: if the monitor itself stalled (its loop ran late by more than `tilt_after`,
 e.g. the laptop slept), no node is declared down until every node has been probed afresh.
+
+Listeners (`listen`: the live feed) hear of each node's health changes: its first answer, down,
+up again, and a new role (INFO's words, master or slave), from the monitor's thread.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from engine import NodeRuntime, ProbeResult
 
 log = logging.getLogger("elasticache_local.health")
 
+# Told of a change: the node's runtime name, its owner, healthy, and its role (None: not known).
+HealthListener = Callable[[str, ResourceKey, bool, "str | None"], None]
+
 
 @dataclass
 class NodeHealth:
@@ -35,6 +41,17 @@ class NodeHealth:
     slow: bool = False  # probed every slow_interval
     due: float = 0.0  # monotonic time of its next probe
     failing_since: float | None = None  # when the first failed probe of the current streak was sent
+    told: tuple[bool, str | None] | None = None  # (healthy, role) as listeners last heard it
+
+    def change(self, healthy: bool, role: str | None) -> tuple[bool, str | None] | None:
+        """The new (healthy, role) if listeners have not heard it yet (a node down keeps the role
+        it was last seen with)."""
+        if not healthy:
+            role = self.told[1] if self.told is not None else None
+        if self.told == (healthy, role):
+            return None
+        self.told = (healthy, role)
+        return self.told
 
     def silent_since(self, interval: float) -> float:
         """Since when the node has not answered, as far as probes can tell: a slow node's last
@@ -69,7 +86,19 @@ class HealthMonitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._listeners: list[HealthListener] = []
         self.tilt = False
+
+    def listen(self, listener: HealthListener) -> None:
+        self._listeners.append(listener)
+
+    def _tell(self, changes: list[tuple[str, ResourceKey, bool, str | None]]) -> None:
+        for name, key, healthy, role in changes:
+            for listener in self._listeners:
+                try:
+                    listener(name, key, healthy, role)
+                except Exception:  # the feed's trouble is never the monitor's
+                    log.exception("health listener failed on %s", name)
 
     # ---- what is watched ----------------------------------------------------------------
 
@@ -107,6 +136,9 @@ class HealthMonitor:
             node.exited = True
             node.reported = True
             key = node.key
+            told = node.change(False, None)
+        if told is not None:
+            self._tell([(name, key, *told)])
         self._on_down(key, name)
         return True
 
@@ -149,6 +181,7 @@ class HealthMonitor:
             results = [(n, self._runtime.probe(n, timeout)) for n in names]
         now = self._now()
         down: list[tuple[ResourceKey, str]] = []
+        changes: list[tuple[str, ResourceKey, bool, str | None]] = []
         with self._lock:
             for name, result in results:
                 node = self._nodes.get(name)
@@ -161,6 +194,9 @@ class HealthMonitor:
                     node.failing_since = None
                     node.exited = False
                     node.reported = False
+                    told = node.change(True, result.role)
+                    if told is not None:
+                        changes.append((name, node.key, *told))
                     continue
                 if node.failing_since is None:
                     node.failing_since = sent
@@ -168,9 +204,13 @@ class HealthMonitor:
                 if not self.tilt and not node.reported and now - node.silent_since(self.interval) >= self.down_after:
                     node.reported = True
                     down.append((node.key, name))
+                    told = node.change(False, None)
+                    if told is not None:
+                        changes.append((name, node.key, *told))
             if self.tilt and all(n.fresh for n in self._nodes.values()):
                 log.warning("TILT over: every node has been observed afresh")
                 self.tilt = False
+        self._tell(changes)
         for key, name in down:
             log.warning("node %s is down (no answer for %.1fs)", name, self.down_after)
             self._on_down(key, name)

@@ -4,12 +4,18 @@ The control plane is the only writer of its database, so the mirror is always ex
 write goes to SQLite first and to the mirror after the commit. Reads never touch SQLite, which
 keeps DescribeCacheClusters cheap. Records handed out are shared: callers must not mutate them;
 `update` gives the mutation function its own deep copy.
+
+Listeners (`listen`) hear of every committed write and delete, in commit order, after the store's
+lock is released: a listener never holds up another writer, and its failure never reaches the
+writer (it is logged).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +25,11 @@ from controlplane.state.kinds import RECORD_TYPES
 from controlplane.state.records import Event, Record, ResourceKey
 
 R = TypeVar("R", bound=Record)
+
+# Told of each committed change: the key, and the record as stored (None: deleted).
+Listener = Callable[[ResourceKey, "Record | None"], None]
+
+log = logging.getLogger("elasticache_local.store")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -46,6 +57,11 @@ class Store:
         # key -> (insertion sequence, record); the sequence keeps listings in creation order.
         self._mirror: dict[ResourceKey, tuple[int, Record]] = {}
         self._seq = 0
+        self._listeners: list[Listener] = []
+        # Changes committed and not yet told: appended under the lock (so in commit order),
+        # told outside it by whichever writer holds `_telling` (one at a time, so in order).
+        self._untold: deque[tuple[ResourceKey, Record | None]] = deque()
+        self._telling = threading.Lock()
         for kind, account, region, rid, seq, body in self._db.execute(
             "SELECT kind, account, region, id, seq, body FROM resources ORDER BY seq"
         ):
@@ -90,6 +106,10 @@ class Store:
         with self._lock:
             return list(self._mirror)
 
+    def listen(self, listener: Listener) -> None:
+        """Call `listener` after every committed write and delete (from the writer's thread)."""
+        self._listeners.append(listener)
+
     def create(self, record: Record) -> bool:
         """Insert a new record; False (and nothing written) if the key exists."""
         with self._lock:
@@ -97,7 +117,8 @@ class Store:
                 return False
             self._seq += 1
             self._write(record, self._seq)
-            return True
+        self._tell()
+        return True
 
     def update(self, key: ResourceKey, model: type[R], change: Callable[[R], None]) -> R | None:
         """Apply `change` to a copy of the current record and store it. None if it is gone."""
@@ -110,14 +131,17 @@ class Store:
             record = current.model_copy(deep=True)
             change(record)
             self._write(record, seq)
-            return record
+        self._tell()
+        return record
 
     def delete(self, key: ResourceKey) -> None:
         with self._lock:
             self._db.execute(
                 "DELETE FROM resources WHERE kind=? AND account=? AND region=? AND id=?", tuple(key)
             )
-            self._mirror.pop(key, None)
+            if self._mirror.pop(key, None) is not None and self._listeners:
+                self._untold.append((key, None))
+        self._tell()
 
     def _write(self, record: Record, seq: int) -> None:
         key = record.key
@@ -126,6 +150,26 @@ class Store:
             (*key, seq, record.model_dump_json()),
         )
         self._mirror[key] = (seq, record)
+        if self._listeners:
+            self._untold.append((key, record))
+
+    def _tell(self) -> None:
+        """Tell the listeners of the changes not yet told, outside the store's lock. A writer that
+        finds another telling leaves its change to it; the loop re-checks after releasing, so a
+        change appended meanwhile is never left behind."""
+        while self._untold:
+            if not self._telling.acquire(blocking=False):
+                return
+            try:
+                while self._untold:
+                    key, record = self._untold.popleft()
+                    for listener in self._listeners:
+                        try:
+                            listener(key, record)
+                        except Exception:
+                            log.exception("store listener failed on %s", key)
+            finally:
+                self._telling.release()
 
     # ---- events -------------------------------------------------------------------------
 
@@ -173,7 +217,10 @@ class Store:
         with self._lock:
             self._db.execute("DELETE FROM resources")
             self._db.execute("DELETE FROM events")
+            if self._listeners:
+                self._untold.extend((key, None) for key in self._mirror)
             self._mirror.clear()
+        self._tell()
 
     def close(self) -> None:
         with self._lock:

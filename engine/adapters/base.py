@@ -50,6 +50,11 @@ class EngineAdapter(Protocol):
         """One health probe bounded by `timeout` seconds. Never raises."""
         ...
 
+    def stats(self, host: str, port: int, timeout: float, *, password: str | None = None) -> dict[str, str]:
+        """The engine's own counters (redis/valkey: INFO; memcached: stats) as {field: value};
+        raises OSError, ValueError or the engine's error reply when the node does not answer."""
+        ...
+
 
 def check_setting(key: str, value: str) -> None:
     """Settings end up in config files and argv: refuse what could inject extra lines/args."""

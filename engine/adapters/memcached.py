@@ -9,7 +9,7 @@ from pathlib import PurePath
 from engine.adapters.base import PID_FILE, Launch, check_setting
 from engine.runtime.base import NodeConfig, ProbeResult
 
-__all__ = ["DEFAULT_PORT", "MemcachedAdapter", "argv", "probe"]
+__all__ = ["DEFAULT_PORT", "MemcachedAdapter", "argv", "probe", "stats"]
 
 DEFAULT_PORT = 11211
 
@@ -95,6 +95,33 @@ def probe(host: str, port: int, timeout: float, *, password: str | None = None) 
     return ProbeResult(True, None, line[len("VERSION ") :].strip(), None, (time.monotonic() - started) * 1000.0)
 
 
+def stats(host: str, port: int, timeout: float) -> dict[str, str]:
+    """`stats` -> {name: value} (curr_connections, bytes, cmd_get, ...); raises OSError (a
+    TimeoutError too) or ValueError when the node does not answer it."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(b"stats\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out")
+            sock.settimeout(remaining)
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed by the server")
+            data += chunk
+            if len(data) > 1 << 20:
+                raise ValueError("stats reply too long")
+    fields: dict[str, str] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] == "STAT":
+            fields[parts[1]] = parts[2]
+    return fields
+
+
 class MemcachedAdapter:
     engines: tuple[str, ...] = ("memcached",)
     default_port: int = DEFAULT_PORT
@@ -111,3 +138,6 @@ class MemcachedAdapter:
 
     def probe(self, host: str, port: int, timeout: float, *, password: str | None = None) -> ProbeResult:
         return probe(host, port, timeout)
+
+    def stats(self, host: str, port: int, timeout: float, *, password: str | None = None) -> dict[str, str]:
+        return stats(host, port, timeout)

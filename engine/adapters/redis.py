@@ -27,6 +27,7 @@ __all__ = [
     "RespError",
     "RespReply",
     "execute",
+    "info",
     "parse_info",
     "persistent",
     "probe",
@@ -290,6 +291,15 @@ def parse_info(text: str | bytes) -> dict[str, str]:
     return fields
 
 
+def info(host: str, port: int, timeout: float, *, password: str | None = None) -> dict[str, str]:
+    """Every field of INFO's default sections (server, clients, memory, stats, replication, cpu,
+    keyspace ...); raises OSError, ValueError or RespError when the node does not answer."""
+    reply = execute(host, port, "INFO", timeout=timeout, password=password)
+    if not isinstance(reply, bytes):
+        raise ValueError(f"unexpected INFO reply {reply!r:.80}")
+    return parse_info(reply)
+
+
 def probe(
     host: str, port: int, timeout: float, *, password: str | None = None, username: str | None = None
 ) -> ProbeResult:
@@ -347,3 +357,6 @@ class RedisAdapter:
 
     def probe(self, host: str, port: int, timeout: float, *, password: str | None = None) -> ProbeResult:
         return probe(host, port, timeout, password=password)
+
+    def stats(self, host: str, port: int, timeout: float, *, password: str | None = None) -> dict[str, str]:
+        return info(host, port, timeout, password=password)

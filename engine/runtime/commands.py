@@ -24,6 +24,15 @@ def probe_node(config: NodeConfig, timeout: float) -> ProbeResult:
         return ProbeResult(False, None, None, f"probe failed: {exc}", 0.0)
 
 
+def stats_of(config: NodeConfig, timeout: float) -> dict[str, str]:
+    """NodeRuntime.stats of a node at its configured address (with its password, if any)."""
+    try:
+        password = config.settings.get("requirepass") or None
+        return adapter_for(config.engine).stats(config.host, config.port, timeout, password=password)
+    except Exception:  # not answering (OSError, RespError, ...): nothing to tell, by contract
+        return {}
+
+
 class TcpNodeCommands:
     """Mixin: needs `inspect(name) -> NodeInfo | None` and `_config_of(name) -> NodeConfig | None`
     from the runtime it is mixed into."""
@@ -33,6 +42,13 @@ class TcpNodeCommands:
 
     def _config_of(self, name: str) -> NodeConfig | None:  # provided by the runtime
         raise NotImplementedError
+
+    def stats(self, name: str, timeout: float) -> dict[str, str]:
+        try:
+            config = self._config_of(name)
+        except Exception:  # the docker runtime asks the engine: never raises, by contract
+            return {}
+        return {} if config is None else stats_of(config, timeout)
 
     def save_rdb(self, name: str, dest: Path, timeout: float = 600.0) -> int:
         """The node's RDB as for a new replica, streamed to `dest` (engine.rdb.save_rdb) from the

@@ -92,6 +92,7 @@ class FakeRuntime:
         self._marks: dict[str, int] = {}
         self._refuse_commands: set[str] = set()
         self._failing_saves: set[str] = set()
+        self._stats: dict[str, dict[str, str]] = {}
 
     # --- the NodeRuntime protocol ---
 
@@ -195,15 +196,36 @@ class FakeRuntime:
             node.probes_since_start += 1
             if node.probes_since_start <= node.ready_after:
                 return ProbeResult(False, None, None, "Connection refused", 0.1)
-            details: dict[str, str] = {}
-            if node.role == "slave":
-                primary = self.primary_of.get(name)
-                followed = max((m for n, m in self._marks.items() if primary is not None
-                                and self._nodes.get(n) is not None and self._nodes[n].config.host == primary[0]),
-                               default=0)
-                offset = self._offsets.get(name, followed)
-                details = {"master_link_status": "up", "slave_repl_offset": str(offset)}
+            details = self._replication(name, node)
             return ProbeResult(True, node.role, node.config.version, None, 0.1, details)
+
+    def _replication(self, name: str, node: _FakeNode) -> dict[str, str]:
+        """INFO replication's offsets as the fake knows them (marks and set_offset)."""
+        if node.role != "slave":
+            return {"master_repl_offset": str(self._marks.get(name, 0))} if node.role else {}
+        primary = self.primary_of.get(name)
+        followed = max((m for n, m in self._marks.items() if primary is not None
+                        and self._nodes.get(n) is not None and self._nodes[n].config.host == primary[0]),
+                       default=0)
+        offset = self._offsets.get(name, followed)
+        return {"master_link_status": "up", "slave_repl_offset": str(offset)}
+
+    def stats(self, name: str, timeout: float) -> Mapping[str, str]:
+        """What the node's counters would say: its role and offsets, the size of its data, plus
+        whatever set_stats put there; empty for a node that would not answer."""
+        with self._lock:
+            self.calls.append(("stats", name))
+            node = self._nodes.get(name)
+            if node is None or node.state is not NodeState.RUNNING or node.hung:
+                return {}
+            size = sum(len(k) + len(v) for k, v in self._data_seen(node).items())
+            if node.config.engine == "memcached":
+                fields = {"bytes": str(size), "curr_connections": "0", "cmd_get": "0", "cmd_set": "0"}
+            else:
+                fields = {"role": node.role or "master", "used_memory": str(size), "connected_clients": "0",
+                          "instantaneous_ops_per_sec": "0", **self._replication(name, node)}
+            fields.update(self._stats.get(name, {}))
+            return fields
 
     def wait_ready(self, name: str, timeout: float) -> bool:
         """As a node reporting READY=1: True once per start, at once, for a running node that
@@ -297,6 +319,11 @@ class FakeRuntime:
         """The replication offset a replica reports (failover prefers the highest)."""
         with self._lock:
             self._offsets[name] = offset
+
+    def set_stats(self, name: str, fields: Mapping[str, str]) -> None:
+        """Counters the node's stats report on top of what the fake derives (ops, clients ...)."""
+        with self._lock:
+            self._stats[name] = dict(fields)
 
     def refuse_commands(self, name: str, refuse: bool = True) -> None:
         """replicate/set_addresses on the node fail (e.g. a node that will not be promoted)."""

@@ -29,17 +29,9 @@
 
   // ---- charts: readings polled from the JSON API, one series per node -----------------------
   var WINDOW = 120; // points kept: two minutes at one a second
-  function reading(node, names) {
-    for (var i = 0; i < names.length; i++) {
-      var v = node[names[i]];
-      if (typeof v === "number") return v;
-    }
-    return null;
-  }
-  function label(node) {
-    return (node.cache_cluster_id || node.cluster_id || "") + "/" + (node.node_id || node.cache_node_id || "") +
-      (node.role ? " (" + node.role + ")" : "");
-  }
+  function reading(node, name) { return typeof node[name] === "number" ? node[name] : null; }
+  // GET /api/v1/nodes: {"nodes": [{cache_cluster_id, node_id, role, replication_lag_bytes, ops_per_second, ...}]}
+  function label(node) { return node.cache_cluster_id + "/" + node.node_id; }
   function Chart(el, title) { this.el = el; this.title = title; this.plot = null; this.keys = ""; }
   Chart.prototype.draw = function (times, series) {
     var names = Object.keys(series).sort();
@@ -72,13 +64,14 @@
         if (!r.ok) throw new Error("GET " + url.split("?")[0] + ": HTTP " + r.status);
         return r.json();
       }).then(function (body) {
-        var nodes = Array.isArray(body) ? body : (body.nodes || []);
+        var nodes = body.nodes || [];
         times.push(Date.now() / 1000);
         var seen = {};
         nodes.forEach(function (n) {
           var key = label(n); seen[key] = true;
-          push(lagSeries, key, reading(n, ["replication_lag_seconds", "replication_lag", "lag"]));
-          push(opsSeries, key, reading(n, ["ops_per_sec", "instantaneous_ops_per_sec", "ops"]));
+          // A primary has no lag: 0 rather than a gap, so its line says "primary now".
+          push(lagSeries, key, n.role === "primary" ? 0 : reading(n, "replication_lag_bytes"));
+          push(opsSeries, key, reading(n, "ops_per_second"));
         });
         [lagSeries, opsSeries].forEach(function (store) {
           Object.keys(store).forEach(function (k) {
