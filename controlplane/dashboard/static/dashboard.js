@@ -20,12 +20,17 @@
     }
   });
 
-  function feedState(text, ok) {
+  function feedState(state, text) {
     var span = document.querySelector("#feed-state span");
-    if (span) { span.textContent = text; span.className = ok ? "" : "bad"; }
+    if (span) { span.textContent = text; span.setAttribute("data-state", state); }
   }
-  document.addEventListener("htmx:sseOpen", function () { feedState("live", true); });
-  document.addEventListener("htmx:sseError", function () { feedState("reconnecting…", false); });
+  document.addEventListener("htmx:sseOpen", function () {
+    feedState("live", "live");
+    // What changed between this page's rendering and the feed's (re)connection was never sent
+    // to it: every live fragment re-fetches itself once.
+    document.querySelectorAll('[hx-trigger*="sse:"]').forEach(function (el) { htmx.trigger(el, "refresh"); });
+  });
+  document.addEventListener("htmx:sseError", function () { feedState("reconnecting", "reconnecting…"); });
 
   // ---- charts: readings polled from the JSON API, one series per node -----------------------
   var WINDOW = 120; // points kept: two minutes at one a second
