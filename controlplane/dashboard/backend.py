@@ -61,13 +61,26 @@ def all_groups(ctx: RequestContext) -> list[m.ReplicationGroup]:
     return list(_pages(page))
 
 
-def events_of(ctx: RequestContext, sources: set[str] | None = None, limit: int = 100) -> list[m.Event]:
-    """The newest `limit` events (of `sources` only, when given), newest first."""
-    def page(marker: str | None) -> tuple[list[m.Event], str | None]:
-        out = describe_events(ctx, _paged({"Duration": EVENT_MINUTES, "MaxRecords": 100}, marker))
-        return out.get("Events", []), out.get("Marker")
+# Look-back windows (minutes) tried in turn for the newest events: the store reads every event of
+# a window, so the shortest one that holds enough keeps a page cheap on a busy service.
+_LOOK_BACK = (1, 10, 60, 1440, EVENT_MINUTES)
 
-    found = [e for e in _pages(page) if sources is None or e.get("SourceIdentifier") in sources]
+
+def events_of(ctx: RequestContext, sources: dict[str, str] | None = None, limit: int = 100) -> list[m.Event]:
+    """The newest `limit` events, newest first: of every source, or of `sources` (id -> source
+    type) only, each asked for by SourceType and SourceIdentifier as DescribeEvents filters."""
+    def window(minutes: int, filters: dict[str, Any]) -> list[m.Event]:
+        def page(marker: str | None) -> tuple[list[m.Event], str | None]:
+            out = describe_events(ctx, _paged({**filters, "Duration": minutes, "MaxRecords": 100}, marker))
+            return out.get("Events", []), out.get("Marker")
+
+        return list(_pages(page))
+
+    wanted = [{}] if sources is None else [{"SourceType": t, "SourceIdentifier": i} for i, t in sources.items()]
+    for minutes in _LOOK_BACK:
+        found = [e for filters in wanted for e in window(minutes, filters)]
+        if len(found) >= limit:
+            break
     found.sort(key=lambda e: e["Date"], reverse=True)
     return found[:limit]
 

@@ -97,11 +97,13 @@ def page_router(templates: Jinja2Templates) -> APIRouter:
 
     def overview_data(request: Request, account: str | None, region: str | None) -> dict[str, Any]:
         backend = backend_of(request)
-        contexts = _scope(request, account, region)
-        found = [c for ctx in contexts for c in views.caches(backend, ctx)]
-        events = sorted((e for ctx in contexts for e in events_of(ctx, limit=20)), key=lambda e: e["Date"],
-                        reverse=True)[:20]
-        return {**_common(request, account, region), "caches": found, "events": events}
+        found = [c for ctx in _scope(request, account, region) for c in views.caches(backend, ctx)]
+        return {**_common(request, account, region), "caches": found}
+
+    def recent_events(request: Request, account: str | None, region: str | None) -> dict[str, Any]:
+        events = sorted((e for ctx in _scope(request, account, region) for e in events_of(ctx, limit=20)),
+                        key=lambda e: e["Date"], reverse=True)[:20]
+        return {**_common(request, account, region), "events": events}
 
     @router.get("/dashboard", response_class=HTMLResponse)
     def overview(request: Request, account: str | None = Query(None), region: str | None = Query(None)) -> Response:
@@ -111,7 +113,8 @@ def page_router(templates: Jinja2Templates) -> APIRouter:
         now = backend.clock.monotonic()
         zones = [(az, max(0.0, down[az] - now) if az in down and down[az] > now else None)
                  for az in catalog.availability_zones(zone_region)]
-        return render(request, "overview.html", {**overview_data(request, account, region), "zones": zones,
+        return render(request, "overview.html", {**overview_data(request, account, region),
+                                                  **recent_events(request, account, region), "zones": zones,
                                                   "zone_region": zone_region,
                                                   "clock_offset": backend.clock.offset().total_seconds()})
 
@@ -120,13 +123,18 @@ def page_router(templates: Jinja2Templates) -> APIRouter:
                         region: str | None = Query(None)) -> Response:
         return render(request, "fragments/caches.html", overview_data(request, account, region))
 
+    @router.get("/dashboard/fragments/events", response_class=HTMLResponse)
+    def events_fragment(request: Request, account: str | None = Query(None),
+                        region: str | None = Query(None)) -> Response:
+        return render(request, "fragments/recent_events.html", recent_events(request, account, region))
+
     def group_data(request: Request, group_id: str, account: str | None, region: str | None) -> dict[str, Any]:
         backend = backend_of(request)
         ctx = context(request, account, region)
         found: m.ReplicationGroup = describe_replication_groups(ctx, {"ReplicationGroupId": group_id})[
             "ReplicationGroups"][0]
         view = views.group(backend, ctx, found)
-        sources = {view.id, *(c["CacheClusterId"] for c in view.members)}
+        sources = {view.id: "replication-group", **{c["CacheClusterId"]: "cache-cluster" for c in view.members}}
         retention = found.get("SnapshotRetentionLimit", 0)
         return {**_common(request, ctx.account, ctx.region), "cache": view, "raw": found,
                 "events": events_of(ctx, sources), "snapshots": snapshots_of(ctx, group_id=view.id),
@@ -141,7 +149,8 @@ def page_router(templates: Jinja2Templates) -> APIRouter:
         view = views.cluster(backend, ctx, found)
         snapshots = [] if view.engine == "memcached" else snapshots_of(ctx, cluster_id=view.id)
         return {**_common(request, ctx.account, ctx.region), "cache": view, "raw": found,
-                "events": events_of(ctx, {view.id}), "snapshots": snapshots, "pending": views.pending(view, None),
+                "events": events_of(ctx, {view.id: "cache-cluster"}), "snapshots": snapshots,
+                "pending": views.pending(view, None),
                 "windows": views.next_windows(view, found.get("SnapshotWindow"),
                                               found.get("SnapshotRetentionLimit", 0), backend.clock.now())}
 

@@ -67,6 +67,8 @@ def test_the_overview_lists_every_cache_with_endpoints_roles_and_health(world: W
     roles = re.findall(r'role-(primary|replica)" data-node="[^"]*-(rg-00\d)-0001"', page)
     assert sorted(roles) == [("primary", "rg-001"), ("replica", "rg-002"), ("replica", "rg-003")]
     assert page.count("health-healthy") == 6  # web, mc's two, the group's three
+    newest = world.call("DescribeEvents")["Events"][-1]["Message"]
+    assert newest in page and newest in client.get("/dashboard/fragments/events").text
 
 
 def test_the_overview_filters_by_account_and_region(world: World, client: TestClient) -> None:
@@ -97,7 +99,8 @@ def test_a_group_page_shows_nodes_endpoints_windows_and_the_timeline(world: Worl
     assert "maintenance</th>" in page and "snapshot</th>" in page
     assert "automatic backups off" not in page  # retention 1: the next snapshot window is shown
     live = client.get("/dashboard/replication-groups/rg/live").text
-    assert '<div id="live"' in live and 'hx-trigger="sse:resource' in live and "<html" not in live
+    assert 'id="live" hx-get="/dashboard/replication-groups/rg/live?' in page and 'sse:resource' in page
+    assert "Node group 0001" in live and "<html" not in live
 
 
 def test_a_missing_cache_is_the_aws_error(client: TestClient) -> None:
