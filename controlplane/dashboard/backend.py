@@ -7,6 +7,7 @@ the JSON API reads: the dashboard shows what boto3 would be told."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from controlplane.admin.base import Backend
@@ -61,24 +62,27 @@ def all_groups(ctx: RequestContext) -> list[m.ReplicationGroup]:
     return list(_pages(page))
 
 
-# Look-back windows (minutes) tried in turn for the newest events: the store reads every event of
+# Look-back windows (seconds) tried in turn for the newest events: the store reads every event of
 # a window, so the shortest one that holds enough keeps a page cheap on a busy service.
-_LOOK_BACK = (1, 10, 60, 1440, EVENT_MINUTES)
+_LOOK_BACK = (10, 60, 600, 3600, 86400, EVENT_MINUTES * 60)
 
 
 def events_of(ctx: RequestContext, sources: dict[str, str] | None = None, limit: int = 100) -> list[m.Event]:
     """The newest `limit` events, newest first: of every source, or of `sources` (id -> source
     type) only, each asked for by SourceType and SourceIdentifier as DescribeEvents filters."""
-    def window(minutes: int, filters: dict[str, Any]) -> list[m.Event]:
+    now = ctx.services.clock.now()
+
+    def window(seconds: int, filters: dict[str, Any]) -> list[m.Event]:
         def page(marker: str | None) -> tuple[list[m.Event], str | None]:
-            out = describe_events(ctx, _paged({**filters, "Duration": minutes, "MaxRecords": 100}, marker))
+            params = {**filters, "StartTime": now - timedelta(seconds=seconds), "EndTime": now, "MaxRecords": 100}
+            out = describe_events(ctx, _paged(params, marker))
             return out.get("Events", []), out.get("Marker")
 
         return list(_pages(page))
 
     wanted = [{}] if sources is None else [{"SourceType": t, "SourceIdentifier": i} for i, t in sources.items()]
-    for minutes in _LOOK_BACK:
-        found = [e for filters in wanted for e in window(minutes, filters)]
+    for seconds in _LOOK_BACK:
+        found = [e for filters in wanted for e in window(seconds, filters)]
         if len(found) >= limit:
             break
     found.sort(key=lambda e: e["Date"], reverse=True)
