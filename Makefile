@@ -1,5 +1,5 @@
 # The README's two commands: `make serve` and `make test`. Each prepares what it needs first.
-.PHONY: serve test lint bootstrap bench openapi types examples
+.PHONY: serve test lint bootstrap bench openapi types examples vendor
 
 serve:
 	@deploy/bootstrap.sh
@@ -30,3 +30,8 @@ types: bootstrap
 # (examples/conftest.py starts it and stops it, and every node, at the end). `make test` runs them too.
 examples: bootstrap
 	.venv/bin/python -m pytest -q -p no:cacheprovider examples
+
+# The dashboard's front-end libraries from the npm registry, pinned by version and sha512
+# (controlplane/dashboard/vendor.py): the only writer of controlplane/dashboard/static/vendor/.
+vendor: bootstrap
+	.venv/bin/python -m controlplane.dashboard.vendor

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import describe, docker, failover, lifecycle, metrics, snapshots
+from bench import dashboard, describe, docker, failover, lifecycle, metrics, snapshots
 from bench.lab import Lab
 from bench.report import Table
 
@@ -30,6 +30,7 @@ def _codec(lab: Lab) -> list[Table]:
 
 BENCHMARKS: dict[str, Callable[[Lab], list[Table]]] = {
     "codec": _codec,
+    "dashboard": dashboard.run,
     "describe": describe.run,
     "docker": docker.run,
     "failover": failover.run,

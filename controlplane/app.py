@@ -7,8 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
 
 import engine
 from controlplane.admin.api import API_DESCRIPTION, API_TITLE, API_VERSION, admin_router
@@ -17,6 +15,7 @@ from controlplane.admin.faults import FaultInjector
 from controlplane.admin.feed import Feed
 from controlplane.admin.nodes import NodeStats
 from controlplane.clock import Clock, RealClock
+from controlplane.dashboard import routes as dashboard
 from controlplane.handlers.context import Services
 from controlplane.handlers.registry import all_handlers
 from controlplane.metrics import Metrics, NodeSampler
@@ -39,7 +38,7 @@ from controlplane.reconciler.workqueue import WorkQueue
 from controlplane.service import Service
 from controlplane.settings import Settings
 from controlplane.state.events import EventLog
-from controlplane.state.records import CacheCluster, ResourceKey
+from controlplane.state.records import ResourceKey
 from controlplane.state.store import Store
 from engine import AddressAllocator, NodeRuntime, ProxyHub, loopback_aliases_work
 
@@ -132,7 +131,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,
                         objects=objects)
-    query = QueryApi(api, all_handlers(), services, on_browser=_front_page, observe=metrics.observe_query)
+    query = QueryApi(api, all_handlers(), services, on_browser=dashboard.front_page, observe=metrics.observe_query)
     feed = Broadcaster()
     Feed(feed, store, clock).attach(events, health)
     return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
@@ -142,18 +141,6 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                    timewarp=TimeWarp(store, controller, clock, settings.advance_step_timeout),
                    feed=feed, node_stats=NodeStats(runtime),
                    addressing=mode, metrics=metrics, l4_proxy=l4_proxy)
-
-
-def _front_page(request: Request) -> Response:
-    service: Service = request.app.state.service
-    count = len(service.store.records(CacheCluster))
-    url = f"http://{request.url.netloc}"
-    return HTMLResponse(
-        "<!doctype html><title>elasticache-local</title>"
-        f"<h1>elasticache-local</h1><p>The ElastiCache API is served here: {count} cache cluster(s).</p>"
-        f"<p>Try: <code>aws elasticache describe-cache-clusters --endpoint-url {url}</code></p>"
-        '<p>JSON API: <a href="/docs">/docs</a></p>'
-    )
 
 
 def create_app(settings: Settings, runtime: NodeRuntime | None = None, clock: Clock | None = None) -> FastAPI:
@@ -167,9 +154,12 @@ def create_app(settings: Settings, runtime: NodeRuntime | None = None, clock: Cl
         finally:
             service.stop()
 
-    app = FastAPI(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION, lifespan=lifespan)
+    # /docs is the dashboard's (Swagger UI from the package, no CDN); ReDoc has no local copy.
+    app = FastAPI(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.service = service
     app.router.add_route("/", service.query.endpoint, methods=["GET", "POST"], include_in_schema=False)
     app.include_router(admin_router())
     install_metrics(app, service.metrics)
+    dashboard.install(app)
     return app

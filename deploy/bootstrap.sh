@@ -88,6 +88,18 @@ pip_progress() {
   done
 }
 
+# Chromium, for the browser tests (tests/browser drive Debian's chromium through Playwright;
+# Playwright's own browser download is not used). Test set-up only.
+if [ $dev = 1 ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing chromium with apt-get (for the browser tests)"
+    apt_get update
+    apt_get install -y --no-install-recommends chromium fonts-dejavu-core
+  else
+    say "chromium not found (Debian/Ubuntu: sudo apt-get install chromium): the browser tests will be skipped"
+  fi
+fi
+
 # Python: a virtual environment, refreshed when pyproject.toml changes.
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"; did=1
