@@ -53,7 +53,8 @@ def test_an_open_stream_does_not_hold_up_a_stop(tmp_path: Path) -> None:
             assert live.proc is not None
             proc = live.proc
             live.stop()  # Ctrl-C; killed after 15 s
-            assert proc.returncode == 0 and time.monotonic() - started < 10
+            # 130: the exit status of a Ctrl-C'd serve (controlplane/serve.py), not a kill after 15 s.
+            assert proc.returncode == 130 and time.monotonic() - started < 10
             eventually(lambda: reader.ended, 5, message="the stream ended")
         finally:
             reader.close()
