@@ -6,20 +6,17 @@ caller's business."""
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
 from engine.runtime.base import NodeConfig, NodeStats
 
-__all__ = ["StatsReader", "cgroup_cpu_seconds", "command_flags", "memcached_stats", "proc_cpu_seconds",
+__all__ = ["StatsReader", "cgroup_cpu_seconds", "command_flags", "proc_cpu_seconds",
            "sum_calls"]
-
-_MAX_STATS = 256 * 1024  # a memcached `stats` reply is ~2 KB; more is not memcached
-
 
 def proc_cpu_seconds(pid: int, proc: Path = Path("/proc")) -> float | None:
     """User + system CPU seconds of a process, its reaped children included (a redis fork for a
@@ -94,31 +91,6 @@ def sum_calls(fields: Mapping[str, str], flags: Mapping[str, frozenset[str]]) ->
     return reads, writes
 
 
-def memcached_stats(host: str, port: int, timeout: float) -> dict[str, str]:
-    """`stats` -> {name: value}. Raises OSError (TimeoutError included) or ValueError."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(b"stats\r\n")
-        while not data.endswith(b"END\r\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("timed out")
-            sock.settimeout(remaining)
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed by the server")
-            data += chunk
-            if len(data) > _MAX_STATS or data.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
-                raise ValueError(f"unexpected stats reply {data[:80]!r}")
-    fields: dict[str, str] = {}
-    for line in data.decode("utf-8", "replace").splitlines():
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0] == "STAT":
-            fields[parts[1]] = parts[2]
-    return fields
-
-
 def _engine_cpu(engine: str, fields: Mapping[str, str]) -> float | None:
     """The engine's own rusage: where the OS's view of the process is out of reach."""
     keys = ("rusage_user", "rusage_system") if engine == "memcached" else (
@@ -130,8 +102,8 @@ def _engine_cpu(engine: str, fields: Mapping[str, str]) -> float | None:
 
 
 class StatsReader:
-    """One per runtime: reads nodes' stats, and keeps each engine version's COMMAND table
-    (asked once: it is ~100 KB and the same for every node of a version)."""
+    """One per runtime: reads nodes' stats, and keeps the flags of the commands each engine
+    version's nodes were seen calling (the same for every node of a version)."""
 
     def __init__(self) -> None:
         self._flags: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
@@ -142,13 +114,9 @@ class StatsReader:
         password = config.settings.get("requirepass") or None
         read_calls = write_calls = None
         try:
-            if config.engine == "memcached":
-                fields = memcached_stats(config.host, config.port, timeout)
-            else:
-                reply = redis_adapter.execute(config.host, config.port, "INFO", "all", timeout=timeout,
-                                              password=password)
-                fields = redis_adapter.parse_info(reply if isinstance(reply, bytes | str) else b"")
-                flags = self._command_flags(config, timeout, password)
+            fields = adapter_for(config.engine).stats(config.host, config.port, timeout, password=password)
+            if config.engine != "memcached":
+                flags = self._command_flags(config, fields, timeout, password)
                 read_calls, write_calls = sum_calls(fields, flags)
         except (OSError, ValueError, redis_adapter.RespError):
             return None
@@ -157,15 +125,22 @@ class StatsReader:
                          cpu_seconds=seconds if seconds is not None else _engine_cpu(config.engine, fields),
                          at=time.monotonic(), read_calls=read_calls, write_calls=write_calls)
 
-    def _command_flags(self, config: NodeConfig, timeout: float, password: str | None
+    def _command_flags(self, config: NodeConfig, fields: Mapping[str, str], timeout: float, password: str | None
                        ) -> dict[str, frozenset[str]]:
+        """The flags of the commands the node's commandstats name, from `COMMAND INFO` of those not
+        known yet for its version: a few small replies over a node's life, never the whole ~100 KB
+        COMMAND table (its parse held the GIL for ~35 ms and stalled the API while nodes started)."""
         key = (config.engine, config.version)
+        called = {k[len("cmdstat_"):].split("|", 1)[0].lower() for k in fields if k.startswith("cmdstat_")}
         with self._lock:
-            known = self._flags.get(key)
-        if known is not None:
-            return known
-        table = command_flags(redis_adapter.execute(config.host, config.port, "COMMAND", timeout=timeout,
-                                                    password=password))
+            table = self._flags.setdefault(key, {})
+            unknown = sorted(called - table.keys())
+        if unknown:
+            found = command_flags(redis_adapter.execute(config.host, config.port, "COMMAND", "INFO", *unknown,
+                                                        timeout=timeout, password=password))
+            with self._lock:
+                table.update(found)
+                for name in unknown:
+                    table.setdefault(name, frozenset())  # not a command this version knows: asked once
         with self._lock:
-            self._flags[key] = table
-        return table
+            return dict(table)
