@@ -80,7 +80,8 @@ class NodeStats:
             return {n: r for n in names if (r := self._readings.get(n)) is not None}
 
     def _read(self, name: str) -> None:
-        fields = self._runtime.stats(name, self._timeout)
+        stats = self._runtime.node_stats(name, self._timeout)
+        fields = dict(stats.fields) if stats is not None else {}
         at = self._now()
         with self._lock:
             self._readings[name] = Reading(fields, at, _ops(fields, self._readings.get(name), at))

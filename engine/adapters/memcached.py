@@ -112,8 +112,8 @@ def stats(host: str, port: int, timeout: float) -> dict[str, str]:
             if not chunk:
                 raise ConnectionError("connection closed by the server")
             data += chunk
-            if len(data) > 1 << 20:
-                raise ValueError("stats reply too long")
+            if len(data) > 1 << 20 or data.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
+                raise ValueError(f"unexpected stats reply {data[:80]!r}")
     fields: dict[str, str] = {}
     for line in data.decode("utf-8", "replace").splitlines():
         parts = line.split(" ", 2)

@@ -292,9 +292,9 @@ def parse_info(text: str | bytes) -> dict[str, str]:
 
 
 def info(host: str, port: int, timeout: float, *, password: str | None = None) -> dict[str, str]:
-    """Every field of INFO's default sections (server, clients, memory, stats, replication, cpu,
+    """Every field of `INFO all` (server, clients, memory, stats, replication, cpu, commandstats,
     keyspace ...); raises OSError, ValueError or RespError when the node does not answer."""
-    reply = execute(host, port, "INFO", timeout=timeout, password=password)
+    reply = execute(host, port, "INFO", "all", timeout=timeout, password=password)
     if not isinstance(reply, bytes):
         raise ValueError(f"unexpected INFO reply {reply!r:.80}")
     return parse_info(reply)

@@ -229,13 +229,6 @@ class NodeRuntime(Protocol):
         an absent, exited, paused or hung node gives ok=False with the reason in `error`."""
         ...
 
-    def stats(self, name: str, timeout: float) -> Mapping[str, str]:
-        """The node's own counters, bounded by `timeout` seconds: redis/valkey INFO's fields
-        (used_memory, connected_clients, instantaneous_ops_per_sec, master_repl_offset, ...),
-        memcached's `stats` (bytes, curr_connections, cmd_get, ...). Never raises: empty when the
-        node does not answer."""
-        ...
-
     def wait_ready(self, name: str, timeout: float) -> bool:
         """Between probes of a starting node: wait, at most `timeout` seconds, until the node
         reports that it serves (redis/valkey send systemd's READY=1 to the process runtime) or

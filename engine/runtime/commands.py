@@ -25,15 +25,6 @@ def probe_node(config: NodeConfig, timeout: float) -> ProbeResult:
         return ProbeResult(False, None, None, f"probe failed: {exc}", 0.0)
 
 
-def stats_of(config: NodeConfig, timeout: float) -> dict[str, str]:
-    """NodeRuntime.stats of a node at its configured address (with its password, if any)."""
-    try:
-        password = config.settings.get("requirepass") or None
-        return adapter_for(config.engine).stats(config.host, config.port, timeout, password=password)
-    except Exception:  # not answering (OSError, RespError, ...): nothing to tell, by contract
-        return {}
-
-
 class TcpNodeCommands:
     """Mixin: needs `inspect(name) -> NodeInfo | None` and `_config_of(name) -> NodeConfig | None`
     from the runtime it is mixed into."""
@@ -44,12 +35,6 @@ class TcpNodeCommands:
     def _config_of(self, name: str) -> NodeConfig | None:  # provided by the runtime
         raise NotImplementedError
 
-    def stats(self, name: str, timeout: float) -> dict[str, str]:
-        try:
-            config = self._config_of(name)
-        except Exception:  # the docker runtime asks the engine: never raises, by contract
-            return {}
-        return {} if config is None else stats_of(config, timeout)
     _stats: StatsReader  # set by the runtime's __init__
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:

@@ -50,7 +50,6 @@ class _FakeNode:
     ready_reported: bool = False  # wait_ready said so once for this start
     data: dict[str, str] = field(default_factory=dict)  # its keys, as set_data put them
     seed: str | None = None  # the seed it was last started with
-    stats: dict[str, str] = field(default_factory=dict)  # what node_stats reports (set_stats)
     cpu_seconds: float = 0.0
 
 
@@ -216,25 +215,6 @@ class FakeRuntime:
         offset = self._offsets.get(name, followed)
         return {"master_link_status": "up", "slave_repl_offset": str(offset)}
 
-    def stats(self, name: str, timeout: float) -> Mapping[str, str]:
-        """What the node's counters would say: its role and offsets, the size of its data, plus
-        whatever set_stats put there; empty for a node that would not answer."""
-        with self._lock:
-            self.calls.append(("stats", name))
-            node = self._nodes.get(name)
-            if node is None or node.state is not NodeState.RUNNING or node.hung:
-                return {}
-            size = sum(len(k) + len(v) for k, v in self._data_seen(node).items())
-            if node.config.engine == "memcached":
-                fields = {"bytes": str(size), "curr_connections": "0", "cmd_get": "0", "cmd_set": "0"}
-            else:
-                # An empty redis holds about 1 MB of its own.
-                fields = {"role": node.role or "master", "used_memory": str(EMPTY_REDIS_MEMORY + size),
-                          "connected_clients": "0",
-                          "instantaneous_ops_per_sec": "0", **self._replication(name, node)}
-            fields.update(self._stats.get(name, {}))
-            return fields
-
     def wait_ready(self, name: str, timeout: float) -> bool:
         """As a node reporting READY=1: True once per start, at once, for a running node that
         will answer its next probe; otherwise a real pause of at most PROBE_PAUSE (as for nodes
@@ -316,19 +296,27 @@ class FakeRuntime:
         return len(content)
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:
-        """What set_stats put, plus what the fake knows itself: role and keys (redis/valkey)."""
+        """What the node's counters would say: its role and offsets, the size of its data and
+        its keys, plus whatever set_stats put there; None for a node that would not answer."""
         with self._lock:
             self.calls.append(("node_stats", name))
             node = self._nodes.get(name)
             if node is None or node.state is not NodeState.RUNNING or node.hung:
                 return None
-            fields = dict(node.stats)
+            data = self._data_seen(node)
+            size = sum(len(k) + len(v) for k, v in data.items())
             reads = writes = None
+            if node.config.engine == "memcached":
+                fields = {"bytes": str(size), "curr_connections": "0", "cmd_get": "0", "cmd_set": "0"}
+            else:
+                # An empty redis holds about 1 MB of its own.
+                fields = {"role": node.role or "master", "used_memory": str(EMPTY_REDIS_MEMORY + size),
+                          "connected_clients": "0", "instantaneous_ops_per_sec": "0",
+                          **self._replication(name, node)}
+                if data:
+                    fields["db0"] = f"keys={len(data)},expires=0,avg_ttl=0"
+            fields.update(self._stats.get(name, {}))
             if node.config.engine != "memcached":
-                fields.setdefault("role", node.role or "master")
-                keys = len(self._data_seen(node))
-                if keys:
-                    fields.setdefault("db0", f"keys={keys},expires=0,avg_ttl=0")
                 reads, writes = int(fields.get("fake_read_calls", 0)), int(fields.get("fake_write_calls", 0))
             return NodeStats(engine=node.config.engine, fields=fields, cpu_seconds=node.cpu_seconds,
                              at=time.monotonic(), read_calls=reads, write_calls=writes)
@@ -401,12 +389,10 @@ class FakeRuntime:
         """The engine fields node_stats reports from now on (INFO's or memcached's names; the
         read/write command calls as fake_read_calls / fake_write_calls), and its CPU seconds."""
         with self._lock:
-            self._stats[name] = dict(fields)  # stats() reports them on top of what the fake derives
+            self._stats[name] = dict(fields)  # on top of what the fake derives
             node = self._nodes.get(name)
-            if node is not None:
-                node.stats = dict(fields)
-                if cpu_seconds is not None:
-                    node.cpu_seconds = cpu_seconds
+            if node is not None and cpu_seconds is not None:
+                node.cpu_seconds = cpu_seconds
 
     def set_data(self, name: str, data: Mapping[str, str]) -> None:
         """The keys a node holds (as if a client had written them)."""

@@ -73,10 +73,10 @@ def test_a_down_node_is_unhealthy_and_not_read(world: World, client: TestClient)
     assert _nodes(client)["web/0001"]["healthy"] is True
     world.runtime.crash(name)
     world.clock.advance(5)
-    reads = world.runtime.calls.count(("stats", name))
+    reads = world.runtime.calls.count(("node_stats", name))
     node = _nodes(client)["web/0001"]
     assert (node["healthy"], node["role"], node["used_memory_bytes"]) == (False, None, None)
-    assert world.runtime.calls.count(("stats", name)) == reads
+    assert world.runtime.calls.count(("node_stats", name)) == reads
 
 
 def test_readings_are_kept_a_second(world: World, client: TestClient) -> None:
@@ -88,7 +88,7 @@ def test_readings_are_kept_a_second(world: World, client: TestClient) -> None:
     world.runtime.set_stats(name, {"connected_clients": "2"})
     for _ in range(5):  # a refresh storm: one reading
         assert _nodes(client)["web/0001"]["connected_clients"] == 1
-    assert world.runtime.calls.count(("stats", name)) == 1
+    assert world.runtime.calls.count(("node_stats", name)) == 1
     world.clock.advance(1.0)
     assert _nodes(client)["web/0001"]["connected_clients"] == 2
 

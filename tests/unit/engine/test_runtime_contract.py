@@ -222,25 +222,28 @@ def test_stats_are_the_engines_own_counters(kit: Kit) -> None:
     runtime, _ = kit.listening()
     redis = kit.config(runtime, "r1")
     memcached = kit.config(runtime, "m1", "memcached")
-    assert runtime.stats("r1", 1.0) == {}  # no such node: nothing, never an error
+    assert runtime.node_stats("r1", 1.0) is None  # no such node: nothing, never an error
     runtime.start(redis)
     runtime.start(memcached)
     serving(runtime, "r1")
     serving(runtime, "m1")
-    fields = runtime.stats("r1", 1.0)
+    stats = runtime.node_stats("r1", 1.0)
+    assert stats is not None
+    fields = stats.fields
     assert fields["role"] == "master" and int(fields["used_memory"]) > 0
     for counter in ("connected_clients", "instantaneous_ops_per_sec", "master_repl_offset"):
         int(fields[counter])
-    fields = runtime.stats("m1", 1.0)
+    stats = runtime.node_stats("m1", 1.0)
+    assert stats is not None
     for counter in ("bytes", "curr_connections", "cmd_get", "cmd_set"):
-        int(fields[counter])
+        int(stats.fields[counter])
     runtime.pause("r1")
     try:
-        assert runtime.stats("r1", 0.2) == {}  # frozen: no answer within the timeout
+        assert runtime.node_stats("r1", 0.2) is None  # frozen: no answer within the timeout
     finally:
         runtime.resume("r1")
     runtime.kill("m1")
-    assert runtime.stats("m1", 1.0) == {}
+    assert runtime.node_stats("m1", 1.0) is None
 
 
 def test_nodes_are_readopted_by_a_new_runtime(real: Kit) -> None:
