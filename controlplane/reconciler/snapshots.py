@@ -229,8 +229,8 @@ class SnapshotReconciler:
         self._enqueue(source.key)  # a final snapshot's delete, or changes held back, go on
 
     def _release_if_held(self, rec: Snapshot, source: Source) -> None:
-        held = source.status.snapshotting == rec.id or source.status.snapshot_seq_done < rec.spec.source_seq
-        if held and rec.status.phase in ("available", "failed", None) and not self._jobs.running(rec.key):
+        if _holds(rec, source) and rec.status.phase in ("available", "failed", None) and not self._jobs.running(
+                rec.key):
             self._release(rec, source)
 
     def _emit_result(self, rec: Snapshot, source: Source | None, result: str) -> None:
@@ -300,8 +300,7 @@ class SnapshotReconciler:
         self.path(rec).unlink(missing_ok=True)
         if not rec.spec.copy_of:
             source = self._source(rec)
-            if source is not None and (source.status.snapshotting == rec.id
-                                       or source.status.snapshot_seq_done < rec.spec.source_seq):
+            if source is not None and _holds(rec, source):
                 self._release(rec, source)
         self._jobs.forget(rec.key)
         self._store.delete(rec.key)
@@ -329,6 +328,11 @@ class SnapshotReconciler:
         if isinstance(source, ReplicationGroup):
             return self._store.update(source.key, ReplicationGroup, change)
         return self._store.update(source.key, CacheCluster, change)
+
+
+def _holds(rec: Snapshot, source: Source) -> bool:
+    """Whether the source still reads "snapshotting" because of this snapshot."""
+    return source.status.snapshotting == rec.id or source.status.snapshot_seq_done < rec.spec.source_seq
 
 
 def _hold(c: CacheCluster, name: str | None) -> None:

@@ -6,6 +6,7 @@ never touched; everything the server started is stopped at the end."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -153,6 +154,17 @@ class LiveServer:
     def reset(self) -> None:
         req = urllib.request.Request(self.url + "/api/v1/reset", method="POST")
         urllib.request.urlopen(req, timeout=60).read()
+
+    def aws(self, *args: str) -> Any:
+        """`aws elasticache ARGS` (the cli installed with the service) against this server: its
+        JSON output, parsed; the command must succeed."""
+        command = [str(Path(sys.executable).with_name("aws")), "elasticache", "--endpoint-url", self.url,
+                   "--output", "json", *args]
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                   AWS_DEFAULT_REGION="us-east-1")
+        out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else None
 
     def client(self, service: str = "elasticache", **kwargs: Any) -> Any:
         return boto3.client(service, endpoint_url=self.url, region_name=kwargs.pop("region_name", "us-east-1"),

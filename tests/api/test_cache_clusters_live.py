@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,13 +42,7 @@ def test_redis_cluster_with_boto3_and_waiters(ec: Any) -> None:
 
 
 def test_aws_cli_session_as_documented(server: LiveServer, ec: Any) -> None:
-    aws = [str(Path(sys.executable).with_name("aws")), "elasticache", "--endpoint-url", server.url, "--output", "json"]
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-
-    def run(*args: str) -> Any:
-        out = subprocess.run([*aws, *args], env=env, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout) if out.stdout.strip() else None
+    run = server.aws
 
     run("create-cache-cluster", "--cache-cluster-id", "web", "--engine", "redis", "--cache-node-type",
         "cache.t3.micro", "--num-cache-nodes", "1")

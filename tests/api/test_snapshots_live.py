@@ -60,13 +60,7 @@ def _wait_snapshot(ec: Any, name: str, timeout: float = 120.0) -> None:
 
 
 def test_aws_cli_snapshot_and_restore_into_a_cluster_and_a_group(server: LiveServer, ec: Any) -> None:
-    aws = [str(Path(sys.executable).with_name("aws")), "elasticache", "--endpoint-url", server.url, "--output", "json"]
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-
-    def run(*args: str) -> Any:
-        out = subprocess.run([*aws, *args], env=env, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout) if out.stdout.strip() else None
+    run = server.aws
 
     run("create-cache-cluster", "--cache-cluster-id", "src", "--engine", "redis", "--cache-node-type",
         "cache.t3.small", "--num-cache-nodes", "1")
