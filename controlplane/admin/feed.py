@@ -1,8 +1,8 @@
 """What the live feed says (GET /api/v1/stream), from three sources:
 
 - the store: every committed change or delete of a record -> `resource` {kind, account, region, id,
-  status} with the status the API shows (null once deleted). A write that changed nothing (the
-  control loop's resync rewrites each record as it was) says nothing;
+  status} with the status the API shows (null once deleted). The store tells no write that
+  changed nothing, so a resync of settled resources says nothing;
 - the event log: every event -> `event` {account, region, source_type, source_id, message, date};
 - the health monitor: a node's first answer, down, up again, a new role -> `node` {account, region,
   node, cache_cluster_id, node_id, replication_group_id, healthy, role}.
@@ -28,7 +28,6 @@ class Feed:
         self._broadcaster = broadcaster
         self._store = store
         self._clock = clock
-        self._last: dict[ResourceKey, Record] = {}  # each record as last written (the store's own objects)
 
     def attach(self, events: EventLog, health: HealthMonitor) -> None:
         """Listen to the store, the event log and the health monitor."""
@@ -37,10 +36,7 @@ class Feed:
         health.listen(self.health_changed)
 
     def record_changed(self, key: ResourceKey, record: Record | None) -> None:
-        before = self._last.pop(key, None) if record is None else self._last.get(key)
-        if record is not None:
-            self._last[key] = record
-        if not self._broadcaster.listening or (record is not None and record == before):
+        if not self._broadcaster.listening:
             return
         status: str | None = None
         if isinstance(record, ServiceUpdate):

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from controlplane import catalog
 from controlplane.dashboard import actions, views
 from controlplane.dashboard.backend import DashboardBackend, events_of, snapshots_of
 from controlplane.dashboard.docs import docs_router
+from controlplane.dashboard.rendered import ChangeVersion, RenderedTables
 from controlplane.handlers.cache_clusters import describe_cache_clusters
 from controlplane.handlers.context import RequestContext
 from controlplane.handlers.engines import describe_cache_engine_versions
@@ -57,16 +59,22 @@ def _ago(when: datetime, now: datetime) -> str:
 
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    # The templates ship with the package and do not change under a running service: no stat()
+    # of every template file on every render.
+    templates.env.auto_reload = False
     templates.env.filters["utc"] = lambda d: d.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if d else "-"
     templates.env.globals["ago"] = _ago
     return templates
 
 
 def install(app: FastAPI) -> None:
-    """The dashboard on `app`: pages, actions, static assets, and the offline /docs."""
+    """The dashboard on `app` (whose state.service is set): pages, actions, static assets, and
+    the offline /docs."""
     templates = make_templates()
+    backend: DashboardBackend = app.state.service
+    tables = RenderedTables(ChangeVersion(backend.store, backend.health))
     app.mount("/dashboard/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
-    app.include_router(page_router(templates))
+    app.include_router(page_router(templates, tables))
     app.include_router(actions.action_router(templates))
     app.include_router(docs_router())
 
@@ -91,14 +99,20 @@ def _common(request: Request, account: str | None, region: str | None) -> dict[s
                 f"?{request.url.query}" if request.url.query else "")}
 
 
-def page_router(templates: Jinja2Templates) -> APIRouter:
+def page_router(templates: Jinja2Templates, tables: RenderedTables) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     render = templates.TemplateResponse
+    caches_template = templates.get_template("fragments/caches.html")
 
-    def overview_data(request: Request, account: str | None, region: str | None) -> dict[str, Any]:
-        backend = backend_of(request)
-        found = [c for ctx in _scope(request, account, region) for c in views.caches(backend, ctx)]
-        return {**_common(request, account, region), "caches": found}
+    def caches_table(request: Request, account: str | None, region: str | None) -> Markup:
+        """The table of caches (kept until something it shows changes: controlplane.dashboard.rendered)."""
+        def fresh() -> str:
+            backend = backend_of(request)
+            found = [c for ctx in _scope(request, account, region) for c in views.caches(backend, ctx)]
+            return caches_template.render(request=request, caches=found, account=account or "",
+                                          region=region or "")
+
+        return Markup(tables.get((account, region, request.url.netloc), fresh))
 
     def recent_events(request: Request, account: str | None, region: str | None) -> dict[str, Any]:
         events = sorted((e for ctx in _scope(request, account, region) for e in events_of(ctx, limit=20)),
@@ -113,7 +127,7 @@ def page_router(templates: Jinja2Templates) -> APIRouter:
         now = backend.clock.monotonic()
         zones = [(az, max(0.0, down[az] - now) if az in down and down[az] > now else None)
                  for az in catalog.availability_zones(zone_region)]
-        return render(request, "overview.html", {**overview_data(request, account, region),
+        return render(request, "overview.html", {"caches_table": caches_table(request, account, region),
                                                   **recent_events(request, account, region), "zones": zones,
                                                   "zone_region": zone_region,
                                                   "clock_offset": backend.clock.offset().total_seconds()})
@@ -121,7 +135,32 @@ def page_router(templates: Jinja2Templates) -> APIRouter:
     @router.get("/dashboard/fragments/caches", response_class=HTMLResponse)
     def caches_fragment(request: Request, account: str | None = Query(None),
                         region: str | None = Query(None)) -> Response:
-        return render(request, "fragments/caches.html", overview_data(request, account, region))
+        return HTMLResponse(caches_table(request, account, region))
+
+    @router.get("/dashboard/fragments/cache-row", response_class=HTMLResponse)
+    def cache_row(request: Request, kind: Literal["cache-cluster", "replication-group"] = Query(...),
+                  id: str = Query(...),
+                  account: str | None = Query(None), region: str | None = Query(None)) -> Response:
+        """The overview row showing one cache, for the live feed's message about it: a cache
+        cluster that belongs to a replication group is shown by the group's row. 204 when the
+        cache is gone (the page removes its row)."""
+        backend = backend_of(request)
+        ctx = context(request, account, region)
+        try:
+            if kind == "cache-cluster":
+                found = describe_cache_clusters(ctx, {"CacheClusterId": id, "ShowCacheNodeInfo": True})[
+                    "CacheClusters"][0]
+                group_id = found.get("ReplicationGroupId")
+                view = views.cluster(backend, ctx, found) if not group_id else None
+            else:
+                group_id, view = id, None
+            if view is None:
+                assert group_id is not None
+                group = describe_replication_groups(ctx, {"ReplicationGroupId": group_id})["ReplicationGroups"][0]
+                view = views.group(backend, ctx, group)
+        except ServiceError:  # gone (or never there): nothing to show
+            return Response(status_code=204)
+        return render(request, "fragments/cache_row.html", {"c": view})
 
     @router.get("/dashboard/fragments/events", response_class=HTMLResponse)
     def events_fragment(request: Request, account: str | None = Query(None),

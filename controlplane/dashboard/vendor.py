@@ -46,6 +46,11 @@ PINS: tuple[Pin, ...] = (
     Pin("htmx-ext-sse", "2.2.4",
         "sha512-LJmxVhykyflBWgh5PvbRidcyuqMHlgfajmmzumvKctv9puvsufeH6OaejSMZTNTnEI8O2wXXn4ZZtBdpEMqmEQ==",
         ("LICENSE", "dist/sse.min.js"), "htmx-ext-sse"),
+    # Live fragments are morphed into the page (only what changed is touched), not replaced: a
+    # 100-row table replaced whole cost the browser ~100 ms of layout on every change.
+    Pin("idiomorph", "0.8.0",
+        "sha512-R47JBL+6jHDQvcnbppIUtXXcxi5h6+wuCEEZXnRhUltsgzPFKzThL5PuHppP9ypJuy+7WawcY1TsSBD/iQbMhw==",
+        ("LICENSE", "dist/idiomorph-ext.min.js"), "idiomorph"),
     Pin("uplot", "1.6.32",
         "sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw==",
         ("LICENSE", "dist/uPlot.iife.min.js", "dist/uPlot.min.css"), "uplot"),

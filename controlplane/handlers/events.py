@@ -47,13 +47,31 @@ def describe_events(ctx: RequestContext, params: m.DescribeEventsMessage) -> m.E
         raise v.invalid("StartTime must be before EndTime.")
     # Events are kept for 14 days.
     start = max(start, now - RETENTION)
+    size = v.page_size(params.get("MaxRecords"))
+    after = v.marker_number(params["Marker"]) if params.get("Marker") else None
+    # One more than a page: whether there is a next page, without reading the rest.
     events = ctx.services.store.events(ctx.account, ctx.region, start, end, source_type,
-                                       source_id.lower() if source_id else None)
-    chunk, marker = v.page(events, params.get("MaxRecords"), params.get("Marker"), key=lambda e: e.seq)
+                                       source_id.lower() if source_id else None, after_seq=after, limit=size + 1)
+    chunk = events[:size]
     out: m.EventsMessage = {"Events": [cast(m.Event, shapes.event(e)) for e in chunk]}
-    if marker:
-        out["Marker"] = marker
+    if len(events) > size:
+        out["Marker"] = str(chunk[-1].seq)
     return out
+
+
+def recent_events(ctx: RequestContext, limit: int, sources: dict[str, str] | None = None) -> list[m.Event]:
+    """The newest `limit` events kept (DescribeEvents' 14 days), newest first: of every source,
+    or of `sources` only (identifier -> SourceType, as DescribeEvents filters them). Not an AWS
+    operation: what a timeline shows, read newest first instead of paging through two weeks."""
+    now = ctx.services.clock.now()
+    store = ctx.services.store
+    wanted: list[tuple[str | None, str | None]] = (
+        [(None, None)] if sources is None else [(kind, ident.lower()) for ident, kind in sources.items()])
+    found = [e for kind, ident in wanted
+             for e in store.events(ctx.account, ctx.region, now - RETENTION, now, kind, ident, limit=limit,
+                                   newest_first=True)]
+    found.sort(key=lambda e: e.seq, reverse=True)
+    return [cast(m.Event, shapes.event(e)) for e in found[:limit]]
 
 
 HANDLERS: HandlerTable = {"DescribeEvents": describe_events}

@@ -152,25 +152,34 @@ def tag_records(items: Sequence[m.Tag]) -> list[Tag]:
     return [Tag(key=k, value=val) for k, val in tags(items).items()]
 
 
+def page_size(max_records: int | None, default: int = 100, low: int = 20, high: int = 100) -> int:
+    """MaxRecords as AWS takes it: absent means `default`, else it must be within [low, high]."""
+    if max_records is None:
+        return default
+    if not low <= max_records <= high:
+        raise invalid(f"MaxRecords must be between {low} and {high}.")
+    return max_records
+
+
+def marker_number(marker: str) -> int:
+    """Our markers are numbers (an index or a creation sequence); anything else is refused."""
+    if not marker.isascii() or not marker.isdigit() or len(marker) > 18:
+        raise invalid(f"Invalid marker: {marker}")
+    return int(marker)
+
+
 def page(items: Sequence[T], max_records: int | None, marker: str | None, default: int = 100,
          low: int = 20, high: int = 100, key: Callable[[T], int] | None = None) -> tuple[list[T], str | None]:
     """Marker/MaxRecords paging as AWS does it: MaxRecords in [low, high]; the marker is opaque.
     With `key` (a unique number per item, ascending in `items`: a creation sequence) the marker
     names the last item returned, so resources deleted or created between pages neither shift
     nor repeat the next page; without it (fixed lists), it is the index of the next item."""
-    if max_records is None:
-        size = default
-    elif not low <= max_records <= high:
-        raise invalid(f"MaxRecords must be between {low} and {high}.")
-    else:
-        size = max_records
+    size = page_size(max_records, default, low, high)
     start = 0
     if marker:
-        if not marker.isascii() or not marker.isdigit() or len(marker) > 18:
-            raise invalid(f"Invalid marker: {marker}")
         if key is not None:
-            start = bisect.bisect_right(items, int(marker), key=key)
-        elif int(marker) > len(items):
+            start = bisect.bisect_right(items, marker_number(marker), key=key)
+        elif marker_number(marker) > len(items):
             raise invalid(f"Invalid marker: {marker}")
         else:
             start = int(marker)

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,6 +44,11 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_scope ON events (account, region, date);
 """
+
+
+def _utc_text(when: datetime) -> str:
+    """How event dates are stored: UTC ISO text, whose order is the order of time."""
+    return when.astimezone(UTC).isoformat()
 
 
 class Store:
@@ -130,6 +135,10 @@ class Store:
             assert isinstance(current, model)
             record = current.model_copy(deep=True)
             change(record)
+            if record == current:
+                # Nothing changed (a resync re-reconciling a settled resource): no write, and
+                # no listener (the live feed) told of a change that did not happen.
+                return record
             self._write(record, seq)
         self._tell()
         return record
@@ -179,7 +188,7 @@ class Store:
                 "INSERT INTO events (account, region, source_type, source_id, message, date)"
                 " VALUES (?,?,?,?,?,?)",
                 (event.account, event.region, event.source_type, event.source_id, event.message,
-                 event.date.isoformat()),
+                 _utc_text(event.date)),
             )
 
     def events(
@@ -190,17 +199,33 @@ class Store:
         end: datetime,
         source_type: str | None = None,
         source_id: str | None = None,
+        *,
+        after_seq: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[Event]:
-        """Events of one account and region in [start, end], oldest first."""
-        query = "SELECT source_type, source_id, message, date, seq FROM events WHERE account=? AND region=?"
-        args: list[str] = [account, region]
+        """Events of one account and region in [start, end], oldest first (or newest first): those
+        after `after_seq` (a page's marker), at most `limit` of them.
+
+        The window and the page are asked of SQLite (by the (account, region, date) index), so a
+        page costs what it returns rather than every event kept. Dates are stored as UTC ISO
+        text, which sorts as time does; the exact comparison below stays as the final word."""
+        query = ("SELECT source_type, source_id, message, date, seq FROM events WHERE account=? AND region=?"
+                 " AND date>=? AND date<=?")
+        args: list[str | int] = [account, region, _utc_text(start), _utc_text(end)]
+        if after_seq is not None:
+            query += " AND seq>?"
+            args.append(after_seq)
         if source_type is not None:
             query += " AND source_type=?"
             args.append(source_type)
         if source_id is not None:
             query += " AND source_id=?"
             args.append(source_id)
-        query += " ORDER BY seq"
+        query += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
+        if limit is not None:
+            query += " LIMIT ?"
+            args.append(limit)
         with self._lock:
             rows: Iterable[tuple[str, str, str, str, int]] = self._db.execute(query, args).fetchall()
         out = []

@@ -28,7 +28,72 @@
     feedState("live", "live");
     // What changed between this page's rendering and the feed's (re)connection was never sent
     // to it: every live fragment re-fetches itself once.
-    document.querySelectorAll('[hx-trigger*="sse:"]').forEach(function (el) { htmx.trigger(el, "refresh"); });
+    document.querySelectorAll('[hx-trigger*="refresh"]').forEach(function (el) { htmx.trigger(el, "refresh"); });
+  });
+
+  // ---- the overview's rows: one cache's message re-fetches that cache's row only ------------
+  // Replacing the whole 100-row table on every message cost the browser ~100 ms of layout and
+  // queued each change behind the previous fetch. A row being fetched when another message about
+  // it comes is fetched once more afterwards (never more), so the row ends at the latest state.
+  var rowFetches = {};
+  function rowSelector(kind, id) {
+    return 'tr[data-kind="' + CSS.escape(kind) + '"][data-cache="' + CSS.escape(id) + '"]';
+  }
+  function recount(tbody) {
+    var count = document.querySelector("#caches caption .count");
+    if (count) count.textContent = tbody.querySelectorAll("tr[data-cache]").length;
+  }
+  function placeRow(tbody, kind, id, html) {
+    var old = tbody.querySelector(rowSelector(kind, id));
+    if (!html) {  // gone
+      if (old) { old.remove(); recount(tbody); }
+      return;
+    }
+    var tpl = document.createElement("template");
+    tpl.innerHTML = html.trim();
+    var row = tpl.content.querySelector("tr[data-cache]");
+    if (!row) return;
+    // A member cluster's message answers with its group's row: place that one.
+    var shown = tbody.querySelector(rowSelector(row.getAttribute("data-kind"), row.getAttribute("data-cache")));
+    if (shown) { shown.replaceWith(row); return; }
+    var empty = tbody.querySelector("td.empty");
+    if (empty) empty.parentNode.remove();
+    // Groups are listed first, then clusters: a new group goes before the first cluster.
+    var firstCluster = row.getAttribute("data-kind") === "replication-group" &&
+      tbody.querySelector('tr[data-kind="cache-cluster"]');
+    if (firstCluster) tbody.insertBefore(row, firstCluster); else tbody.appendChild(row);
+    recount(tbody);
+  }
+  function fetchRow(kind, id, account, region) {
+    var key = [kind, id, account, region].join("|");
+    if (rowFetches[key]) { rowFetches[key] = "again"; return; }
+    rowFetches[key] = "busy";
+    var query = new URLSearchParams({ kind: kind, id: id, account: account, region: region });
+    fetch("/dashboard/fragments/cache-row?" + query, { headers: { accept: "text/html" } }).then(function (r) {
+      if (r.status === 204) return "";
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.text();
+    }).then(function (html) {
+      var tbody = document.querySelector("#caches table.caches tbody");
+      if (tbody) placeRow(tbody, kind, id, html);
+    }).catch(function () {
+      htmx.trigger(document.getElementById("caches"), "refresh");  // the whole table instead
+    }).finally(function () {
+      var again = rowFetches[key] === "again";
+      delete rowFetches[key];
+      if (again) fetchRow(kind, id, account, region);
+    });
+  }
+  document.addEventListener("htmx:sseMessage", function (ev) {
+    if (!ev.target || ev.target.id !== "caches-feed" || !ev.detail || !ev.detail.data) return;
+    var msg;
+    try { msg = JSON.parse(ev.detail.data); } catch (e) { return; }
+    if (ev.detail.type === "node") {
+      if (msg.replication_group_id) fetchRow("replication-group", msg.replication_group_id, msg.account, msg.region);
+      else if (msg.cache_cluster_id) fetchRow("cache-cluster", msg.cache_cluster_id, msg.account, msg.region);
+    } else if (msg.kind === "cache-cluster" || msg.kind === "replication-group") {
+      fetchRow(msg.kind, msg.id, msg.account, msg.region);
+    }
   });
   document.addEventListener("htmx:sseError", function () { feedState("reconnecting", "reconnecting…"); });
 

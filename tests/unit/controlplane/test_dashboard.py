@@ -71,6 +71,39 @@ def test_the_overview_lists_every_cache_with_endpoints_roles_and_health(world: W
     assert newest in page and newest in client.get("/dashboard/fragments/events").text
 
 
+def test_a_caches_row_alone_for_the_live_feed(world: World, client: TestClient) -> None:
+    """The row the page re-fetches on a message about one cache: a member cluster is shown by its
+    group's row, a cache that is gone answers 204 (the page drops its row)."""
+    world.call("CreateCacheCluster", CacheClusterId="web", **REDIS)
+    _make(world, clusters=2)
+    world.settle()
+    row = client.get("/dashboard/fragments/cache-row", params={"kind": "cache-cluster", "id": "web"})
+    assert row.status_code == 200 and row.text.count("<tr") == 1
+    assert 'data-cache="web" data-kind="cache-cluster"' in row.text and "cache-status" in row.text
+    member = client.get("/dashboard/fragments/cache-row", params={"kind": "cache-cluster", "id": "rg-002"})
+    assert 'data-cache="rg" data-kind="replication-group"' in member.text and "rg-002" in member.text
+    group = client.get("/dashboard/fragments/cache-row", params={"kind": "replication-group", "id": "rg"})
+    assert group.text == member.text
+    # The same markup as the table's row.
+    assert group.text.strip() in client.get("/dashboard/fragments/caches").text
+    for kind, gone in (("cache-cluster", "nope"), ("replication-group", "nope")):
+        assert client.get("/dashboard/fragments/cache-row", params={"kind": kind, "id": gone}).status_code == 204
+    assert client.get("/dashboard/fragments/cache-row", params={"kind": "user", "id": "web"}).status_code == 422
+
+
+def test_the_table_is_rendered_again_only_when_something_it_shows_changed(world: World,
+                                                                          client: TestClient) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="web", **REDIS)
+    world.settle()
+    first = client.get("/dashboard/fragments/caches").text
+    assert client.get("/dashboard/fragments/caches").text == first
+    world.call("CreateCacheCluster", CacheClusterId="two", **REDIS)
+    assert 'data-cache="two"' in client.get("/dashboard/fragments/caches").text  # a write moved the version
+    world.settle()
+    world.service.health.probe_all()  # first answers: told by the health monitor
+    assert "health-healthy" in client.get("/dashboard/fragments/caches").text
+
+
 def test_the_overview_filters_by_account_and_region(world: World, client: TestClient) -> None:
     world.call("CreateCacheCluster", CacheClusterId="here", **REDIS)
     other = world.service.services.context("111122223333", "eu-west-1")
