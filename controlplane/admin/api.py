@@ -29,7 +29,6 @@ from controlplane.admin.base import (
 )
 from controlplane.admin.bodies import BodyModels
 from controlplane.admin.clusters import cluster_router
-from controlplane.admin.faults import FaultError
 from controlplane.admin.groups import group_router
 from controlplane.admin.nodes import node_router
 from controlplane.admin.snapshots import snapshot_router
@@ -126,35 +125,37 @@ def admin_router() -> APIRouter:
     router.add_api_route("/moto-api/reset", reset, methods=["POST"], response_model=ResetResult,
                          tags=["admin"], summary="moto-compatible reset")
 
-    @router.post("/api/v1/faults/node", response_model=FaultResult, tags=["faults"],
+    router.include_router(fault_router())
+    bodies = BodyModels()
+    for part in (cluster_router(bodies), group_router(bodies), node_router(), snapshot_router(bodies),
+                 event_router(), stream_router(), clock_router()):
+        router.include_router(part)
+    return router
+
+
+def fault_router() -> APIRouter:
+    """Fault injection; refusals answer as the resource routes do (AWS's codes and statuses)."""
+    router = APIRouter(route_class=AwsErrorRoute, tags=["faults"], responses=ERRORS)
+
+    @router.post("/api/v1/faults/node", response_model=FaultResult,
                  summary="Kill, stop, freeze (pause) or resume a cache node")
     def node_fault(request: Request, fault: NodeFault) -> FaultResult:
-        try:
-            message = service_of(request).faults.node(fault.account, fault.region, fault.cluster_id, fault.node_id,
-                                                    fault.action)
-        except FaultError as exc:
-            raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
+        message = service_of(request).faults.node(fault.account, fault.region, fault.cluster_id, fault.node_id,
+                                                fault.action)
         return FaultResult(message=message, nodes=[f"{fault.cluster_id}/{fault.node_id}"])
 
-    @router.post("/api/v1/faults/availability-zone", response_model=FaultResult, tags=["faults"],
+    @router.post("/api/v1/faults/availability-zone", response_model=FaultResult,
                  summary="Interrupt an availability zone: every node placed in it goes down for a while")
     def az_fault(request: Request, fault: AzFault) -> FaultResult:
-        try:
-            nodes = service_of(request).faults.interrupt_az(fault.availability_zone, fault.seconds)
-        except FaultError as exc:
-            raise HTTPException(status_code=exc.status, detail=str(exc)) from exc
+        nodes = service_of(request).faults.interrupt_az(fault.availability_zone, fault.seconds)
         return FaultResult(message=f"{fault.availability_zone} interrupted for {fault.seconds:g} s", nodes=nodes)
 
-    @router.delete("/api/v1/faults/availability-zone/{az}", response_model=FaultResult, tags=["faults"],
+    @router.delete("/api/v1/faults/availability-zone/{az}", response_model=FaultResult,
                    summary="End an availability-zone interruption now")
     def az_restore(request: Request, az: str) -> FaultResult:
         service_of(request).faults.restore_az(az)
         return FaultResult(message=f"{az} restored")
 
-    bodies = BodyModels()
-    for part in (cluster_router(bodies), group_router(bodies), node_router(), snapshot_router(bodies),
-                 event_router(), stream_router(), clock_router()):
-        router.include_router(part)
     return router
 
 

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from controlplane.clock import Clock
+from controlplane.handlers import validate as v
+from controlplane.model.errors import CacheClusterNotFoundFault, InvalidCacheClusterStateFault
 from controlplane.reconciler.infra import Infra, node_name
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ResourceKey
@@ -16,14 +18,6 @@ from controlplane.state.store import Store
 from engine import RuntimeError_
 
 NODE_ACTIONS = ("kill", "stop", "pause", "resume")
-
-
-class FaultError(Exception):
-    """The fault cannot be applied (unknown node, node not running); `status` is the HTTP one."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -44,16 +38,19 @@ class FaultInjector:
 
     def node(self, account: str, region: str, cluster_id: str, node_id: str, action: str) -> str:
         if action not in NODE_ACTIONS:
-            raise FaultError(f"unknown action {action!r}: use one of {', '.join(NODE_ACTIONS)}")
+            raise v.invalid(f"Unknown fault action {action!r}: use one of {', '.join(NODE_ACTIONS)}.")
         cluster = self._store.get(ResourceKey(CacheCluster.KIND, account, region, cluster_id.lower()), CacheCluster)
-        if cluster is None or cluster.node(node_id) is None:
-            raise FaultError(f"no node {node_id} in cache cluster {cluster_id} ({account}, {region})", 404)
+        # Refusals are the errors AWS names for the same mistakes in RebootCacheCluster.
+        if cluster is None:
+            raise CacheClusterNotFoundFault(f"CacheCluster {cluster_id} not found.")
+        if cluster.node(node_id) is None:
+            raise v.invalid(f"Cache node {node_id} does not exist in cache cluster {cluster.id}.")
         name = node_name(account, region, cluster.id, node_id)
         runtime = self._infra.runtime
         try:
             {"kill": runtime.kill, "stop": runtime.stop, "pause": runtime.pause, "resume": runtime.resume}[action](name)
         except RuntimeError_ as exc:
-            raise FaultError(f"{action} of node {node_id} of {cluster.id} failed: {exc}", 409) from exc
+            raise InvalidCacheClusterStateFault(f"Cannot {action} cache node {node_id} of {cluster.id}: {exc}") from exc
         verb = {"kill": "killed", "stop": "stopped", "pause": "frozen", "resume": "resumed"}[action]
         message = f"Fault injection: cache node {node_id} {verb}"
         self._events.emit(account, region, "cache-cluster", cluster.id, message)
@@ -66,7 +63,7 @@ class FaultInjector:
         """Power off every node placed in `az` (all accounts) for `seconds`: nothing is started
         there until it is over, so failovers must pick replicas elsewhere."""
         if seconds <= 0:
-            raise FaultError("the duration must be positive")
+            raise v.invalid("The interruption's duration must be positive.")
         with self._lock:
             self._infra.down_azs[az] = self._clock.monotonic() + seconds
         hit: list[str] = []

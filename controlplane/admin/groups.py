@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from controlplane.admin.base import ACCOUNT, ERRORS, REGION, AwsErrorRoute, Paging, context_for
 from controlplane.admin.bodies import BodyModels, message, takes
-from controlplane.handlers.replicas import test_failover
+from controlplane.handlers.replicas import decrease_replica_count, increase_replica_count, test_failover
 from controlplane.handlers.replication_groups import (
     create_replication_group,
     delete_replication_group,
@@ -33,6 +33,12 @@ def group_router(bodies: BodyModels) -> APIRouter:
                        doc="ModifyReplicationGroup's members (the group is the path's)")
     failover = bodies.of(m.TestFailoverMessage, "TestFailover", without=("ReplicationGroupId",),
                          doc="TestFailover's members; no body (or no NodeGroupId): node group 0001")
+    increase = bodies.of(m.IncreaseReplicaCountMessage, "IncreaseReplicaCount", without=("ReplicationGroupId",),
+                         doc="IncreaseReplicaCount's members, e.g. {\"NewReplicaCount\": 2, "
+                             "\"ApplyImmediately\": true}")
+    decrease = bodies.of(m.DecreaseReplicaCountMessage, "DecreaseReplicaCount", without=("ReplicationGroupId",),
+                         doc="DecreaseReplicaCount's members, e.g. {\"NewReplicaCount\": 1, \"ApplyImmediately\": "
+                             "true} or {\"ReplicasToRemove\": [\"rg-003\"], \"ApplyImmediately\": true}")
 
     @router.get("/api/v1/replication-groups", response_model=m.ReplicationGroupMessage,
                 summary="Replication groups (DescribeReplicationGroups)")
@@ -89,5 +95,21 @@ def group_router(bodies: BodyModels) -> APIRouter:
         params = cast(m.TestFailoverMessage, {"NodeGroupId": NODE_GROUP,
                                               **message(body, ReplicationGroupId=group_id)})
         return test_failover(context_for(request, account, region), params)["ReplicationGroup"]
+
+    @router.post("/api/v1/replication-groups/{group_id}/increase-replica-count", response_model=m.ReplicationGroup,
+                 summary="Add replicas (IncreaseReplicaCount)")
+    @takes(increase)
+    def increase_replicas(request: Request, group_id: str, body: BaseModel, account: str | None = ACCOUNT,
+                          region: str | None = REGION) -> m.ReplicationGroup:
+        params = cast(m.IncreaseReplicaCountMessage, message(body, ReplicationGroupId=group_id))
+        return increase_replica_count(context_for(request, account, region), params)["ReplicationGroup"]
+
+    @router.post("/api/v1/replication-groups/{group_id}/decrease-replica-count", response_model=m.ReplicationGroup,
+                 summary="Remove replicas (DecreaseReplicaCount)")
+    @takes(decrease)
+    def decrease_replicas(request: Request, group_id: str, body: BaseModel, account: str | None = ACCOUNT,
+                          region: str | None = REGION) -> m.ReplicationGroup:
+        params = cast(m.DecreaseReplicaCountMessage, message(body, ReplicationGroupId=group_id))
+        return decrease_replica_count(context_for(request, account, region), params)["ReplicationGroup"]
 
     return router

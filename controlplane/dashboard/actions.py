@@ -17,7 +17,6 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from controlplane.admin.faults import FaultError
 from controlplane.dashboard.backend import DashboardBackend
 from controlplane.handlers import cache_clusters, replicas, replication_groups, snapshots
 from controlplane.handlers.context import RequestContext
@@ -212,8 +211,6 @@ def action_router(templates: Jinja2Templates) -> APIRouter:
             message = await run_in_threadpool(action.run, backend, who, fields)
         except ServiceError as err:
             return error_page(templates, request, err)
-        except FaultError as exc:
-            return refused(request, "FaultRefused", str(exc), exc.status)
         except Refused as exc:
             return refused(request, "InvalidParameterValue", str(exc), 400)
         back = _back(fields)

@@ -155,6 +155,22 @@ def test_create_modify_fail_over_and_delete_a_group(world: World, client: TestCl
     _same_error(client.post("/api/v1/replication-groups/rg/test-failover", json={"NodeGroupId": "0002"}),
                 world, "TestFailover", ReplicationGroupId="rg", NodeGroupId="0002")
 
+    grown = client.post("/api/v1/replication-groups/rg/increase-replica-count",
+                        json={"NewReplicaCount": 2, "ApplyImmediately": True})
+    assert grown.status_code == 200 and grown.json()["Status"] == "modifying", grown.text
+    world.settle()
+    assert client.get("/api/v1/replication-groups/rg").json()["MemberClusters"] == ["rg-001", "rg-002", "rg-003"]
+    shrunk = client.post("/api/v1/replication-groups/rg/decrease-replica-count",
+                         json={"ReplicasToRemove": ["rg-003"], "ApplyImmediately": True})
+    assert shrunk.status_code == 200 and shrunk.json()["Status"] == "modifying", shrunk.text
+    world.settle()
+    assert client.get("/api/v1/replication-groups/rg").json()["MemberClusters"] == ["rg-001", "rg-002"]
+    _same_error(client.post("/api/v1/replication-groups/rg/decrease-replica-count",
+                            json={"NewReplicaCount": 0, "ApplyImmediately": True}),
+                world, "DecreaseReplicaCount", ReplicationGroupId="rg", NewReplicaCount=0, ApplyImmediately=True)
+    bad = client.post("/api/v1/replication-groups/rg/increase-replica-count", json={"NewReplicaCount": "two"})
+    assert bad.status_code == 400 and bad.json()["code"] == "InvalidParameterValue", bad.text
+
     deleted = client.delete("/api/v1/replication-groups/rg", params={"retain_primary_cluster": "false"})
     assert deleted.status_code == 200 and deleted.json()["Status"] == "deleting", deleted.text
     world.settle()
@@ -214,3 +230,22 @@ def test_snapshot_refusals(world: World, client: TestClient) -> None:
                 world, "DescribeSnapshots", CacheClusterId="nope")
     assert client.post("/api/v1/snapshots/x/copy", json={}).json()["code"] == "MissingParameter"
     assert client.get("/api/v1/snapshots", params={"max_records": "many"}).status_code == 400
+
+
+def test_fault_refusals_answer_in_the_aws_error_shape(world: World, client: TestClient) -> None:
+    """Fault routes refuse as the resource routes do: AWS's code, status and side, not {"detail"}."""
+    reply = client.post("/api/v1/faults/node", json={"cluster_id": "nope", "action": "kill"})
+    assert reply.status_code == 404, reply.text
+    assert reply.json() == {"code": "CacheClusterNotFound", "message": "CacheCluster nope not found.",
+                            "type": "Sender"}
+    world.call("CreateCacheCluster", CacheClusterId="web", **REDIS)
+    world.settle()
+    for body, code in (({"cluster_id": "web", "action": "explode"}, "InvalidParameterValue"),
+                       ({"cluster_id": "web", "node_id": "0009", "action": "kill"}, "InvalidParameterValue"),
+                       ({"cluster_id": "web"}, "MissingParameter")):
+        reply = client.post("/api/v1/faults/node", json=body)
+        assert reply.status_code == 400 and reply.json()["code"] == code, (body, reply.text)
+    reply = client.post("/api/v1/faults/availability-zone", json={"availability_zone": "us-east-1a", "seconds": 0})
+    assert reply.status_code == 400 and reply.json()["code"] == "InvalidParameterValue", reply.text
+    ok = client.post("/api/v1/faults/node", json={"cluster_id": "web", "action": "kill"})
+    assert ok.status_code == 200 and ok.json()["nodes"] == ["web/0001"]

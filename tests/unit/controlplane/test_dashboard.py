@@ -192,7 +192,7 @@ def test_faults_from_the_page(world: World, client: TestClient) -> None:
     assert "interrupted" in client.get("/dashboard").text
     assert _act(client, "zone-up", az="us-east-1a")[0] == 303 and not world.service.infra.down_azs
     status, text = _act(client, "node-fault", cluster_id="rg-009", node_id="0001", fault="kill")
-    assert status == 404 and "no node 0001 in cache cluster rg-009" in text
+    assert status == 404 and "CacheClusterNotFound" in text and "rg-009 not found" in text
 
 
 def test_the_clock_advances_from_the_page(world: World, client: TestClient) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.admin.faults import FaultError
+from controlplane.model.errors import CacheClusterNotFoundFault, InvalidParameterValueException
 from tests.unit.controlplane.conftest import World
 from tests.unit.controlplane.test_replication_groups import NODE, _make, _roles
 
@@ -92,11 +92,16 @@ def test_nodes_down_in_an_interrupted_zone_do_not_read_available(world: World) -
 
 
 def test_bad_faults_are_refused(world: World) -> None:
-    with pytest.raises(FaultError) as err:
+    with pytest.raises(CacheClusterNotFoundFault):
         world.service.faults.node("123456789012", "us-east-1", "nope", "0001", "kill")
-    assert err.value.status == 404
-    with pytest.raises(FaultError):
+    with pytest.raises(InvalidParameterValueException):
         world.service.faults.node("123456789012", "us-east-1", "nope", "0001", "explode")
+    world.call("CreateCacheCluster", CacheClusterId="web", Engine="redis", CacheNodeType="cache.t3.micro")
+    world.settle()
+    with pytest.raises(InvalidParameterValueException, match="0009"):
+        world.service.faults.node("123456789012", "us-east-1", "web", "0009", "kill")
+    with pytest.raises(InvalidParameterValueException):
+        world.service.faults.interrupt_az("us-east-1a", 0)
 
 
 def test_a_frozen_standalone_node_is_recovered_and_leaves_auto_discovery(world: World) -> None:
