@@ -1,9 +1,11 @@
 # The README's two commands: `make serve` and `make test`. Each prepares what it needs first.
 .PHONY: serve test lint bootstrap bench openapi types examples vendor
 
+# Ctrl-C is how the service is stopped: its exit status 130 is not an error for make to report.
+SERVE = .venv/bin/elasticache-local serve
 serve:
 	@deploy/bootstrap.sh
-	.venv/bin/elasticache-local serve
+	@$(SERVE) || [ $$? -eq 130 ]
 
 test: lint
 	.venv/bin/python -m pytest -q -p no:cacheprovider

@@ -138,3 +138,14 @@ def test_nothing_to_do_says_nothing(machine: tuple[Path, dict[str, str]], tmp_pa
 def test_the_aws_cli_of_the_quick_start_comes_with_the_service() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert any(re.match(r"awscli\b", d) for d in project["dependencies"]), project["dependencies"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize(("status", "make_status"), [(130, 0), (3, 2)])
+def test_make_serve_stopped_with_ctrl_c_is_not_an_error(status: int, make_status: int) -> None:
+    """Ctrl-C stops `serve` with 130: make must not add `Error 130` under the service's own stop
+    message. Any other failure still fails make."""
+    done = subprocess.run(["make", "-s", "serve", f"SERVE=sh -c 'exit {status}'"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == make_status, done.stderr
+    assert ("Error" in done.stderr) == (make_status != 0), done.stderr
