@@ -38,6 +38,8 @@ def test_the_cli_refuses_too(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_allow_remote_is_a_setting_and_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ELASTICACHE_LOCAL_HOST", "ELASTICACHE_LOCAL_ALLOW_REMOTE"):
+        monkeypatch.delenv(name, raising=False)
     assert Settings().host == "127.0.0.1" and not Settings().allow_remote
     monkeypatch.setenv("ELASTICACHE_LOCAL_ALLOW_REMOTE", "true")
     assert Settings().allow_remote
