@@ -14,6 +14,10 @@ from controlplane.admin.broadcast import Broadcaster
 from controlplane.admin.faults import FaultInjector
 from controlplane.admin.feed import Feed
 from controlplane.admin.nodes import NodeStats
+from controlplane.auth.access import build_access
+from controlplane.auth.guard import AdminGuard
+from controlplane.auth.keys import AccessConfigError
+from controlplane.auth.resources import store_tags
 from controlplane.clock import Clock, RealClock
 from controlplane.dashboard import routes as dashboard
 from controlplane.handlers.context import Services
@@ -40,7 +44,7 @@ from controlplane.settings import Settings
 from controlplane.state.events import EventLog
 from controlplane.state.records import ResourceKey
 from controlplane.state.store import Store
-from engine import AddressAllocator, NodeRuntime, ProxyHub, loopback_aliases_work
+from engine import AddressAllocator, NodeRuntime, ProxyHub, loopback_aliases_work, private_dir
 
 log = logging.getLogger("elasticache_local")
 
@@ -87,10 +91,15 @@ def addressing_mode(settings: Settings) -> str:
 
 def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock: Clock | None = None,
                   hub: EndpointHub | None = None) -> Service:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)  # node data, passwords and keys live under it: this user only
     clock = clock or RealClock()
-    runtime = runtime or build_runtime(settings)
     store = Store(settings.data_dir / "state.sqlite3")
+    try:  # before the runtime: a bad credentials or policy file stops here, nothing started
+        access = build_access(settings, store_tags(store))
+    except AccessConfigError as exc:
+        store.close()
+        raise SystemExit(f"elasticache-local: {exc}") from exc
+    runtime = runtime or build_runtime(settings)
     events = EventLog(store, clock)
     mode = addressing_mode(settings)
     low, high = settings.port_bounds()
@@ -131,7 +140,8 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,
                         objects=objects)
-    query = QueryApi(api, all_handlers(), services, on_browser=dashboard.front_page, observe=metrics.observe_query)
+    query = QueryApi(api, all_handlers(), services, on_browser=dashboard.front_page, observe=metrics.observe_query,
+                     access=access)
     feed = Broadcaster()
     Feed(feed, store, clock).attach(events, health)
     return Service(settings=settings, api=api, store=store, events=events, clock=clock, runtime=runtime,
@@ -162,4 +172,7 @@ def create_app(settings: Settings, runtime: NodeRuntime | None = None, clock: Cl
     app.include_router(admin_router())
     install_metrics(app, service.metrics)
     dashboard.install(app)
+    if settings.guard_admin:
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        app.add_middleware(AdminGuard, token=token)
     return app

@@ -17,10 +17,12 @@ def _serve(args: argparse.Namespace) -> int:
     from controlplane.serve import serve
 
     overrides: dict[str, object] = {}
-    for name in ("host", "port", "data_dir", "runtime", "log_level"):
+    for name in ("host", "port", "data_dir", "runtime", "log_level", "profile", "credentials_file", "policy_file"):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
+    if args.allow_remote:
+        overrides["allow_remote"] = True
     settings = Settings(**overrides)  # type: ignore[arg-type]
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return serve(settings)
@@ -38,8 +40,11 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, obje
           timeout: float | None = 60) -> int:
     endpoint = _endpoint(args)
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{endpoint}{path}", method=method, data=data,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    token = Settings().admin_token  # the strict profile's JSON API needs it (ELASTICACHE_LOCAL_ADMIN_TOKEN)
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+    req = urllib.request.Request(f"{endpoint}{path}", method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             print(json.dumps(json.loads(resp.read()), indent=2))
@@ -69,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", type=Path)
     serve.add_argument("--runtime", choices=["process", "docker"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="listen on an address other machines can reach (e.g. --host 0.0.0.0)")
+    serve.add_argument("--profile", choices=["default", "strict"],
+                       help="strict: SigV4 signatures checked, JSON API and dashboard behind the admin token")
+    serve.add_argument("--credentials-file", type=Path, help="access keys to verify signatures with (JSON or INI)")
+    serve.add_argument("--policy-file", type=Path, help="IAM policies every Query API request is checked against")
     for name, help_text in (("status", "show the running service's health"),
                             ("reset", "delete every resource and stop every node")):
         p = sub.add_parser(name, help=help_text)

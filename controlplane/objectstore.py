@@ -8,10 +8,11 @@ reconciler (upload, download) use it, so it sits below both."""
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from engine import copy_private, private_dir
 
 # S3's bucket naming rule (3-63 characters: lower-case letters, digits, dots, hyphens).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -78,10 +79,10 @@ class LocalObjectStore:
 
     def upload(self, source: Path, bucket: str, key: str) -> None:
         dest = self.path(bucket, key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(dest.parent)
         partial = dest.with_name(dest.name + ".partial")
         try:
-            shutil.copyfile(source, partial)
+            copy_private(source, partial)
             partial.replace(dest)
         except OSError as exc:
             partial.unlink(missing_ok=True)
@@ -90,7 +91,7 @@ class LocalObjectStore:
     def download(self, bucket: str, key: str, dest: Path) -> None:
         source = self.path(bucket, key)
         try:
-            shutil.copyfile(source, dest)
+            copy_private(source, dest)
         except OSError as exc:
             raise ObjectStoreError(f"cannot read s3://{bucket}/{key} ({source}): {exc}") from exc
 

@@ -1,23 +1,26 @@
 """The Query API's HTTP face: `POST /` (form body) and `GET /?Action=...`.
 
-parse -> handler -> serialize, with the request's account and region taken from its SigV4
-credential. Handlers run on worker threads (they write SQLite); parsing is cheap and stays here.
+identify -> parse -> authorize -> handler -> serialize: the request's account and region come
+from its SigV4 credential (its signature checked when settings ask: controlplane.auth), its
+operation is checked against the policy file when there is one. Handlers run on worker threads
+(they write SQLite); identifying and parsing are cheap and stay here.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from controlplane.auth.access import Access
+from controlplane.auth.keys import Identity
+from controlplane.auth.sigv4 import HttpRequest
 from controlplane.handlers.context import AnyHandler, Services
 from controlplane.protocol.errors import ServiceError, internal_failure, not_implemented
 from controlplane.protocol.model import ApiModel
@@ -26,42 +29,20 @@ from controlplane.protocol.serializer import serialize_error, serialize_result
 
 log = logging.getLogger("elasticache_local.api")
 
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/")
-_ACCOUNT_KEY = re.compile(r"^\d{12}$")
-
-
-@dataclass(frozen=True)
-class Identity:
-    account: str
-    region: str
-
-
-def identity(headers: Mapping[str, str], query: Mapping[str, str], default_account: str,
-             default_region: str) -> Identity:
-    """Account from the access key, region from the SigV4 credential scope.
-
-    As moto does: an access key id of 12 digits is taken as the account id, so tests can act as
-    several accounts; any other key maps to the default account.
-    """
-    credential = headers.get("authorization", "")
-    m = _CREDENTIAL.search(credential)
-    if m is None and "X-Amz-Credential" in query:
-        m = _CREDENTIAL.search("Credential=" + query["X-Amz-Credential"])
-    if m is None:
-        return Identity(default_account, default_region)
-    key, region = m.group(1), m.group(2)
-    return Identity(key if _ACCOUNT_KEY.match(key) else default_account, region)
+__all__ = ["Identity", "QueryApi"]
 
 
 class QueryApi:
     def __init__(self, api: ApiModel, handlers: Mapping[str, AnyHandler], services: Services,
                  on_browser: Callable[[Request], Response] | None = None,
-                 observe: Callable[[str, float], None] | None = None) -> None:
+                 observe: Callable[[str, float], None] | None = None, access: Access | None = None) -> None:
         self.api = api
         self.handlers = dict(handlers)
         self.services = services
         self._on_browser = on_browser
         self._observe = observe  # told (operation, seconds) of every request answered (metrics)
+        settings = services.settings
+        self.access = access or Access(default_account=settings.default_account, default_region=settings.region)
         # Operations that only read the store's in-memory mirror (no SQLite, no runtime).
         self.inline_operations = frozenset({"DescribeCacheClusters", "DescribeReplicationGroups",
                                             "DescribeCacheEngineVersions", "ListTagsForResource"})
@@ -88,6 +69,7 @@ class QueryApi:
             if isinstance(request, ServiceError):
                 raise request
             operation = request.operation
+            self.access.authorize(operation, request.params, who)  # before anything is looked up
             handler = self.handlers.get(operation)
             if handler is None:
                 raise not_implemented(operation)
@@ -108,25 +90,32 @@ class QueryApi:
     async def endpoint(self, request: Request) -> Response:
         query = request.url.query
         pairs = parse_qsl(query, keep_blank_values=True) if query else []
+        body = b""
         if request.method == "POST":
             body = await request.body()
             pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         elif not any(k == "Action" for k, _ in pairs) and self._on_browser is not None:
             return self._on_browser(request)
         started = time.perf_counter()
-        settings = self.services.settings
-        who = identity(request.headers, dict(pairs), settings.default_account, settings.region)
         request_id = str(uuid.uuid4())
-        request_read = self.read(pairs)
-        if isinstance(request_read, ServiceError) or request_read.operation in self.inline_operations:
-            # Refusals and reads of the in-memory mirror: pure CPU, well under a millisecond,
-            # and the hop to a worker thread would cost a third of the request.
-            status, body_out = self.answer(request_read, who, request_id)
+        raw = HttpRequest(request.method, request.scope.get("raw_path", b"/").decode("latin-1"), query,
+                          [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw], body)
+        try:
+            who = self.access.identify(raw, dict(pairs))
+        except ServiceError as refused:  # not who it says: nothing of the request is read
+            status, body_out = serialize_error(self.api, refused, request_id)
+            operation = "unauthenticated"
         else:
-            status, body_out = await run_in_threadpool(self.answer, request_read, who, request_id)
-        if self._observe is not None:
+            request_read = self.read(pairs)
+            if isinstance(request_read, ServiceError) or request_read.operation in self.inline_operations:
+                # Refusals and reads of the in-memory mirror: pure CPU, well under a millisecond,
+                # and the hop to a worker thread would cost a third of the request.
+                status, body_out = self.answer(request_read, who, request_id)
+            else:
+                status, body_out = await run_in_threadpool(self.answer, request_read, who, request_id)
             # An unreadable request is one label, whatever its Action said: the label set stays bounded.
             operation = "unreadable" if isinstance(request_read, ServiceError) else request_read.operation
+        if self._observe is not None:
             self._observe(operation, time.perf_counter() - started)
         return Response(body_out, status_code=status, media_type="text/xml",
                         headers={"x-amzn-RequestId": request_id})

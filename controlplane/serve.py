@@ -5,6 +5,7 @@ on the way out what stopped and which cache nodes keep running."""
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import os
 import socket
@@ -19,10 +20,34 @@ if TYPE_CHECKING:
     from controlplane.service import Service
 
 PORT_IN_USE = 1  # the exit status when the port cannot be bound
+REMOTE_REFUSED = 2  # the exit status when the address is not a loopback one and allow_remote is off
 
 
 class PortTaken(Exception):
     """The API's address cannot be bound; the message is the one line to print."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` stands for is a loopback one (127.0.0.0/8, ::1). A name that
+    does not resolve counts as loopback here: binding it fails anyway, with its own message.
+    An empty host is every address."""
+    if not host.strip("[]"):
+        return False
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return True
+    return all(ipaddress.ip_address(str(a[4][0]).split("%")[0]).is_loopback for a in found)
+
+
+def remote_refusal(host: str) -> str:
+    return (f"elasticache-local: refusing to listen on {host}: other machines could reach the API, which by default "
+            "checks no credentials; listen on 127.0.0.1, or pass --allow-remote (ELASTICACHE_LOCAL_ALLOW_REMOTE=true) "
+            "to allow it (with --profile strict to check signatures)")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -143,6 +168,12 @@ def serve(settings: Settings) -> int:
 
     from controlplane.app import create_app
 
+    if not settings.allow_remote and not is_loopback(settings.host):
+        print(remote_refusal(settings.host), file=sys.stderr, flush=True)
+        return REMOTE_REFUSED
+    if not is_loopback(settings.host) and not settings.verify_signatures:
+        print(f"elasticache-local: warning: listening on {settings.host} (--allow-remote) and checking no "
+              "signatures: anyone who can reach it can create, change and delete caches", file=sys.stderr, flush=True)
     try:
         sock = bind(settings.host, settings.port)  # before anything is built: nothing half-started
     except PortTaken as exc:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,36 @@ class Settings(BaseSettings):
     snapshot_timeout: float = Field(default=3600.0, gt=0)
     # Seconds between two readings of every node's stats for /metrics (a scrape renders the last).
     metrics_interval: float = Field(default=5.0, gt=0)
+
+    # --- who may call, and from where (README "Strict profile") ---
+    # default: the API answers anyone on this machine, as a local emulator does. strict: every
+    # Query API request must be SigV4-signed with a key of credentials_file, and the JSON API and
+    # the dashboard need admin_token (verify_signatures and the admin guard on).
+    profile: Literal["default", "strict"] = "default"
+    verify_signatures: bool = False
+    # Access keys: JSON (a list of {"AccessKeyId", "SecretAccessKey", "AccountId", "UserName"}) or
+    # an INI file like ~/.aws/credentials (a section per user: aws_access_key_id,
+    # aws_secret_access_key, aws_account_id). A known key's account is its AccountId.
+    credentials_file: Path | None = None
+    # IAM policies per user, access key, account or "*" (JSON); set: every Query API request is
+    # allowed or refused (AccessDenied) by them, as IAM does.
+    policy_file: Path | None = None
+    # The token the JSON API (Authorization: Bearer) and the dashboard (HTTP Basic password) need
+    # when signatures are verified or when it is set.
+    admin_token: SecretStr | None = None
+    # Listening on an address other machines can reach (--host 0.0.0.0) must be asked for.
+    allow_remote: bool = False
+
+    @model_validator(mode="after")
+    def _profile(self) -> Settings:
+        if self.profile == "strict":
+            self.verify_signatures = True
+        return self
+
+    @property
+    def guard_admin(self) -> bool:
+        """Whether the JSON API and the dashboard need admin_token."""
+        return self.verify_signatures or self.admin_token is not None
 
     @property
     def snapshots_dir(self) -> Path:

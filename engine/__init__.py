@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Literal
 
 from engine.addresses import AddressAllocator, loopback_aliases_work
+from engine.files import PRIVATE_UMASK, copy_private, make_private, open_private, private_dir, write_private
 from engine.proxy.hub import BindError, Member, ProxyError, ProxyHub
 from engine.rdb import RdbError, check_rdb, save_rdb
 from engine.runtime.base import NodeConfig, NodeInfo, NodeRuntime, NodeState, NodeStats, ProbeResult, RuntimeError_
 from engine.versions import nearest
 
 __all__ = [
+    "PRIVATE_UMASK",
     "AddressAllocator",
     "BindError",
     "Member",
@@ -34,12 +36,17 @@ __all__ = [
     "RdbError",
     "RuntimeError_",
     "check_rdb",
+    "copy_private",
     "docker_runtime",
     "haproxy_hub",
     "loopback_aliases_work",
+    "make_private",
     "nearest",
+    "open_private",
+    "private_dir",
     "process_runtime",
     "save_rdb",
+    "write_private",
 ]
 
 

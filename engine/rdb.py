@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from engine.files import open_private
+
 __all__ = ["EMPTY_RDB", "RdbError", "check_rdb", "save_rdb"]
 
 _CHUNK = 1 << 20  # recv_into buffer: large reads keep the copy as fast as the node's own BGSAVE
@@ -50,7 +52,7 @@ def save_rdb(host: str, port: int, dest: Path, *, password: str | None = None, t
     except OSError as exc:
         raise RdbError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
     try:
-        with sock, open(partial, "wb") as out, _Writer(out.fileno()) as writer:
+        with sock, open_private(partial, "wb") as out, _Writer(out.fileno()) as writer:
             stream = _Stream(sock, deadline, where)
             _handshake(stream, password)
             size = stream.payload(writer)

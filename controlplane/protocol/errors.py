@@ -25,6 +25,9 @@ class Resolved(NamedTuple):
 # (e.g. the RDS/ElastiCache API references). InvalidParameterValue / InvalidParameterCombination
 # are not here: the ElastiCache model has them as shapes (InvalidParameter*Exception).
 COMMON_ERRORS: dict[str, tuple[int, bool]] = {
+    # What Query APIs (IAM, STS, RDS, ElastiCache) answer when IAM refuses a call: "User: <arn>
+    # is not authorized to perform: <action> on resource: <arn>".
+    "AccessDenied": (403, True),
     "AccessDeniedException": (400, True),
     "IncompleteSignature": (400, True),
     "InternalFailure": (500, False),

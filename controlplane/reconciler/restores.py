@@ -20,7 +20,7 @@ from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, CacheClusterStatus, ReplicationGroup, ResourceKey, RestoreSource
 from controlplane.state.snapshots import Snapshot
 from controlplane.state.store import Store
-from engine import NodeConfig, RdbError, check_rdb
+from engine import NodeConfig, RdbError, check_rdb, make_private, private_dir
 
 
 class RestoreFailed(PermanentError):
@@ -57,10 +57,11 @@ class Restores:
 
     def _download(self, source: RestoreSource, path: Path) -> None:
         assert source.bucket is not None and source.key is not None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         partial = path.with_name(path.name + ".partial")
         try:
             self._objects.download(source.bucket, source.key, partial)
+            make_private(partial)  # boto3 writes a file of its own and renames it here
             partial.replace(path)
         except (ObjectStoreError, OSError) as exc:
             raise RestoreFailed(f"the RDB file of {source.describe()} cannot be read: {exc}") from exc

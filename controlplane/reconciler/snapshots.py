@@ -8,7 +8,6 @@ changing calls are refused meanwhile (the handlers check the source's status).""
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -24,6 +23,7 @@ from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
 from controlplane.state.snapshots import NodeSnapshotStatus, Snapshot, SnapshotStatus
 from controlplane.state.store import Store
+from engine import copy_private, private_dir
 
 log = logging.getLogger("elasticache_local.reconciler")
 
@@ -53,7 +53,7 @@ class SnapshotReconciler:
         self._save_timeout = save_timeout
 
     def startup(self) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._dir)
 
     def path(self, rec: Snapshot) -> Path:
         return self._dir / rec.account / rec.region / f"{rec.id}.rdb"
@@ -112,7 +112,7 @@ class SnapshotReconciler:
         if rec.status.phase is None:
             self._write(rec, _started(self._clock))
         dest = self.path(rec)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(dest.parent)
         name = node_name(rec.account, rec.region, member.id, NODE_ID)
         runtime, timeout = self._infra.runtime, self._save_timeout
 
@@ -347,10 +347,10 @@ def _started(clock: Clock) -> Callable[[SnapshotStatus], None]:
 
 
 def _copy_file(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(dest.parent)
     partial = dest.with_name(dest.name + ".partial")
     try:
-        shutil.copyfile(source, partial)
+        copy_private(source, partial)
         partial.replace(dest)
     finally:
         partial.unlink(missing_ok=True)

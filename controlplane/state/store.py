@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from controlplane.state.kinds import RECORD_TYPES
 from controlplane.state.records import Event, Record, ResourceKey
+from engine import make_private, open_private, private_dir
 
 R = TypeVar("R", bound=Record)
 
@@ -53,7 +54,11 @@ def _utc_text(when: datetime) -> str:
 
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        # Made 0600 before SQLite opens it: SQLite gives its -wal and -shm files the database's mode.
+        open_private(path, "ab").close()
+        for extra in ("-wal", "-shm"):  # left by a version that did not do the above
+            make_private(path.with_name(path.name + extra))
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

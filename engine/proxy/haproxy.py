@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.files import PRIVATE_UMASK, open_private, private_dir, write_private
 from engine.proxy.tcp import BindError, ProxyError
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class HaproxyForwarders:
     def start(self) -> None:
         with self._lock:
             if self._rundir is None:
-                self._workdir.mkdir(parents=True, exist_ok=True)
+                private_dir(self._workdir)
                 self._rundir = Path(tempfile.mkdtemp(prefix="ecl-haproxy-"))
                 self._stop_leftovers()
 
@@ -238,19 +239,20 @@ class HaproxyForwarders:
     # -- internals (lock held) -----------------------------------------------------------------
 
     def _launch(self, endpoint: _Endpoint, target: tuple[str, int] | None) -> None:
-        endpoint.config_path.write_text(render_config(
+        write_private(endpoint.config_path, render_config(
             host=endpoint.host, port=endpoint.port, target=target, socket_path=endpoint.socket_path))
         with contextlib.suppress(FileNotFoundError):
             endpoint.socket_path.unlink()
-        with open(endpoint.log_path, "wb") as log_file:
+        with open_private(endpoint.log_path, "wb") as log_file:
             # -db: stay in the foreground, a child we can watch and stop. Its own session, so a
             # Ctrl-C meant for the service does not reach it before the service stops it.
             endpoint.proc = subprocess.Popen(
                 [self._binary, "-db", "-f", str(endpoint.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+                umask=PRIVATE_UMASK)
         # Ours, not HAProxy's `pidfile` (written only when it daemonizes): a successor service
         # finds the process here if this one dies without stopping it.
-        endpoint.pid_path.write_text(f"{endpoint.proc.pid}\n")
+        write_private(endpoint.pid_path, f"{endpoint.proc.pid}\n")
         deadline = time.monotonic() + self._start_timeout
         while True:
             code = endpoint.proc.poll()

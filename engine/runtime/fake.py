@@ -7,7 +7,6 @@ thread that caused the exit (crash/kill/stop/remove), after the runtime's lock i
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.adapters.redis import persistent
+from engine.files import write_private
 from engine.rdb import RdbError, check_rdb
 from engine.runtime.base import (
     ExitListener,
@@ -290,9 +290,7 @@ class FakeRuntime:
             data = self._data_seen(node)
         content = _FAKE_RDB_HEAD + json.dumps({"node": name, "data": data}).encode() + _FAKE_RDB_TAIL
         dest = Path(dest)
-        partial = dest.with_name(dest.name + ".partial")
-        partial.write_bytes(content)
-        os.replace(partial, dest)
+        write_private(dest, content)
         return len(content)
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:

@@ -152,7 +152,10 @@ class LiveServer:
         self.proc = None
 
     def reset(self) -> None:
-        req = urllib.request.Request(self.url + "/api/v1/reset", method="POST")
+        # A strict-profile server's JSON API needs its admin token.
+        token = self.env.get("ELASTICACHE_LOCAL_ADMIN_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        req = urllib.request.Request(self.url + "/api/v1/reset", method="POST", headers=headers)
         urllib.request.urlopen(req, timeout=60).read()
 
     def aws(self, *args: str) -> Any:

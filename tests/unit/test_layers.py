@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("state", ("controlplane.state",)),
     ("service", ("controlplane.handlers",)),
     ("reconciler", ("controlplane.reconciler",)),
+    ("access", ("controlplane.auth",)),
     ("faces", ("controlplane.admin", "controlplane.dashboard", "controlplane.query", "controlplane.metrics")),
     ("assembly", ("controlplane.service", "controlplane.app", "controlplane.serve", "controlplane.cli",
                   "controlplane.__main__")),

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.adapters.redis import DataFile
+from engine.files import copy_private, private_dir, write_private
 from engine.runtime.base import NODE_NAME, NodeConfig, RuntimeError_, config_from_dict, config_to_dict
 
 __all__ = ["NODE_FILE", "Node", "Trash", "Watch", "load_node", "place_files", "read_pid", "remove_pid_file",
@@ -71,7 +72,7 @@ class Node:
 
 def save_node(node_dir: Path, config: NodeConfig, binary: str, marker: str, files: Mapping[str, str]) -> Node:
     """Write a node's files (config files from its launch, then node.json) and return its record."""
-    node_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(node_dir)
     for file_name, text in files.items():
         write_atomic(node_dir / file_name, text)
     record = {"format": _FORMAT, "binary": binary, "marker": marker, "config": config_to_dict(config)}
@@ -101,10 +102,9 @@ def load_node(data_dir: Path, name: str) -> Node | None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    # A name of our own: memcached writes its pid file through "<pidfile>.tmp" too.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    # write_private's temporary name is ours alone: memcached writes its pid file through
+    # "<pidfile>.tmp" too.
+    write_private(path, text)
 
 
 def place_files(node_dir: Path, files: Sequence[DataFile]) -> None:
@@ -113,11 +113,11 @@ def place_files(node_dir: Path, files: Sequence[DataFile]) -> None:
     its data files, it replaces them by rename, so the source stays as it is), else copied."""
     for item in files:
         dest = node_dir / item.path
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(dest.parent)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             if item.source is None:
-                tmp.write_bytes(item.content)
+                write_private(tmp, item.content)
             else:
                 _link_or_copy(item.source, tmp)
             os.replace(tmp, dest)
@@ -137,7 +137,7 @@ def _link_or_copy(source: Path, dest: Path) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP):
             raise
-        shutil.copyfile(source, dest)
+        copy_private(source, dest)
 
 
 def read_pid(path: Path) -> int | None:
@@ -184,7 +184,7 @@ class Trash:
         """Take `node_dir` away now and delete it in the background. Nothing on disk is fine."""
         try:
             moved = self._dir / f"{node_dir.name}.{uuid.uuid4().hex[:12]}"
-            self._dir.mkdir(exist_ok=True)
+            private_dir(self._dir)
             os.rename(node_dir, moved)
             self._delete_later(moved)
         except FileNotFoundError:

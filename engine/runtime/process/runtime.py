@@ -23,6 +23,7 @@ from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
 from engine.adapters.base import LOG_FILE, PID_FILE
 from engine.addresses import check_bindable
+from engine.files import PRIVATE_UMASK, open_private, private_dir
 from engine.runtime.base import (
     NODE_NAME,
     PROBE_PAUSE,
@@ -83,8 +84,7 @@ class ProcessRuntime(TcpNodeCommands):
         *,
         start_grace: float = 0.0,
     ) -> None:
-        self._dir = Path(data_dir).resolve()
-        self._dir.mkdir(parents=True, exist_ok=True)
+        self._dir = private_dir(Path(data_dir).resolve())
         self._binaries = {engine: tuple(found) for engine, found in binaries.items()}
         self._start_grace = start_grace
         self._as_root = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -272,7 +272,7 @@ class ProcessRuntime(TcpNodeCommands):
     def _fork(self, argv: Sequence[str], node_dir: Path, binary: str, env: dict[str, str] | None
               ) -> subprocess.Popen[bytes]:
         try:
-            with open(node_dir / LOG_FILE, "ab") as log_file:
+            with open_private(node_dir / LOG_FILE, "ab") as log_file:
                 return subprocess.Popen(
                     list(argv),
                     stdin=subprocess.DEVNULL,
@@ -282,6 +282,7 @@ class ProcessRuntime(TcpNodeCommands):
                     start_new_session=True,  # Ctrl-C of the control plane must not reach nodes
                     close_fds=True,
                     env=env,
+                    umask=PRIVATE_UMASK,  # the node's own files (dump.rdb, AOF, pid file): this user's only
                 )
         except OSError as exc:
             raise RuntimeError_(f"cannot run {binary}: {exc.strerror or exc}", temporary=False) from exc

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -48,6 +49,27 @@ def test_a_node_lives_in_its_own_directory(rt: tuple[ProcessRuntime, Exits], kit
     assert (node_dir / "dump.rdb").is_file() and not (node_dir / "node.pid").exists()
     runtime.remove("r1")
     assert not node_dir.exists()
+
+
+@needs_redis
+def test_what_a_node_writes_is_its_users_only(kit: ProcessKit) -> None:
+    """The node's own files (the AOF directory and files it makes) as well as the runtime's
+    (config, record, log): mode 0600/0700 though the umask is 022."""
+    old = os.umask(0o022)
+    try:
+        runtime = kit.runtime()
+        config = kit.config(runtime, "r5", settings={"appendonly": "yes"})
+        runtime.start(config)
+        serving(runtime, "r5")
+        assert redis_cmd(config.host, config.port, "SET", "k", "v") == b"+OK\r\n"
+        runtime.stop("r5")
+    finally:
+        os.umask(old)
+    node_dir = runtime.node_dir("r5")
+    found = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [node_dir, *node_dir.rglob("*")]}
+    assert {"appendonlydir", "appendonly.aof.manifest", "node.conf", "node.json", "node.log"} <= set(found), \
+        sorted(found)
+    assert {name: oct(mode) for name, mode in found.items() if mode & 0o077} == {}
 
 
 @needs_redis
