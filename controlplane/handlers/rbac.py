@@ -1,0 +1,92 @@
+"""What the user and user-group handlers (and the replication groups' RBAC) share: ids, engines,
+lookups with AWS's NotFound faults, which users fit which groups, and the shapes."""
+
+from __future__ import annotations
+
+import re
+from typing import cast
+
+from controlplane.handlers import validate as v
+from controlplane.handlers.context import RequestContext
+from controlplane.model import errors as e
+from controlplane.model import messages as m
+from controlplane.state import user_shapes
+from controlplane.state.acl import caches_using_group, groups_with_user
+from controlplane.state.users import DEFAULT_USER_ID, User, UserGroup, builtin_default_user
+
+ENGINES = ("redis", "valkey")
+_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+
+
+def engine_of(value: str) -> str:
+    engine = value.lower()
+    if engine not in ENGINES:
+        raise v.invalid(f"Invalid Engine: {value}. Valid values: redis, valkey.")
+    return engine
+
+
+def rbac_id(value: str, what: str) -> str:
+    """A UserId or UserGroupId: AWS's pattern [a-zA-Z][a-zA-Z0-9-]*, stored lower-case."""
+    if not _ID.match(value):
+        raise v.invalid(f"Invalid {what}: {value}. It must begin with a letter and contain only ASCII letters, "
+                        "digits and hyphens.")
+    return value.lower()
+
+
+def ensure_default_user(ctx: RequestContext) -> None:
+    """The built-in `default` user of this account and region, stored on first use so that tags,
+    groups and paging treat it as any other user."""
+    store = ctx.services.store
+    if store.get(ctx.key(User.KIND, DEFAULT_USER_ID), User) is None:
+        store.create(builtin_default_user(ctx.account, ctx.region, ctx.services.clock.now()))
+
+
+def get_user(ctx: RequestContext, value: str) -> User:
+    ensure_default_user(ctx)
+    rec = ctx.services.store.get(ctx.key(User.KIND, value.lower()), User)
+    if rec is None:
+        raise e.UserNotFoundFault(f"User {value} not found.")
+    return rec
+
+
+def get_group(ctx: RequestContext, value: str) -> UserGroup:
+    rec = ctx.services.store.get(ctx.key(UserGroup.KIND, value.lower()), UserGroup)
+    if rec is None:
+        raise e.UserGroupNotFoundFault(f"User group {value} not found.")
+    return rec
+
+
+def fits_group(group_engine: str, user: User) -> str | None:
+    """Why the user cannot be in a group of that engine (None: it can). AWS: a redis group holds
+    redis users; a valkey group holds valkey users and redis users that authenticate (a password
+    or IAM)."""
+    if group_engine == "redis" and user.spec.engine != "redis":
+        return f"User {user.id} has engine {user.spec.engine}; a redis user group holds only redis users."
+    if group_engine == "valkey" and user.spec.engine == "redis" and user.spec.auth_type == "no-password":
+        return (f"User {user.id} needs no password; a valkey user group holds only users that authenticate "
+                "(a password or IAM).")
+    return None
+
+
+def drop_member(ctx: RequestContext, group: UserGroup, uid: str) -> None:
+    """DeleteUser: the user leaves the group (which reads `modifying` until its caches have it)."""
+
+    def change(g: UserGroup) -> None:
+        if uid in g.spec.user_ids:
+            g.spec.user_ids = [u for u in g.spec.user_ids if u != uid]
+            g.generation += 1
+
+    ctx.services.store.update(group.key, UserGroup, change)
+    ctx.services.enqueue(group.key)
+
+
+def user_shape(ctx: RequestContext, rec: User) -> m.User:
+    group_ids = [g.id for g in groups_with_user(ctx.services.store, rec)]
+    return cast(m.User, user_shapes.user(rec, group_ids))
+
+
+def group_shape(ctx: RequestContext, rec: UserGroup) -> m.UserGroup:
+    store = ctx.services.store
+    members = [u for u in (store.get(ctx.key(User.KIND, uid), User) for uid in rec.spec.user_ids) if u is not None]
+    caches = [rg.id for rg in caches_using_group(store, rec)]
+    return cast(m.UserGroup, user_shapes.user_group(rec, members, caches))
