@@ -129,7 +129,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                                            snapshots_dir=settings.snapshots_dir, objects=objects,
                                            save_timeout=settings.snapshot_timeout))
     controller.register(UserReconciler(store))
-    controller.register(UserGroupReconciler(store))
+    controller.register(UserGroupReconciler(store, controller.enqueue))
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,

@@ -28,6 +28,13 @@ log = logging.getLogger("elasticache_local.api")
 
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([a-z0-9-]+)/")
 _ACCOUNT_KEY = re.compile(r"^\d{12}$")
+# Members whose values are secrets (AuthToken; a user's Passwords, also inside AuthenticationMode).
+_SECRET_KEY = re.compile(r"(?:^|\.)(?:AuthToken|Passwords)(?:\.|$)")
+
+
+def redacted(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A request's pairs as a log line may show them: secrets replaced."""
+    return [(k, "<redacted>" if _SECRET_KEY.search(k) else v) for k, v in pairs]
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ class QueryApi:
         except ServiceError as err:
             return err
         except Exception:  # a parser bug: an InternalFailure reply, never a bare 500
-            log.exception("reading a request failed: %r", pairs[:20])
+            log.exception("reading a request failed: %r", redacted(pairs[:20]))
             return internal_failure("being read")
 
     def answer(self, request: ParsedRequest | ServiceError, who: Identity, request_id: str) -> tuple[int, bytes]:

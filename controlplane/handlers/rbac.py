@@ -4,7 +4,8 @@ lookups with AWS's NotFound faults, which users fit which groups, and the shapes
 from __future__ import annotations
 
 import re
-from typing import cast
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import RequestContext
@@ -15,6 +16,7 @@ from controlplane.state.acl import caches_using_group, groups_with_user
 from controlplane.state.users import DEFAULT_USER_ID, User, UserGroup, builtin_default_user
 
 ENGINES = ("redis", "valkey")
+R = TypeVar("R", User, UserGroup)
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 
 
@@ -68,6 +70,22 @@ def fits_group(group_engine: str, user: User) -> str | None:
     return None
 
 
+def write(ctx: RequestContext, rec: R, change: Callable[[R], None]) -> R:
+    """Apply `change` to the stored user or group (its NotFound if it went meanwhile); enqueue it."""
+    updated = ctx.services.store.update(rec.key, type(rec), change)
+    if updated is None:
+        if isinstance(rec, User):
+            raise e.UserNotFoundFault(f"User {rec.id} not found.")
+        raise e.UserGroupNotFoundFault(f"User group {rec.id} not found.")
+    ctx.services.enqueue(rec.key)
+    return updated
+
+
+def request_delete(rec: User | UserGroup) -> None:
+    rec.spec.delete_requested = True
+    rec.generation += 1
+
+
 def drop_member(ctx: RequestContext, group: UserGroup, uid: str) -> None:
     """DeleteUser: the user leaves the group (which reads `modifying` until its caches have it)."""
 
@@ -76,8 +94,7 @@ def drop_member(ctx: RequestContext, group: UserGroup, uid: str) -> None:
             g.spec.user_ids = [u for u in g.spec.user_ids if u != uid]
             g.generation += 1
 
-    ctx.services.store.update(group.key, UserGroup, change)
-    ctx.services.enqueue(group.key)
+    write(ctx, group, change)
 
 
 def user_shape(ctx: RequestContext, rec: User) -> m.User:
@@ -85,8 +102,11 @@ def user_shape(ctx: RequestContext, rec: User) -> m.User:
     return cast(m.User, user_shapes.user(rec, group_ids))
 
 
-def group_shape(ctx: RequestContext, rec: UserGroup) -> m.UserGroup:
+def members(ctx: RequestContext, group: UserGroup) -> list[User]:
     store = ctx.services.store
-    members = [u for u in (store.get(ctx.key(User.KIND, uid), User) for uid in rec.spec.user_ids) if u is not None]
-    caches = [rg.id for rg in caches_using_group(store, rec)]
-    return cast(m.UserGroup, user_shapes.user_group(rec, members, caches))
+    return [u for u in (store.get(ctx.key(User.KIND, uid), User) for uid in group.spec.user_ids) if u is not None]
+
+
+def group_shape(ctx: RequestContext, rec: UserGroup) -> m.UserGroup:
+    caches = [rg.id for rg in caches_using_group(ctx.services.store, rec)]
+    return cast(m.UserGroup, user_shapes.user_group(rec, members(ctx, rec), caches))

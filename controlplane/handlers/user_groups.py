@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
-from controlplane.handlers.rbac import engine_of, fits_group, get_group, get_user, group_shape, rbac_id
+from controlplane.handlers.rbac import (
+    engine_of,
+    fits_group,
+    get_group,
+    get_user,
+    group_shape,
+    rbac_id,
+    request_delete,
+    write,
+)
 from controlplane.model import errors as e
 from controlplane.model import messages as m
 from controlplane.state.acl import caches_using_group
@@ -100,10 +109,7 @@ def modify_user_group(ctx: RequestContext, params: m.ModifyUserGroupMessage) -> 
         g.spec.user_ids, g.spec.engine = ids, engine
         g.generation += 1
 
-    updated = ctx.services.store.update(group.key, UserGroup, change)
-    if updated is None:
-        raise e.UserGroupNotFoundFault(f"User group {group.id} not found.")
-    ctx.services.enqueue(group.key)
+    updated = write(ctx, group, change)
     for rg in caches:  # their nodes' ACL changes
         ctx.services.enqueue(rg.key)
     return group_shape(ctx, updated)
@@ -119,15 +125,7 @@ def delete_user_group(ctx: RequestContext, params: m.DeleteUserGroupMessage) -> 
             f"User group {group.id} is associated with replication group(s) {', '.join(rg.id for rg in caches)}: "
             "remove it from them (ModifyReplicationGroup UserGroupIdsToRemove) before deleting it.")
 
-    def change(g: UserGroup) -> None:
-        g.spec.delete_requested = True
-        g.generation += 1
-
-    updated = ctx.services.store.update(group.key, UserGroup, change)
-    if updated is None:
-        raise e.UserGroupNotFoundFault(f"User group {group.id} not found.")
-    ctx.services.enqueue(group.key)
-    return group_shape(ctx, updated)
+    return group_shape(ctx, write(ctx, group, request_delete))
 
 
 def describe_user_groups(ctx: RequestContext, params: m.DescribeUserGroupsMessage) -> m.DescribeUserGroupsResult:

@@ -17,7 +17,9 @@ from controlplane.handlers.rbac import (
     fits_group,
     get_user,
     rbac_id,
+    request_delete,
     user_shape,
+    write,
 )
 from controlplane.model import errors as e
 from controlplane.model import messages as m
@@ -166,11 +168,7 @@ def modify_user(ctx: RequestContext, params: m.ModifyUserMessage) -> m.User:
         r.spec = spec
         r.generation += 1
 
-    updated = ctx.services.store.update(rec.key, User, change)
-    if updated is None:
-        raise e.UserNotFoundFault(f"User {rec.id} not found.")
-    ctx.services.enqueue(rec.key)
-    return user_shape(ctx, updated)
+    return user_shape(ctx, write(ctx, rec, change))
 
 
 def delete_user(ctx: RequestContext, params: m.DeleteUserMessage) -> m.User:
@@ -186,16 +184,9 @@ def delete_user(ctx: RequestContext, params: m.DeleteUserMessage) -> m.User:
             f"User {rec.id} is the default user of user group(s) {', '.join(g.id for g in groups)}: a user group "
             "needs a user named default. Replace it in the group first.")
 
-    def change(r: User) -> None:
-        r.spec.delete_requested = True
-        r.generation += 1
-
-    updated = ctx.services.store.update(rec.key, User, change)
-    if updated is None:
-        raise e.UserNotFoundFault(f"User {rec.id} not found.")
+    updated = write(ctx, rec, request_delete)
     for group in groups:
         drop_member(ctx, group, rec.id)
-    ctx.services.enqueue(rec.key)
     return user_shape(ctx, updated)
 
 

@@ -6,6 +6,7 @@ user or group on once every cache using it has what it asks."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from controlplane.reconciler.errors import Requeue
 from controlplane.state.acl import group_in_sync, groups_with_user, user_in_sync
@@ -18,8 +19,10 @@ log = logging.getLogger("elasticache_local.reconciler")
 WAIT = 1.0  # seconds until a user or group waiting for its caches looks again (the resync also brings it back)
 
 
-class UserReconciler:
-    kind = User.KIND
+class _StatusMachine:
+    """A reconciler that only reads and writes records: nothing to start, no failure status."""
+
+    kind = ""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -28,7 +31,11 @@ class UserReconciler:
         return None
 
     def fail(self, key: ResourceKey, message: str) -> None:
-        log.warning("user %s: %s", key.id, message)
+        log.warning("%s %s: %s", key.kind, key.id, message)
+
+
+class UserReconciler(_StatusMachine):
+    kind = User.KIND
 
     def reconcile(self, key: ResourceKey) -> None:
         user = self._store.get(key, User)
@@ -53,17 +60,12 @@ class UserReconciler:
         self._store.update(key, User, applied)
 
 
-class UserGroupReconciler:
+class UserGroupReconciler(_StatusMachine):
     kind = UserGroup.KIND
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def startup(self) -> None:
-        return None
-
-    def fail(self, key: ResourceKey, message: str) -> None:
-        log.warning("user group %s: %s", key.id, message)
+    def __init__(self, store: Store, enqueue: Callable[[ResourceKey], None]) -> None:
+        super().__init__(store)
+        self._enqueue = enqueue  # users the group let go of: a deleted one waits for that
 
     def reconcile(self, key: ResourceKey) -> None:
         group = self._store.get(key, UserGroup)
@@ -91,5 +93,7 @@ class UserGroupReconciler:
             done = group.status.phase == "modifying"
         if not done:  # the resync passes write nothing when nothing changed
             self._store.update(key, UserGroup, record)
+            for uid in group.users_to_remove() if in_sync else []:
+                self._enqueue(ResourceKey(User.KIND, key.account, key.region, uid))
         if not in_sync:
             raise Requeue(f"user group {group.id}: waiting for the nodes of its caches", WAIT)

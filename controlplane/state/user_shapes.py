@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.catalog import version_key
 from controlplane.state.arns import arn
-from controlplane.state.users import User, UserGroup
+from controlplane.state.users import User, UserGroup, group_minimum
 
 
 def user(rec: User, group_ids: list[str]) -> dict[str, Any]:
@@ -30,14 +29,13 @@ def user(rec: User, group_ids: list[str]) -> dict[str, Any]:
 def user_group(rec: UserGroup, members: list[User], replication_groups: list[str]) -> dict[str, Any]:
     """`members`: the users the group lists (as asked); MinimumEngineVersion is the highest they need."""
     creating = rec.status.phase is None
-    minimum = max([u.spec.minimum_engine_version for u in members] + [_base(rec.spec.engine)], key=version_key)
     out: dict[str, Any] = {
         "UserGroupId": rec.id,
         "Status": rec.api_status(),
         "Engine": rec.spec.engine,
         # A new group's members are its own; later, the members every node has, and the rest pending.
         "UserIds": list(rec.spec.user_ids if creating else rec.status.user_ids),
-        "MinimumEngineVersion": minimum,
+        "MinimumEngineVersion": group_minimum(rec.spec.engine, members),
         "ReplicationGroups": replication_groups,
         "ServerlessCaches": [],
         "ARN": arn(rec.region, rec.account, rec.KIND, rec.id),
@@ -51,7 +49,3 @@ def user_group(rec: UserGroup, members: list[User], replication_groups: list[str
         out["PendingChanges"] = pending
     return out
 
-
-def _base(engine: str) -> str:
-    """RBAC's first version of each engine."""
-    return "7.2" if engine == "valkey" else "6.0"

@@ -18,6 +18,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
+from controlplane.catalog import version_key
 from controlplane.state.records import Record
 
 DEFAULT_USER_ID = "default"
@@ -106,3 +107,13 @@ def builtin_default_user(account: str, region: str, created_at: datetime) -> Use
     return User(account=account, region=region, id=DEFAULT_USER_ID, created_at=created_at,
                 spec=UserSpec(user_name=DEFAULT_USER_NAME, engine="redis", access_string="on ~* +@all",
                               rules=["on", "~*", "+@all"], minimum_engine_version="6.0", auth_type="no-password"))
+
+
+def rbac_minimum(engine: str) -> str:
+    """RBAC's first version of each engine: Redis OSS 6.0, Valkey 7.2."""
+    return "7.2" if engine == "valkey" else "6.0"
+
+
+def group_minimum(engine: str, members: list[User]) -> str:
+    """A user group's MinimumEngineVersion: the highest any of its users needs."""
+    return max([u.spec.minimum_engine_version for u in members] + [rbac_minimum(engine)], key=version_key)
