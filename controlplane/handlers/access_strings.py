@@ -58,11 +58,6 @@ def parse(value: str) -> AccessString:
     return AccessString(text=" ".join(tokens), rules=(enabled, *rules), minimum_version=minimum)
 
 
-def append(current: AccessString, more: str) -> AccessString:
-    """ModifyUser AppendAccessString: the new rules after the current ones."""
-    return parse(f"{current.text} {more}")
-
-
 def _tokens(value: str) -> list[str]:
     """Rules split on whitespace, a selector `( ... )` kept whole (its rules one space apart)."""
     out: list[str] = []

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import TypeVar, cast
 
+from controlplane.catalog import version_key
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import RequestContext
 from controlplane.model import errors as e
@@ -94,7 +95,22 @@ def drop_member(ctx: RequestContext, group: UserGroup, uid: str) -> None:
             g.spec.user_ids = [u for u in g.spec.user_ids if u != uid]
             g.generation += 1
 
-    write(ctx, group, change)
+    touch_caches(ctx, write(ctx, group, change))
+
+
+def fits_caches(ctx: RequestContext, group: UserGroup, minimum: str) -> None:
+    """Refuse a change that would need a newer engine than a replication group using the group runs."""
+    for rg in caches_using_group(ctx.services.store, group):
+        version = rg.target().engine_version
+        if version_key(version) < version_key(minimum):
+            raise v.combination(f"User group {group.id} is used by replication group {rg.id}, which runs "
+                                f"{rg.spec.engine} {version}; this change needs {minimum} or later.")
+
+
+def touch_caches(ctx: RequestContext, group: UserGroup) -> None:
+    """The replication groups using the group reconcile now: their nodes' ACL changed."""
+    for rg in caches_using_group(ctx.services.store, group):
+        ctx.services.enqueue(rg.key)
 
 
 def user_shape(ctx: RequestContext, rec: User) -> m.User:

@@ -7,18 +7,20 @@ from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.handlers.rbac import (
     engine_of,
+    fits_caches,
     fits_group,
     get_group,
     get_user,
     group_shape,
     rbac_id,
     request_delete,
+    touch_caches,
     write,
 )
 from controlplane.model import errors as e
 from controlplane.model import messages as m
 from controlplane.state.acl import caches_using_group
-from controlplane.state.users import DEFAULT_USER_NAME, User, UserGroup, UserGroupSpec
+from controlplane.state.users import DEFAULT_USER_NAME, User, UserGroup, UserGroupSpec, group_minimum
 
 MAX_USERS_PER_GROUP = 100  # AWS's quotas
 MAX_GROUPS = 100
@@ -99,7 +101,7 @@ def modify_user_group(ctx: RequestContext, params: m.ModifyUserGroupMessage) -> 
             get_user(ctx, uid)
             raise v.invalid(f"User {uid} is already in user group {group.id}.")
     ids = [u for u in group.spec.user_ids if u not in remove] + add
-    _members(ctx, engine, ids)
+    fits_caches(ctx, group, group_minimum(engine, _members(ctx, engine, ids)))
     caches = caches_using_group(ctx.services.store, group)
     if engine == "valkey" and any(rg.spec.engine == "redis" for rg in caches):
         raise v.combination(f"User group {group.id} is used by a Redis OSS replication group: it must stay redis.")
@@ -110,8 +112,7 @@ def modify_user_group(ctx: RequestContext, params: m.ModifyUserGroupMessage) -> 
         g.generation += 1
 
     updated = write(ctx, group, change)
-    for rg in caches:  # their nodes' ACL changes
-        ctx.services.enqueue(rg.key)
+    touch_caches(ctx, updated)
     return group_shape(ctx, updated)
 
 

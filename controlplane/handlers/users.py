@@ -14,10 +14,12 @@ from controlplane.handlers.rbac import (
     drop_member,
     engine_of,
     ensure_default_user,
+    fits_caches,
     fits_group,
     get_user,
     rbac_id,
     request_delete,
+    touch_caches,
     user_shape,
     write,
 )
@@ -161,6 +163,7 @@ def modify_user(ctx: RequestContext, params: m.ModifyUserMessage) -> m.User:
         reason = fits_group(group.spec.engine, candidate)
         if reason:
             raise v.combination(f"{reason} It is in user group {group.id}.")
+        fits_caches(ctx, group, spec.minimum_engine_version)
 
     def change(r: User) -> None:
         if r.api_status() != "active":  # checked again in the write: two modifies at once, one wins
@@ -168,7 +171,10 @@ def modify_user(ctx: RequestContext, params: m.ModifyUserMessage) -> m.User:
         r.spec = spec
         r.generation += 1
 
-    return user_shape(ctx, write(ctx, rec, change))
+    updated = write(ctx, rec, change)
+    for group in groups_with_user(ctx.services.store, updated):
+        touch_caches(ctx, group)
+    return user_shape(ctx, updated)
 
 
 def delete_user(ctx: RequestContext, params: m.DeleteUserMessage) -> m.User:

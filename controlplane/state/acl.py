@@ -4,10 +4,16 @@ for the difference to close.
 THE HOOK: `ReplicationGroupStatus.security_applied` (and `CacheClusterStatus.security_applied`) is
 written by the reconciler, and only after EVERY node of the cache enforces it, with
 `desired_security(store, cache)` as read when it started applying. Everything else follows from it:
-a user reads `active` once each cache using it has its generation (`user_in_sync`), a user group
-once each cache using it has its members (`group_in_sync`), and a cache's PendingModifiedValues
-(AuthTokenStatus, UserGroups, TransitEncryption*) are the difference. What a node applies comes
-from `node_acl`."""
+the cache itself reads `creating` (nothing recorded yet) or `modifying` while its TLS, tokens or user
+groups are not enforced (`security.security_status`), a user reads `active` once each cache using it
+has its generation (`user_in_sync`), a user group once each cache using it has its members
+(`group_in_sync`), and a cache's PendingModifiedValues (AuthTokenStatus, UserGroups,
+TransitEncryption*) are the difference. What a node applies comes from `node_acl`.
+
+Nothing writes `security_applied` yet: the TLS gate (handlers/security.py) keeps every cache from
+asking for TLS, AUTH or user groups, so no cache waits on it. The step that makes nodes serve TLS
+and apply ACLs writes it (after the nodes of a new cache start with it, and after each change),
+enqueues the users and groups of the cache, and opens the gate."""
 
 from __future__ import annotations
 

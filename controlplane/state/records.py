@@ -10,7 +10,7 @@ from typing import ClassVar, NamedTuple, TypeVar
 
 from pydantic import BaseModel, Field
 
-from controlplane.state.security import AppliedSecurity, SecuritySpec
+from controlplane.state.security import AppliedSecurity, SecuritySpec, security_status
 
 
 class ResourceKey(NamedTuple):
@@ -212,6 +212,10 @@ class CacheCluster(Record):
             return "rebooting cache cluster nodes"  # a node the loop saw down is being recovered
         if self.status.phase == "available" and self.observed_generation < self.generation:
             return "modifying"
+        held = None if self.spec.replication_group_id else security_status(self.spec.security,
+                                                                             self.status.security_applied)
+        if self.status.phase == "available" and held is not None:
+            return held  # TLS or AUTH asked and not on every node yet (a member's group says it)
         if self.status.phase == "available" and (self.status.snapshotting
                                                  or self.spec.snapshot_seq > self.status.snapshot_seq_done):
             return "snapshotting"
@@ -367,6 +371,9 @@ class ReplicationGroup(Record):
             or (self.spec.test_failover is not None and self.spec.test_failover.seq > self.status.test_failover_done)
         ):
             return "modifying"
+        held = security_status(self.spec.security, self.status.security_applied)
+        if self.status.phase == "available" and held is not None:
+            return held  # TLS, AUTH or a user group asked and not on every node yet
         if self.status.phase == "available" and (self.status.snapshotting
                                                  or self.spec.snapshot_seq > self.status.snapshot_seq_done):
             return "snapshotting"

@@ -55,6 +55,17 @@ def asked(spec: SecuritySpec) -> AppliedSecurity:
                            user_group_ids=list(spec.user_group_ids))
 
 
+def security_status(spec: SecuritySpec, applied: AppliedSecurity | None) -> str | None:
+    """What an otherwise available cache reads while its nodes do not enforce what was asked of
+    TLS and AUTH (None: they do): `creating` until the reconciler first records it, `modifying`
+    after. The users' ACL is not looked at here (state.acl.security_in_sync has it); nothing is
+    asked of a cache without TLS, AUTH or user groups, so such a cache is never held up."""
+    now = applied or AppliedSecurity()
+    if asked(spec) == now.model_copy(update={"acl_users": {}}):
+        return None
+    return "creating" if applied is None else "modifying"
+
+
 def shown(spec: SecuritySpec, applied: AppliedSecurity | None) -> dict[str, Any]:
     """The members of a CacheCluster or ReplicationGroup shape that say what its nodes enforce:
     what was recorded as applied, or (nothing recorded yet: a new cache) what was asked."""

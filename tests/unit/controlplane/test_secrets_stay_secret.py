@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from controlplane.handlers import security
 from controlplane.query import redacted
+from controlplane.state.acl import desired_security
+from controlplane.state.records import CacheCluster, ReplicationGroup
 from tests.unit.controlplane.conftest import World, whole_app
 
 TOKEN = "Token-of-twenty-chars-ONE"
@@ -38,6 +40,14 @@ def client(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient
         yield c
 
 
+def _nodes_enforce(world: World) -> None:
+    """What the wiring step's reconciler records once every node enforces what was asked."""
+    store = world.service.store
+    for model in (ReplicationGroup, CacheCluster):
+        for rec in store.records(model):
+            store.update(rec.key, model, lambda r: setattr(r.status, "security_applied", desired_security(store, r)))
+
+
 def _query(client: TestClient, action: str, **params: str) -> str:
     reply = client.post("/", data={"Action": action, "Version": "2015-02-02", **params})
     assert reply.status_code < 500, reply.text
@@ -60,10 +70,12 @@ def test_no_answer_event_page_or_log_line_shows_a_token_or_password(world: World
                                         AuthToken=TOKEN_C)
     assert "<AuthTokenEnabled>true</AuthTokenEnabled>" in seen["CreateReplicationGroup"]
     world.settle()
+    _nodes_enforce(world)
     seen["ModifyReplicationGroup"] = _query(client, "ModifyReplicationGroup", ReplicationGroupId="rg",
                                             AuthToken=TOKEN2, AuthTokenUpdateStrategy="ROTATE", ApplyImmediately="true")
     seen["ModifyUser"] = _query(client, "ModifyUser", UserId="app", **{"Passwords.member.1": PW2})
     world.settle()
+    _nodes_enforce(world)
     seen["refused"] = _query(client, "ModifyReplicationGroup", ReplicationGroupId="rg", AuthToken=TOKEN + "%/@",
                              AuthTokenUpdateStrategy="SET")
     assert "InvalidParameterValue" in seen["refused"]

@@ -157,12 +157,14 @@ def test_a_group_with_tls_and_a_token(world: World, tls: None) -> None:
     assert out["AuthTokenEnabled"] is True and out["TransitEncryptionEnabled"] is True
     assert out["TransitEncryptionMode"] == "required" and "AuthTokenLastModifiedDate" in out
     world.settle()
+    assert _rg(world)["Status"] == "creating"  # the nodes run, but nothing recorded them enforcing TLS and AUTH
     rec = _record(world)
     assert rec.spec.security.auth_tokens == [TOKEN] and TOKEN not in repr(rec)
     assert node_acl(world.service.store, rec).tokens == (TOKEN,)
     member = world.call("DescribeCacheClusters", CacheClusterId="rg-001")["CacheClusters"][0]
     assert member["TransitEncryptionEnabled"] is True and member["AuthTokenEnabled"] is True
     _nodes_apply(world)
+    assert _rg(world)["Status"] == "available"
     # SET only after ROTATE; ROTATE keeps two tokens, the oldest dropped.
     assert "only after ROTATE" in _refused(world, "ModifyReplicationGroup", "InvalidParameterCombination",
                                            ReplicationGroupId="rg", AuthToken=TOKEN2, AuthTokenUpdateStrategy="SET")
@@ -175,7 +177,9 @@ def test_a_group_with_tls_and_a_token(world: World, tls: None) -> None:
     assert out["PendingModifiedValues"] == {"AuthTokenStatus": "ROTATING"}
     assert _record(world).spec.security.auth_tokens == [TOKEN, TOKEN2]
     world.settle()
+    assert _rg(world)["Status"] == "modifying"  # until every node has the new token
     _nodes_apply(world)
+    assert _rg(world)["Status"] == "available"
     assert "PendingModifiedValues" not in _rg(world) or _rg(world)["PendingModifiedValues"] == {}
     world.call("ModifyReplicationGroup", ReplicationGroupId="rg", AuthToken=TOKEN3, AuthTokenUpdateStrategy="ROTATE")
     assert _record(world).spec.security.auth_tokens == [TOKEN2, TOKEN3]
@@ -190,10 +194,12 @@ def test_a_group_with_tls_and_a_token(world: World, tls: None) -> None:
 def test_rotate_on_a_group_without_a_token_accepts_both(world: World, tls: None) -> None:
     world.call("CreateReplicationGroup", ReplicationGroupId="rg", **GROUP, TransitEncryptionEnabled=True)
     world.settle()
+    _nodes_apply(world)
     world.call("ModifyReplicationGroup", ReplicationGroupId="rg", AuthToken=TOKEN, AuthTokenUpdateStrategy="ROTATE")
     acl = node_acl(world.service.store, _record(world))
     assert acl.tokens == (TOKEN,) and acl.open is True
     world.settle()
+    _nodes_apply(world)
     world.call("ModifyReplicationGroup", ReplicationGroupId="rg", AuthToken=TOKEN2, AuthTokenUpdateStrategy="SET")
     acl = node_acl(world.service.store, _record(world))
     assert acl.tokens == (TOKEN2,) and acl.open is False
@@ -221,6 +227,7 @@ def test_tls_on_a_running_group_in_two_steps_and_back(world: World, tls: None) -
                                          ReplicationGroupId="rg", TransitEncryptionEnabled=False)
     world.call("ModifyReplicationGroup", ReplicationGroupId="rg", TransitEncryptionMode="preferred")
     world.settle()
+    _nodes_apply(world)
     world.call("ModifyReplicationGroup", ReplicationGroupId="rg", TransitEncryptionEnabled=False)
     world.settle()
     _nodes_apply(world)
@@ -304,3 +311,20 @@ def test_a_standalone_redis_cluster_with_a_token(world: World, tls: None) -> Non
     assert after.spec.security.auth_tokens == [TOKEN, TOKEN2]
     users = store.records(User)
     assert all(TOKEN not in u.model_dump_json() for u in users)
+
+
+def test_users_and_groups_stay_within_the_engine_version_of_their_caches(world: World, tls: None) -> None:
+    _rbac(world)
+    world.call("CreateUser", UserId="reader", UserName="reader", Engine="redis", AccessString="on %R~* +@read",
+               Passwords=[PW])
+    world.call("CreateReplicationGroup", ReplicationGroupId="rg", **GROUP, EngineVersion="6.2",
+               TransitEncryptionEnabled=True, UserGroupIds=["team"])
+    world.settle()
+    _nodes_apply(world)
+    world.clock.advance(2)
+    world.settle()
+    assert "needs 7.0 or later" in _refused(world, "ModifyUser", "InvalidParameterCombination", UserId="app",
+                                            AppendAccessString="%W~logs:*")
+    assert "needs 7.0 or later" in _refused(world, "ModifyUserGroup", "InvalidParameterCombination",
+                                            UserGroupId="team", UserIdsToAdd=["reader"])
+    assert world.call("ModifyUser", UserId="app", AppendAccessString="&news:*")["MinimumEngineVersion"] == "6.2"
