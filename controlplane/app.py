@@ -38,6 +38,7 @@ from controlplane.reconciler.restores import Restores
 from controlplane.reconciler.service_updates import ServiceUpdates, WithServiceUpdates
 from controlplane.reconciler.snapshots import SnapshotReconciler
 from controlplane.reconciler.timewarp import TimeWarp
+from controlplane.reconciler.users import UserGroupReconciler, UserReconciler
 from controlplane.reconciler.workqueue import WorkQueue
 from controlplane.service import Service
 from controlplane.settings import Settings
@@ -136,6 +137,8 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     controller.register(SnapshotReconciler(store, infra, events, clock, controller.enqueue, jobs,
                                            snapshots_dir=settings.snapshots_dir, objects=objects,
                                            save_timeout=settings.snapshot_timeout))
+    controller.register(UserReconciler(store))
+    controller.register(UserGroupReconciler(store, controller.enqueue))
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,

@@ -9,6 +9,7 @@ operation is checked against the policy file when there is one. Handlers run on 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -29,7 +30,15 @@ from controlplane.protocol.serializer import serialize_error, serialize_result
 
 log = logging.getLogger("elasticache_local.api")
 
-__all__ = ["Identity", "QueryApi"]
+__all__ = ["Identity", "QueryApi", "redacted"]
+
+# Members whose values are secrets (AuthToken; a user's Passwords, also inside AuthenticationMode).
+_SECRET_KEY = re.compile(r"(?:^|\.)(?:AuthToken|Passwords)(?:\.|$)")
+
+
+def redacted(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A request's pairs as a log line may show them: secrets replaced."""
+    return [(k, "<redacted>" if _SECRET_KEY.search(k) else v) for k, v in pairs]
 
 
 class QueryApi:
@@ -59,7 +68,7 @@ class QueryApi:
         except ServiceError as err:
             return err
         except Exception:  # a parser bug: an InternalFailure reply, never a bare 500
-            log.exception("reading a request failed: %r", pairs[:20])
+            log.exception("reading a request failed: %r", redacted(pairs[:20]))
             return internal_failure("being read")
 
     def answer(self, request: ParsedRequest | ServiceError, who: Identity, request_id: str) -> tuple[int, bytes]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controlplane.handlers import defaults as d
+from controlplane.handlers import security
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
 from controlplane.handlers.context import RequestContext
@@ -40,11 +41,16 @@ def modify_cache_cluster(ctx: RequestContext, params: m.ModifyCacheClusterMessag
     _version_and_type(ctx, spec, params, nodes)
     _settings(spec, params)
     nodes.finish()
+    secured = security.on_modify(ctx, rec, security.Asked(token=params.get("AuthToken"),
+                                                          strategy=params.get("AuthTokenUpdateStrategy")))
+    if secured is not None:
+        spec.security = secured
+        security.require_transit_supported(secured.transit_encryption)  # last: the TLS gate
 
     def change(r: CacheCluster) -> None:
         unchanged_since_read(r, rec)
         r.spec = spec
-        if nodes.restart:
+        if nodes.restart or secured is not None:  # a new token goes to the nodes now
             r.generation += 1
 
     updated = ctx.services.store.update(rec.key, CacheCluster, change)
@@ -118,8 +124,6 @@ def _settings(spec: CacheClusterSpec, params: m.ModifyCacheClusterMessage) -> No
         spec.security_group_names = list(params["CacheSecurityGroupNames"] or [])
     if params.get("CacheParameterGroupName"):
         d.parameter_group(spec.engine, spec.engine_version, params.get("CacheParameterGroupName"))
-    if params.get("AuthToken") or params.get("AuthTokenUpdateStrategy"):
-        raise v.combination("AuthToken requires TransitEncryptionEnabled, which is not supported yet.")
 
 
 def _snapshot_settings(spec: CacheClusterSpec, params: m.ModifyCacheClusterMessage) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from controlplane import catalog
 from controlplane.handlers import defaults as d
-from controlplane.handlers import snapshots
+from controlplane.handlers import security, snapshots
 from controlplane.handlers import validate as v
 from controlplane.handlers.cache_cluster_changes import MAX_MEMCACHED_NODES, check_node_quota, modify_cache_cluster
 from controlplane.handlers.context import HandlerTable, RequestContext
@@ -47,6 +47,7 @@ def create_cache_cluster(ctx: RequestContext, params: m.CreateCacheClusterMessag
     if store.get(key, CacheCluster) is not None:
         raise CacheClusterAlreadyExistsFault(f"Cache cluster {cluster_id} already exists.")
     check_node_quota(ctx, spec.num_nodes)
+    security.require_transit_supported(spec.security.transit_encryption)  # last: the TLS gate
     rec = CacheCluster(account=ctx.account, region=ctx.region, id=cluster_id, created_at=ctx.services.clock.now(),
                        tags=tags, spec=spec)
     if not store.create(rec):
@@ -70,10 +71,8 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
     else:
         window, snapshot_window = d.windows_for(ctx, params.get("PreferredMaintenanceWindow"),
                                                 params.get("SnapshotWindow"), cluster_id)
-    if params.get("AuthToken") and not params.get("TransitEncryptionEnabled"):
-        raise v.combination("AuthToken requires TransitEncryptionEnabled to be true.")
-    if params.get("TransitEncryptionEnabled"):
-        raise v.combination("TransitEncryptionEnabled (TLS) is not supported by elasticache-local yet.")
+    secured = security.on_create(ctx, engine, version, security.Asked(transit=params.get("TransitEncryptionEnabled"),
+                                                                      token=params.get("AuthToken")))
     v.ipv4_only(params.get("NetworkType"), params.get("IpDiscovery"))
     parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
     if params.get("CacheSubnetGroupName"):
@@ -88,7 +87,7 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
         security_group_ids=list(params.get("SecurityGroupIds", [])),
         maintenance_window=window, snapshot_window=snapshot_window, snapshot_retention_limit=retention,
         notification_topic_arn=params.get("NotificationTopicArn"),
-        auto_minor_version_upgrade=params.get("AutoMinorVersionUpgrade", True),
+        auto_minor_version_upgrade=params.get("AutoMinorVersionUpgrade", True), security=secured,
     )
 
 

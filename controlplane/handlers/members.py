@@ -24,7 +24,8 @@ def member_spec(rg: ReplicationGroup, az: str | None) -> CacheClusterSpec:
                             port=s.port, preferred_azs=[az] if az else [], parameter_group=s.parameter_group,
                             maintenance_window=s.maintenance_window, snapshot_window=s.snapshot_window,
                             replication_group_id=rg.id, security_group_ids=list(s.security_group_ids),
-                            auto_minor_version_upgrade=s.auto_minor_version_upgrade)
+                            auto_minor_version_upgrade=s.auto_minor_version_upgrade,
+                            security=s.security.model_copy(deep=True))
 
 
 def next_member_ids(rg_id: str, taken: set[str], count: int) -> list[str]:
@@ -53,13 +54,14 @@ def add_members(ctx: RequestContext, rg: ReplicationGroup, count: int, azs: Sequ
 
 
 def sync_members(store: Store, rg: ReplicationGroup) -> None:
-    """Members show the group's node type, version and pending changes, as AWS's do (written by
-    the handlers, with the group's spec)."""
+    """Members show the group's node type, version, pending changes and security (TLS, AUTH), as
+    AWS's do (written by the handlers, with the group's spec)."""
     target, pending = rg.target(), rg.unapplied()
     for member in members_of(store, rg):
         def change(c: CacheCluster) -> None:
             c.spec.node_type = target.node_type
             c.spec.engine_version = target.engine_version
             c.spec.pending = pending.model_copy()
+            c.spec.security = rg.spec.security.model_copy(deep=True)
 
         store.update(member.key, CacheCluster, change)

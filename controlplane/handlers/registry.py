@@ -5,13 +5,24 @@ from __future__ import annotations
 
 from typing import cast
 
-from controlplane.handlers import cache_clusters, engines, events, replication_groups, service_updates, snapshots, tags
+from controlplane.handlers import (
+    cache_clusters,
+    engines,
+    events,
+    replication_groups,
+    service_updates,
+    snapshots,
+    tags,
+    user_groups,
+    users,
+)
 from controlplane.handlers.context import AnyHandler
 
 
 def all_handlers() -> dict[str, AnyHandler]:
     table: dict[str, AnyHandler] = {}
-    for module in (cache_clusters, engines, events, replication_groups, service_updates, snapshots, tags):
+    for module in (cache_clusters, engines, events, replication_groups, service_updates, snapshots, tags, users,
+                   user_groups):
         # Each HANDLERS is a HandlerTable, so mypy has checked every entry against its operation.
         for name, handler in module.HANDLERS.items():
             assert name not in table, f"{name} handled twice"

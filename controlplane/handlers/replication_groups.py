@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from controlplane import catalog
 from controlplane.handlers import defaults as d
-from controlplane.handlers import snapshots
+from controlplane.handlers import security, snapshots
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
 from controlplane.handlers.context import HandlerTable, RequestContext
@@ -27,6 +27,7 @@ from controlplane.state.records import (
     ReplicationGroupSpec,
     RestoreSource,
 )
+from controlplane.state.users import UserGroup
 
 _AUTOMATIC_FAILOVER_NEEDS_TWO = ("When using automatic failover, there must be at least 2 cache clusters in the "
                                  "replication group.")
@@ -41,8 +42,10 @@ def create_replication_group(ctx: RequestContext,
     _refuse_unsupported(params)
     primary = _primary(ctx, params.get("PrimaryClusterId"))
     spec, total, azs = _new_spec(ctx, group_id, params, primary)
+    tags = v.tag_records(params.get("Tags", []))
+    security.require_transit_supported(spec.security.transit_encryption)  # last: the TLS gate
     rg = ReplicationGroup(account=ctx.account, region=ctx.region, id=group_id, created_at=ctx.services.clock.now(),
-                          tags=v.tag_records(params.get("Tags", [])), spec=spec)
+                          tags=tags, spec=spec)
     if not store.create(rg):
         raise ReplicationGroupAlreadyExistsFault(f"Replication group {group_id} already exists.")
     if primary is not None:
@@ -61,15 +64,11 @@ def _refuse_unsupported(params: m.CreateReplicationGroupMessage) -> None:
             or len(params.get("NodeGroupConfiguration", [])) > 1:
         raise v.combination("Cluster mode (more than one node group) is not supported by elasticache-local yet.")
     given = {"GlobalReplicationGroupId": params.get("GlobalReplicationGroupId"),
-             "UserGroupIds": params.get("UserGroupIds"),
-             "ServerlessCacheSnapshotName": params.get("ServerlessCacheSnapshotName")}
+             "ServerlessCacheSnapshotName": params.get("ServerlessCacheSnapshotName"),
+             "AtRestEncryptionEnabled": params.get("AtRestEncryptionEnabled")}
     for name, value in given.items():
         if value:
             raise v.unsupported(name)
-    if params.get("AuthToken") and not params.get("TransitEncryptionEnabled"):
-        raise v.combination("AuthToken requires TransitEncryptionEnabled to be true.")
-    if params.get("TransitEncryptionEnabled") or params.get("AtRestEncryptionEnabled"):
-        raise v.combination("Encryption (TLS, at rest) is not supported by elasticache-local yet.")
     if params.get("CacheSubnetGroupName"):
         raise CacheSubnetGroupNotFoundFault(f"CacheSubnetGroup {params.get('CacheSubnetGroupName')} not found.")
 
@@ -111,6 +110,9 @@ def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGro
         security_group_names=list(params.get("CacheSecurityGroupNames", [])),
         automatic_failover=automatic, multi_az=multi_az, initial_primary=primary.id if primary else None,
         restore=_restore(ctx, params, engine, version, primary),
+        security=security.on_create(ctx, engine, version, security.Asked(
+            transit=params.get("TransitEncryptionEnabled"), mode=params.get("TransitEncryptionMode"),
+            token=params.get("AuthToken"), add=list(params.get("UserGroupIds", [])))),
     )
     return spec, total, azs
 
@@ -210,18 +212,32 @@ def modify_replication_group(ctx: RequestContext,
         nodes.engine_version(v.no_downgrade(spec.engine_version, d.engine_version(ctx, spec.engine, version)))
     nodes.finish()
     _refuse_unsupported_changes(params)
+    secured = security.on_modify(ctx, rg, _security_asked(params))
+    if secured is not None:
+        spec.security = secured
+        security.require_transit_supported(secured.transit_encryption)  # last: the TLS gate
 
     def change(r: ReplicationGroup) -> None:
         unchanged_since_read(r, rg)
         r.spec = spec
-        if bump or nodes.restart:
+        if bump or nodes.restart or secured is not None:
             r.generation += 1
 
     updated = store.update(rg.key, ReplicationGroup, change)
     assert updated is not None
     sync_members(store, updated)
     ctx.services.enqueue(rg.key)
+    for group_id in {*rg.spec.security.user_group_ids, *spec.security.user_group_ids}:
+        ctx.services.enqueue(ctx.key(UserGroup.KIND, group_id))  # they read "modifying" until the nodes have it
     return {"ReplicationGroup": group_shape(ctx, updated)}
+
+
+def _security_asked(params: m.ModifyReplicationGroupMessage) -> security.Asked:
+    return security.Asked(transit=params.get("TransitEncryptionEnabled"), mode=params.get("TransitEncryptionMode"),
+                          token=params.get("AuthToken"), strategy=params.get("AuthTokenUpdateStrategy"),
+                          add=list(params.get("UserGroupIdsToAdd", [])),
+                          remove=list(params.get("UserGroupIdsToRemove", [])),
+                          remove_all=bool(params.get("RemoveUserGroups")))
 
 
 def _failover_settings(rg: ReplicationGroup, spec: ReplicationGroupSpec, params: m.ModifyReplicationGroupMessage,
@@ -272,10 +288,7 @@ def _settings(spec: ReplicationGroupSpec, params: m.ModifyReplicationGroupMessag
 
 
 def _refuse_unsupported_changes(params: m.ModifyReplicationGroupMessage) -> None:
-    given = {"AuthToken": params.get("AuthToken"), "UserGroupIdsToAdd": params.get("UserGroupIdsToAdd"),
-             "UserGroupIdsToRemove": params.get("UserGroupIdsToRemove"),
-             "TransitEncryptionEnabled": params.get("TransitEncryptionEnabled"),
-             "CacheParameterGroupName": params.get("CacheParameterGroupName"), "ClusterMode": params.get("ClusterMode")}
+    given = {"CacheParameterGroupName": params.get("CacheParameterGroupName"), "ClusterMode": params.get("ClusterMode")}
     for name, value in given.items():
         if value:
             raise v.unsupported(name)

@@ -7,6 +7,7 @@ from typing import cast
 
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
+from controlplane.handlers.rbac import ensure_default_user
 from controlplane.model import errors as e
 from controlplane.model import messages as m
 from controlplane.protocol.errors import ModelError
@@ -15,6 +16,7 @@ from controlplane.state.arns import parse_arn
 from controlplane.state.kinds import RECORD_TYPES
 from controlplane.state.members import members_of
 from controlplane.state.records import Record, ReplicationGroup, Tag
+from controlplane.state.users import DEFAULT_USER_ID, User
 
 # The NotFound fault per resource kind.
 _NOT_FOUND: dict[str, type[ModelError]] = {
@@ -38,6 +40,8 @@ def _resource(ctx: RequestContext, name: str) -> Record:
         raise e.InvalidARNFault(f"The ARN {name} is not valid.")
     if parsed.region != ctx.region or parsed.account != ctx.account:
         raise _NOT_FOUND[parsed.kind](f"The resource {name} was not found.")
+    if parsed.kind == User.KIND and parsed.id == DEFAULT_USER_ID:
+        ensure_default_user(ctx)  # the built-in user exists before anyone asked for it
     model = RECORD_TYPES.get(parsed.kind)
     rec = ctx.services.store.get(ctx.key(parsed.kind, parsed.id), model) if model else None
     if rec is None:

@@ -10,6 +10,8 @@ from typing import ClassVar, NamedTuple, TypeVar
 
 from pydantic import BaseModel, Field
 
+from controlplane.state.security import AppliedSecurity, SecuritySpec, security_status
+
 
 class ResourceKey(NamedTuple):
     kind: str
@@ -128,7 +130,7 @@ class CacheClusterSpec(BaseModel):
     notification_topic_arn: str | None = None
     auto_minor_version_upgrade: bool = True
     replication_group_id: str | None = None
-    transit_encryption: bool = False
+    security: SecuritySpec = Field(default_factory=SecuritySpec)  # TLS and AUTH
     network_type: str = "ipv4"
     ip_discovery: str = "ipv4"
     # Node ids to drop when num_nodes goes down (memcached).
@@ -181,6 +183,8 @@ class CacheClusterStatus(BaseModel):
     # The final snapshot that failed: the delete that asked for it was not carried out.
     final_snapshot_failed: str | None = None
     last_backup_at: datetime | None = None  # the last automatic backup started
+    # What every node enforces of spec.security (None: nothing recorded yet; see state.acl).
+    security_applied: AppliedSecurity | None = None
 
 
 class CacheCluster(Record):
@@ -208,6 +212,10 @@ class CacheCluster(Record):
             return "rebooting cache cluster nodes"  # a node the loop saw down is being recovered
         if self.status.phase == "available" and self.observed_generation < self.generation:
             return "modifying"
+        held = None if self.spec.replication_group_id else security_status(self.spec.security,
+                                                                             self.status.security_applied)
+        if self.status.phase == "available" and held is not None:
+            return held  # TLS or AUTH asked and not on every node yet (a member's group says it)
         if self.status.phase == "available" and (self.status.snapshotting
                                                  or self.spec.snapshot_seq > self.status.snapshot_seq_done):
             return "snapshotting"
@@ -270,6 +278,7 @@ class ReplicationGroupSpec(BaseModel):
     delete_requested: bool = False
     final_snapshot: str | None = None  # as for cache clusters
     retain_primary_cluster: bool = False
+    security: SecuritySpec = Field(default_factory=SecuritySpec)  # TLS, AUTH and RBAC
 
 
 class FailoverStep(StrEnum):
@@ -330,6 +339,7 @@ class ReplicationGroupStatus(BaseModel):
     snapshot_seq_done: int = 0
     final_snapshot_failed: str | None = None
     last_backup_at: datetime | None = None
+    security_applied: AppliedSecurity | None = None  # as for cache clusters
 
 
 class ReplicationGroup(Record):
@@ -361,6 +371,9 @@ class ReplicationGroup(Record):
             or (self.spec.test_failover is not None and self.spec.test_failover.seq > self.status.test_failover_done)
         ):
             return "modifying"
+        held = security_status(self.spec.security, self.status.security_applied)
+        if self.status.phase == "available" and held is not None:
+            return held  # TLS, AUTH or a user group asked and not on every node yet
         if self.status.phase == "available" and (self.status.snapshotting
                                                  or self.spec.snapshot_seq > self.status.snapshot_seq_done):
             return "snapshotting"

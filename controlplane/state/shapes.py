@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from controlplane.catalog import family_of
+from controlplane.state import security
 from controlplane.state.arns import arn
 from controlplane.state.records import CacheCluster, Event, ReplicationGroup, Tag
 from controlplane.state.snapshots import Snapshot
@@ -36,8 +37,7 @@ def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
         },
         "AutoMinorVersionUpgrade": spec.auto_minor_version_upgrade,
         "SecurityGroups": [{"SecurityGroupId": g, "Status": "active"} for g in spec.security_group_ids],
-        "AuthTokenEnabled": False,
-        "TransitEncryptionEnabled": spec.transit_encryption,
+        **security.shown(spec.security, status.security_applied),
         "AtRestEncryptionEnabled": False,
         "ARN": arn(rec.region, rec.account, rec.KIND, rec.id),
         "ReplicationGroupLogDeliveryEnabled": False,
@@ -96,6 +96,7 @@ def _pending(rec: CacheCluster) -> dict[str, Any]:
         removing = [n.node_id for n in rec.status.nodes if n.node_id in target.node_ids_to_remove]
         if removing:
             out["CacheNodeIdsToRemove"] = removing
+    out.update(security.pending(rec.spec.security, rec.status.security_applied, groups=False))
     return out
 
 
@@ -131,11 +132,11 @@ def replication_group(rg: ReplicationGroup, members: list[CacheCluster]) -> dict
         "SnapshotWindow": spec.snapshot_window,
         "ClusterEnabled": False,
         "CacheNodeType": rg.target().node_type,
-        "AuthTokenEnabled": False,
-        "TransitEncryptionEnabled": False,
+        **security.shown(spec.security, status.security_applied),
         "AtRestEncryptionEnabled": False,
         "ARN": arn(rg.region, rg.account, rg.KIND, rg.id),
-        "UserGroupIds": [],
+        # The user groups every node has (what was asked, for a group not yet recorded): the rest is pending.
+        "UserGroupIds": list((status.security_applied or spec.security).user_group_ids),
         "LogDeliveryConfigurations": [],
         "DataTiering": "disabled",
         "AutoMinorVersionUpgrade": spec.auto_minor_version_upgrade,
@@ -184,6 +185,7 @@ def _rg_pending(rg: ReplicationGroup) -> dict[str, Any]:
         out["PrimaryClusterId"] = change.member
     if _af_changing(rg):
         out["AutomaticFailoverStatus"] = "enabled" if rg.spec.automatic_failover else "disabled"
+    out.update(security.pending(rg.spec.security, rg.status.security_applied, groups=True))
     return out
 
 

@@ -4,9 +4,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
+from controlplane.admin.api import admin_router
 from controlplane.app import build_service
 from controlplane.clock import FakeClock
+from controlplane.dashboard import routes
 from controlplane.reconciler.nodes import POLL
 from controlplane.service import Service
 from controlplane.settings import Settings
@@ -104,3 +107,13 @@ def world(tmp_path: Path) -> Iterator[World]:
     w = World(tmp_path)
     yield w
     w.service.store.close()
+
+
+def whole_app(world: World) -> FastAPI:
+    """The web app over the world's service: the Query API, the JSON API and the dashboard."""
+    app = FastAPI(docs_url=None, redoc_url=None)
+    app.state.service = world.service
+    app.include_router(admin_router())
+    routes.install(app)
+    app.add_api_route("/", world.service.query.endpoint, methods=["GET", "POST"])
+    return app

@@ -8,13 +8,10 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from controlplane.admin.api import admin_router
-from controlplane.dashboard import routes
 from controlplane.handlers.cache_clusters import create_cache_cluster
-from tests.unit.controlplane.conftest import World
+from tests.unit.controlplane.conftest import World, whole_app
 from tests.unit.controlplane.test_replication_groups import _make
 
 REDIS = {"Engine": "redis", "CacheNodeType": "cache.t3.micro"}
@@ -22,12 +19,7 @@ REDIS = {"Engine": "redis", "CacheNodeType": "cache.t3.micro"}
 
 @pytest.fixture
 def client(world: World) -> Iterator[TestClient]:
-    app = FastAPI(docs_url=None, redoc_url=None)
-    app.state.service = world.service
-    app.include_router(admin_router())
-    routes.install(app)
-    app.add_api_route("/", world.service.query.endpoint, methods=["GET", "POST"])
-    with TestClient(app, base_url="http://127.0.0.1:8379") as c:
+    with TestClient(whole_app(world), base_url="http://127.0.0.1:8379") as c:
         yield c
 
 

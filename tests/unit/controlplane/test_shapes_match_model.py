@@ -80,3 +80,47 @@ def test_snapshot_outputs_match_their_shapes(world: World) -> None:
     for operation, result in outputs.items():
         shape = world.service.api.operation(operation).output_shape  # type: ignore[union-attr]
         _check(result, shape, operation)
+
+
+
+def test_user_group_and_security_outputs_match_their_shapes(world: World, monkeypatch: Any) -> None:
+    """Users, user groups (with pending changes), and a group with TLS, a token and a pending user
+    group (the TLS gate opened, as the wiring step will open it)."""
+    from controlplane.handlers import security
+    from controlplane.handlers.context import RequestContext
+    from controlplane.state.acl import desired_security
+    from controlplane.state.records import ReplicationGroup
+
+    monkeypatch.setattr(security, "require_transit_supported", lambda enabled: None)
+    ctx = RequestContext("123456789012", "us-east-1", "r", world.service.query.services)
+    h = world.service.query.handlers
+    outputs = {"CreateUser": h["CreateUser"](ctx, {"UserId": "app", "UserName": "default", "Engine": "redis",
+                                                   "AccessString": "on ~* +@all", "Passwords": ["a-password-of-20"]}),
+               "CreateUserGroup": h["CreateUserGroup"](ctx, {"UserGroupId": "team", "Engine": "redis",
+                                                             "UserIds": ["app"]})}
+    h["CreateReplicationGroup"](ctx, {"ReplicationGroupId": "rg", "ReplicationGroupDescription": "d",
+                                      "CacheNodeType": "cache.t3.micro", "TransitEncryptionEnabled": True,
+                                      "AuthToken": "Token-of-twenty-chars"})
+    world.settle()  # the group is active
+    store = world.service.store
+    store.update(ctx.key(ReplicationGroup.KIND, "rg"), ReplicationGroup,
+                 lambda r: setattr(r.status, "security_applied", desired_security(store, r)))
+    outputs["ModifyUser"] = h["ModifyUser"](ctx, {"UserId": "app", "AppendAccessString": "-flushall"})
+    outputs["ModifyReplicationGroup"] = h["ModifyReplicationGroup"](ctx, {
+        "ReplicationGroupId": "rg", "UserGroupIdsToAdd": ["team"], "AuthTokenUpdateStrategy": "DELETE"})
+    outputs["ModifyUserGroup"] = h["ModifyUserGroup"](ctx, {"UserGroupId": "team", "UserIdsToAdd": ["default"],
+                                                            "UserIdsToRemove": ["app"]})
+    assert outputs["ModifyReplicationGroup"]["ReplicationGroup"]["PendingModifiedValues"]["UserGroups"]
+    assert outputs["ModifyUserGroup"]["PendingChanges"]
+    outputs["DescribeUsers"] = h["DescribeUsers"](ctx, {})
+    outputs["DescribeUserGroups"] = h["DescribeUserGroups"](ctx, {})
+    outputs["DescribeReplicationGroups"] = h["DescribeReplicationGroups"](ctx, {})
+    outputs["DescribeCacheClusters"] = h["DescribeCacheClusters"](ctx, {})
+    world.call("CreateUserGroup", UserGroupId="spare", Engine="redis", UserIds=["default"])
+    world.settle()
+    outputs["DeleteUserGroup"] = h["DeleteUserGroup"](ctx, {"UserGroupId": "spare"})
+    world.call("CreateUser", UserId="gone", UserName="gone", Engine="redis", AccessString="on", NoPasswordRequired=True)
+    outputs["DeleteUser"] = h["DeleteUser"](ctx, {"UserId": "gone"})
+    for operation, result in outputs.items():
+        shape = world.service.api.operation(operation).output_shape  # type: ignore[union-attr]
+        _check(result, shape, operation)
