@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.controlplane.conftest import World
+from tests.unit.controlplane.test_snapshots import settle
 
 
 def loose_modes(root: Path) -> list[str]:
@@ -38,8 +39,9 @@ def test_the_data_directory_and_everything_in_it_is_private(permissive_world: Wo
     w.call("CreateCacheCluster", CacheClusterId="web", Engine="redis", CacheNodeType="cache.t3.micro")
     w.settle_until(lambda: w.call("DescribeCacheClusters")["CacheClusters"][0]["CacheClusterStatus"] == "available")
     w.call("CreateSnapshot", CacheClusterId="web", SnapshotName="bk")
-    w.settle_until(lambda: w.call("DescribeSnapshots", SnapshotName="bk")["Snapshots"][0]["SnapshotStatus"]
-                   == "available")
+    # The save runs on a job thread of its own: wait for it, not only for the loop (failed under load).
+    settle(w, lambda: w.call("DescribeSnapshots", SnapshotName="bk")["Snapshots"][0]["SnapshotStatus"]
+           == "available")
     names = {p.name for p in w.data_dir.rglob("*")}
     assert {"state.sqlite3", "state.sqlite3-wal", "bk.rdb"} <= names, names  # the walk saw the files
     assert loose_modes(w.data_dir) == []
