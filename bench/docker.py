@@ -105,10 +105,11 @@ def _bare_redis(config: NodeConfig) -> Iterator[None]:
 
 
 def _await_ping(host: str) -> None:
+    from engine.access import Reach
     from engine.adapters.redis import probe
 
     deadline = time.monotonic() + 30
-    while not probe(host, 6379, 0.5).ok:
+    while not probe(Reach(host, 6379), 0.5).ok:
         if time.monotonic() > deadline:
             raise RuntimeError(f"no redis answers on {host}:6379")
         time.sleep(0.01)

@@ -17,15 +17,19 @@ from engine.addresses import AddressAllocator, loopback_aliases_work
 from engine.proxy.hub import BindError, Member, ProxyError, ProxyHub
 from engine.rdb import RdbError, check_rdb, save_rdb
 from engine.runtime.base import NodeConfig, NodeInfo, NodeRuntime, NodeState, NodeStats, ProbeResult, RuntimeError_
+from engine.security import AclUser, Credentials, NodeSecurity, TlsFiles, TlsMode
 from engine.versions import nearest
 
 __all__ = [
+    "AclUser",
     "AddressAllocator",
     "BindError",
+    "Credentials",
     "Member",
     "NodeConfig",
     "NodeInfo",
     "NodeRuntime",
+    "NodeSecurity",
     "NodeState",
     "NodeStats",
     "ProbeResult",
@@ -33,6 +37,8 @@ __all__ = [
     "ProxyHub",
     "RdbError",
     "RuntimeError_",
+    "TlsFiles",
+    "TlsMode",
     "check_rdb",
     "docker_runtime",
     "haproxy_hub",

@@ -1,8 +1,11 @@
 """The process runtime's record of each node, and the node's directory on disk.
 
 Every node lives in `<data_dir>/<name>/` with
-  node.json  the NodeConfig, the binary and the process marker (so a new runtime finds the node)
+  node.json  the NodeConfig, the binary and the process marker (so a new runtime finds the node),
+             and the node's own ports behind a TLS-preferred forwarder
   node.conf  the redis/valkey config file (rewritten at every start)
+  users.acl  redis/valkey ACL users, sasl/  memcached SASL users (nodes with security)
+Files the runtime writes are the owner's only: the config and node.json may hold passwords.
   node.pid   the node's pid (written by the runtime right after the fork, and by the engine)
   node.log   the engine's log, stdout and stderr
   dump.rdb   redis/valkey data (at each start: the seed, or empty unless the node persists)
@@ -32,7 +35,7 @@ from engine.adapters.redis import DataFile
 from engine.runtime.base import NODE_NAME, NodeConfig, RuntimeError_, config_from_dict, config_to_dict
 
 __all__ = ["NODE_FILE", "Node", "Trash", "Watch", "load_node", "place_files", "read_pid", "remove_pid_file",
-           "save_node", "tail", "write_atomic"]
+           "save_node", "save_record", "tail", "write_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +70,28 @@ class Node:
     ready: threading.Event = field(default_factory=threading.Event)
     ready_told: bool = False
     reports: bool = False  # started by this runtime with a NOTIFY_SOCKET
+    # TLS mode preferred: the node's own plain and TLS ports, behind the sniffing forwarder.
+    backend: tuple[int, int] | None = None
 
 
-def save_node(node_dir: Path, config: NodeConfig, binary: str, marker: str, files: Mapping[str, str]) -> Node:
+def save_node(node_dir: Path, config: NodeConfig, binary: str, marker: str, files: Mapping[str, str],
+              backend: tuple[int, int] | None = None) -> Node:
     """Write a node's files (config files from its launch, then node.json) and return its record."""
     node_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(node_dir, 0o700)
     for file_name, text in files.items():
+        (node_dir / file_name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(node_dir / file_name, text)
-    record = {"format": _FORMAT, "binary": binary, "marker": marker, "config": config_to_dict(config)}
-    write_atomic(node_dir / NODE_FILE, json.dumps(record, indent=2))
-    return Node(config.name, node_dir, config, binary, marker)
+    node = Node(config.name, node_dir, config, binary, marker, backend=backend)
+    save_record(node)
+    return node
+
+
+def save_record(node: Node) -> None:
+    """(Re)write the node's node.json from its record."""
+    record = {"format": _FORMAT, "binary": node.binary, "marker": node.marker, "config": config_to_dict(node.config),
+              "backend": list(node.backend) if node.backend else None}
+    write_atomic(node.dir / NODE_FILE, json.dumps(record, indent=2))
 
 
 def load_node(data_dir: Path, name: str) -> Node | None:
@@ -86,12 +101,14 @@ def load_node(data_dir: Path, name: str) -> Node | None:
     path = data_dir / name / NODE_FILE
     try:
         data = json.loads(path.read_text())
+        backend = data.get("backend")
         return Node(
             name=name,
             dir=data_dir / name,
             config=config_from_dict(data["config"]),
             binary=str(data["binary"]),
             marker=str(data["marker"]),
+            backend=(int(backend[0]), int(backend[1])) if backend else None,
         )
     except FileNotFoundError:
         return None
@@ -101,9 +118,13 @@ def load_node(data_dir: Path, name: str) -> Node | None:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` by a file holding `text`, readable and writable by the owner only."""
     # A name of our own: memcached writes its pid file through "<pidfile>.tmp" too.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)  # a leftover of a crash keeps its mode through O_CREAT
+        f.write(text)
     os.replace(tmp, path)
 
 
