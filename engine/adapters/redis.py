@@ -258,7 +258,9 @@ def _roundtrip(reach: Reach, commands: Sequence[Sequence[str | bytes]], timeout:
     with reach.connect(timeout) as sock:
         sock.sendall(b"".join(_encode(c) for c in sent))
         reader = _Reader(sock, deadline)
-        return [reader.reply() for _ in sent]
+        replies = [reader.reply() for _ in sent]
+        reach.keep(sock)
+        return replies
 
 
 def execute(reach: Reach, *args: str | bytes, timeout: float = 2.0) -> RespReply:

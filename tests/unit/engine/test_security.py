@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from controlplane.tls import LocalCa
-from engine.access import Reach
+from engine.access import Reach, TlsContexts, reach_of
+from engine.adapters.redis import execute
 from engine.adapters.redis import probe as redis_probe
 from engine.rdb import check_rdb
 from engine.runtime.base import NodeConfig, RuntimeError_
@@ -161,6 +163,12 @@ def test_tls_required_serves_tls_only_and_replicates_over_it(kit: ProcessKit, ca
     with pytest.raises(redis.ConnectionError):  # a client that does not trust our CA
         client(primary, ssl=True, password="tok-Old-0001").ping()
     assert rt.probe("t1", 1.0).ok
+    # The engine resumes its TLS session with a node: probes skip the certificate exchange.
+    contexts = TlsContexts()
+    reach = reach_of(primary, contexts)
+    assert execute(reach, "PING") == "PONG"
+    with reach.connect(2.0) as again:
+        assert isinstance(again, ssl.SSLSocket) and again.session_reused
     assert rt.save_rdb("t1", tmp_path / "t1.rdb") > 0
     rt.replicate("t2", (primary.host, primary.port))
     reader = client(replica, ca=ca, password="tok-Old-0001")
