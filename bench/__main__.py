@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import dashboard, describe, docker, failover, lifecycle, metrics, snapshots
+from bench import dashboard, describe, docker, failover, lifecycle, metrics, snapshots, tls
 from bench.lab import Lab
 from bench.report import Table
 
@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[Lab], list[Table]]] = {
     "lifecycle": lifecycle.run,
     "metrics": metrics.run,
     "snapshots": snapshots.run,
+    "tls": tls.run,
 }
 
 

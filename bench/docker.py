@@ -69,10 +69,11 @@ def image_settings() -> tuple[dict[str, str], bool]:
 
 # --- (i) data path ---
 
-def _benchmark(host: str, requests: int, pipeline: int) -> dict[str, float]:
-    """requests/s per test (SET, GET) from redis-benchmark's CSV output."""
-    argv = [BENCHMARK, "-h", host, "-p", "6379", "-t", "set,get", "-n", str(requests), "-c", "50",
-            "-P", str(pipeline), "--csv", "-q"]
+def _benchmark(host: str, requests: int, pipeline: int, port: int = 6379, extra: tuple[str, ...] = ()
+               ) -> dict[str, float]:
+    """requests/s per test (SET, GET) from redis-benchmark's CSV output (`extra`: --tls ...)."""
+    argv = [BENCHMARK, "-h", host, "-p", str(port), "-t", "set,get", "-n", str(requests), "-c", "50",
+            "-P", str(pipeline), "--csv", "-q", *extra]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {out.stderr[-500:]}")
@@ -105,10 +106,11 @@ def _bare_redis(config: NodeConfig) -> Iterator[None]:
 
 
 def _await_ping(host: str) -> None:
+    from engine.access import Reach
     from engine.adapters.redis import probe
 
     deadline = time.monotonic() + 30
-    while not probe(host, 6379, 0.5).ok:
+    while not probe(Reach(host, 6379), 0.5).ok:
         if time.monotonic() > deadline:
             raise RuntimeError(f"no redis answers on {host}:6379")
         time.sleep(0.01)

@@ -42,6 +42,7 @@ from typing import Any
 
 from bench.lab import CpuWatch, Lab, Ours, RawClient, free_port, log, wait_until
 from bench.report import Row, Table, Target, median, percentile, ratio_at_least
+from engine.access import Reach
 from engine.adapters.redis import RespError, execute, parse_info
 
 REDIS = "redis-server"
@@ -91,7 +92,7 @@ class Node:
         self.host, self.port = host, port
 
     def cmd(self, *args: str, timeout: float = 600.0) -> object:
-        return execute(self.host, self.port, *args, timeout=timeout)
+        return execute(Reach(self.host, self.port), *args, timeout=timeout)
 
     def info(self, section: str) -> dict[str, str]:
         reply = self.cmd("INFO", section)

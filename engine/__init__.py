@@ -18,16 +18,20 @@ from engine.files import PRIVATE_UMASK, copy_private, make_private, open_private
 from engine.proxy.hub import BindError, Member, ProxyError, ProxyHub
 from engine.rdb import RdbError, check_rdb, save_rdb
 from engine.runtime.base import NodeConfig, NodeInfo, NodeRuntime, NodeState, NodeStats, ProbeResult, RuntimeError_
+from engine.security import AclUser, Credentials, NodeSecurity, TlsFiles, TlsMode
 from engine.versions import nearest
 
 __all__ = [
     "PRIVATE_UMASK",
+    "AclUser",
     "AddressAllocator",
     "BindError",
+    "Credentials",
     "Member",
     "NodeConfig",
     "NodeInfo",
     "NodeRuntime",
+    "NodeSecurity",
     "NodeState",
     "NodeStats",
     "ProbeResult",
@@ -35,6 +39,8 @@ __all__ = [
     "ProxyHub",
     "RdbError",
     "RuntimeError_",
+    "TlsFiles",
+    "TlsMode",
     "check_rdb",
     "copy_private",
     "docker_runtime",

@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from engine.access import Reach
 from engine.files import open_private
 
 __all__ = ["EMPTY_RDB", "RdbError", "check_rdb", "save_rdb"]
@@ -39,22 +40,23 @@ class RdbError(Exception):
     """An RDB could not be saved, or a file is not a usable RDB; the message says why."""
 
 
-def save_rdb(host: str, port: int, dest: Path, *, password: str | None = None, timeout: float = 600.0) -> int:
-    """Save the RDB of the redis/valkey node at host:port as `dest`, written by the node itself
-    (its replica full sync, diskless). Returns the file's size in bytes. The file appears
-    complete or not at all (written as `<dest>.partial`, fsynced, renamed). Raises RdbError."""
+def save_rdb(reach: Reach, dest: Path, *, timeout: float = 600.0) -> int:
+    """Save the RDB of the redis/valkey node `reach` leads to (engine.access: its address, TLS,
+    and the user to authenticate as) as `dest`, written by the node itself (its replica full
+    sync, diskless). Returns the file's size in bytes. The file appears complete or not at all
+    (written as `<dest>.partial`, fsynced, renamed). Raises RdbError."""
     dest = Path(dest)
     partial = dest.with_name(dest.name + ".partial")
     deadline = time.monotonic() + timeout
-    where = f"{host}:{port}"
+    where = reach.where
     try:
-        sock = socket.create_connection((host, port), timeout=max(0.001, min(timeout, 10.0)))
+        sock = reach.connect(max(0.001, min(timeout, 10.0)))
     except OSError as exc:
         raise RdbError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
     try:
         with sock, open_private(partial, "wb") as out, _Writer(out.fileno()) as writer:
             stream = _Stream(sock, deadline, where)
-            _handshake(stream, password)
+            _handshake(stream, reach.auth())
             size = stream.payload(writer)
         os.replace(partial, dest)
     except RdbError:
@@ -208,10 +210,10 @@ class _Stream:
                                "before its end mark") from None
 
 
-def _handshake(stream: _Stream, password: str | None) -> None:
+def _handshake(stream: _Stream, auth: list[str] | None) -> None:
     """AUTH, rdb-only (refused before Redis 7.0: harmless), the EOF capability, then SYNC."""
-    if password is not None:
-        stream.send("AUTH", password)
+    if auth is not None:
+        stream.send(*auth)
         reply = stream.line()
         if not reply.startswith(b"+"):
             raise RdbError(f"{stream.where} refused AUTH: {reply[1:].decode('utf-8', 'replace')}")

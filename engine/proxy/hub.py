@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 
 from engine.proxy.memcached_config import MemcachedConfigEndpoint
 from engine.proxy.memcached_wire import Member
+from engine.proxy.sniff import SniffingForwarder
 from engine.proxy.tcp import BindError, Listener, ProxyError, TcpForwarder
 
 __all__ = ["BindError", "Member", "ProxyError", "ProxyHub"]
@@ -141,6 +142,27 @@ class ProxyHub:
             forwarder.set_target(target)
 
         self._call(add)
+
+    def add_tls_sniffer(self, name: str, host: str, port: int, plain: tuple[str, int], tls: tuple[str, int]) -> None:
+        """Listen on host:port and pump each connection to `tls` when it opens with a TLS
+        handshake, else to `plain` (engine.proxy.sniff; raises BindError). Always on this loop."""
+
+        async def add() -> None:
+            def new() -> SniffingForwarder:
+                return SniffingForwarder(host, port, plain, tls)
+
+            sniffer = await self._add(name, host, port, SniffingForwarder, new)
+            sniffer.plain, sniffer.tls = plain, tls
+
+        self._call(add)
+
+    def names(self) -> list[str]:
+        """The names of the endpoints on this hub's loop."""
+
+        async def names() -> list[str]:
+            return sorted(self._endpoints)
+
+        return self._call(names)
 
     def set_members(self, name: str, members: Sequence[Member]) -> None:
         """Publish the nodes of a configuration endpoint; the version goes up if the set changed."""

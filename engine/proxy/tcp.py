@@ -56,6 +56,22 @@ async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     half_close(writer)
 
 
+async def splice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, up_reader: asyncio.StreamReader,
+                 up_writer: asyncio.StreamWriter) -> None:
+    """Pump a client connection and its upstream connection both ways; closes the upstream."""
+    tasks = {asyncio.create_task(pump(reader, up_writer)), asyncio.create_task(pump(up_reader, writer))}
+    try:
+        # Both directions end on EOF (half-closes are passed on); an error in one ends both.
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        up_writer.close()
+
+
 class Listener(abc.ABC):
     """One listening socket and the connections it accepted."""
 
@@ -148,14 +164,4 @@ class TcpForwarder(Listener):
         except (OSError, TimeoutError) as exc:
             log.info("tcp forwarder %s:%d: cannot reach %s:%d: %s", self.host, self.port, *target, exc)
             return
-        tasks = {asyncio.create_task(pump(reader, up_writer)), asyncio.create_task(pump(up_reader, writer))}
-        try:
-            # Both directions end on EOF (half-closes are passed on); an error in one ends both.
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            up_writer.close()
+        await splice(reader, writer, up_reader, up_writer)

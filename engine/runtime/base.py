@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine.security import AclUser, NodeSecurity, security_from_dict, security_to_dict
+
 log = logging.getLogger(__name__)
 
 # NodeRuntime.wait_ready's pause where no readiness report can come: the pace of a caller's probes.
@@ -55,6 +57,9 @@ class NodeConfig:
     # in place of whatever data it had. A node that cannot load it exits; it never serves empty.
     # Not kept with the node: a later start without it starts from the node's own data.
     seed: str | None = None
+    # TLS, the service's own admin user and the customer's ACL users (engine.security); None:
+    # plain text and no users, as before (a `requirepass` setting then still works).
+    security: NodeSecurity | None = None
 
 
 def config_to_dict(config: NodeConfig) -> dict[str, Any]:
@@ -62,6 +67,7 @@ def config_to_dict(config: NodeConfig) -> dict[str, Any]:
     data = asdict(config)
     data["labels"] = dict(config.labels)
     data["settings"] = dict(config.settings)
+    data["security"] = None if config.security is None else security_to_dict(config.security)
     return data
 
 
@@ -77,6 +83,7 @@ def config_from_dict(data: Mapping[str, Any]) -> NodeConfig:
         labels={str(k): str(v) for k, v in dict(data.get("labels", {})).items()},
         settings={str(k): str(v) for k, v in dict(data.get("settings", {})).items()},
         seed=None if data.get("seed") is None else str(data["seed"]),
+        security=None if not data.get("security") else security_from_dict(data["security"]),
     )
 
 
@@ -267,6 +274,16 @@ class NodeRuntime(Protocol):
         by the node itself as for a new replica (a replica serves it too); returns its size in
         bytes. `dest` appears complete or not at all. Raises RuntimeError_ (node absent, not
         running, memcached) or engine.rdb.RdbError (the save failed)."""
+        ...
+
+    def apply_users(self, name: str, users: Sequence[AclUser]) -> None:
+        """Make a running node's users `users` (NodeSecurity.users: the customer's ACL users)
+        without restarting it or dropping its connected clients, and keep them for its next
+        start. Redis/Valkey: ACL SETUSER/DELUSER as the admin user, then ACL SAVE; a password
+        rotation is `default on >old >new`, then `default on resetpass >new`. Memcached: its SASL
+        users, where they can change live (process runtime; turning SASL on or off takes a
+        restart). Raises RuntimeError_ (no such node, started without security, not running,
+        refused, invalid users)."""
         ...
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:

@@ -1,33 +1,32 @@
 """Probes, replication and address commands for runtimes whose nodes are reachable over TCP at
-their own address (the process runtime, and the docker runtime)."""
+their own address (the process runtime, and the docker runtime).
+
+Every connection goes where `_reach(name)` says (engine.access.reach_of): with TLS when the
+node's port speaks it, as the service's admin user when the node has security.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from engine.access import Reach, TlsContexts, has_acl, reach_of
 from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
+from engine.adapters.redis_security import channels_known
 from engine.rdb import save_rdb
 from engine.runtime.base import NodeConfig, NodeInfo, NodeState, NodeStats, ProbeResult, RuntimeError_
+from engine.security import AclUser, check_security, effective_users
 from engine.stats import StatsReader, proc_cpu_seconds
 
 COMMAND_TIMEOUT = 2.0
 
 
-def probe_node(config: NodeConfig, timeout: float) -> ProbeResult:
-    """NodeRuntime.probe of a node at its configured address (with its password, if any)."""
-    try:
-        password = config.settings.get("requirepass") or None
-        return adapter_for(config.engine).probe(config.host, config.port, timeout, password=password)
-    except Exception as exc:  # never raises, by contract
-        return ProbeResult(False, None, None, f"probe failed: {exc}", 0.0)
-
-
 class TcpNodeCommands:
     """Mixin: needs `inspect(name) -> NodeInfo | None` and `_config_of(name) -> NodeConfig | None`
-    from the runtime it is mixed into."""
+    from the runtime it is mixed into, and `_stats` / `_tls` set by its __init__."""
 
     def inspect(self, name: str) -> NodeInfo | None:  # provided by the runtime
         raise NotImplementedError
@@ -35,18 +34,46 @@ class TcpNodeCommands:
     def _config_of(self, name: str) -> NodeConfig | None:  # provided by the runtime
         raise NotImplementedError
 
-    _stats: StatsReader  # set by the runtime's __init__
+    def _plain_port(self, name: str) -> int | None:
+        """The node's own plain-text port behind a TLS-preferred forwarder (runtimes with one)."""
+        return None
+
+    def _store_config(self, name: str, config: NodeConfig) -> None:
+        """Keep `config` as the node's (apply_users changed its users)."""
+        raise NotImplementedError
+
+    def _apply_sasl(self, name: str, config: NodeConfig) -> None:
+        """Memcached: make the running node's SASL users those of `config`."""
+        raise RuntimeError_(f"node {name}: memcached SASL users change at its next start here", temporary=False)
+
+    _stats: StatsReader
+    _tls: TlsContexts
+
+    def _reach(self, config: NodeConfig) -> Reach:
+        try:
+            return reach_of(config, self._tls, plain_port=self._plain_port(config.name))
+        except OSError as exc:
+            raise RuntimeError_(f"node {config.name}: cannot read its CA file: {exc.strerror or exc}",
+                                temporary=False) from exc
+
+    def _probe(self, config: NodeConfig, timeout: float) -> ProbeResult:
+        """NodeRuntime.probe of a node at its configured address, as the engine reaches it."""
+        try:
+            return adapter_for(config.engine).probe(self._reach(config), timeout)
+        except Exception as exc:  # never raises, by contract
+            return ProbeResult(False, None, None, f"probe failed: {exc}", 0.0)
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:
         """INFO all (or memcached `stats`) from the node's address, and the CPU it has used."""
         try:
             info = self.inspect(name)
             config = self._config_of(name)
+            if info is None or config is None or info.state is not NodeState.RUNNING:
+                return None
+            reach = self._reach(config)
         except Exception:  # never raises, by contract: a node the runtime cannot see has no stats
             return None
-        if info is None or config is None or info.state is not NodeState.RUNNING:
-            return None
-        return self._stats.read(config, timeout, lambda: self._cpu_seconds(name, info))
+        return self._stats.read(config, reach, timeout, lambda: self._cpu_seconds(name, info))
 
     def _cpu_seconds(self, name: str, info: NodeInfo) -> float | None:
         """CPU seconds the node has used, as the OS counts them (the docker runtime: its cgroup)."""
@@ -54,31 +81,34 @@ class TcpNodeCommands:
 
     def save_rdb(self, name: str, dest: Path, timeout: float = 600.0) -> int:
         """The node's RDB as for a new replica, streamed to `dest` (engine.rdb.save_rdb) from the
-        node's address, with its password: the same for processes and containers."""
+        node's address, as the engine reaches it: the same for processes and containers."""
+        config = self._running_redis(name, "has no RDB")
+        return save_rdb(self._reach(config), dest, timeout=timeout)
+
+    def _running_redis(self, name: str, what: str) -> NodeConfig:
         info = self.inspect(name)
-        if info is None:
+        config = self._config_of(name)
+        if info is None or config is None:
             raise RuntimeError_(f"no node named {name}", temporary=False)
         if info.engine not in redis_adapter.RedisAdapter.engines:
-            raise RuntimeError_(f"node {name} runs {info.engine}, which has no RDB", temporary=False)
+            raise RuntimeError_(f"node {name} runs {info.engine}, which {what}", temporary=False)
         if info.state is not NodeState.RUNNING:
             raise RuntimeError_(f"node {name} is {info.state.value}, not running")
-        return save_rdb(info.host, info.port, dest, password=self._password(name), timeout=timeout)
+        return config
 
-    def _password(self, name: str) -> str | None:
-        """The node's requirepass, for the commands this runtime sends it."""
+    def _redis(self, name: str, *args: str) -> redis_adapter.RespReply:
+        return self._redis_all(name, [args])[-1]
+
+    def _redis_all(self, name: str, commands: Sequence[Sequence[str]]) -> list[redis_adapter.RespReply]:
         config = self._config_of(name)
-        return (config.settings.get("requirepass") or None) if config is not None else None
-
-    def _redis(self, name: str, *args: str) -> None:
-        info = self.inspect(name)
-        if info is None:
+        if config is None or self.inspect(name) is None:
             raise RuntimeError_(f"no node named {name}", temporary=False)
-        if info.engine not in ("redis", "valkey"):
-            raise RuntimeError_(f"node {name} runs {info.engine}, which does not replicate", temporary=False)
+        if config.engine not in redis_adapter.RedisAdapter.engines:
+            raise RuntimeError_(f"node {name} runs {config.engine}, which does not replicate", temporary=False)
         try:
-            redis_adapter.execute(info.host, info.port, *args, timeout=COMMAND_TIMEOUT, password=self._password(name))
+            return redis_adapter.execute_all(self._reach(config), commands, timeout=COMMAND_TIMEOUT)
         except (OSError, redis_adapter.RespError) as exc:
-            raise RuntimeError_(f"node {name}: {' '.join(args[:2])} failed: {exc}") from exc
+            raise RuntimeError_(f"node {name}: {' '.join(commands[0][:2])} failed: {exc}") from exc
 
     def replicate(self, name: str, primary: tuple[str, int] | None) -> None:
         """Make the node a replica of `primary`, or a primary itself when None."""
@@ -91,17 +121,7 @@ class TcpNodeCommands:
         """Put a mark in a primary's replication stream (a PUBLISH on a private channel: it is
         replicated, and touches no key) and return the stream offset just after it. A replica
         whose offset reaches it has really received the stream, not only opened its link."""
-        info = self.inspect(name)
-        if info is None:
-            raise RuntimeError_(f"no node named {name}", temporary=False)
-        password = self._password(name)
-        try:
-            redis_adapter.execute(info.host, info.port, "PUBLISH", "__elasticache_local__", "mark",
-                                  timeout=COMMAND_TIMEOUT, password=password)
-            reply = redis_adapter.execute(info.host, info.port, "INFO", "replication", timeout=COMMAND_TIMEOUT,
-                                          password=password)
-        except (OSError, redis_adapter.RespError) as exc:
-            raise RuntimeError_(f"node {name}: replication mark failed: {exc}") from exc
+        reply = self._redis_all(name, [["PUBLISH", "__elasticache_local__", "mark"], ["INFO", "replication"]])[-1]
         fields = redis_adapter.parse_info(reply if isinstance(reply, (str, bytes)) else b"")
         try:
             return int(fields.get("master_repl_offset", "0"))
@@ -112,16 +132,12 @@ class TcpNodeCommands:
         """A planned switchover without losing acknowledged writes: `FAILOVER TO` (Redis 6.2+,
         Valkey) pauses writes on this primary, waits until the replica at `to` has everything,
         promotes it and makes this node its replica. Returns once this node reports the switch."""
-        info = self.inspect(name)
-        if info is None:
-            raise RuntimeError_(f"no node named {name}", temporary=False)
         self._redis(name, "FAILOVER", "TO", to[0], str(to[1]), "TIMEOUT", str(int(timeout * 1000)))
         deadline = time.monotonic() + timeout + 1.0
         while time.monotonic() < deadline:
             try:
-                reply = redis_adapter.execute(info.host, info.port, "INFO", "replication", timeout=COMMAND_TIMEOUT,
-                                              password=self._password(name))
-            except (OSError, redis_adapter.RespError):
+                reply = self._redis(name, "INFO", "replication")
+            except RuntimeError_:
                 time.sleep(0.005)
                 continue
             fields = redis_adapter.parse_info(reply if isinstance(reply, (str, bytes)) else b"")
@@ -145,3 +161,41 @@ class TcpNodeCommands:
             raise RuntimeError_(f"no node named {name}", temporary=False)
         addresses = [info.host, *[a for a in extra if a != info.host]]
         self._redis(name, "CONFIG", "SET", "bind", " ".join(addresses))
+
+    def apply_users(self, name: str, users: Sequence[AclUser]) -> None:
+        """Make the node's users `users` now, without a restart and without dropping connected
+        clients, and keep them for its next start. Redis/Valkey: as the admin user, `ACL SETUSER
+        <name> reset <rules>` for each (atomic per user: a password rotation `default on >old
+        >new`, then `default on resetpass >new`, never locks a client out), `ACL DELUSER` for
+        users no longer listed, then `ACL SAVE` into the node's ACL file."""
+        config = self._config_of(name)
+        if config is None or self.inspect(name) is None:
+            raise RuntimeError_(f"no node named {name}", temporary=False)
+        if config.security is None:
+            raise RuntimeError_(f"node {name} was started without security: it has no users to change",
+                                temporary=False)
+        updated = replace(config, security=replace(config.security, users=tuple(users)))
+        try:
+            check_security(updated.security)  # type: ignore[arg-type]  # set just above
+        except ValueError as exc:
+            raise RuntimeError_(f"node {name}: {exc}", temporary=False) from exc
+        if config.engine == "memcached":
+            self._apply_sasl(name, updated)
+        else:
+            self._apply_acl(name, updated)
+        self._store_config(name, updated)
+
+    def _apply_acl(self, name: str, config: NodeConfig) -> None:
+        security = config.security
+        assert security is not None
+        self._running_redis(name, "has no ACL users")
+        if not has_acl(config):
+            raise RuntimeError_(f"node {name} runs redis {config.version}, which has no ACL users", temporary=False)
+        wanted = effective_users(security, channels=channels_known(config))[1:]  # the admin stays as it is
+        present = self._redis(name, "ACL", "USERS")
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in (present if isinstance(present, list) else [])]
+        keep = {security.admin.name, "default", *(u.name for u in wanted)}
+        commands: list[list[str]] = [["ACL", "SETUSER", u.name, "reset", *u.rules] for u in wanted]
+        commands += [["ACL", "DELUSER", n] for n in names if n not in keep]
+        commands.append(["ACL", "SAVE"])
+        self._redis_all(name, commands)

@@ -6,16 +6,14 @@ thread that caused the exit (crash/kill/stop/remove), after the runtime's lock i
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.adapters.redis import persistent
-from engine.files import write_private
-from engine.rdb import RdbError, check_rdb
+from engine.rdb import RdbError
 from engine.runtime.base import (
     ExitListener,
     NodeConfig,
@@ -28,6 +26,8 @@ from engine.runtime.base import (
     pause_for_probe,
     without_seed,
 )
+from engine.runtime.fake_rdb import CORRUPT, load_fake_seed, read_fake_rdb, write_fake_rdb
+from engine.security import AclUser, check_security
 
 __all__ = ["CORRUPT", "DEFAULT_VERSIONS", "FakeRuntime", "read_fake_rdb"]
 
@@ -54,19 +54,6 @@ class _FakeNode:
 
 
 EMPTY_REDIS_MEMORY = 1_000_000  # bytes an empty fake redis reports in use
-
-# A fake RDB: a real magic and ending (check_rdb accepts it), JSON of the saved node in between.
-_FAKE_RDB_HEAD = b"REDIS0011\xfa"
-_FAKE_RDB_TAIL = b"\xff" + bytes(8)
-# In a file given as a seed, the fake node's load fails on it (a corruption only a load finds).
-CORRUPT = b"CORRUPT"
-
-
-def read_fake_rdb(path: Path) -> tuple[str, dict[str, str]]:
-    """(the node it was saved from, its data) of a file FakeRuntime.save_rdb wrote."""
-    content = Path(path).read_bytes()
-    record = json.loads(content[len(_FAKE_RDB_HEAD):-len(_FAKE_RDB_TAIL)])
-    return str(record["node"]), {str(k): str(v) for k, v in record["data"].items()}
 
 
 class FakeRuntime:
@@ -98,6 +85,9 @@ class FakeRuntime:
         self._refuse_commands: set[str] = set()
         self._failing_saves: set[str] = set()
         self._stats: dict[str, dict[str, str]] = {}
+        # Every apply_users, in order: (node, the users it got).
+        self.applied_users: list[tuple[str, tuple[AclUser, ...]]] = []
+        self._refuse_auth: set[str] = set()
 
     # --- the NodeRuntime protocol ---
 
@@ -133,7 +123,7 @@ class FakeRuntime:
                 extra = config.settings.get("bind", "").split()
                 self.addresses[config.name] = [config.host, *extra]
             kept = node.data if node is not None and persistent(config) else {}
-            loaded = self._load_seed(config.seed) if config.seed is not None else kept
+            loaded = load_fake_seed(config.seed) if config.seed is not None else kept
             node = _FakeNode(
                 config=without_seed(config),
                 state=NodeState.RUNNING,
@@ -201,6 +191,9 @@ class FakeRuntime:
             node.probes_since_start += 1
             if node.probes_since_start <= node.ready_after:
                 return ProbeResult(False, None, None, "Connection refused", 0.1)
+            if name in self._refuse_auth:
+                return ProbeResult(False, None, None, "WRONGPASS invalid username-password pair or user is disabled.",
+                                   0.1)
             details = self._replication(name, node)
             return ProbeResult(True, node.role, node.config.version, None, 0.1, details)
 
@@ -288,10 +281,24 @@ class FakeRuntime:
             if name in self._failing_saves:
                 raise RdbError(f"{node.config.host}:{node.config.port} closed the connection (injected)")
             data = self._data_seen(node)
-        content = _FAKE_RDB_HEAD + json.dumps({"node": name, "data": data}).encode() + _FAKE_RDB_TAIL
-        dest = Path(dest)
-        write_private(dest, content)
-        return len(content)
+        return write_fake_rdb(dest, name, data)
+
+    def apply_users(self, name: str, users: Sequence[AclUser]) -> None:
+        """As a real node would: only a running node started with security; kept for later
+        starts (config_of shows them), recorded in `applied_users`."""
+        with self._lock:
+            self.calls.append(("apply_users", name))
+            node = self._command_target(name)
+            if node.config.security is None:
+                raise RuntimeError_(f"node {name} was started without security: it has no users to change",
+                                    temporary=False)
+            security = replace(node.config.security, users=tuple(users))
+            try:
+                check_security(security)
+            except ValueError as exc:
+                raise RuntimeError_(f"node {name}: {exc}", temporary=False) from exc
+            node.config = replace(node.config, security=security)
+            self.applied_users.append((name, security.users))
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:
         """What the node's counters would say: its role and offsets, the size of its data and
@@ -378,6 +385,11 @@ class FakeRuntime:
         with self._lock:
             self._get(name).role = role
 
+    def refuse_auth(self, name: str, refuse: bool = True) -> None:
+        """Probes of the node fail as with a wrong admin password (WRONGPASS)."""
+        with self._lock:
+            (self._refuse_auth.add if refuse else self._refuse_auth.discard)(name)
+
     def fail_saves(self, name: str, fail: bool = True) -> None:
         """save_rdb of the node raises RdbError (a save that breaks off)."""
         with self._lock:
@@ -441,22 +453,6 @@ class FakeRuntime:
             node.pid = None
             node.hung = False
         self._notify(name)
-
-    def _load_seed(self, seed: str) -> dict[str, str] | None:
-        """The data in a seed; None when the node cannot load it (it would exit)."""
-        path = Path(seed)
-        if not path.is_file():
-            raise RuntimeError_(f"no seed file {seed}", temporary=False)
-        try:
-            check_rdb(path)
-        except RdbError:
-            return None
-        if CORRUPT in path.read_bytes():
-            return None
-        try:
-            return read_fake_rdb(path)[1]
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return {}  # a real RDB: the fake does not read it
 
     def _data_seen(self, node: _FakeNode) -> dict[str, str]:
         """A replica's data is its primary's (up a chain of replicas; a loop ends it)."""

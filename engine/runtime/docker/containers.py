@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import docker.errors
@@ -91,7 +91,7 @@ class Containers:
         found |= {(v.get("Labels") or {}).get(L_NAME) for v in volumes}
         return {n for n in found if n}
 
-    def create(self, config: NodeConfig, image: str, command: list[str]) -> str:
+    def create(self, config: NodeConfig, image: str, command: list[str], env: Mapping[str, str] | None = None) -> str:
         """A new container for the node on its volume (created with it if missing); its id."""
         cname = self.name(config.name)
         node_labels = labels(config, self.owner, self._owner_note)
@@ -113,7 +113,7 @@ class Containers:
         try:
             created = self._api.create_container(
                 image, command=command, name=cname, labels=node_labels, host_config=host_config, ports=ports,
-                detach=True, stop_signal="SIGTERM",
+                detach=True, stop_signal="SIGTERM", environment=dict(env or {}),
             )
         except docker.errors.APIError as exc:
             if exc.status_code == 409:  # a container of that name appeared meanwhile (another runtime)

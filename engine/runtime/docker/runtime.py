@@ -15,6 +15,7 @@ from typing import Any
 
 import docker.errors
 
+from engine.access import TlsContexts
 from engine.adapters.redis import RedisAdapter, start_data
 from engine.addresses import check_bindable
 from engine.runtime.base import (
@@ -28,12 +29,14 @@ from engine.runtime.base import (
     pause_for_probe,
     without_seed,
 )
-from engine.runtime.commands import TcpNodeCommands, probe_node
+from engine.runtime.commands import TcpNodeCommands
 from engine.runtime.docker.api import call, connect
 from engine.runtime.docker.containers import Containers
 from engine.runtime.docker.events import DieEvents
 from engine.runtime.docker.images import Images
+from engine.runtime.docker.secure import node_env, node_files
 from engine.runtime.docker.spec import (
+    DATA_PATH,
     LIVE,
     SERVERS,
     NetworkMode,
@@ -101,6 +104,7 @@ class DockerRuntime(TcpNodeCommands):
         self._configs: dict[str, NodeConfig] = {}
         self._closed = False
         self._stats = StatsReader()
+        self._tls = TlsContexts()
         self._images.refresh()
 
     # --- NodeRuntime ---
@@ -208,7 +212,7 @@ class DockerRuntime(TcpNodeCommands):
             return ProbeResult(False, None, None, f"probe failed: {exc}", 0.0)
         if config is None:
             return ProbeResult(False, None, None, f"no node named {name}", 0.0)
-        return probe_node(config, timeout)
+        return self._probe(config, timeout)
 
     def wait_ready(self, name: str, timeout: float) -> bool:
         """Containers have no readiness report here (no NOTIFY_SOCKET): a short pause."""
@@ -277,14 +281,18 @@ class DockerRuntime(TcpNodeCommands):
         except ValueError as exc:
             raise RuntimeError_(f"cannot start node {config.name}: {exc}", temporary=False) from exc
         self._check_address(config)
-        cid = self._containers.create(without_seed(config), image, command)
+        cid = self._containers.create(without_seed(config), image, command, node_env(config, DATA_PATH))
         return self._start_existing(config, cid, checked=True)
 
     def _start_existing(self, config: NodeConfig, cid: str, *, checked: bool = False) -> NodeInfo:
         if not checked:
             self._check_address(config)
         self._configs[config.name] = without_seed(config)
-        files = start_data(config) if config.engine in RedisAdapter.engines else ()
+        try:
+            files = (*(start_data(config) if config.engine in RedisAdapter.engines else ()),
+                     *node_files(config, DATA_PATH))
+        except ValueError as exc:
+            raise RuntimeError_(f"cannot start node {config.name}: {exc}", temporary=False) from exc
         if files:
             self._containers.put_files(config.name, cid, files)
         self._containers.start(config, cid)
@@ -336,6 +344,12 @@ class DockerRuntime(TcpNodeCommands):
             if time.monotonic() > deadline:
                 raise RuntimeError_(f"node {name} did not exit after SIGKILL")
             time.sleep(0.01)
+
+    def _store_config(self, name: str, config: NodeConfig) -> None:
+        """Users changed by apply_users: kept here and in the node's ACL file (ACL SAVE); the
+        container's label keeps the config it was created with, and a start() brings the one
+        its caller passes."""
+        self._configs[name] = config
 
     def _config_of(self, name: str) -> NodeConfig | None:
         config = self._configs.get(name)

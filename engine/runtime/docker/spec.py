@@ -9,8 +9,10 @@ those) after a restart of the control plane:
 Container and volume are both named `elasticache-local-<owner>-<node name>`.
 
 No config file goes into a container: redis/valkey take every directive as `--name value`
-arguments. Memory: `maxmemory` / memcached -m is the node's memory, and the container gets that
-plus a headroom (fork for BGSAVE, buffers) as its hard limit.
+arguments, but for a node's security files (ACL users, TLS copies, the admin password:
+secure.py), put into its volume before each start.
+Memory: `maxmemory` / memcached -m is the node's memory, and the container gets that plus a
+headroom (fork for BGSAVE, buffers) as its hard limit.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from typing import Any, Literal
 from engine.adapters import ENGINES
 from engine.adapters import memcached as memcached_adapter
 from engine.adapters import redis as redis_adapter
+from engine.adapters.redis_security import TLS_COPIES
 from engine.runtime.base import NodeConfig, NodeInfo, NodeState, config_from_dict, config_to_dict, node_info
+from engine.runtime.docker.secure import SECRET_DIRECTIVES, SECRETS_FILE
 
 __all__ = [
     "DATA_PATH",
@@ -90,15 +94,22 @@ def node_command(config: NodeConfig, *, network: NetworkMode = "host", runs_as_r
     server = SERVERS.get(config.engine)
     if server is None:
         raise ValueError(f"unknown engine {config.engine!r} (known: {', '.join(ENGINES)})")
+    tls = config.security.tls if config.security is not None else None
+    if tls is not None and tls.mode == "preferred":
+        raise ValueError("TLS mode preferred is not available on the docker runtime yet (its forwarder runs "
+                         "with the process runtime): use mode required, or the process runtime")
     if config.engine == "memcached":
         listen = dataclasses.replace(config, host="0.0.0.0") if network == "ports" else config
-        return memcached_adapter.argv(listen, server, pidfile=None, run_as_root=runs_as_root)
+        copies = (str(DATA_PATH / TLS_COPIES[0]), str(DATA_PATH / TLS_COPIES[1]))
+        return memcached_adapter.argv(listen, server, pidfile=None, run_as_root=runs_as_root, tls_files=copies)
     args = [server]
-    for line in redis_adapter.render_config(config, DATA_PATH).splitlines():
+    if config.security is not None:
+        args += ["--include", str(DATA_PATH / SECRETS_FILE)]
+    for line in redis_adapter.render_config(config, DATA_PATH, tls_copied=True).splitlines():
         if not line or line.startswith("#"):
             continue
         key, *values = shlex.split(line)
-        if key == "pidfile":
+        if key == "pidfile" or (config.security is not None and key in SECRET_DIRECTIVES):
             continue
         if key == "logfile":
             values = [""]

@@ -1,8 +1,11 @@
 """The process runtime's record of each node, and the node's directory on disk.
 
 Every node lives in `<data_dir>/<name>/` with
-  node.json  the NodeConfig, the binary and the process marker (so a new runtime finds the node)
+  node.json  the NodeConfig, the binary and the process marker (so a new runtime finds the node),
+             and the node's own ports behind a TLS-preferred forwarder
   node.conf  the redis/valkey config file (rewritten at every start)
+  users.acl  redis/valkey ACL users, sasl/  memcached SASL users (nodes with security)
+Files the runtime writes are the owner's only: the config and node.json may hold passwords.
   node.pid   the node's pid (written by the runtime right after the fork, and by the engine)
   node.log   the engine's log, stdout and stderr
   dump.rdb   redis/valkey data (at each start: the seed, or empty unless the node persists)
@@ -33,7 +36,7 @@ from engine.files import copy_private, private_dir, write_private
 from engine.runtime.base import NODE_NAME, NodeConfig, RuntimeError_, config_from_dict, config_to_dict
 
 __all__ = ["NODE_FILE", "Node", "Trash", "Watch", "load_node", "place_files", "read_pid", "remove_pid_file",
-           "save_node", "tail", "write_atomic"]
+           "save_node", "save_record", "tail", "write_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +71,27 @@ class Node:
     ready: threading.Event = field(default_factory=threading.Event)
     ready_told: bool = False
     reports: bool = False  # started by this runtime with a NOTIFY_SOCKET
+    # TLS mode preferred: the node's own plain and TLS ports, behind the sniffing forwarder.
+    backend: tuple[int, int] | None = None
 
 
-def save_node(node_dir: Path, config: NodeConfig, binary: str, marker: str, files: Mapping[str, str]) -> Node:
+def save_node(node_dir: Path, config: NodeConfig, binary: str, marker: str, files: Mapping[str, str],
+              backend: tuple[int, int] | None = None) -> Node:
     """Write a node's files (config files from its launch, then node.json) and return its record."""
     private_dir(node_dir)
     for file_name, text in files.items():
+        (node_dir / file_name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(node_dir / file_name, text)
-    record = {"format": _FORMAT, "binary": binary, "marker": marker, "config": config_to_dict(config)}
-    write_atomic(node_dir / NODE_FILE, json.dumps(record, indent=2))
-    return Node(config.name, node_dir, config, binary, marker)
+    node = Node(config.name, node_dir, config, binary, marker, backend=backend)
+    save_record(node)
+    return node
+
+
+def save_record(node: Node) -> None:
+    """(Re)write the node's node.json from its record."""
+    record = {"format": _FORMAT, "binary": node.binary, "marker": node.marker, "config": config_to_dict(node.config),
+              "backend": list(node.backend) if node.backend else None}
+    write_atomic(node.dir / NODE_FILE, json.dumps(record, indent=2))
 
 
 def load_node(data_dir: Path, name: str) -> Node | None:
@@ -87,12 +101,14 @@ def load_node(data_dir: Path, name: str) -> Node | None:
     path = data_dir / name / NODE_FILE
     try:
         data = json.loads(path.read_text())
+        backend = data.get("backend")
         return Node(
             name=name,
             dir=data_dir / name,
             config=config_from_dict(data["config"]),
             binary=str(data["binary"]),
             marker=str(data["marker"]),
+            backend=(int(backend[0]), int(backend[1])) if backend else None,
         )
     except FileNotFoundError:
         return None

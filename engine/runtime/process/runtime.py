@@ -19,7 +19,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from engine.access import TlsContexts
 from engine.adapters import adapter_for
+from engine.adapters import memcached as memcached_adapter
 from engine.adapters import redis as redis_adapter
 from engine.adapters.base import LOG_FILE, PID_FILE
 from engine.addresses import check_bindable
@@ -39,7 +41,8 @@ from engine.runtime.base import (
     tell_exit,
     without_seed,
 )
-from engine.runtime.commands import TcpNodeCommands, probe_node
+from engine.runtime.commands import TcpNodeCommands
+from engine.runtime.frontends import Frontends, free_ports
 from engine.runtime.process import pids
 from engine.runtime.process.exits import ExitWatcher
 from engine.runtime.process.readiness import ReadinessReports
@@ -52,9 +55,11 @@ from engine.runtime.process.records import (
     read_pid,
     remove_pid_file,
     save_node,
+    save_record,
     tail,
     write_atomic,
 )
+from engine.security import sasl_users
 from engine.stats import StatsReader
 from engine.versions import Binary
 
@@ -97,6 +102,8 @@ class ProcessRuntime(TcpNodeCommands):
         self._ready = ReadinessReports(self._closing)
         self._trash = Trash(self._dir)
         self._stats = StatsReader()
+        self._tls = TlsContexts()
+        self._frontends = Frontends()  # TLS mode preferred: the forwarders on the nodes' ports
 
     # --- NodeRuntime ---
 
@@ -113,7 +120,7 @@ class ProcessRuntime(TcpNodeCommands):
             if node is not None:
                 pid = self._live_pid(node)
                 if pid is not None:
-                    self._exits.watch(node, pid)
+                    self._adopt(node, pid)
                     return self._info(node, pid)
             return self._spawn(config)
 
@@ -159,7 +166,7 @@ class ProcessRuntime(TcpNodeCommands):
             return None
         pid = self._live_pid(node)
         if pid is not None:
-            self._exits.watch(node, pid)  # adopts nodes of a previous control plane
+            self._adopt(node, pid)  # nodes of a previous control plane
         return self._info(node, pid)
 
     def list_managed(self) -> list[NodeInfo]:
@@ -175,7 +182,7 @@ class ProcessRuntime(TcpNodeCommands):
         node = self._get(name)
         if node is None:
             return ProbeResult(False, None, None, f"no node named {name}", 0.0)
-        return probe_node(node.config, timeout)
+        return self._probe(node.config, timeout)
 
     def wait_ready(self, name: str, timeout: float) -> bool:
         with self._lock:
@@ -210,6 +217,7 @@ class ProcessRuntime(TcpNodeCommands):
             self._closing.release()
             self._ready.release()
         self._trash.close()
+        self._frontends.close()
         for node in nodes:
             if node.proc is not None and node.proc.returncode is None:
                 # Running on is intended, not a leak: without this, Popen.__del__ warns
@@ -229,25 +237,89 @@ class ProcessRuntime(TcpNodeCommands):
         """The last lines of the node's log (why it exited, typically)."""
         return tail(self._dir / name / LOG_FILE, lines)
 
+    def set_addresses(self, name: str, extra: Sequence[str]) -> None:
+        """As TcpNodeCommands.set_addresses; for a node in TLS mode preferred, its forwarders are
+        what listens on its port, so they move (the node itself stays on its own address)."""
+        node = self._get(name)
+        if node is None or node.backend is None:
+            super().set_addresses(name, extra)
+            return
+        if self._live_pid(node) is None:
+            raise RuntimeError_(f"node {name} is not running")
+        self._open_frontends(node, [node.config.host, *extra])
+
+    # --- security ---
+
+    def _plain_port(self, name: str) -> int | None:
+        node = self._get(name)
+        return node.backend[0] if node is not None and node.backend is not None else None
+
+    def _store_config(self, name: str, config: NodeConfig) -> None:
+        node = self._get(name)
+        if node is None:
+            raise RuntimeError_(f"no node named {name}", temporary=False)
+        node.config = config
+        save_record(node)
+
+    def _apply_sasl(self, name: str, config: NodeConfig) -> None:
+        """Rewrite the node's SASL database: Cyrus reads it at each authentication, so the
+        running memcached takes the new users at once. Turning SASL on or off takes a restart
+        (the text protocol is off with it)."""
+        node = self._get(name)
+        if node is None or self._live_pid(node) is None:
+            raise RuntimeError_(f"node {name} is not running")
+        users = sasl_users(config.security) if config.security is not None else {}
+        if bool(users) != bool(node.config.security and sasl_users(node.config.security)):
+            raise RuntimeError_(f"node {name}: turning memcached SASL on or off takes a restart", temporary=False)
+        sasl_dir = node.dir / memcached_adapter.SASL_DIR
+        for file_name, text in memcached_adapter.sasl_files(config, sasl_dir)[0].items():
+            write_atomic(sasl_dir / file_name, text)
+        try:
+            memcached_adapter.write_sasldb(sasl_dir / "sasldb2", users)
+        except ValueError as exc:
+            raise RuntimeError_(f"node {name}: {exc}", temporary=False) from exc
+
+    def _adopt(self, node: Node, pid: int) -> None:
+        """Watch a running node's exit and, in TLS mode preferred, open its forwarders."""
+        self._exits.watch(node, pid)
+        if node.backend is not None and not self._frontends.has(node.name):
+            self._open_frontends(node, self._frontend_addresses(node))
+
+    def _frontend_addresses(self, node: Node) -> list[str]:
+        """Where a preferred-mode node is reached: its address and its `bind` setting's."""
+        extra = node.config.settings.get("bind", "").split()
+        return [node.config.host, *extra]
+
+    def _open_frontends(self, node: Node, addresses: Sequence[str]) -> None:
+        assert node.backend is not None
+        self._frontends.open(node.name, addresses, node.config.port, node.config.host, node.backend)
+
     # --- starting ---
 
     def _spawn(self, config: NodeConfig) -> NodeInfo:
         binary = self._binary_for(config)
         node_dir = self._dir / config.name
+        tls = config.security.tls if config.security is not None else None
+        backend = None
+        if tls is not None and tls.mode == "preferred" and config.engine != "memcached":
+            plain, secure = free_ports(config.host)
+            backend = (plain, secure)
         try:
             launch = adapter_for(config.engine).launch(config, binary, node_dir, run_as_root=self._as_root,
-                                                       notify=self._ready.address is not None)
+                                                       notify=self._ready.address is not None, backend=backend)
+            node = save_node(node_dir, without_seed(config), binary, launch.marker, launch.files, backend)
+            if launch.sasl is not None:
+                memcached_adapter.write_sasldb(node_dir / launch.sasl.path, launch.sasl.users)
         except ValueError as exc:
             raise RuntimeError_(f"cannot start node {config.name}: {exc}", temporary=False) from exc
-        node = save_node(node_dir, without_seed(config), binary, launch.marker, launch.files)
         if config.engine in redis_adapter.RedisAdapter.engines:
             place_files(node_dir, redis_adapter.start_data(config))
         with self._lock:
             self._nodes[config.name] = node
         check_bindable(config)  # the common failure, seen before forking, without waiting
-        env = None
+        env = {**os.environ, **launch.env} if launch.env else None
         if launch.notify and self._ready.address is not None:
-            env = {**os.environ, "NOTIFY_SOCKET": self._ready.address}
+            env = {**(env or os.environ), "NOTIFY_SOCKET": self._ready.address}
             self._ready.start_reading()
         proc = self._fork(launch.argv, node_dir, binary, env)
         with self._lock:
@@ -267,6 +339,12 @@ class ProcessRuntime(TcpNodeCommands):
         if exited:
             raise self._exited_at_once(node, proc)
         self._exits.watch(node, proc.pid)
+        if backend is not None:
+            try:
+                self._open_frontends(node, self._frontend_addresses(node))
+            except RuntimeError_:
+                self.kill(config.name)  # a node nobody can reach on its port is no node
+                raise
         return self._info(node, proc.pid)
 
     def _fork(self, argv: Sequence[str], node_dir: Path, binary: str, env: dict[str, str] | None
@@ -381,6 +459,7 @@ class ProcessRuntime(TcpNodeCommands):
         notice, never before."""
         self._ready.forget(node, pid)
         remove_pid_file(node.dir / PID_FILE, pid)
+        self._frontends.close_node(node.name)  # its addresses are free, as a node's are
         if not self._closing.is_set():
             tell_exit(self._listener, node.name)
         node.ready.set()  # news for wait_ready(): it exited

@@ -8,6 +8,7 @@ from pathlib import PurePath
 
 import pytest
 
+from engine.access import Reach
 from engine.adapters import adapter_for
 from engine.adapters.memcached import MemcachedAdapter, argv
 from engine.adapters.memcached import probe as memcached_probe
@@ -245,7 +246,7 @@ def test_redis_probe_parses_role_and_version(
         + bulk("# Replication\r\nrole:slave\r\nmaster_link_status:up\r\nslave_repl_offset:12\r\n")
         + bulk("# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.1.8\r\n")
     )
-    result = redis_probe(*scripted_server(answer), timeout=1.0)
+    result = redis_probe(Reach(*scripted_server(answer)), timeout=1.0)
     assert result.ok and result.error is None
     assert result.role == "slave" and result.version == "8.1.8"
     assert result.details["master_link_status"] == "up" and result.details["slave_repl_offset"] == "12"
@@ -254,32 +255,32 @@ def test_redis_probe_parses_role_and_version(
 
 def test_redis_probe_error_reply(scripted_server: Callable[[bytes | None], tuple[str, int]]) -> None:
     answer = b"-NOAUTH Authentication required.\r\n" * 3
-    result = redis_probe(*scripted_server(answer), timeout=1.0)
+    result = redis_probe(Reach(*scripted_server(answer)), timeout=1.0)
     assert not result.ok and result.error == "NOAUTH Authentication required." and result.role is None
 
 
 def test_redis_probe_timeout(scripted_server: Callable[[bytes | None], tuple[str, int]]) -> None:
     started = time.monotonic()
-    result = redis_probe(*scripted_server(None), timeout=0.2)
+    result = redis_probe(Reach(*scripted_server(None)), timeout=0.2)
     assert not result.ok and result.error == "timed out"
     assert 0.15 < time.monotonic() - started < 1.0
 
 
 def test_redis_probe_garbage(scripted_server: Callable[[bytes | None], tuple[str, int]]) -> None:
-    result = redis_probe(*scripted_server(b"HTTP/1.1 400 Bad Request\r\n\r\n"), timeout=1.0)
+    result = redis_probe(Reach(*scripted_server(b"HTTP/1.1 400 Bad Request\r\n\r\n")), timeout=1.0)
     assert not result.ok and "not a RESP reply" in (result.error or "")
 
 
 def test_probes_of_a_closed_port_fail_without_raising() -> None:
     for probe in (redis_probe, memcached_probe):
-        result = probe("127.0.200.251", 1, timeout=0.5)
+        result = probe(Reach("127.0.200.251", 1), timeout=0.5)
         assert not result.ok and result.error == "Connection refused"
 
 
 def test_memcached_probe(scripted_server: Callable[[bytes | None], tuple[str, int]]) -> None:
-    result = memcached_probe(*scripted_server(b"VERSION 1.6.18\r\n"), timeout=1.0)
+    result = memcached_probe(Reach(*scripted_server(b"VERSION 1.6.18\r\n")), timeout=1.0)
     assert result.ok and result.version == "1.6.18" and result.role is None
-    result = memcached_probe(*scripted_server(b"ERROR\r\n"), timeout=1.0)
+    result = memcached_probe(Reach(*scripted_server(b"ERROR\r\n")), timeout=1.0)
     assert not result.ok and "unexpected reply" in (result.error or "")
-    result = memcached_probe(*scripted_server(None), timeout=0.2)
+    result = memcached_probe(Reach(*scripted_server(None)), timeout=0.2)
     assert not result.ok and result.error == "timed out"

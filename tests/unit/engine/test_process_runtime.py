@@ -10,7 +10,6 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,10 @@ import pytest
 from engine.runtime.base import NodeState
 from engine.runtime.process import ProcessRuntime
 from tests.eventually import eventually
-from tests.runtimes import BINARIES, Exits, ProcessKit, info, kit_for, redis_cmd, serving
+from tests.runtimes import BINARIES, Exits, ProcessKit, info, redis_cmd, serving
 
 needs_redis = pytest.mark.skipif(not BINARIES.get("redis"), reason="redis-server is not installed")
 needs_memcached = pytest.mark.skipif(not BINARIES.get("memcached"), reason="memcached is not installed")
-
-
-@pytest.fixture
-def kit(tmp_path: Path) -> Iterator[ProcessKit]:
-    with kit_for("process", tmp_path) as made:
-        assert isinstance(made, ProcessKit)
-        yield made
 
 
 @pytest.fixture

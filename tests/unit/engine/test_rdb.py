@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 
+from engine.access import Reach
 from engine.rdb import EMPTY_RDB, RdbError, check_rdb, save_rdb
 from engine.runtime.base import NodeConfig, NodeState, RuntimeError_
 from engine.runtime.fake import CORRUPT, FakeRuntime
@@ -203,10 +204,10 @@ def test_what_cannot_be_saved_is_refused_and_leaves_no_file(kit: Kit, tmp_path: 
             runtime.save_rdb("r1", dest)
     else:
         with pytest.raises(RdbError, match="timed out"):  # a paused node sends nothing
-            save_rdb(config.host, config.port, dest, timeout=0.5)
+            save_rdb(Reach(config.host, config.port), dest, timeout=0.5)
         runtime.resume("r1")
         with pytest.raises(RdbError, match="refused AUTH"):
-            save_rdb(config.host, config.port, dest, password="wrong")
+            save_rdb(Reach(config.host, config.port, password="wrong"), dest)
     runtime.stop("r1")
     with pytest.raises(RuntimeError_, match="exited"):
         runtime.save_rdb("r1", dest)
@@ -376,7 +377,7 @@ def test_both_payload_forms_after_keepalive_newlines(tmp_path: Path, form: str) 
     payload = b"\n\n\n" + framed  # keepalive newlines while the node forks
     server = ScriptedPrimary(payload)
     try:
-        assert save_rdb("127.0.0.1", server.port, tmp_path / "out.rdb", timeout=10) == len(body)
+        assert save_rdb(Reach("127.0.0.1", server.port), tmp_path / "out.rdb", timeout=10) == len(body)
     finally:
         server.stop()
     assert (tmp_path / "out.rdb").read_bytes() == body
@@ -388,7 +389,7 @@ def test_a_short_or_refused_payload_leaves_no_file(tmp_path: Path, payload: byte
     server = ScriptedPrimary(payload)
     try:
         with pytest.raises(RdbError) as caught:
-            save_rdb("127.0.0.1", server.port, tmp_path / "out.rdb", timeout=10)
+            save_rdb(Reach("127.0.0.1", server.port), tmp_path / "out.rdb", timeout=10)
     finally:
         server.stop()
     assert "closed the connection" in str(caught.value) or "refused" in str(caught.value) or \
