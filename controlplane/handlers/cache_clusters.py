@@ -3,6 +3,8 @@ ModifyCacheCluster, from cache_cluster_changes): validate, write spec, enqueue, 
 
 from __future__ import annotations
 
+from typing import cast
+
 from controlplane import catalog
 from controlplane.handlers import defaults as d
 from controlplane.handlers import security, snapshots
@@ -181,11 +183,8 @@ def describe_cache_clusters(ctx: RequestContext, params: m.DescribeCacheClusters
         records = store.records(CacheCluster, ctx.account, ctx.region)
         if params.get("ShowCacheClustersNotInReplicationGroups"):
             records = [r for r in records if not r.spec.replication_group_id]
-    chunk, marker = v.page(records, params.get("MaxRecords"), params.get("Marker"), key=lambda r: store.seq(r.key))
-    out: m.CacheClusterMessage = {"CacheClusters": [described_cluster(ctx, r, show_nodes) for r in chunk]}
-    if marker:
-        out["Marker"] = marker
-    return out
+    return cast(m.CacheClusterMessage,
+                v.listing("CacheClusters", records, params, lambda r: described_cluster(ctx, r, show_nodes), store))
 
 
 def reboot_cache_cluster(ctx: RequestContext, params: m.RebootCacheClusterMessage) -> m.RebootCacheClusterResult:

@@ -3,6 +3,8 @@ clusters `<rg>-001`, ... (members.py); replica counts and TestFailover are in re
 
 from __future__ import annotations
 
+from typing import cast
+
 from controlplane import catalog
 from controlplane.handlers import defaults as d
 from controlplane.handlers import security, snapshots
@@ -185,11 +187,8 @@ def describe_replication_groups(ctx: RequestContext,
     store = ctx.services.store
     group_id = params.get("ReplicationGroupId")
     groups = [get_group(ctx, group_id)] if group_id else store.records(ReplicationGroup, ctx.account, ctx.region)
-    chunk, marker = v.page(groups, params.get("MaxRecords"), params.get("Marker"), key=lambda g: store.seq(g.key))
-    out: m.ReplicationGroupMessage = {"ReplicationGroups": [group_shape(ctx, g) for g in chunk]}
-    if marker:
-        out["Marker"] = marker
-    return out
+    return cast(m.ReplicationGroupMessage,
+                v.listing("ReplicationGroups", groups, params, lambda g: group_shape(ctx, g), store))
 
 
 def modify_replication_group(ctx: RequestContext,

@@ -36,12 +36,8 @@ def describe_service_updates(ctx: RequestContext, params: m.DescribeServiceUpdat
     statuses = params.get("ServiceUpdateStatus")
     if statuses:
         updates = [u for u in updates if u.api_status(now) in statuses]
-    chunk, marker = v.page(updates, params.get("MaxRecords"), params.get("Marker"), key=lambda u: store.seq(u.key))
-    out: m.ServiceUpdatesMessage = {
-        "ServiceUpdates": [cast(m.ServiceUpdate, update_shapes.service_update(u, now)) for u in chunk]}
-    if marker:
-        out["Marker"] = marker
-    return out
+    return cast(m.ServiceUpdatesMessage, v.listing("ServiceUpdates", updates, params,
+                                                   lambda u: update_shapes.service_update(u, now), store))
 
 
 def _time_filter(params: m.DescribeUpdateActionsMessage) -> Callable[[datetime], bool]:

@@ -186,14 +186,10 @@ def describe_snapshots(ctx: RequestContext, params: m.DescribeSnapshotsMessage) 
         records = [r for r in records if r.spec.replication_group_id == group_id.lower()]
     if source:
         records = [r for r in records if r.spec.source == source]
-    chunk, marker = v.page(records, params.get("MaxRecords"), params.get("Marker"), default=50, high=50,
-                           key=lambda r: store.seq(r.key))
     restoring = restoring_from(ctx)
     show = bool(params.get("ShowNodeGroupConfig"))
-    out: m.DescribeSnapshotsListMessage = {"Snapshots": [snapshot_shape(ctx, r, show, restoring) for r in chunk]}
-    if marker:
-        out["Marker"] = marker
-    return out
+    return cast(m.DescribeSnapshotsListMessage, v.listing(
+        "Snapshots", records, params, lambda r: snapshot_shape(ctx, r, show, restoring), store, default=50, high=50))
 
 
 # ---- CopySnapshot -----------------------------------------------------------------------------

@@ -3,6 +3,8 @@ holds a user named `default`, no user name twice, users that fit its engine, at 
 
 from __future__ import annotations
 
+from typing import cast
+
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.handlers.rbac import (
@@ -133,11 +135,8 @@ def describe_user_groups(ctx: RequestContext, params: m.DescribeUserGroupsMessag
     store = ctx.services.store
     gid = params.get("UserGroupId")
     groups = [get_group(ctx, gid)] if gid else store.records(UserGroup, ctx.account, ctx.region)
-    chunk, marker = v.page(groups, params.get("MaxRecords"), params.get("Marker"), key=lambda g: store.seq(g.key))
-    out: m.DescribeUserGroupsResult = {"UserGroups": [group_shape(ctx, g) for g in chunk]}
-    if marker:
-        out["Marker"] = marker
-    return out
+    return cast(m.DescribeUserGroupsResult,
+                v.listing("UserGroups", groups, params, lambda g: group_shape(ctx, g), store))
 
 
 HANDLERS: HandlerTable = {

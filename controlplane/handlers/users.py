@@ -5,6 +5,7 @@ carries one, and no error message repeats one."""
 from __future__ import annotations
 
 import hashlib
+from typing import cast
 
 from controlplane.catalog import version_key
 from controlplane.handlers import access_strings
@@ -209,11 +210,7 @@ def describe_users(ctx: RequestContext, params: m.DescribeUsersMessage) -> m.Des
             raise v.combination(f"Invalid filter name: {item['Name']}. Valid filter: user-id.")
         wanted = {value.lower() for value in item["Values"]}
         users = [u for u in users if u.id in wanted]
-    chunk, marker = v.page(users, params.get("MaxRecords"), params.get("Marker"), key=lambda u: store.seq(u.key))
-    out: m.DescribeUsersResult = {"Users": [user_shape(ctx, u) for u in chunk]}
-    if marker:
-        out["Marker"] = marker
-    return out
+    return cast(m.DescribeUsersResult, v.listing("Users", users, params, lambda u: user_shape(ctx, u), store))
 
 
 HANDLERS: HandlerTable = {

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from controlplane import catalog, windows
 from controlplane.catalog import version_key
@@ -17,9 +17,11 @@ from controlplane.model.errors import (
     InvalidParameterValueException,
     TagQuotaPerResourceExceeded,
 )
-from controlplane.state.records import Tag
+from controlplane.state.records import Record, Tag
+from controlplane.state.store import Store
 
 T = TypeVar("T")
+R = TypeVar("R", bound=Record)
 
 MAX_TAGS = 50  # AWS's per-resource quota
 MAX_RETENTION_DAYS = 35
@@ -187,3 +189,15 @@ def page(items: Sequence[T], max_records: int | None, marker: str | None, defaul
     if start + size >= len(items):
         return chunk, None
     return chunk, str(key(chunk[-1])) if key is not None else str(start + size)
+
+
+def listing(member: str, records: Sequence[R], params: Mapping[str, Any], shape: Callable[[R], object],
+            store: Store, default: int = 100, high: int = 100) -> dict[str, Any]:
+    """One page of a Describe over stored records, in creation order (the marker names the last
+    record shown): {member: [shape(record), ...], "Marker": ... while more follow}."""
+    chunk, marker = page(records, params.get("MaxRecords"), params.get("Marker"), default=default, high=high,
+                         key=lambda r: store.seq(r.key))
+    out: dict[str, Any] = {member: [shape(r) for r in chunk]}
+    if marker:
+        out["Marker"] = marker
+    return out
