@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
+from engine.proxy.iam_auth import IamAuthenticator
 from engine.proxy.memcached_config import MemcachedConfigEndpoint
 from engine.proxy.memcached_wire import Member
 from engine.proxy.sniff import SniffingForwarder
@@ -153,6 +154,18 @@ class ProxyHub:
 
             sniffer = await self._add(name, host, port, SniffingForwarder, new)
             sniffer.plain, sniffer.tls = plain, tls
+
+        self._call(add)
+
+    def add_iam_authenticator(self, name: str, host: str, port: int, make: Callable[[], IamAuthenticator]) -> None:
+        """Listen on host:port with the IAM authenticator `make()` builds (engine.proxy.iam_auth;
+        raises BindError). Adding the same name again takes the new one's backend, verifier and
+        passwords for new connections; existing ones stay as they are."""
+
+        async def add() -> None:
+            made = make()
+            front = await self._add(name, host, port, IamAuthenticator, lambda: made)
+            front.backend, front.verify, front.password_of = made.backend, made.verify, made.password_of
 
         self._call(add)
 
