@@ -50,8 +50,11 @@ class ProxyHub:
     """Memcached configuration endpoints, and TCP forwarders: on the hub's loop, or handed to an
     external pool (HAProxy) when one is given."""
 
-    def __init__(self, *, call_timeout: float = 10.0, tcp: TcpForwarders | None = None) -> None:
+    def __init__(self, *, call_timeout: float = 10.0, tcp: TcpForwarders | None = None,
+                 loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> None:
         self._call_timeout = call_timeout
+        # uvloop.new_event_loop: its TLS is compiled where asyncio's runs Python per record (bench/iam.py).
+        self._loop_factory = loop_factory
         self._tcp = tcp
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -64,7 +67,7 @@ class ProxyHub:
         with self._lock:
             if self._thread is not None:
                 return
-            loop = asyncio.new_event_loop()
+            loop = self._loop_factory()
             ready = threading.Event()
 
             def run() -> None:

@@ -6,7 +6,7 @@ AUTH <user> <token> [SETNAME <name>]`. It asks `verify(user, token)` (the contro
 verifier, run off the loop: it reads the store); on yes it opens a connection to the node, logs
 in there as that same user with the user's internal password (`iam_password`: the service sets
 it on the node, so the node's ACL rules for the user still hold), passes on the node's answer
-to the AUTH or HELLO, and from then on only copies bytes both ways (engine.proxy.tcp.splice).
+to the AUTH or HELLO, and from then on only copies bytes both ways (engine.proxy.relay).
 On no it answers WRONGPASS, as redis does; any other command before that answers NOAUTH.
 
 AWS ends IAM-authenticated connections after 12 hours: so does this front (`max_age`, on an
@@ -26,11 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from engine.proxy.relay import relay
 from engine.proxy.resp import ProtocolError, encode_command, parse_command, reply_end
-from engine.proxy.tcp import BUFFER_SIZE, CONNECT_TIMEOUT, Listener, set_nodelay, splice
-from engine.security import Credentials
+from engine.proxy.tcp import BUFFER_SIZE, CONNECT_TIMEOUT, Listener, set_nodelay
+from engine.security import AclUser, Credentials
 
-__all__ = ["MAX_CONNECTION_AGE", "Backend", "IamAuthenticator", "Verify", "iam_password"]
+__all__ = ["MAX_CONNECTION_AGE", "Backend", "IamAuthenticator", "Verify", "iam_password", "with_iam_password"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,12 @@ def iam_password(admin: Credentials, user: str) -> str:
     admin's password, so the service (which renders the node's ACL) and this front (which logs
     in with it) agree without storing it, and no customer can know it."""
     return hmac.new(admin.password.encode(), b"iam-user:" + user.encode(), hashlib.sha256).hexdigest()
+
+
+def with_iam_password(admin: Credentials, user: AclUser) -> AclUser:
+    """The ACL user an IAM user is on a node: its rules (no password of its own: no static
+    password opens it) and its internal password, which only this front logs in with."""
+    return AclUser(user.name, (*user.rules, ">" + iam_password(admin, user.name)))
 
 
 @dataclass(frozen=True)
@@ -113,10 +120,8 @@ class IamAuthenticator(Listener):
                     return
                 await writer.drain()
                 continue
-            up_reader, up_writer = upstream
-            if buf:  # pipelined behind the AUTH: the node's now
-                up_writer.write(bytes(buf))
-            await self._serve(reader, writer, up_reader, up_writer)
+            # What was pipelined behind the AUTH is the node's now.
+            await self._serve(reader, writer, *upstream, bytes(buf))
             return
 
     async def _command(self, args: list[bytes], writer: asyncio.StreamWriter
@@ -174,10 +179,10 @@ class IamAuthenticator(Listener):
         return up_reader, up_writer, answer
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter) -> None:
+                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter, pipelined: bytes) -> None:
         """Copy bytes both ways until either side ends or the connection is `max_age` old."""
         deadline = self.clock() + self.max_age
-        task = asyncio.create_task(splice(reader, writer, up_reader, up_writer))
+        task = asyncio.create_task(relay(reader, writer, up_reader, up_writer, to_upstream=pipelined))
         try:
             while not task.done():
                 remaining = deadline - self.clock()

@@ -3,6 +3,7 @@ users, with the control plane's token verifier and tokens made as AWS's guides m
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+import uvloop
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -21,8 +23,9 @@ from controlplane.auth.keys import AccessKey
 from controlplane.state.users import User, UserSpec
 from controlplane.tls import LocalCa
 from engine.proxy import ProxyHub
-from engine.proxy.iam_auth import Backend, IamAuthenticator, iam_password
+from engine.proxy.iam_auth import Backend, IamAuthenticator, iam_password, with_iam_password
 from engine.runtime.base import NodeConfig
+from engine.security import AclUser
 from tests.eventually import eventually
 from tests.iam_tokens import iam_token
 from tests.runtimes import BINARIES, ProcessKit
@@ -53,16 +56,18 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def hub() -> Iterator[ProxyHub]:
-    with ProxyHub(call_timeout=5) as running:
+@pytest.fixture(params=["asyncio", "uvloop"])
+def hub(request: pytest.FixtureRequest) -> Iterator[ProxyHub]:
+    """The hub on asyncio's loop, and on uvloop's (other transports: the relay swaps their protocols)."""
+    factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
+    with ProxyHub(call_timeout=5, loop_factory=factory) as running:
         yield running
 
 
 def iam_node(kit: ProcessKit, name: str, **kw: Any) -> NodeConfig:
     rt = kit.runtime()
-    app = f"app-iam on >{iam_password(ADMIN, 'app-iam')} ~app:* +get +set +ping +client +hello"
-    return started(rt, secure(kit, rt, name, DEFAULT, app, **kw))
+    app = with_iam_password(ADMIN, AclUser.parse("app-iam on ~app:* +get +set +ping +client +hello"))
+    return started(rt, secure(kit, rt, name, DEFAULT, " ".join((app.name, *app.rules)), **kw))
 
 
 def front(hub: ProxyHub, node: NodeConfig, name: str = "iam", **kw: Any) -> tuple[str, int]:
