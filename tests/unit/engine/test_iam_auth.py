@@ -139,6 +139,29 @@ def test_pipelined_traffic_behind_the_auth(kit: ProcessKit, hub: ProxyHub) -> No
     assert results[1::2] == [str(i).encode() for i in range(2000)]
 
 
+def test_a_half_close_is_passed_on_and_the_node_connection_ends_with_the_client(kit: ProcessKit,
+                                                                                 hub: ProxyHub) -> None:
+    node = iam_node(kit, "i5")
+    address = front(hub, node)
+    owner = client(node, password="tok-Old-0001")
+    token = iam_token("my-cache", "app-iam").encode()
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(b"*3\r\n$4\r\nAUTH\r\n$7\r\napp-iam\r\n$%d\r\n%s\r\nGET app:h\r\n" % (len(token), token))
+        sock.shutdown(socket.SHUT_WR)  # `printf ... | nc` style: the answers still come, then EOF
+        got = b""
+        while chunk := sock.recv(4096):
+            got += chunk
+        assert got == b"+OK\r\n$-1\r\n"
+
+    def app_connections() -> list[dict[str, Any]]:
+        return [c for c in owner.client_list() if c.get("user") == "app-iam"]
+
+    app = at(address, username="app-iam", password=token.decode(), single_connection_client=True)
+    assert app.ping() and len(app_connections()) == 1
+    app.close()
+    eventually(lambda: not app_connections(), 5, 0.02, "the node's connection closes with the client's")
+
+
 def test_connections_end_after_12_hours(kit: ProcessKit, hub: ProxyHub) -> None:
     node = iam_node(kit, "i3")
     clock = Clock()
