@@ -27,12 +27,12 @@ import uvloop
 from bench.docker import _benchmark
 from bench.lab import Lab, log
 from bench.report import Row, Table, ratio_at_least
-from controlplane.auth.iam_token import CacheTarget, IamTokenVerifier
+from controlplane.auth.iam_token import CacheTarget, IamTokenVerifier, iam_authenticator
 from controlplane.auth.keys import AccessKey
 from controlplane.state.users import User, UserSpec
 from controlplane.tls import LocalCa
 from engine.proxy import ProxyHub
-from engine.proxy.iam_auth import Backend, IamAuthenticator, iam_password
+from engine.proxy.iam_auth import IamBackend, iam_password, with_iam_password
 from engine.runtime.base import NodeConfig
 from engine.runtime.process import ProcessRuntime
 from engine.security import AclUser, Credentials, NodeSecurity, TlsFiles
@@ -65,32 +65,32 @@ def _setup(directory: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop
         raise RuntimeError("redis-server is not installed")
     ca = LocalCa(directory / "ca")
     runtime = ProcessRuntime(directory / "nodes", binaries)
-    verify = _verifier().for_cache(CACHE)
-    user = AclUser(USER, ("on", ">" + iam_password(ADMIN, USER), "~*", "&*", "+@all"))
+    verifier = _verifier()
+    user = with_iam_password(ADMIN, AclUser(USER, ("on", "~*", "&*", "+@all")))
     try:
         with ProxyHub(call_timeout=10, loop_factory=loop_factory) as hub:
             for kind, host in HOSTS.items():
                 config = NodeConfig(f"iam-{kind}", "redis", binaries["redis"][0].version, host, 6379, 256)
-                server_tls, backend = None, Backend(host, 6379)
+                server_tls, backend = None, IamBackend(host, 6379)
                 files = None
                 if kind == "tls":
                     cert, key = ca.issue([host])
                     files = TlsFiles(str(cert), str(key), str(ca.ca_path), "required")
                     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
                     server_tls.load_cert_chain(cert, key)
-                    backend = Backend(host, 6379, ssl.create_default_context(cafile=str(ca.ca_path)))
+                    backend = IamBackend(host, 6379, ssl.create_default_context(cafile=str(ca.ca_path)))
                 runtime.start(dataclasses.replace(config, security=NodeSecurity(ADMIN, (user,), files)))
                 deadline = time.monotonic() + 10
                 while not runtime.probe(config.name, 0.5).ok:
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"node {config.name} did not start")
                     time.sleep(0.005)
-                hub.add_iam_authenticator(kind, host, FRONT_PORT, lambda h=host, b=backend, s=server_tls: (
-                    IamAuthenticator(h, FRONT_PORT, b, verify, lambda u: iam_password(ADMIN, u), server_tls=s)))
+                hub.add_iam_authenticator(kind, host, FRONT_PORT, iam_authenticator(
+                    verifier, CACHE, host, FRONT_PORT, backend, ADMIN, server_tls=server_tls))
                 if server_tls is not None:  # TLS for the client, plain text to the plain node
-                    hub.add_iam_authenticator("tls-plain", host, SPLIT_PORT, lambda h=host, s=server_tls: (
-                        IamAuthenticator(h, SPLIT_PORT, Backend(HOSTS["plain"], 6379), verify,
-                                         lambda u: iam_password(ADMIN, u), server_tls=s)))
+                    plain_node = IamBackend(HOSTS["plain"], 6379)
+                    hub.add_iam_authenticator("tls-plain", host, SPLIT_PORT, iam_authenticator(
+                        verifier, CACHE, host, SPLIT_PORT, plain_node, ADMIN, server_tls=server_tls))
             yield ca
     finally:
         for kind in HOSTS:

@@ -28,9 +28,11 @@ tokens are refused (README: IAM authentication).
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from controlplane.auth.keys import AccessKey, Identity, load_keys
@@ -42,9 +44,10 @@ from controlplane.state.arns import arn
 from controlplane.state.records import ResourceKey
 from controlplane.state.store import Store
 from controlplane.state.users import User
+from engine import Credentials, IamAuthenticator, IamBackend, iam_password
 
 __all__ = ["CONNECT_ACTION", "MAX_TOKEN_EXPIRES", "TEST_KEY", "CacheTarget", "IamTokenVerifier", "TokenRefused",
-           "build_iam_verifier", "store_users"]
+           "build_iam_verifier", "iam_authenticator", "store_users"]
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +169,18 @@ def _single_values(params: list[tuple[str, str]]) -> dict[str, str]:
 def store_users(store: Store) -> UserLookup:
     """A UserLookup reading the service's store."""
     return lambda account, region, user_id: store.get(ResourceKey(User.KIND, account, region, user_id), User)
+
+
+def iam_authenticator(verifier: IamTokenVerifier, cache: CacheTarget, host: str, port: int, backend: IamBackend,
+                      admin: Credentials, *, server_tls: ssl.SSLContext | None = None,
+                      **options: Any) -> Callable[[], IamAuthenticator]:
+    """What `ProxyHub.add_iam_authenticator(name, host, port, ...)` takes for one IAM-enabled
+    cache: the authenticator on host:port (TLS when `server_tls`) in front of `backend` (the
+    node), checking tokens for `cache`, logging in to the node with the internal passwords the
+    node's IAM users have (engine.proxy.iam_auth.with_iam_password with the same `admin`).
+    `options`: IamAuthenticator's (max_age, clock, check_every)."""
+    return lambda: IamAuthenticator(host, port, backend, verifier.for_cache(cache),
+                                    lambda user: iam_password(admin, user), server_tls=server_tls, **options)
 
 
 def build_iam_verifier(settings: Settings, store: Store) -> IamTokenVerifier:

@@ -31,7 +31,7 @@ from engine.proxy.resp import ProtocolError, encode_command, parse_command, repl
 from engine.proxy.tcp import BUFFER_SIZE, CONNECT_TIMEOUT, Listener, set_nodelay
 from engine.security import AclUser, Credentials
 
-__all__ = ["MAX_CONNECTION_AGE", "Backend", "IamAuthenticator", "Verify", "iam_password", "with_iam_password"]
+__all__ = ["MAX_CONNECTION_AGE", "IamAuthenticator", "IamBackend", "Verify", "iam_password", "with_iam_password"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def with_iam_password(admin: Credentials, user: AclUser) -> AclUser:
 
 
 @dataclass(frozen=True)
-class Backend:
+class IamBackend:
     """The node behind the front: its address, and a client TLS context when that port speaks
     TLS (`server_hostname`: the name to check its certificate for; default the host)."""
 
@@ -83,7 +83,7 @@ class IamAuthenticator(Listener):
 
     kind = "iam authenticator"
 
-    def __init__(self, host: str, port: int, backend: Backend, verify: Verify, password_of: Callable[[str], str], *,
+    def __init__(self, host: str, port: int, backend: IamBackend, verify: Verify, password_of: Callable[[str], str], *,
                  server_tls: ssl.SSLContext | None = None, max_age: float = MAX_CONNECTION_AGE,
                  clock: Callable[[], float] = time.monotonic, check_every: float = 60.0) -> None:
         super().__init__(host, port)

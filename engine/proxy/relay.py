@@ -34,15 +34,15 @@ class _Side(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # Pass the half-close on (a client that sends and then shuts its side down still gets
-        # its answers); keep this side open for writing.
+        # its answers) and keep this side open for them, where both transports can (plain TCP;
+        # asyncio's TLS transports close on EOF: then this side closes, and the other with it).
         assert self.peer is not None
         self.eof = True
         if self.peer.eof:  # both sides are done sending: nothing more can come either way
-            self.own.close()
             self.peer.own.close()
-            return True
+            return False
         with contextlib.suppress(OSError, RuntimeError, NotImplementedError):
-            if self.peer.own.can_write_eof() and not self.peer.own.is_closing():
+            if self.own.can_write_eof() and self.peer.own.can_write_eof() and not self.peer.own.is_closing():
                 self.peer.own.write_eof()
                 return True
         return False

@@ -18,12 +18,12 @@ import uvloop
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from controlplane.auth.iam_token import CacheTarget, IamTokenVerifier
+from controlplane.auth.iam_token import CacheTarget, IamTokenVerifier, iam_authenticator
 from controlplane.auth.keys import AccessKey
 from controlplane.state.users import User, UserSpec
 from controlplane.tls import LocalCa
 from engine.proxy import ProxyHub
-from engine.proxy.iam_auth import Backend, IamAuthenticator, iam_password, with_iam_password
+from engine.proxy.iam_auth import IamBackend, iam_password, with_iam_password
 from engine.runtime.base import NodeConfig
 from engine.security import AclUser
 from tests.eventually import eventually
@@ -71,9 +71,9 @@ def iam_node(kit: ProcessKit, name: str, **kw: Any) -> NodeConfig:
 
 
 def front(hub: ProxyHub, node: NodeConfig, name: str = "iam", **kw: Any) -> tuple[str, int]:
-    backend = kw.pop("backend", Backend(node.host, node.port))
-    hub.add_iam_authenticator(name, node.host, 0, lambda: IamAuthenticator(
-        node.host, 0, backend, VERIFIER.for_cache(CACHE), lambda user: iam_password(ADMIN, user), **kw))
+    backend = kw.pop("backend", IamBackend(node.host, node.port))
+    made = iam_authenticator(VERIFIER, CACHE, node.host, 0, backend, ADMIN, **kw)
+    hub.add_iam_authenticator(name, node.host, 0, made)
     return hub.address(name)
 
 
@@ -190,7 +190,7 @@ def test_tls_on_both_sides(kit: ProcessKit, hub: ProxyHub, tmp_path: Path) -> No
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(cert, key)
     address = front(hub, node, server_tls=server,
-                    backend=Backend(node.host, node.port, ssl.create_default_context(cafile=str(ca.ca_path))))
+                    backend=IamBackend(node.host, node.port, ssl.create_default_context(cafile=str(ca.ca_path))))
     app = at(address, username="app-iam", password=iam_token("my-cache", "app-iam"), ssl=True,
              ssl_ca_certs=str(ca.ca_path))
     assert app.set("app:t", "1") and app.get("app:t") == b"1"
