@@ -1,17 +1,19 @@
 """The authenticator in front of a node of an IAM-enabled cache.
 
 A node cannot check an IAM token (a SigV4-presigned URL, valid 15 minutes): this front does.
-It reads a client's commands until one authenticates: `AUTH <user> <token>` or `HELLO <ver>
-AUTH <user> <token> [SETNAME <name>]`. It asks `verify(user, token)` (the control plane's
-verifier, run off the loop: it reads the store); on yes it opens a connection to the node, logs
-in there as that same user with the user's internal password (`iam_password`: the service sets
-it on the node, so the node's ACL rules for the user still hold), passes on the node's answer
-to the AUTH or HELLO, and from then on only copies bytes both ways (engine.proxy.relay).
-On no it answers WRONGPASS, as redis does; any other command before that answers NOAUTH.
+It passes a client's commands to the node one at a time, reading each reply, until one logs
+in: `AUTH <user> <token>` or `HELLO <ver> AUTH <user> <token> [SETNAME <name>]` whose token
+`verify(user, token)` accepts (the control plane's verifier, run off the loop: it reads the
+store) goes to the node with the token replaced by the user's internal password
+(`iam_password`: the service sets it on the node, so the node's ACL rules for the user still
+hold). Anything else goes as it is, and the node answers: NOAUTH before a login, WRONGPASS for a
+token that did not verify (no IAM user has a password a client knows), OK for a password user's
+AUTH; a node whose default user needs no password serves the client at once. From the first
+command the node accepts on, the front only copies bytes both ways (engine.proxy.relay).
 
 AWS ends IAM-authenticated connections after 12 hours: so does this front (`max_age`, on an
 injectable clock). Not done: extending a connection with a fresh token (AWS allows an AUTH
-with a new token within the 12 hours); after the handshake the front reads no commands.
+with a new token within the 12 hours); after the login the front reads no commands.
 """
 
 from __future__ import annotations
@@ -40,11 +42,8 @@ Verify = Callable[[str, str], bool]
 
 MAX_CONNECTION_AGE = 12 * 3600.0  # AWS: IAM-authenticated connections are dropped after 12 hours
 WRONGPASS = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
-NOAUTH = b"-NOAUTH Authentication required.\r\n"
-HELLO_NOAUTH = (b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
-                b"<proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
-                b"protocol version at the same time\r\n")
-# What an unauthenticated client may send (as redis limits it): a token is about 600 bytes.
+# What the front reads of an unauthenticated command (a token is about 600 bytes); a bigger one
+# is the node's to judge: the front hands the connection over as it is.
 MAX_ARGS = 10
 MAX_BULK = 16 * 1024
 HANDSHAKE_TIMEOUT = 5.0  # for the node's answer to the AUTH
@@ -74,8 +73,7 @@ class IamBackend:
     server_hostname: str | None = None
 
 
-class _Refused(Exception):
-    """The node did not accept the login (the user is not on it, or not with that password)."""
+_Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class IamAuthenticator(Listener):
@@ -97,63 +95,72 @@ class IamAuthenticator(Listener):
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         buf = bytearray()
-        while True:
-            try:
-                parsed = parse_command(buf, max_args=MAX_ARGS, max_bulk=MAX_BULK)
-            except ProtocolError as exc:
-                writer.write(b"-ERR %s\r\n" % str(exc).encode())
-                await writer.drain()
-                return
-            if parsed is None:
-                data = await reader.read(BUFFER_SIZE)
-                if not data:
-                    return
-                buf += data
-                continue
-            args, used = parsed
-            del buf[:used]
-            if not args:
-                continue
-            upstream = await self._command(args, writer)
-            if upstream is None:
-                if writer.is_closing():
-                    return
-                await writer.drain()
-                continue
-            # What was pipelined behind the AUTH is the node's now.
-            await self._serve(reader, writer, *upstream, bytes(buf))
-            return
-
-    async def _command(self, args: list[bytes], writer: asyncio.StreamWriter
-                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        """Answer one command of an unauthenticated client; the node's connection once one logs in."""
-        name = args[0].upper()
-        if name == b"QUIT":
-            writer.write(b"+OK\r\n")
-            writer.close()
-            return None
-        login = _login(args)
-        if login is None:
-            writer.write(HELLO_NOAUTH if name == b"HELLO" else NOAUTH)
-            return None
-        if isinstance(login, bytes):
-            writer.write(login)
-            return None
-        user, token, slot = login
-        if not await self._verified(user, token):
-            writer.write(WRONGPASS)
-            return None
-        node_args = list(args)
-        node_args[slot] = self.password_of(user).encode()
+        node: _Stream | None = None  # the node's connection, still unauthenticated
         try:
-            up_reader, up_writer, answer = await self._login_to_node(encode_command(node_args))
-        except (OSError, TimeoutError, ProtocolError, _Refused, asyncio.IncompleteReadError) as exc:
-            log.info("%s %s:%d: %r authenticated but the node refused or failed: %s", self.kind, self.host,
-                     self.port, user, exc)
-            writer.write(WRONGPASS)
-            return None
-        writer.write(answer)
-        return up_reader, up_writer
+            while True:
+                try:
+                    parsed = parse_command(buf, max_args=MAX_ARGS, max_bulk=MAX_BULK)
+                except ProtocolError:
+                    # Not for this front to judge: the node applies its own rules (and limits)
+                    # to an unauthenticated client.
+                    node = node or await self._connect()
+                    if node is not None:
+                        handed, node = node, None
+                        await self._serve(reader, writer, handed, bytes(buf), None)
+                    return
+                if parsed is None:
+                    data = await reader.read(BUFFER_SIZE)
+                    if not data:
+                        return
+                    buf += data
+                    continue
+                args, used = parsed
+                del buf[:used]
+                if not args:
+                    continue
+                command, iam = await self._for_node(args)
+                if command is None:
+                    writer.write(WRONGPASS)
+                    continue
+                node = node or await self._connect()
+                if node is None:
+                    return
+                reply = await _exchange(node, command, HANDSHAKE_TIMEOUT if iam else None)
+                if iam and reply.startswith(b"-"):
+                    log.info("%s %s:%d: a token verified but the node refused its user: %s", self.kind,
+                             self.host, self.port, reply.decode(errors="replace").strip())
+                    reply = WRONGPASS
+                writer.write(reply)
+                await writer.drain()
+                if reply.startswith(b"-"):
+                    continue  # still unauthenticated: the next command may log in
+                if args[0].upper() == b"QUIT":
+                    return
+                # Logged in (or the node's default user needs no login): the rest is the node's,
+                # what was pipelined behind this command first.
+                handed, node = node, None
+                await self._serve(reader, writer, handed, bytes(buf), self.max_age if iam else None)
+                return
+        finally:
+            if node is not None:
+                node[1].close()
+
+    async def _for_node(self, args: list[bytes]) -> tuple[bytes | None, bool]:
+        """What to send the node for a client's command, and whether it is an IAM login: a
+        verified token is replaced by the user's internal password; anything else goes as it is
+        (a password user's AUTH, a command the node's default user may run, a token that did not
+        verify: the node refuses it, WRONGPASS). None: refuse it here (WRONGPASS)."""
+        login = _login(args)
+        if login is not None:
+            user, token, slot = login
+            password = self.password_of(user)
+            if hmac.compare_digest(token.encode(), password.encode()):
+                return None, False  # the internal password is the front's alone: never from a client
+            if await self._verified(user, token):
+                node_args = list(args)
+                node_args[slot] = password.encode()
+                return encode_command(node_args), True
+        return encode_command(args), False
 
     async def _verified(self, user: str, token: str) -> bool:
         try:
@@ -162,33 +169,32 @@ class IamAuthenticator(Listener):
             log.exception("%s %s:%d: verifying a token failed", self.kind, self.host, self.port)
             return False
 
-    async def _login_to_node(self, command: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    async def _connect(self) -> _Stream | None:
         b = self.backend
-        up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(
-            b.host, b.port, limit=BUFFER_SIZE, ssl=b.tls,
-            server_hostname=(b.server_hostname or b.host) if b.tls else None), CONNECT_TIMEOUT)
         try:
-            set_nodelay(up_writer)
-            up_writer.write(command)
-            answer = await asyncio.wait_for(_one_reply(up_reader), HANDSHAKE_TIMEOUT)
-            if answer.startswith(b"-"):
-                raise _Refused(answer.decode(errors="replace").strip())
-        except BaseException:
-            up_writer.close()
-            raise
-        return up_reader, up_writer, answer
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(
+                b.host, b.port, limit=BUFFER_SIZE, ssl=b.tls,
+                server_hostname=(b.server_hostname or b.host) if b.tls else None), CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            log.info("%s %s:%d: cannot reach the node %s:%d: %s", self.kind, self.host, self.port, b.host, b.port, exc)
+            return None
+        set_nodelay(up_writer)
+        return up_reader, up_writer
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter, pipelined: bytes) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, node: _Stream,
+                     pipelined: bytes, max_age: float | None) -> None:
         """Copy bytes both ways until either side ends or the connection is `max_age` old."""
-        deadline = self.clock() + self.max_age
-        task = asyncio.create_task(relay(reader, writer, up_reader, up_writer, to_upstream=pipelined))
+        deadline = None if max_age is None else self.clock() + max_age
+        task = asyncio.create_task(relay(reader, writer, *node, to_upstream=pipelined))
         try:
             while not task.done():
+                if deadline is None:
+                    await asyncio.wait({task})
+                    break
                 remaining = deadline - self.clock()
                 if remaining <= 0:
-                    log.info("%s %s:%d: closing a connection after %.0f s", self.kind, self.host, self.port,
-                             self.max_age)
+                    log.info("%s %s:%d: closing an IAM connection after %.0f s", self.kind, self.host, self.port,
+                             max_age)
                     break
                 await asyncio.wait({task}, timeout=min(remaining, self.check_every))
         finally:
@@ -198,36 +204,41 @@ class IamAuthenticator(Listener):
                 await task
 
 
-def _login(args: list[bytes]) -> tuple[str, str, int] | bytes | None:
-    """(user, token, where the token is in args) of an AUTH or HELLO ... AUTH; an error reply
-    for a malformed one; None for any other command."""
+def _login(args: list[bytes]) -> tuple[str, str, int] | None:
+    """(user, token, where the token is in args) of an AUTH or HELLO ... AUTH; None for any
+    other command (and a malformed one: the node answers it)."""
     name = args[0].upper()
     if name == b"AUTH":
         if len(args) == 2:
             return "default", args[1].decode(errors="replace"), 1
         if len(args) == 3:
             return args[1].decode(errors="replace"), args[2].decode(errors="replace"), 2
-        return b"-ERR wrong number of arguments for 'auth' command\r\n"
+        return None
     if name == b"HELLO":
         i = 2  # HELLO <protover> [AUTH <user> <pass>] [SETNAME <name>], options in any order
         while i < len(args):
             option = args[i].upper()
             if option == b"AUTH":
                 if i + 2 >= len(args):
-                    return b"-ERR Syntax error in HELLO option 'auth'\r\n"
+                    return None
                 return args[i + 1].decode(errors="replace"), args[i + 2].decode(errors="replace"), i + 2
             i += 2 if option == b"SETNAME" else 1
     return None
 
 
-async def _one_reply(reader: asyncio.StreamReader) -> bytes:
-    """One whole reply of the node (the answer to the login: nothing else was sent yet)."""
+async def _exchange(node: _Stream, command: bytes, timeout: float | None) -> bytes:
+    """Send `command` to the node and read until its reply is whole (nothing else is in flight;
+    what may follow it, a SUBSCRIBE's further replies, comes along: it is the client's too)."""
+    up_reader, up_writer = node
+    up_writer.write(command)
     buf = bytearray()
-    while (end := reply_end(buf)) is None:
-        data = await reader.read(BUFFER_SIZE)
-        if not data:
-            raise ConnectionError("the node closed the connection")
-        buf += data
-    if end != len(buf):
-        raise ProtocolError("Protocol error: the node sent more than one reply")
-    return bytes(buf)
+
+    async def whole() -> bytes:
+        while reply_end(buf) is None:
+            data = await up_reader.read(BUFFER_SIZE)
+            if not data:
+                raise ConnectionError("the node closed the connection")
+            buf.extend(data)
+        return bytes(buf)
+
+    return await asyncio.wait_for(whole(), timeout)

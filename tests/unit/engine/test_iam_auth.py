@@ -111,6 +111,10 @@ def test_a_token_logs_in_as_its_user_held_to_its_acl(kit: ProcessKit, hub: Proxy
     # The internal password is no token: it does not open the front.
     with pytest.raises(redis.AuthenticationError, match="invalid username-password pair"):
         at(address, username="app-iam", password=iam_password(ADMIN, "app-iam")).ping()
+    # A password user (here the group's default user) logs in through the front as on the node.
+    assert at(address, password="tok-Old-0001").get("other:1") == b"o"
+    with pytest.raises(redis.AuthenticationError, match="invalid username-password pair"):
+        at(address, password="tok-wrong").ping()
     # Nor is the token a password on the node itself.
     with pytest.raises(redis.AuthenticationError):
         client(node, username="app-iam", password=token).ping()
@@ -168,6 +172,8 @@ def test_connections_end_after_12_hours(kit: ProcessKit, hub: ProxyHub) -> None:
     address = front(hub, node, clock=clock, check_every=0.02)
     app = at(address, username="app-iam", password=iam_token("my-cache", "app-iam"), single_connection_client=True)
     assert app.ping()
+    owner = at(address, password="tok-Old-0001", single_connection_client=True)  # a password user: no limit
+    assert owner.ping()
     clock.now += 11.9 * 3600
     time.sleep(0.1)  # several checks of the clock pass: the connection stays
     assert app.ping()
@@ -181,6 +187,7 @@ def test_connections_end_after_12_hours(kit: ProcessKit, hub: ProxyHub) -> None:
         return False
 
     eventually(dropped, 5, 0.05, "the connection is closed after 12 hours")
+    assert owner.ping()
 
 
 def test_tls_on_both_sides(kit: ProcessKit, hub: ProxyHub, tmp_path: Path) -> None:
