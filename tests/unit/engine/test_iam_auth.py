@@ -203,3 +203,20 @@ def test_tls_on_both_sides(kit: ProcessKit, hub: ProxyHub, tmp_path: Path) -> No
     assert app.set("app:t", "1") and app.get("app:t") == b"1"
     with pytest.raises(redis.ConnectionError):
         at(address, username="app-iam", password=iam_token("my-cache", "app-iam")).ping()  # plain text
+
+
+def test_a_node_whose_default_user_needs_no_password_serves_at_once(kit: ProcessKit, hub: ProxyHub) -> None:
+    rt = kit.runtime()
+    app = with_iam_password(ADMIN, AclUser.parse("app-iam on ~app:* +get +set"))
+    node = started(rt, secure(kit, rt, "i6", "default on nopass ~* &* +@all", " ".join((app.name, *app.rules))))
+    address = front(hub, node)
+    with socket.create_connection(address, timeout=5) as sock:
+        # 41 arguments as the first command: beyond what the front reads of an unauthenticated
+        # client, so the node's to judge, and this node serves anyone.
+        args = [b"MSET", *(b"k%d" % (i // 2) if i % 2 == 0 else b"%d" % (i // 2) for i in range(40))]
+        sock.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+        assert sock.recv(100) == b"+OK\r\n"
+    anyone = at(address, protocol=2)
+    assert anyone.get("k7") == b"7"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        at(address, username="app-iam", password=iam_token("my-cache", "app-iam")).get("k7")
