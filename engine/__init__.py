@@ -16,6 +16,7 @@ from typing import Literal
 from engine.addresses import AddressAllocator, loopback_aliases_work
 from engine.files import PRIVATE_UMASK, copy_private, make_private, open_private, private_dir, write_private
 from engine.proxy.hub import BindError, Member, ProxyError, ProxyHub
+from engine.proxy.iam_auth import IamAuthenticator, IamBackend, iam_password, with_iam_password
 from engine.rdb import RdbError, check_rdb, save_rdb
 from engine.runtime.base import NodeConfig, NodeInfo, NodeRuntime, NodeState, NodeStats, ProbeResult, RuntimeError_
 from engine.security import AclUser, Credentials, NodeSecurity, TlsFiles, TlsMode
@@ -27,6 +28,8 @@ __all__ = [
     "AddressAllocator",
     "BindError",
     "Credentials",
+    "IamAuthenticator",
+    "IamBackend",
     "Member",
     "NodeConfig",
     "NodeInfo",
@@ -45,6 +48,7 @@ __all__ = [
     "copy_private",
     "docker_runtime",
     "haproxy_hub",
+    "iam_password",
     "loopback_aliases_work",
     "make_private",
     "nearest",
@@ -52,6 +56,7 @@ __all__ = [
     "private_dir",
     "process_runtime",
     "save_rdb",
+    "with_iam_password",
     "write_private",
 ]
 

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
+from engine.proxy.iam_auth import IamAuthenticator
 from engine.proxy.memcached_config import MemcachedConfigEndpoint
 from engine.proxy.memcached_wire import Member
 from engine.proxy.sniff import SniffingForwarder
@@ -49,8 +50,11 @@ class ProxyHub:
     """Memcached configuration endpoints, and TCP forwarders: on the hub's loop, or handed to an
     external pool (HAProxy) when one is given."""
 
-    def __init__(self, *, call_timeout: float = 10.0, tcp: TcpForwarders | None = None) -> None:
+    def __init__(self, *, call_timeout: float = 10.0, tcp: TcpForwarders | None = None,
+                 loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop) -> None:
         self._call_timeout = call_timeout
+        # uvloop.new_event_loop: its TLS is compiled where asyncio's runs Python per record (bench/iam.py).
+        self._loop_factory = loop_factory
         self._tcp = tcp
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,7 +67,7 @@ class ProxyHub:
         with self._lock:
             if self._thread is not None:
                 return
-            loop = asyncio.new_event_loop()
+            loop = self._loop_factory()
             ready = threading.Event()
 
             def run() -> None:
@@ -153,6 +157,18 @@ class ProxyHub:
 
             sniffer = await self._add(name, host, port, SniffingForwarder, new)
             sniffer.plain, sniffer.tls = plain, tls
+
+        self._call(add)
+
+    def add_iam_authenticator(self, name: str, host: str, port: int, make: Callable[[], IamAuthenticator]) -> None:
+        """Listen on host:port with the IAM authenticator `make()` builds (engine.proxy.iam_auth;
+        raises BindError). Adding the same name again takes the new one's backend, verifier and
+        passwords for new connections; existing ones stay as they are."""
+
+        async def add() -> None:
+            made = make()
+            front = await self._add(name, host, port, IamAuthenticator, lambda: made)
+            front.backend, front.verify, front.password_of = made.backend, made.verify, made.password_of
 
         self._call(add)
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class Listener(abc.ABC):
     """One listening socket and the connections it accepted."""
 
     kind = "listener"
+    # A server context: the listener speaks TLS (the IAM authenticator in front of a TLS cache).
+    ssl_context: ssl.SSLContext | None = None
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -92,7 +95,7 @@ class Listener(abc.ABC):
             # SO_REUSEADDR: an address freed by remove() can be bound again at once even with
             # connections in TIME_WAIT; it never lets two listeners share one address on Linux.
             self._server = await asyncio.start_server(
-                self._accepted, self.host, self.port, reuse_address=True, limit=BUFFER_SIZE
+                self._accepted, self.host, self.port, reuse_address=True, limit=BUFFER_SIZE, ssl=self.ssl_context
             )
         except OSError as exc:
             raise BindError(
@@ -108,7 +111,7 @@ class Listener(abc.ABC):
         set_nodelay(writer)
         try:
             await self.handle(reader, writer)
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         except asyncio.CancelledError:
             # Cancelled by close()/drop_connections(). End normally: asyncio 3.11's callback for
