@@ -41,6 +41,17 @@ def redacted(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, "<redacted>" if _SECRET_KEY.search(k) else v) for k, v in pairs]
 
 
+def _check_version(api: ApiModel, operation: str, pairs: list[tuple[str, str]]) -> None:
+    """Only the model's API version (2015-02-02, what every SDK sends) is served. AWS's Query
+    services answer another version, or none, with InvalidAction "Could not find operation X for
+    version Y" (none: NO_VERSION_SPECIFIED), so a request is never served as a version it is not."""
+    versions = [v for k, v in pairs if k == "Version"]
+    version = versions[-1] if versions else ""
+    if version != api.api_version:
+        shown = version[:64] if version else "NO_VERSION_SPECIFIED"
+        raise ServiceError("InvalidAction", f"Could not find operation {operation} for version {shown}")
+
+
 class QueryApi:
     def __init__(self, api: ApiModel, handlers: Mapping[str, AnyHandler], services: Services,
                  on_browser: Callable[[Request], Response] | None = None,
@@ -64,7 +75,9 @@ class QueryApi:
         """The request as the handler will see it, or why it cannot be read. Read once: the
         router's choice of path and the handler act on one and the same reading."""
         try:
-            return parse(self.api, pairs)
+            request = parse(self.api, pairs)
+            _check_version(self.api, request.operation, pairs)
+            return request
         except ServiceError as err:
             return err
         except Exception:  # a parser bug: an InternalFailure reply, never a bare 500
