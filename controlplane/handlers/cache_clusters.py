@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import cast
 
 from controlplane import catalog
+from controlplane.handlers import cache_security_groups, security, snapshots, subnet_groups
 from controlplane.handlers import defaults as d
-from controlplane.handlers import security, snapshots, subnet_groups
 from controlplane.handlers import validate as v
 from controlplane.handlers.cache_cluster_changes import MAX_MEMCACHED_NODES, check_node_quota, modify_cache_cluster
 from controlplane.handlers.context import HandlerTable, RequestContext
@@ -76,6 +76,7 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
                                                                       token=params.get("AuthToken")))
     v.ipv4_only(params.get("NetworkType"), params.get("IpDiscovery"))
     parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
+    cache_security_groups.refuse_names(params)
     subnet_group, preferred = _placed(ctx, params.get("CacheSubnetGroupName"), az_mode, preferred, cluster_id)
     restore = snapshots.restore_source(ctx, engine, version, params.get("SnapshotName"),
                                        list(params.get("SnapshotArns", [])))
@@ -83,7 +84,6 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
         restore=restore,
         engine=engine, engine_version=version, node_type=node_type, num_nodes=num_nodes, port=port,
         az_mode=az_mode, preferred_azs=preferred, parameter_group=parameter_group, subnet_group=subnet_group,
-        security_group_names=list(params.get("CacheSecurityGroupNames", [])),
         security_group_ids=list(params.get("SecurityGroupIds", [])),
         maintenance_window=window, snapshot_window=snapshot_window, snapshot_retention_limit=retention,
         notification_topic_arn=params.get("NotificationTopicArn"),

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import cast
 
 from controlplane import catalog
+from controlplane.handlers import cache_security_groups, security, snapshots, subnet_groups
 from controlplane.handlers import defaults as d
-from controlplane.handlers import security, snapshots, subnet_groups
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
 from controlplane.handlers.context import HandlerTable, RequestContext
@@ -93,6 +93,7 @@ def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGro
     node_group = (params.get("NodeGroupConfiguration") or [{}])[0]
     total, automatic, multi_az = _members(params, node_group)
     azs = _member_azs(ctx, params, node_group, total)
+    cache_security_groups.refuse_names(params)
     subnet_group, zones = subnet_groups.group_zones(ctx, params.get("CacheSubnetGroupName"))
     subnet_groups.within(zones, subnet_group, azs)
     if zones and not azs:
@@ -114,7 +115,7 @@ def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGro
         notification_topic_arn=params.get("NotificationTopicArn"),
         auto_minor_version_upgrade=params.get("AutoMinorVersionUpgrade", True),
         security_group_ids=list(params.get("SecurityGroupIds", [])),
-        security_group_names=list(params.get("CacheSecurityGroupNames", [])), subnet_group=subnet_group,
+        subnet_group=subnet_group,
         automatic_failover=automatic, multi_az=multi_az, initial_primary=primary.id if primary else None,
         restore=_restore(ctx, params, engine, version, primary),
         security=security.on_create(ctx, engine, version, security.Asked(
@@ -203,6 +204,7 @@ def modify_replication_group(ctx: RequestContext,
     store = ctx.services.store
     members = members_of(store, rg)
     spec = spec_to_change(rg)
+    cache_security_groups.refuse_names(params)
     bump = _failover_settings(rg, spec, params, {c.id for c in members})
     _settings(spec, params)
     # Node type and engine version restart every node (replicas first, the primary after a
