@@ -25,7 +25,7 @@ from controlplane.auth.sigv4 import HttpRequest
 from controlplane.handlers.context import AnyHandler, Services
 from controlplane.protocol.errors import ServiceError, internal_failure, not_implemented
 from controlplane.protocol.model import ApiModel
-from controlplane.protocol.parser import ParsedRequest, parse
+from controlplane.protocol.parser import ParsedRequest, check_version, parse
 from controlplane.protocol.serializer import serialize_error, serialize_result
 
 log = logging.getLogger("elasticache_local.api")
@@ -39,17 +39,6 @@ _SECRET_KEY = re.compile(r"(?:^|\.)(?:AuthToken|Passwords)(?:\.|$)")
 def redacted(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """A request's pairs as a log line may show them: secrets replaced."""
     return [(k, "<redacted>" if _SECRET_KEY.search(k) else v) for k, v in pairs]
-
-
-def _check_version(api: ApiModel, operation: str, pairs: list[tuple[str, str]]) -> None:
-    """Only the model's API version (2015-02-02, what every SDK sends) is served. AWS's Query
-    services answer another version, or none, with InvalidAction "Could not find operation X for
-    version Y" (none: NO_VERSION_SPECIFIED), so a request is never served as a version it is not."""
-    versions = [v for k, v in pairs if k == "Version"]
-    version = versions[-1] if versions else ""
-    if version != api.api_version:
-        shown = version[:64] if version else "NO_VERSION_SPECIFIED"
-        raise ServiceError("InvalidAction", f"Could not find operation {operation} for version {shown}")
 
 
 class QueryApi:
@@ -76,7 +65,7 @@ class QueryApi:
         router's choice of path and the handler act on one and the same reading."""
         try:
             request = parse(self.api, pairs)
-            _check_version(self.api, request.operation, pairs)
+            check_version(self.api, request.operation, pairs)
             return request
         except ServiceError as err:
             return err

@@ -137,8 +137,8 @@ def _keep_used_zones(ctx: RequestContext, rec: CacheSubnetGroup, subnet_ids: lis
     """A subnet cannot leave the group while nodes of its caches are in its zone and no other
     subnet of the group is (AWS: SubnetInUse)."""
     kept = {subnet_zone(rec.region, s) for s in subnet_ids}
-    used = {n.az for c in _users(ctx, rec.id) for n in c.status.nodes} | {
-        az for c in _users(ctx, rec.id) for az in c.spec.preferred_azs}
+    # Where each cache's nodes are; a cache not placed yet: where they will be.
+    used = {az for c in _users(ctx, rec.id) for az in ([n.az for n in c.status.nodes] or c.spec.preferred_azs)}
     for subnet in rec.spec.subnet_ids:
         zone = subnet_zone(rec.region, subnet)
         if subnet not in subnet_ids and zone in used and zone not in kept:
