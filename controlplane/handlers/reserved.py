@@ -67,7 +67,7 @@ def reserved_shape(ctx: RequestContext, rec: ReservedCacheNode) -> m.ReservedCac
     return {"ReservedCacheNodeId": rec.id, "ReservedCacheNodesOfferingId": s.offering_id, "CacheNodeType": s.node_type,
             "StartTime": rec.created_at, "Duration": s.duration, "FixedPrice": s.fixed_price,
             "UsagePrice": s.usage_price, "CacheNodeCount": s.count, "ProductDescription": s.product,
-            "OfferingType": s.offering_type, "State": rec.state(ctx.services.clock.now()),
+            "OfferingType": s.offering_type, "State": rec.api_status(ctx.services.clock.now()),
             "RecurringCharges": _charges(s.hourly_charge),
             "ReservationARN": arn(rec.region, rec.account, rec.KIND, rec.id)}
 
@@ -109,7 +109,7 @@ def purchase_reserved_cache_nodes_offering(
     if store.get(ctx.key(ReservedCacheNode.KIND, rid), ReservedCacheNode) is not None:
         raise e.ReservedCacheNodeAlreadyExistsFault(f"Reserved cache node {rid} already exists.")
     held = sum(r.spec.count for r in store.records(ReservedCacheNode, ctx.account, ctx.region)
-               if r.state(now) != "retired")
+               if r.api_status(now) != "retired")
     if held + count > MAX_RESERVED_NODES:
         raise e.ReservedCacheNodeQuotaExceededFault(
             f"The request would exceed the quota of {MAX_RESERVED_NODES} reserved cache nodes per region "

@@ -78,7 +78,7 @@ class ReservedCacheNode(Record):
 
     spec: ReservedCacheNodeSpec
 
-    def state(self, now: datetime) -> str:
+    def api_status(self, now: datetime) -> str:
         if now < self.created_at + PAYMENT_PENDING:
             return "payment-pending"
         if now >= self.created_at + timedelta(seconds=self.spec.duration):

@@ -51,6 +51,10 @@ class CacheSubnetGroup(Record):
 
     spec: CacheSubnetGroupSpec
 
+    def api_status(self) -> str:
+        """What the live feed shows: a configuration record is in effect once written."""
+        return "available"
+
     def zones(self) -> list[str]:
         """The zones of its subnets, in the region's order."""
         present = {subnet_zone(self.region, s) for s in self.spec.subnet_ids}

@@ -146,3 +146,31 @@ def test_cache_security_groups_are_refused_as_in_a_vpc_account(world: World) -> 
            CacheSecurityGroupNames=["default"])
     changed = world.call("ModifyCacheCluster", CacheClusterId="web", SecurityGroupIds=["sg-1", "sg-2"])
     assert [g["SecurityGroupId"] for g in changed["CacheCluster"]["SecurityGroups"]] == ["sg-1", "sg-2"]
+
+
+class _Listening:
+    """A broadcaster with a subscriber: what the live feed publishes, kept."""
+
+    listening = True
+
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+
+    def publish(self, event: str, data: dict[str, Any], account: str | None = None,
+                region: str | None = None) -> None:
+        self.published.append(data)
+
+
+def test_the_live_feed_shows_the_new_kinds(world: World) -> None:
+    from controlplane.admin.feed import Feed
+
+    sink = _Listening()
+    feed = Feed(sink, world.service.store, world.clock)  # type: ignore[arg-type]
+    world.service.store.listen(feed.record_changed)
+    world.call("CreateCacheSubnetGroup", CacheSubnetGroupName="sg", CacheSubnetGroupDescription="d",
+               SubnetIds=["subnet-1"])
+    world.call("PurchaseReservedCacheNodesOffering", ReservedCacheNodesOfferingId=OFFERINGS[0].id,
+               ReservedCacheNodeId="ri")
+    shown = {(d["kind"], d["id"]): d["status"] for d in sink.published}
+    assert shown[("cache-subnet-group", "sg")] == "available"
+    assert shown[("reserved-cache-node", "ri")] == "payment-pending"
