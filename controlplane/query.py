@@ -25,7 +25,7 @@ from controlplane.auth.sigv4 import HttpRequest
 from controlplane.handlers.context import AnyHandler, Services
 from controlplane.protocol.errors import ServiceError, internal_failure, not_implemented
 from controlplane.protocol.model import ApiModel
-from controlplane.protocol.parser import ParsedRequest, parse
+from controlplane.protocol.parser import ParsedRequest, check_version, parse
 from controlplane.protocol.serializer import serialize_error, serialize_result
 
 log = logging.getLogger("elasticache_local.api")
@@ -64,7 +64,9 @@ class QueryApi:
         """The request as the handler will see it, or why it cannot be read. Read once: the
         router's choice of path and the handler act on one and the same reading."""
         try:
-            return parse(self.api, pairs)
+            request = parse(self.api, pairs)
+            check_version(self.api, request.operation, pairs)
+            return request
         except ServiceError as err:
             return err
         except Exception:  # a parser bug: an InternalFailure reply, never a bare 500

@@ -19,6 +19,7 @@ from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import node_name
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, Event, Record, ResourceKey
+from controlplane.state.reserved import ReservedCacheNode
 from controlplane.state.service_updates import ServiceUpdate
 from controlplane.state.store import Store
 
@@ -39,7 +40,7 @@ class Feed:
         if not self._broadcaster.listening:
             return
         status: str | None = None
-        if isinstance(record, ServiceUpdate):
+        if isinstance(record, (ServiceUpdate, ReservedCacheNode)):  # their status follows the clock
             status = record.api_status(self._clock.now())
         elif record is not None:
             status = record.api_status()  # type: ignore[attr-defined]  # every stored kind has one

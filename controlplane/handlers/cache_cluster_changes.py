@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from controlplane.handlers import cache_security_groups, security
 from controlplane.handlers import defaults as d
-from controlplane.handlers import security
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
 from controlplane.handlers.context import RequestContext
@@ -120,8 +120,7 @@ def _settings(spec: CacheClusterSpec, params: m.ModifyCacheClusterMessage) -> No
     _snapshot_settings(spec, params)
     if params.get("PreferredMaintenanceWindow") or params.get("SnapshotWindow"):
         v.no_overlap(spec.maintenance_window, spec.snapshot_window)
-    if "CacheSecurityGroupNames" in params:
-        spec.security_group_names = list(params["CacheSecurityGroupNames"] or [])
+    cache_security_groups.refuse_names(params)
     if params.get("CacheParameterGroupName"):
         d.parameter_group(spec.engine, spec.engine_version, params.get("CacheParameterGroupName"))
 

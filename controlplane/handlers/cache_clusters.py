@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import cast
 
 from controlplane import catalog
+from controlplane.handlers import cache_security_groups, security, snapshots, subnet_groups
 from controlplane.handlers import defaults as d
-from controlplane.handlers import security, snapshots
 from controlplane.handlers import validate as v
 from controlplane.handlers.cache_cluster_changes import MAX_MEMCACHED_NODES, check_node_quota, modify_cache_cluster
 from controlplane.handlers.context import HandlerTable, RequestContext
@@ -24,7 +24,6 @@ from controlplane.handlers.members import MAX_MEMBERS, member_spec
 from controlplane.model import messages as m
 from controlplane.model.errors import (
     CacheClusterAlreadyExistsFault,
-    CacheSubnetGroupNotFoundFault,
     InvalidCacheClusterStateFault,
     InvalidReplicationGroupStateFault,
     NodeQuotaForClusterExceededFault,
@@ -77,15 +76,14 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
                                                                       token=params.get("AuthToken")))
     v.ipv4_only(params.get("NetworkType"), params.get("IpDiscovery"))
     parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
-    if params.get("CacheSubnetGroupName"):
-        raise CacheSubnetGroupNotFoundFault(f"CacheSubnetGroup {params.get('CacheSubnetGroupName')} not found.")
+    cache_security_groups.refuse_names(params)
+    subnet_group, preferred = _placed(ctx, params.get("CacheSubnetGroupName"), az_mode, preferred, cluster_id)
     restore = snapshots.restore_source(ctx, engine, version, params.get("SnapshotName"),
                                        list(params.get("SnapshotArns", [])))
     return CacheClusterSpec(
         restore=restore,
         engine=engine, engine_version=version, node_type=node_type, num_nodes=num_nodes, port=port,
-        az_mode=az_mode, preferred_azs=preferred, parameter_group=parameter_group,
-        security_group_names=list(params.get("CacheSecurityGroupNames", [])),
+        az_mode=az_mode, preferred_azs=preferred, parameter_group=parameter_group, subnet_group=subnet_group,
         security_group_ids=list(params.get("SecurityGroupIds", [])),
         maintenance_window=window, snapshot_window=snapshot_window, snapshot_retention_limit=retention,
         notification_topic_arn=params.get("NotificationTopicArn"),
@@ -106,10 +104,11 @@ def _engine(requested: str | None) -> str:
 
 
 def _num_nodes(engine: str, count: int) -> int:
+    # The value given decides the message: AWS's "greater than 1" is for 2 and more only.
+    if count < 1:
+        raise v.invalid(f"Invalid NumCacheNodes: {count}. The number of cache nodes must be at least 1.")
     if engine == "redis" and count != 1:
         raise v.invalid("Cannot create a Redis cluster with a NumCacheNodes parameter greater than 1.")
-    if count < 1:
-        raise v.invalid("NumCacheNodes must be at least 1.")
     if count > MAX_MEMCACHED_NODES:
         raise NodeQuotaForClusterExceededFault(f"A Memcached cluster can have at most {MAX_MEMCACHED_NODES} nodes.")
     return count
@@ -133,6 +132,18 @@ def _azs(ctx: RequestContext, params: m.CreateCacheClusterMessage, engine: str,
     if az_mode == "single-az" and len(set(preferred)) > 1:
         raise v.combination("AZMode single-az requires every node in the same availability zone.")
     return az_mode, preferred
+
+
+def _placed(ctx: RequestContext, name: str | None, az_mode: str, preferred: list[str],
+            cluster_id: str) -> tuple[str | None, list[str]]:
+    """The subnet group (its stored name) and the nodes' zones: those asked, which must be the
+    group's; else, in a subnet group, one of its zones (single-az) or all of them in turn (cross-az)."""
+    group, zones = subnet_groups.group_zones(ctx, name)
+    subnet_groups.within(zones, group, preferred)
+    if zones and not preferred:
+        # Stable per cluster, as the reconciler's choice without a subnet group.
+        preferred = zones if az_mode == "cross-az" else [zones[sum(cluster_id.encode()) % len(zones)]]
+    return group, preferred
 
 
 def _snapshots(params: m.CreateCacheClusterMessage, engine: str) -> int:
@@ -164,6 +175,9 @@ def _join_replication_group(ctx: RequestContext, cluster_id: str, group_id: str,
     az = params.get("PreferredAvailabilityZone")
     if az and az not in catalog.availability_zones(ctx.region):
         raise v.invalid(f"Invalid availability zone: {az}")
+    if rg.spec.subnet_group:
+        subnet_groups.within(subnet_groups.group_zones(ctx, rg.spec.subnet_group)[1], rg.spec.subnet_group, [az or ""])
+        az = az or subnet_groups.member_zones(ctx, rg, 1)[0]
     rec = CacheCluster(account=ctx.account, region=ctx.region, id=cluster_id, created_at=ctx.services.clock.now(),
                        tags=v.tag_records(params.get("Tags", [])), spec=member_spec(rg, az))
     if not store.create(rec):

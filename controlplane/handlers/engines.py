@@ -11,19 +11,32 @@ from controlplane.model import messages as m
 _ENGINE_NAMES = {"redis": "Redis", "valkey": "Valkey", "memcached": "memcached"}
 
 
+def _defaults(entries: list[catalog.EngineVersion], version: str | None) -> list[catalog.EngineVersion]:
+    """DefaultOnly: the default version of each engine; with an EngineVersion, the default of
+    that engine and major version combination: the newest of the version's parameter-group family
+    (redis "6.0" -> 6.2, memcached "1.5.10" -> 1.5.16)."""
+    if version is None:
+        return [e for e in entries if e.version == catalog.DEFAULT_VERSIONS[e.engine]]
+    out: list[catalog.EngineVersion] = []
+    for name in dict.fromkeys(e.engine for e in entries):
+        family = catalog.family_of(name, version)
+        same = [e for e in entries if e.engine == name and e.family == family]
+        if same:
+            out.append(max(same, key=lambda e: catalog.version_key(e.version)))
+    return out
+
+
 def describe_cache_engine_versions(ctx: RequestContext,
                                    params: m.DescribeCacheEngineVersionsMessage) -> m.CacheEngineVersionMessage:
     engine = (params.get("Engine") or "").lower() or None
     version = params.get("EngineVersion")
     family = params.get("CacheParameterGroupFamily")
-    entries = [
-        e for e in catalog.ENGINE_VERSIONS
-        if (engine is None or e.engine == engine)
-        and (version is None or e.version == version)
-        and (family is None or e.family == family)
-    ]
+    entries = [e for e in catalog.ENGINE_VERSIONS
+               if (engine is None or e.engine == engine) and (family is None or e.family == family)]
     if params.get("DefaultOnly"):
-        entries = [e for e in entries if e.version == catalog.DEFAULT_VERSIONS[e.engine]]
+        entries = _defaults(entries, version)
+    elif version is not None:
+        entries = [e for e in entries if e.version == version]
     available = ctx.services.available_versions()
     chunk, marker = v.page(entries, params.get("MaxRecords"), params.get("Marker"))
     out_items: list[m.CacheEngineVersion] = []

@@ -12,25 +12,18 @@ from controlplane.state import shapes
 
 DEFAULT_WINDOW = timedelta(hours=1)
 RETENTION = timedelta(days=14)
-# Nothing older than RETENTION exists: a longer Duration asks for the same events (and a huge one
-# would not fit a datetime).
-MAX_DURATION_MINUTES = int(RETENTION.total_seconds() // 60) + 1
-
-
-def _before(end: datetime, window: timedelta) -> datetime:
-    """end - window, or the earliest time there is when that is before year 1."""
-    try:
-        return end - window
-    except OverflowError:
-        return datetime.min.replace(tzinfo=end.tzinfo)
+# AWS keeps 14 days of events and refuses a window reaching further back (a Duration above 14
+# days' minutes, a StartTime before them) with InvalidParameterValue, rather than answering less.
+MAX_DURATION_MINUTES = int(RETENTION.total_seconds() // 60)
 
 
 def _start(end: datetime, duration_minutes: int | None) -> datetime:
     if duration_minutes is None:
-        return _before(end, DEFAULT_WINDOW)
-    if duration_minutes < 0:
-        raise v.invalid("Duration must not be negative.")
-    return _before(end, timedelta(minutes=min(duration_minutes, MAX_DURATION_MINUTES)))
+        return end - DEFAULT_WINDOW
+    if not 0 <= duration_minutes <= MAX_DURATION_MINUTES:
+        raise v.invalid(f"Duration must be between 0 and {MAX_DURATION_MINUTES} minutes: events are kept for "
+                        "14 days.")
+    return end - timedelta(minutes=duration_minutes)
 
 
 def describe_events(ctx: RequestContext, params: m.DescribeEventsMessage) -> m.EventsMessage:
@@ -45,8 +38,8 @@ def describe_events(ctx: RequestContext, params: m.DescribeEventsMessage) -> m.E
         start = _start(end, params.get("Duration"))
     if start > end:
         raise v.invalid("StartTime must be before EndTime.")
-    # Events are kept for 14 days.
-    start = max(start, now - RETENTION)
+    if start < now - RETENTION:
+        raise v.invalid(f"StartTime {start.isoformat()} is more than 14 days ago: events are kept for 14 days.")
     size = v.page_size(params.get("MaxRecords"))
     after = v.marker_number(params["Marker"]) if params.get("Marker") else None
     # One more than a page: whether there is a next page, without reading the rest.

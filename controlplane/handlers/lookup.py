@@ -3,7 +3,9 @@ fault), checked for state, and rendered as the model's response shapes."""
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar, cast
 
 from controlplane.handlers.context import RequestContext
 from controlplane.model import messages as m
@@ -15,7 +17,28 @@ from controlplane.model.errors import (
 )
 from controlplane.state import shapes
 from controlplane.state.members import members_of
-from controlplane.state.records import CacheCluster, ReplicationGroup
+from controlplane.state.records import CacheCluster, Record, ReplicationGroup
+
+R = TypeVar("R", bound=Record)
+
+
+def ensure_builtin(ctx: RequestContext, model: type[R], resource_id: str,
+                   build: Callable[[str, str, datetime], R]) -> None:
+    """A record AWS has in every account and region (the `default` user, the `default` subnet
+    group), stored on first use so that tags and paging treat it as any other."""
+    store = ctx.services.store
+    if store.get(ctx.key(model.KIND, resource_id), model) is None:
+        store.create(build(ctx.account, ctx.region, ctx.services.clock.now()))
+
+
+def get_or_builtin(ctx: RequestContext, model: type[R], value: str, builtin_id: str,
+                   build: Callable[[str, str, datetime], R], missing: Callable[[str], Exception]) -> R:
+    """A record by its id (stored lower-case), the built-in one included; else `missing(value)`."""
+    ensure_builtin(ctx, model, builtin_id, build)
+    rec = ctx.services.store.get(ctx.key(model.KIND, value.lower()), model)
+    if rec is None:
+        raise missing(value)
+    return rec
 
 
 def get_cluster(ctx: RequestContext, cluster_id: str) -> CacheCluster:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from controlplane.handlers import subnet_groups
 from controlplane.handlers.context import RequestContext
 from controlplane.model.errors import CacheClusterAlreadyExistsFault
 from controlplane.state.members import members_of
@@ -24,6 +25,7 @@ def member_spec(rg: ReplicationGroup, az: str | None) -> CacheClusterSpec:
                             port=s.port, preferred_azs=[az] if az else [], parameter_group=s.parameter_group,
                             maintenance_window=s.maintenance_window, snapshot_window=s.snapshot_window,
                             replication_group_id=rg.id, security_group_ids=list(s.security_group_ids),
+                            subnet_group=rg.spec.subnet_group,
                             auto_minor_version_upgrade=s.auto_minor_version_upgrade,
                             security=s.security.model_copy(deep=True))
 
@@ -40,8 +42,13 @@ def next_member_ids(rg_id: str, taken: set[str], count: int) -> list[str]:
 
 
 def add_members(ctx: RequestContext, rg: ReplicationGroup, count: int, azs: Sequence[str]) -> list[str]:
-    """`count` new member clusters, the i-th in azs[i] where given; they carry the group's tags."""
+    """`count` new member clusters, the i-th in azs[i] where given (else, in a subnet group, spread
+    over its zones); they carry the group's tags."""
     store = ctx.services.store
+    if rg.spec.subnet_group:
+        subnet_groups.within(subnet_groups.group_zones(ctx, rg.spec.subnet_group)[1], rg.spec.subnet_group, azs)
+        if not azs:
+            azs = subnet_groups.member_zones(ctx, rg, count)
     taken = {c.id for c in store.records(CacheCluster, ctx.account, ctx.region)}
     ids = next_member_ids(rg.id, taken, count)
     for i, member_id in enumerate(ids):

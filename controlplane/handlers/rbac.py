@@ -10,6 +10,7 @@ from typing import TypeVar, cast
 from controlplane.catalog import version_key
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import RequestContext
+from controlplane.handlers.lookup import ensure_builtin, get_or_builtin
 from controlplane.model import errors as e
 from controlplane.model import messages as m
 from controlplane.state import user_shapes
@@ -39,17 +40,12 @@ def rbac_id(value: str, what: str) -> str:
 def ensure_default_user(ctx: RequestContext) -> None:
     """The built-in `default` user of this account and region, stored on first use so that tags,
     groups and paging treat it as any other user."""
-    store = ctx.services.store
-    if store.get(ctx.key(User.KIND, DEFAULT_USER_ID), User) is None:
-        store.create(builtin_default_user(ctx.account, ctx.region, ctx.services.clock.now()))
+    ensure_builtin(ctx, User, DEFAULT_USER_ID, builtin_default_user)
 
 
 def get_user(ctx: RequestContext, value: str) -> User:
-    ensure_default_user(ctx)
-    rec = ctx.services.store.get(ctx.key(User.KIND, value.lower()), User)
-    if rec is None:
-        raise e.UserNotFoundFault(f"User {value} not found.")
-    return rec
+    return get_or_builtin(ctx, User, value, DEFAULT_USER_ID, builtin_default_user,
+                          lambda v: e.UserNotFoundFault(f"User {v} not found."))
 
 
 def get_group(ctx: RequestContext, value: str) -> UserGroup:

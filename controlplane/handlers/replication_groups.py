@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import cast
 
 from controlplane import catalog
+from controlplane.handlers import cache_security_groups, security, snapshots, subnet_groups
 from controlplane.handlers import defaults as d
-from controlplane.handlers import security, snapshots
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
 from controlplane.handlers.context import HandlerTable, RequestContext
@@ -17,7 +17,6 @@ from controlplane.handlers.replicas import decrease_replica_count, increase_repl
 from controlplane.model import messages as m
 from controlplane.model.errors import (
     CacheClusterNotFoundFault,
-    CacheSubnetGroupNotFoundFault,
     InvalidCacheClusterStateFault,
     ReplicationGroupAlreadyExistsFault,
 )
@@ -71,8 +70,6 @@ def _refuse_unsupported(params: m.CreateReplicationGroupMessage) -> None:
     for name, value in given.items():
         if value:
             raise v.unsupported(name)
-    if params.get("CacheSubnetGroupName"):
-        raise CacheSubnetGroupNotFoundFault(f"CacheSubnetGroup {params.get('CacheSubnetGroupName')} not found.")
 
 
 def _primary(ctx: RequestContext, cluster_id: str | None) -> CacheCluster | None:
@@ -96,6 +93,15 @@ def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGro
     node_group = (params.get("NodeGroupConfiguration") or [{}])[0]
     total, automatic, multi_az = _members(params, node_group)
     azs = _member_azs(ctx, params, node_group, total)
+    cache_security_groups.refuse_names(params)
+    subnet_group, zones = subnet_groups.group_zones(ctx, params.get("CacheSubnetGroupName"))
+    subnet_groups.within(zones, subnet_group, azs)
+    if zones and not azs:
+        # Spread over the group's zones, as AWS places a Multi-AZ group's nodes (the primary
+        # keeps its own zone when there is one: PrimaryClusterId).
+        taken = [n.az for n in primary.status.nodes] if primary else []
+        azs = (taken[:1] + subnet_groups.spread(zones, taken, total - 1)) if taken else subnet_groups.spread(
+            zones, [], total)
     port = v.port(params.get("Port") or (primary.spec.port if primary else catalog.DEFAULT_PORTS[engine]))
     parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
     window, snapshot_window = d.windows_for(ctx, params.get("PreferredMaintenanceWindow"),
@@ -109,7 +115,7 @@ def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGro
         notification_topic_arn=params.get("NotificationTopicArn"),
         auto_minor_version_upgrade=params.get("AutoMinorVersionUpgrade", True),
         security_group_ids=list(params.get("SecurityGroupIds", [])),
-        security_group_names=list(params.get("CacheSecurityGroupNames", [])),
+        subnet_group=subnet_group,
         automatic_failover=automatic, multi_az=multi_az, initial_primary=primary.id if primary else None,
         restore=_restore(ctx, params, engine, version, primary),
         security=security.on_create(ctx, engine, version, security.Asked(
@@ -198,6 +204,7 @@ def modify_replication_group(ctx: RequestContext,
     store = ctx.services.store
     members = members_of(store, rg)
     spec = spec_to_change(rg)
+    cache_security_groups.refuse_names(params)
     bump = _failover_settings(rg, spec, params, {c.id for c in members})
     _settings(spec, params)
     # Node type and engine version restart every node (replicas first, the primary after a

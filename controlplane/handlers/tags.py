@@ -8,6 +8,7 @@ from typing import cast
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.handlers.rbac import ensure_default_user
+from controlplane.handlers.subnet_groups import ensure_default_group
 from controlplane.model import errors as e
 from controlplane.model import messages as m
 from controlplane.protocol.errors import ModelError
@@ -16,6 +17,7 @@ from controlplane.state.arns import parse_arn
 from controlplane.state.kinds import RECORD_TYPES
 from controlplane.state.members import members_of
 from controlplane.state.records import Record, ReplicationGroup, Tag
+from controlplane.state.subnet_groups import DEFAULT_SUBNET_GROUP, CacheSubnetGroup
 from controlplane.state.users import DEFAULT_USER_ID, User
 
 # The NotFound fault per resource kind.
@@ -42,6 +44,8 @@ def _resource(ctx: RequestContext, name: str) -> Record:
         raise _NOT_FOUND[parsed.kind](f"The resource {name} was not found.")
     if parsed.kind == User.KIND and parsed.id == DEFAULT_USER_ID:
         ensure_default_user(ctx)  # the built-in user exists before anyone asked for it
+    if parsed.kind == CacheSubnetGroup.KIND and parsed.id == DEFAULT_SUBNET_GROUP:
+        ensure_default_group(ctx)
     model = RECORD_TYPES.get(parsed.kind)
     rec = ctx.services.store.get(ctx.key(parsed.kind, parsed.id), model) if model else None
     if rec is None:

@@ -112,6 +112,17 @@ def parse(api: ApiModel, pairs: Sequence[tuple[str, str]]) -> ParsedRequest:
     return ParsedRequest(op.name, params if isinstance(params, dict) else {})
 
 
+def check_version(api: ApiModel, operation: str, pairs: Sequence[tuple[str, str]]) -> None:
+    """Only the model's API version (2015-02-02, what every SDK sends) is served. AWS's Query
+    services answer another version, or none, with InvalidAction "Could not find operation X for
+    version Y" (none: NO_VERSION_SPECIFIED), so a request is never served as a version it is not."""
+    versions = [v for k, v in pairs if k == "Version"]
+    version = versions[-1] if versions else ""
+    if version != api.api_version:
+        shown = version[:64] if version else "NO_VERSION_SPECIFIED"
+        raise ServiceError("InvalidAction", f"Could not find operation {operation} for version {shown}")
+
+
 # -- compilation ---------------------------------------------------------------------------
 
 

@@ -264,6 +264,7 @@ class ReplicationGroupSpec(BaseModel):
     auto_minor_version_upgrade: bool = True
     security_group_ids: list[str] = Field(default_factory=list)
     security_group_names: list[str] = Field(default_factory=list)
+    subnet_group: str | None = None  # its members' nodes are placed in this group's zones
     automatic_failover: bool = False
     multi_az: bool = False
     initial_primary: str | None = None  # member cluster id chosen as primary at creation

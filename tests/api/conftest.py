@@ -158,6 +158,14 @@ class LiveServer:
         req = urllib.request.Request(self.url + "/api/v1/reset", method="POST", headers=headers)
         urllib.request.urlopen(req, timeout=60).read()
 
+    def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One JSON API call (`/api/v1/...`): its JSON answer."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
     def aws(self, *args: str) -> Any:
         """`aws elasticache ARGS` (the cli installed with the service) against this server: its
         JSON output, parsed; the command must succeed."""

@@ -4,22 +4,12 @@ reads `available` again."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from typing import Any
 
 import redis
 
 from tests.api.conftest import LiveServer
 from tests.eventually import eventually
-
-
-def _admin(server: LiveServer, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(server.url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
 
 
 def test_a_node_in_an_interrupted_zone_reads_down_until_the_zone_is_back(server: LiveServer, ec: Any) -> None:
@@ -34,7 +24,7 @@ def test_a_node_in_an_interrupted_zone_reads_down_until_the_zone_is_back(server:
 
     endpoint = described()[2]
     try:
-        _admin(server, "POST", "/api/v1/faults/availability-zone", {"availability_zone": "us-east-1a",
+        server.admin("POST", "/api/v1/faults/availability-zone", {"availability_zone": "us-east-1a",
                                                                     "seconds": 120})
         def not_available() -> tuple[str, str, dict[str, Any]] | None:
             seen = described()
@@ -51,7 +41,7 @@ def test_a_node_in_an_interrupted_zone_reads_down_until_the_zone_is_back(server:
         finally:
             client.close()
     finally:
-        _admin(server, "DELETE", "/api/v1/faults/availability-zone/us-east-1a")
+        server.admin("DELETE", "/api/v1/faults/availability-zone/us-east-1a")
     eventually(lambda: described()[:2] == ("available", "available"), 30.0, 0.05, "the node back")
     client = redis.Redis(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=2)
     try:

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controlplane.query import Identity
-from controlplane.state.records import CacheCluster
+from controlplane.state.kinds import RECORD_TYPES
+from controlplane.state.reserved import OFFERINGS
 from tests.unit.controlplane.conftest import World
 from tests.unit.protocol.strategies import botocore_wire_pairs, input_value, wire_keys
 
@@ -30,13 +31,22 @@ def _the_world(tmp: Path) -> World:
                Tags=[{"Key": "k", "Value": "v"}])
         w.call("CreateCacheCluster", CacheClusterId="keep-mc", Engine="memcached", CacheNodeType="cache.t3.micro",
                NumCacheNodes=2)
+        # The built-in records (the default user and subnet group) exist before the fuzzing, as
+        # they do once anything has asked for them: a refused request must not be what adds them.
+        w.call("DescribeUsers")
+        w.call("CreateCacheSubnetGroup", CacheSubnetGroupName="keep-sg", CacheSubnetGroupDescription="d",
+               SubnetIds=["subnet-a-us-east-1a"])
+        w.call("PurchaseReservedCacheNodesOffering", ReservedCacheNodesOfferingId=OFFERINGS[0].id,
+               ReservedCacheNodeId="keep-ri")
         w.settle()
         _world["w"] = w
     return _world["w"]
 
 
 def _snapshot(w: World) -> list[Any]:
-    return [(r.key, r.generation, r.spec.model_dump(), r.tags) for r in w.service.store.records(CacheCluster)]
+    """Every record's spec and tags, of every kind (status is the control loop's, not the request's)."""
+    return [(r.key, r.generation, getattr(r, "spec", None), r.tags) for kind in RECORD_TYPES.values()
+            for r in w.service.store.records(kind)]
 
 
 def _code(body: bytes) -> str:

@@ -124,3 +124,33 @@ def test_user_group_and_security_outputs_match_their_shapes(world: World, monkey
     for operation, result in outputs.items():
         shape = world.service.api.operation(operation).output_shape  # type: ignore[union-attr]
         _check(result, shape, operation)
+
+
+def test_configuration_family_outputs_match_their_shapes(world: World) -> None:
+    """Subnet groups, node-type modifications, reserved nodes and security groups, read from the
+    handlers themselves."""
+    from controlplane.handlers.context import RequestContext
+    from controlplane.state.reserved import OFFERINGS
+
+    ctx = RequestContext("123456789012", "us-east-1", "r", world.service.query.services)
+    h = world.service.query.handlers
+    subnets = {"CacheSubnetGroupName": "sg", "CacheSubnetGroupDescription": "d", "SubnetIds": ["subnet-1", "subnet-2"]}
+    outputs = {
+        "CreateCacheSubnetGroup": h["CreateCacheSubnetGroup"](ctx, subnets),
+        "ModifyCacheSubnetGroup": h["ModifyCacheSubnetGroup"](ctx, {"CacheSubnetGroupName": "sg",
+                                                                    "SubnetIds": ["subnet-3"]}),
+        "DescribeCacheSubnetGroups": h["DescribeCacheSubnetGroups"](ctx, {}),
+        "CreateCacheCluster": h["CreateCacheCluster"](ctx, {"CacheClusterId": "web", "Engine": "redis",
+                                                            "CacheNodeType": "cache.t3.micro",
+                                                            "CacheSubnetGroupName": "sg"}),
+        "ListAllowedNodeTypeModifications": h["ListAllowedNodeTypeModifications"](ctx, {"CacheClusterId": "web"}),
+        "DescribeReservedCacheNodesOfferings": h["DescribeReservedCacheNodesOfferings"](ctx, {}),
+        "PurchaseReservedCacheNodesOffering": h["PurchaseReservedCacheNodesOffering"](
+            ctx, {"ReservedCacheNodesOfferingId": OFFERINGS[-1].id}),
+        "DescribeReservedCacheNodes": h["DescribeReservedCacheNodes"](ctx, {}),
+        "DescribeCacheSecurityGroups": h["DescribeCacheSecurityGroups"](ctx, {}),
+    }
+    assert outputs["CreateCacheCluster"]["CacheCluster"]["CacheSubnetGroupName"] == "sg"
+    for operation, result in outputs.items():
+        shape = world.service.api.operation(operation).output_shape  # type: ignore[union-attr]
+        _check(result, shape, operation)
