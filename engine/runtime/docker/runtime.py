@@ -114,6 +114,9 @@ class DockerRuntime(TcpNodeCommands):
         (cached: the API never waits for the Docker engine)."""
         return self._images.versions()
 
+    def tls_capable(self, engine: str, version: str) -> bool:
+        return True  # the official redis, valkey and memcached images are built with OpenSSL
+
     def start(self, config: NodeConfig) -> NodeInfo:
         if not NODE_NAME.match(config.name):
             raise RuntimeError_(f"invalid node name {config.name!r}", temporary=False)
