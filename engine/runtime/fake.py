@@ -95,8 +95,8 @@ class FakeRuntime:
     def available_versions(self) -> Mapping[str, tuple[str, ...]]:
         return dict(self._versions)
 
-    def tls_capable(self, engine: str, version: str) -> bool:
-        return engine not in self.without_tls
+    def tls_modes(self, engine: str, version: str) -> tuple[str, ...]:
+        return () if engine in self.without_tls else ("preferred", "required")
 
     def set_available_versions(self, versions: Mapping[str, tuple[str, ...]]) -> None:
         """What an install (or a removal) of engine binaries would change: running nodes keep

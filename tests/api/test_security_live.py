@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from botocore.exceptions import ClientError
 
 from tests.api.conftest import LiveServer
 from tests.eventually import eventually
@@ -135,13 +136,16 @@ def test_rbac_users_enforced_changed_live_and_kept_across_failover(server: LiveS
     ec.create_user_group(UserGroupId="team", Engine="redis", UserIds=["default", "app"])
     eventually(lambda: ec.describe_user_groups(UserGroupId="team")["UserGroups"][0]["Status"] == "active", 10.0,
                0.05, "the group active")
+    # Mode preferred's forwarder runs beside process nodes only (docker: refused, so required).
+    mode = "preferred" if server.runtime == "process" else "required"
     ec.create_replication_group(ReplicationGroupId="rg", **GROUP, TransitEncryptionEnabled=True,
-                                TransitEncryptionMode="preferred", UserGroupIds=["team"])
+                                TransitEncryptionMode=mode, UserGroupIds=["team"])
     group = _available(ec)
-    assert group["TransitEncryptionMode"] == "preferred" and group["UserGroupIds"] == ["team"]
+    assert group["TransitEncryptionMode"] == mode and group["UserGroupIds"] == ["team"]
     endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
     _client(endpoint, ca).set("app:1", "one")  # the built-in default user: everything, no password
-    assert _client(endpoint, None).get("app:1") == b"one"  # preferred: plain text too
+    if mode == "preferred":
+        assert _client(endpoint, None).get("app:1") == b"one"  # preferred: plain text too
     app = _client(endpoint, ca, username="app", password=PW)
     assert app.get("app:1") == b"one"
     with pytest.raises(redis.exceptions.NoPermissionError):
@@ -166,6 +170,9 @@ def test_rbac_users_enforced_changed_live_and_kept_across_failover(server: LiveS
         app.get("other:1")
     assert app.set("app:2", "x")
     # preferred -> required: a rolling restart; plain text refused afterwards.
+    if mode == "required":
+        with pytest.raises(ClientError, match="TransitEncryptionMode preferred"):
+            ec.modify_replication_group(ReplicationGroupId="rg", TransitEncryptionMode="preferred")
     ec.modify_replication_group(ReplicationGroupId="rg", TransitEncryptionMode="required", ApplyImmediately=True)
     eventually(lambda: _group(ec).get("TransitEncryptionMode") == "required" and _group(ec)["Status"] == "available",
                60.0, 0.1, "mode required on every node")

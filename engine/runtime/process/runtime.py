@@ -113,13 +113,13 @@ class ProcessRuntime(TcpNodeCommands):
             engine: tuple(dict.fromkeys(b.version for b in found)) for engine, found in self._binaries.items() if found
         }
 
-    def tls_capable(self, engine: str, version: str) -> bool:
+    def tls_modes(self, engine: str, version: str) -> tuple[str, ...]:
         for b in self._binaries.get(engine, ()):
             if b.version == version:
                 if b.path not in self._tls_capable:  # reads the whole binary: once
                     self._tls_capable[b.path] = tls_capable(b.path)
-                return self._tls_capable[b.path]
-        return False
+                return ("preferred", "required") if self._tls_capable[b.path] else ()
+        return ()
 
     def start(self, config: NodeConfig) -> NodeInfo:
         if not NODE_NAME.match(config.name):
