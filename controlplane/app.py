@@ -35,6 +35,7 @@ from controlplane.reconciler.infra import EndpointHub, Infra
 from controlplane.reconciler.jobs import Jobs
 from controlplane.reconciler.replication_groups import ReplicationGroupReconciler
 from controlplane.reconciler.restores import Restores
+from controlplane.reconciler.security import NodeSecrets
 from controlplane.reconciler.service_updates import ServiceUpdates, WithServiceUpdates
 from controlplane.reconciler.snapshots import SnapshotReconciler
 from controlplane.reconciler.timewarp import TimeWarp
@@ -112,7 +113,8 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     else:
         l4_proxy = "external"  # a hub the caller made (tests)
     infra = Infra(runtime=runtime, node_addresses=node_addresses, endpoint_addresses=endpoint_addresses,
-                  hub=hub, strict_versions=settings.strict_engine_versions)
+                  hub=hub, strict_versions=settings.strict_engine_versions,
+                  secrets=NodeSecrets.under(settings.data_dir))
     queue: WorkQueue[ResourceKey] = WorkQueue(clock.monotonic)
     metrics = Metrics(NodeSampler(store, runtime, settings.metrics_interval))
     controller = Controller(store, queue, workers=settings.workers, resync_interval=settings.resync_interval,
@@ -128,7 +130,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     groups = ReplicationGroupReconciler(store, infra, events, clock, health, restores=restores, backups=backups,
                                         failover_timeout=settings.failover_timeout,
                                         failover_cooldown=settings.failover_cooldown,
-                                        observer=metrics.observe_failover)
+                                        observer=metrics.observe_failover, enqueue=controller.enqueue)
     updates = ServiceUpdates(store, events, clock, runtime.available_versions, controller.enqueue)
     controller.register(WithServiceUpdates(clusters, updates))
     controller.register(WithServiceUpdates(groups, updates))
@@ -142,7 +144,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,
-                        objects=objects)
+                        tls_modes=runtime.tls_modes, objects=objects)
     query = QueryApi(api, all_handlers(), services, on_browser=dashboard.front_page, observe=metrics.observe_query,
                      access=access)
     feed = Broadcaster()

@@ -37,7 +37,8 @@ def _endpoint(args: argparse.Namespace) -> str:
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None,
-          timeout: float | None = 60) -> int:
+          timeout: float | None = 60, raw: bool = False) -> int:
+    """Call the running service's JSON API and print its answer (`raw`: as it came, e.g. a PEM)."""
     endpoint = _endpoint(args)
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json"}
@@ -47,7 +48,11 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, obje
     req = urllib.request.Request(f"{endpoint}{path}", method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            print(json.dumps(json.loads(resp.read()), indent=2))
+            answer = resp.read()
+            if raw:
+                sys.stdout.write(answer.decode())
+            else:
+                print(json.dumps(json.loads(answer), indent=2))
             return 0
     except urllib.error.HTTPError as exc:
         print(f"refused: {exc.read().decode(errors='replace')}", file=sys.stderr)
@@ -81,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--credentials-file", type=Path, help="access keys to verify signatures with (JSON or INI)")
     serve.add_argument("--policy-file", type=Path, help="IAM policies every Query API request is checked against")
     for name, help_text in (("status", "show the running service's health"),
-                            ("reset", "delete every resource and stop every node")):
+                            ("reset", "delete every resource and stop every node"),
+                            ("ca", "print the CA certificate nodes' TLS certificates chain to (ca > ca.pem)")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--host")
         p.add_argument("--port", type=int)
@@ -117,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                                                            "region": args.region})
     if args.command == "status":
         return _call(args, "GET", "/api/v1/health")
+    if args.command == "ca":
+        return _call(args, "GET", "/api/v1/ca.pem", raw=True)
     return _call(args, "POST", "/api/v1/reset")
 
 

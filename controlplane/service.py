@@ -114,6 +114,10 @@ class Service:
     def available_versions(self) -> Mapping[str, Sequence[str]]:
         return self.runtime.available_versions()
 
+    def ca_pem(self) -> bytes | None:
+        """The certificate of the CA that signs the nodes' TLS certificates (None: no CA)."""
+        return None if self.infra.secrets is None else self.infra.secrets.ca.ca_pem()
+
     def reset(self, timeout: float = 30.0) -> int:
         """Delete every resource and stop every node (moto's /moto-api/reset)."""
         deleted: dict[str, type[CacheCluster] | type[ReplicationGroup] | type[Snapshot]] = {

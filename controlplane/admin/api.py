@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from controlplane.admin.base import (
@@ -37,6 +38,8 @@ from controlplane.handlers.events import describe_events
 from controlplane.model import messages as m
 from controlplane.reconciler.timewarp import MAX_ADVANCE
 from controlplane.state.records import CacheCluster
+
+PEM = "application/x-pem-file"
 
 API_TITLE = "elasticache-local"
 API_VERSION = "0.1.0"
@@ -115,6 +118,16 @@ def admin_router() -> APIRouter:
             nodes_available=sum(1 for n in nodes if n.status == "available"),
             engines={k: list(v) for k, v in service.available_versions().items()},
         )
+
+    @router.get("/api/v1/ca.pem", response_class=Response, tags=["admin"],
+                responses={200: {"content": {PEM: {}}, "description": "The CA certificate (PEM)"}},
+                summary="The certificate of the CA that signs every node's TLS certificate: what clients trust "
+                        "(redis-cli --tls --cacert ca.pem, redis-py ssl_ca_certs=)")
+    def ca_pem(request: Request) -> Response:
+        pem = service_of(request).ca_pem()
+        if pem is None:
+            raise HTTPException(status_code=404, detail="this service has no CA")
+        return Response(content=pem, media_type=PEM)
 
     def reset(request: Request) -> ResetResult:
         return ResetResult(status="ok", deleted=service_of(request).reset())

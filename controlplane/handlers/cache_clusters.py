@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import cast
 
 from controlplane import catalog
+from controlplane.catalog import version_key
 from controlplane.handlers import cache_security_groups, security, snapshots, subnet_groups
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
@@ -35,6 +36,8 @@ from controlplane.protocol.errors import ServiceError as ServiceError
 from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, CacheClusterSpec, RebootRequest
 
+MEMCACHED_TLS_MINIMUM = "1.6.12"  # AWS: in-transit encryption for Memcached from this version on
+
 
 def create_cache_cluster(ctx: RequestContext, params: m.CreateCacheClusterMessage) -> m.CreateCacheClusterResult:
     cluster_id = v.resource_id(params["CacheClusterId"], "CacheClusterId", 50)
@@ -48,7 +51,7 @@ def create_cache_cluster(ctx: RequestContext, params: m.CreateCacheClusterMessag
     if store.get(key, CacheCluster) is not None:
         raise CacheClusterAlreadyExistsFault(f"Cache cluster {cluster_id} already exists.")
     check_node_quota(ctx, spec.num_nodes)
-    security.require_transit_supported(spec.security.transit_encryption)  # last: the TLS gate
+    security.require_transit_supported(ctx, spec.engine, spec.engine_version, spec.security)  # last: the TLS gate
     rec = CacheCluster(account=ctx.account, region=ctx.region, id=cluster_id, created_at=ctx.services.clock.now(),
                        tags=tags, spec=spec)
     if not store.create(rec):
@@ -74,6 +77,12 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
                                                 params.get("SnapshotWindow"), cluster_id)
     secured = security.on_create(ctx, engine, version, security.Asked(transit=params.get("TransitEncryptionEnabled"),
                                                                       token=params.get("AuthToken")))
+    if secured.transit_encryption and engine != "memcached":
+        raise v.combination("TransitEncryptionEnabled on CreateCacheCluster is for Memcached clusters: create a "
+                            f"{engine} cache with in-transit encryption with CreateReplicationGroup.")
+    if secured.transit_encryption and version_key(version) < version_key(MEMCACHED_TLS_MINIMUM):
+        raise v.combination(f"In-transit encryption needs Memcached {MEMCACHED_TLS_MINIMUM} or later; this cluster "
+                            f"would run {version}.")
     v.ipv4_only(params.get("NetworkType"), params.get("IpDiscovery"))
     parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
     cache_security_groups.refuse_names(params)

@@ -30,6 +30,8 @@ class Services:
     enqueue: Callable[[ResourceKey], None]
     # Engine -> versions the runtime can run (for DescribeCacheEngineVersions and validation).
     available_versions: Callable[[], Mapping[str, Sequence[str]]]
+    # (engine, full version) -> the TLS modes its nodes can serve (NodeRuntime.tls_modes).
+    tls_modes: Callable[[str, str], tuple[str, ...]]
     # Where exports go and SnapshotArns restores come from (an S3 server, or local directories).
     objects: ObjectStore
     # Rendered API shapes by (record id, variant). Records are never mutated once stored (an

@@ -44,7 +44,7 @@ def create_replication_group(ctx: RequestContext,
     primary = _primary(ctx, params.get("PrimaryClusterId"))
     spec, total, azs = _new_spec(ctx, group_id, params, primary)
     tags = v.tag_records(params.get("Tags", []))
-    security.require_transit_supported(spec.security.transit_encryption)  # last: the TLS gate
+    security.require_transit_supported(ctx, spec.engine, spec.engine_version, spec.security)  # last: the TLS gate
     rg = ReplicationGroup(account=ctx.account, region=ctx.region, id=group_id, created_at=ctx.services.clock.now(),
                           tags=tags, spec=spec)
     if not store.create(rg):
@@ -221,7 +221,8 @@ def modify_replication_group(ctx: RequestContext,
     secured = security.on_modify(ctx, rg, _security_asked(params))
     if secured is not None:
         spec.security = secured
-        security.require_transit_supported(secured.transit_encryption)  # last: the TLS gate
+        security.require_transit_supported(ctx, spec.engine, rg.target().engine_version, secured,  # last: the gate
+                                            rg.spec.security)
 
     def change(r: ReplicationGroup) -> None:
         unchanged_since_read(r, rg)

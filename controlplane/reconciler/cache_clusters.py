@@ -22,6 +22,8 @@ from controlplane.reconciler.infra import (
 from controlplane.reconciler.nodes import POLL, PROBE_TIMEOUT, Nodes
 from controlplane.reconciler.restores import ClusterRestore, Restores, final_snapshot_failure
 from controlplane.reconciler.schedule import in_weekly_window
+from controlplane.reconciler.security import tls_of
+from controlplane.state.acl import desired_security, node_acl
 from controlplane.state.events import EventLog
 from controlplane.state.records import (
     CacheCluster,
@@ -29,6 +31,7 @@ from controlplane.state.records import (
     NodeStatus,
     ResourceKey,
 )
+from controlplane.state.security import AppliedSecurity
 from controlplane.state.service_updates import outdated, pin
 from controlplane.state.store import Store
 from engine import Member, NodeConfig
@@ -253,7 +256,8 @@ class CacheClusterReconciler:
             self._nodes.start(config, f"node {node.node_id}", temporary_delay=0.5)
             if seeding:  # only a node really started with the file can have failed to load it
                 rec = self._restore.started(rec)
-            rec = self._write_status(rec, partial(_set_type, node_id=node.node_id, node_type=node_type))
+            rec = self._write_status(rec, partial(_set_type, node_id=node.node_id, node_type=node_type,
+                                                  tls=tls_of(node_acl(self._store, rec))))
             starting.append(node.node_id)
         if starting:
             rec = self._await_ready(rec, starting)
@@ -362,7 +366,12 @@ class CacheClusterReconciler:
         grown_from = rec.status.modifying_from
         count = len(rec.status.nodes)
 
+        desired = desired_security(self._store, rec)
+        secured = desired != AppliedSecurity() or rec.status.security_applied is not None
+
         def change(r: CacheCluster) -> None:
+            if secured:  # the hook (state/acl.py): every node started with it
+                r.status.security_applied = desired
             r.status.phase = "available"
             r.status.announced_available = True
             r.status.modifying_from = None
@@ -420,6 +429,8 @@ class CacheClusterReconciler:
             node_type=rec.target().node_type,
             labels={"account": rec.account, "region": rec.region, "cluster": rec.id,
                     "node": node.node_id},
+            # Memcached with TLS (CreateCacheCluster allows it for no other engine): no users.
+            security=self._infra.node_security(node_acl(self._store, rec), [node.host]),
         )
 
     def _azs(self, rec: CacheCluster) -> list[str]:
@@ -454,7 +465,8 @@ class CacheClusterReconciler:
         self._events.emit(rec.account, rec.region, SOURCE, rec.id, message)
 
 
-def _set_type(status: CacheClusterStatus, node_id: str, node_type: str) -> None:
+def _set_type(status: CacheClusterStatus, node_id: str, node_type: str, tls: str | None) -> None:
     for n in status.nodes:
         if n.node_id == node_id:
             n.node_type = node_type
+            n.tls = tls

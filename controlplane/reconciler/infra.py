@@ -10,9 +10,11 @@ from typing import Protocol
 
 from controlplane import catalog
 from controlplane.reconciler.errors import PermanentError
+from controlplane.reconciler.security import NodeSecrets
+from controlplane.state.acl import NodeAcl
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
 from controlplane.state.store import Store
-from engine import AddressAllocator, Member, NodeConfig, NodeRuntime, RuntimeError_
+from engine import AddressAllocator, Member, NodeConfig, NodeRuntime, NodeSecurity, RuntimeError_
 
 
 class EndpointHub(Protocol):
@@ -47,10 +49,24 @@ class Infra:
     node_owner: dict[str, ResourceKey] = field(default_factory=dict)
     # Availability zones interrupted by fault injection -> until when (clock.monotonic()).
     down_azs: dict[str, float] = field(default_factory=dict)
+    # The admin user and the CA that secure the nodes of caches with TLS (None: no such cache
+    # can start; unit tests that need none leave it out).
+    secrets: NodeSecrets | None = None
 
     def az_down(self, az: str, now: float) -> bool:
         until = self.down_azs.get(az)
         return until is not None and now < until
+
+    def node_security(self, acl: NodeAcl, names: Sequence[str]) -> NodeSecurity | None:
+        """The NodeSecurity of a node of a cache asking `acl`, its certificate for `names`."""
+        if not acl.tls:
+            return None
+        if self.secrets is None:
+            raise PermanentError("this service has no CA and admin user to secure nodes with")
+        try:
+            return self.secrets.security(acl, names)
+        except (OSError, ValueError) as exc:
+            raise PermanentError(f"cannot secure the node: {exc}") from exc
 
     def allocate(self, allocator: AddressAllocator, port: int, store: Store) -> tuple[str, int]:
         """A free address for a new node or endpoint; call with alloc_lock held and record the
@@ -93,6 +109,7 @@ def build_node_config(
     node_type: str,
     labels: Mapping[str, str],
     settings: Mapping[str, str] | None = None,
+    security: NodeSecurity | None = None,
 ) -> NodeConfig:
     spec = catalog.NODE_TYPES[node_type]
     threads = min(spec.vcpus, catalog.MAX_MEMCACHED_THREADS) if engine == "memcached" else 1
@@ -106,4 +123,5 @@ def build_node_config(
         threads=threads,
         labels=dict(labels),
         settings=dict(settings or {}),
+        security=security,
     )

@@ -10,10 +10,9 @@ has its generation (`user_in_sync`), a user group once each cache using it has i
 (`group_in_sync`), and a cache's PendingModifiedValues (AuthTokenStatus, UserGroups,
 TransitEncryption*) are the difference. What a node applies comes from `node_acl`.
 
-Nothing writes `security_applied` yet: the TLS gate (handlers/security.py) keeps every cache from
-asking for TLS, AUTH or user groups, so no cache waits on it. The step that makes nodes serve TLS
-and apply ACLs writes it (after the nodes of a new cache start with it, and after each change),
-enqueues the users and groups of the cache, and opens the gate."""
+Written by reconciler/replication_groups/security.py (replication groups) and
+reconciler/cache_clusters.py (memcached clusters with TLS), which also enqueue the users and
+groups of the cache."""
 
 from __future__ import annotations
 

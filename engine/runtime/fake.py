@@ -88,11 +88,15 @@ class FakeRuntime:
         # Every apply_users, in order: (node, the users it got).
         self.applied_users: list[tuple[str, tuple[AclUser, ...]]] = []
         self._refuse_auth: set[str] = set()
+        self.without_tls: set[str] = set()  # engines whose "binaries" have no TLS (tests)
 
     # --- the NodeRuntime protocol ---
 
     def available_versions(self) -> Mapping[str, tuple[str, ...]]:
         return dict(self._versions)
+
+    def tls_modes(self, engine: str, version: str) -> tuple[str, ...]:
+        return () if engine in self.without_tls else ("preferred", "required")
 
     def set_available_versions(self, versions: Mapping[str, tuple[str, ...]]) -> None:
         """What an install (or a removal) of engine binaries would change: running nodes keep

@@ -1,6 +1,6 @@
 """RBAC users and user groups through boto3 (and the aws cli) against a live server: every
-operation, AWS's error codes and HTTP statuses, tags, paging and filters; and the TLS gate that
-keeps AuthToken, TLS and user groups off replication groups until nodes serve TLS.
+operation, AWS's error codes and HTTP statuses, tags, paging and filters; and the refusals of
+AuthToken and user groups without TLS (test_security_live.py has them enforced by nodes).
 
 (InvalidUserState and InvalidUserGroupState need a user or group caught mid-change; with no
 replication group to wait for, the control loop settles them within milliseconds, so those two are
@@ -161,13 +161,10 @@ def test_describe_users_filters_and_paging(ec: Any) -> None:
     assert _error(ec.describe_users, UserId="nobody")[:2] == ("UserNotFound", 404)
 
 
-def test_tls_auth_tokens_and_user_groups_wait_for_tls_nodes(ec: Any) -> None:
+def test_auth_token_and_user_group_refusals(ec: Any) -> None:
     ec.create_user_group(UserGroupId="team", Engine="redis", UserIds=["default"])
     eventually(lambda: _group_status(ec, "team") == "active", 10.0, 0.02, "the group active")
     cases = [
-        ({"TransitEncryptionEnabled": True}, "InvalidParameterCombination", "not supported by elasticache-local yet"),
-        ({"TransitEncryptionEnabled": True, "AuthToken": "Token-of-twenty-chars"}, "InvalidParameterCombination",
-         "not supported by elasticache-local yet"),
         ({"AuthToken": "Token-of-twenty-chars"}, "InvalidParameterCombination", "requires TransitEncryptionEnabled"),
         ({"TransitEncryptionEnabled": True, "AuthToken": "short"}, "InvalidParameterValue", "16-128"),
         ({"TransitEncryptionEnabled": True, "UserGroupIds": ["ghost"]}, "UserGroupNotFound", "ghost"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 
 from controlplane.catalog import resolve_version
 from controlplane.clock import Clock
@@ -26,6 +27,7 @@ from controlplane.reconciler.replication_groups.failover import Failover, Observ
 from controlplane.reconciler.replication_groups.members import Members
 from controlplane.reconciler.replication_groups.restore import GroupRestore
 from controlplane.reconciler.replication_groups.rollout import Rollout
+from controlplane.reconciler.replication_groups.security import GroupSecurity
 from controlplane.reconciler.restores import Restores, final_snapshot_failure
 from controlplane.state.events import EventLog
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus, ResourceKey
@@ -48,7 +50,8 @@ class ReplicationGroupReconciler:
 
     def __init__(self, store: Store, infra: Infra, events: EventLog, clock: Clock, health: HealthMonitor, *,
                  restores: Restores, backups: Backups, failover_timeout: float = FAILOVER_TIMEOUT,
-                 failover_cooldown: float = FAILOVER_COOLDOWN, observer: Observer | None = None) -> None:
+                 failover_cooldown: float = FAILOVER_COOLDOWN, observer: Observer | None = None,
+                 enqueue: Callable[[ResourceKey], None] | None = None) -> None:
         self._ctx = GroupContext(store, infra, events, clock, health, Nodes(infra, health))
         self._backups = backups
         self.endpoints = Endpoints(self._ctx)
@@ -57,6 +60,7 @@ class ReplicationGroupReconciler:
         self.failover = Failover(self._ctx, self.endpoints, self.members, timeout=failover_timeout,
                                  cooldown=failover_cooldown, observer=observer)
         self.rollout = Rollout(self._ctx, self.endpoints, self.members)
+        self.security = GroupSecurity(self._ctx, enqueue)  # enqueue: the users and groups it applied
 
     # ---- entry points -----------------------------------------------------------------
 
@@ -99,6 +103,8 @@ class ReplicationGroupReconciler:
         rg, members = self.endpoints.place(rg, members)  # endpoints move even while members wait
         if not waiting:
             members, waiting = self.members.reboot(rg, members, version)
+        if not waiting and rg.status.failover is None:
+            rg = self.security.converge(rg, members)
         if not waiting:
             self._settle(rg, members)
             current = ctx.store.get(rg.key, ReplicationGroup)

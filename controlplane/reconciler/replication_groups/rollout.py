@@ -13,7 +13,9 @@ from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, 
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.members import Members
 from controlplane.reconciler.schedule import in_weekly_window
+from controlplane.reconciler.security import tls_of
 from controlplane.state import service_updates
+from controlplane.state.acl import node_acl
 from controlplane.state.records import CacheCluster, PrimaryChange, ReplicationGroup, ReplicationGroupStatus
 from engine import RuntimeError_
 
@@ -96,11 +98,12 @@ class Rollout:
         available. Returns the group, its members, and the one still restarting."""
         ctx = self._ctx
         node_type = rg.target().node_type
+        tls = tls_of(node_acl(ctx.store, rg))  # a TLS mode change restarts each node too
 
         def stale(m: CacheCluster) -> bool:
             node = m.status.nodes[0] if m.status.nodes else None
             return node is not None and node.status == "available" and (
-                node.node_type not in (None, node_type)
+                node.node_type not in (None, node_type) or node.tls != tls
                 or (node.version is not None and service_updates.outdated(node.version, version, updating)))
 
         outdated = [m for m in members if stale(m)]
@@ -119,7 +122,7 @@ class Rollout:
                 return self.roll(rg, ctx.members(rg), version, updating)
             chosen = primary
         ctx.emit(CC, chosen.id, rg, f"Restarting cache node {NODE_ID} with {rg.spec.engine} {version} on "
-                                    f"{node_type}")
+                                    f"{node_type}" + (f" (in-transit encryption {tls})" if tls else ""))
         chosen = ctx.set_member_node(chosen, "rebooting")
         ctx.infra.runtime.stop(ctx.name(rg, chosen.id))
         current = member(members, rg.status.primary)

@@ -114,6 +114,11 @@ class DockerRuntime(TcpNodeCommands):
         (cached: the API never waits for the Docker engine)."""
         return self._images.versions()
 
+    def tls_modes(self, engine: str, version: str) -> tuple[str, ...]:
+        # The official images are built with OpenSSL; mode preferred's forwarder runs only
+        # beside process nodes so far.
+        return ("required",)
+
     def start(self, config: NodeConfig) -> NodeInfo:
         if not NODE_NAME.match(config.name):
             raise RuntimeError_(f"invalid node name {config.name!r}", temporary=False)

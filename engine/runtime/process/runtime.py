@@ -61,7 +61,7 @@ from engine.runtime.process.records import (
 )
 from engine.security import sasl_users
 from engine.stats import StatsReader
-from engine.versions import Binary
+from engine.versions import Binary, tls_capable
 
 __all__ = ["ProcessRuntime"]
 
@@ -103,6 +103,7 @@ class ProcessRuntime(TcpNodeCommands):
         self._trash = Trash(self._dir)
         self._stats = StatsReader()
         self._tls = TlsContexts()
+        self._tls_capable: dict[Path, bool] = {}
         self._frontends = Frontends()  # TLS mode preferred: the forwarders on the nodes' ports
 
     # --- NodeRuntime ---
@@ -111,6 +112,14 @@ class ProcessRuntime(TcpNodeCommands):
         return {
             engine: tuple(dict.fromkeys(b.version for b in found)) for engine, found in self._binaries.items() if found
         }
+
+    def tls_modes(self, engine: str, version: str) -> tuple[str, ...]:
+        for b in self._binaries.get(engine, ()):
+            if b.version == version:
+                if b.path not in self._tls_capable:  # reads the whole binary: once
+                    self._tls_capable[b.path] = tls_capable(b.path)
+                return ("preferred", "required") if self._tls_capable[b.path] else ()
+        return ()
 
     def start(self, config: NodeConfig) -> NodeInfo:
         if not NODE_NAME.match(config.name):

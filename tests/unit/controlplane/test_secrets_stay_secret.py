@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from controlplane.handlers import security
 from controlplane.query import redacted
 from controlplane.state.acl import desired_security
 from controlplane.state.records import CacheCluster, ReplicationGroup
@@ -35,7 +34,6 @@ def _leaks(text: str) -> list[str]:
 
 @pytest.fixture
 def client(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    monkeypatch.setattr(security, "require_transit_supported", lambda enabled: None)
     with TestClient(whole_app(world), base_url="http://127.0.0.1:8379") as c:
         yield c
 
@@ -68,6 +66,8 @@ def test_no_answer_event_page_or_log_line_shows_a_token_or_password(world: World
     seen["CreateCacheCluster"] = _query(client, "CreateCacheCluster", CacheClusterId="web", Engine="redis",
                                         CacheNodeType="cache.t3.micro", TransitEncryptionEnabled="true",
                                         AuthToken=TOKEN_C)
+    assert "InvalidParameterCombination" in seen["CreateCacheCluster"]  # AWS: TLS there is Memcached's
+    _query(client, "CreateCacheCluster", CacheClusterId="web", Engine="redis", CacheNodeType="cache.t3.micro")
     assert "<AuthTokenEnabled>true</AuthTokenEnabled>" in seen["CreateReplicationGroup"]
     world.settle()
     _nodes_enforce(world)
@@ -81,7 +81,7 @@ def test_no_answer_event_page_or_log_line_shows_a_token_or_password(world: World
     assert "InvalidParameterValue" in seen["refused"]
     json_modify = client.patch("/api/v1/cache-clusters/web", json={"AuthToken": TOKEN + "x",
                                                                   "AuthTokenUpdateStrategy": "ROTATE"})
-    assert json_modify.status_code == 200, json_modify.text
+    assert json_modify.status_code == 400, json_modify.text  # no TLS, so no token
     seen["JSON modify"] = json_modify.text
     world.settle()
     arn = "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:rg"

@@ -1,19 +1,16 @@
 """AUTH tokens, in-transit encryption and RBAC user groups on caches: AWS's validation, the one TLS
-gate (refusing for now, at the very end), and, with the gate opened as the wiring step will open
-it, what is recorded, what Describe shows while pending, and the users' and groups' status
-machines around the one hook (`security_applied`)."""
+gate (an engine built with TLS, at the very end), what is recorded, what the nodes (the fake
+runtime) are started with and changed to, and the users' and groups' status machines around the
+one hook (`security_applied`, written by the reconciler once every node has it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from controlplane.handlers import security
 from controlplane.state.acl import desired_security, node_acl
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
-from controlplane.state.users import User
 from tests.harness import ApiError
 from tests.unit.controlplane.conftest import World
 
@@ -46,14 +43,8 @@ def _record(world: World, gid: str = "rg") -> ReplicationGroup:
     return rec
 
 
-def _nodes_apply(world: World, gid: str = "rg") -> None:
-    """What the wiring step's reconciler does once every node enforces the group's security."""
-    store = world.service.store
-
-    def applied(r: ReplicationGroup) -> None:
-        r.status.security_applied = desired_security(store, r)
-
-    store.update(_key(ReplicationGroup.KIND, gid), ReplicationGroup, applied)
+def _node(member_id: str) -> str:
+    return f"123456789012-us-east-1-{member_id}-0001"
 
 
 def _rbac(world: World) -> None:
@@ -63,25 +54,23 @@ def _rbac(world: World) -> None:
     world.settle()
 
 
-@pytest.fixture
-def tls(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The gate opened, as the wiring step will open it once nodes serve TLS."""
-    monkeypatch.setattr(security, "require_transit_supported", lambda enabled: None)
-    yield
+# ---- the gate: an engine built with TLS; TLS on CreateCacheCluster is Memcached's ---------------------
 
 
-# ---- refused for now, by the one gate, after every other check ----------------------------------
-
-
-def test_tls_auth_tokens_and_user_groups_are_refused_by_the_gate(world: World) -> None:
+def test_tls_refused_when_the_engine_has_no_tls(world: World) -> None:
     _rbac(world)
+    world.runtime.without_tls.add("redis")
     for params in ({"TransitEncryptionEnabled": True}, {"TransitEncryptionEnabled": True, "AuthToken": TOKEN},
                    {"TransitEncryptionEnabled": True, "UserGroupIds": ["team"]}):
         message = _refused(world, "CreateReplicationGroup", "InvalidParameterCombination", ReplicationGroupId="rg",
                            **GROUP, **params)
-        assert "not supported by elasticache-local yet" in message and TOKEN not in message
-    _refused(world, "CreateCacheCluster", "InvalidParameterCombination", CacheClusterId="c", Engine="redis",
-             CacheNodeType="cache.t3.micro", TransitEncryptionEnabled=True, AuthToken=TOKEN)
+        assert "apt install redis-server" in message and TOKEN not in message
+    assert "CreateReplicationGroup" in _refused(world, "CreateCacheCluster", "InvalidParameterCombination",
+                                                CacheClusterId="c", Engine="redis", CacheNodeType="cache.t3.micro",
+                                                TransitEncryptionEnabled=True, AuthToken=TOKEN)
+    assert "1.6.12" in _refused(world, "CreateCacheCluster", "InvalidParameterCombination", CacheClusterId="c",
+                                Engine="memcached", EngineVersion="1.6.6", CacheNodeType="cache.t3.micro",
+                                TransitEncryptionEnabled=True)
     assert world.call("DescribeReplicationGroups")["ReplicationGroups"] == []
     assert world.call("DescribeCacheClusters")["CacheClusters"] == []
     assert world.call("DescribeUserGroups")["UserGroups"][0]["ReplicationGroups"] == []
@@ -142,28 +131,33 @@ def test_modify_refusals_on_a_plain_group(world: World) -> None:
     for params, needle in cases:
         assert needle in _refused(world, "ModifyReplicationGroup", "InvalidParameterCombination",
                                   ReplicationGroupId="rg", ApplyImmediately=True, **params)
-    assert "not supported by elasticache-local yet" in _refused(
+    assert "on or off on a running cache" in _refused(
         world, "ModifyReplicationGroup", "InvalidParameterCombination", ReplicationGroupId="rg",
         TransitEncryptionEnabled=True, TransitEncryptionMode="preferred")
     assert _rg(world)["TransitEncryptionEnabled"] is False and _rg(world)["Status"] == "available"
 
 
-# ---- recorded, with the gate opened -------------------------------------------------------------
+# ---- recorded, and applied to the nodes -------------------------------------------------------------
 
 
-def test_a_group_with_tls_and_a_token(world: World, tls: None) -> None:
+def test_a_group_with_tls_and_a_token(world: World) -> None:
     out = world.call("CreateReplicationGroup", ReplicationGroupId="rg", **GROUP, TransitEncryptionEnabled=True,
                      AuthToken=TOKEN)["ReplicationGroup"]
     assert out["AuthTokenEnabled"] is True and out["TransitEncryptionEnabled"] is True
     assert out["TransitEncryptionMode"] == "required" and "AuthTokenLastModifiedDate" in out
     world.settle()
-    assert _rg(world)["Status"] == "creating"  # the nodes run, but nothing recorded them enforcing TLS and AUTH
+    assert _rg(world)["Status"] == "available"  # every node started with TLS and the token
+    for member_id in ("rg-001", "rg-002"):
+        security = world.runtime.config_of(_node(member_id)).security
+        assert security is not None and security.tls is not None and security.tls.mode == "required"
+        assert security.admin.name == "elasticache-local" and security.admin.password
+        assert [(u.name, u.rules) for u in security.users] == [
+            ("default", ("on", f">{TOKEN}", "~*", "&*", "+@all"))]
     rec = _record(world)
     assert rec.spec.security.auth_tokens == [TOKEN] and TOKEN not in repr(rec)
     assert node_acl(world.service.store, rec).tokens == (TOKEN,)
     member = world.call("DescribeCacheClusters", CacheClusterId="rg-001")["CacheClusters"][0]
     assert member["TransitEncryptionEnabled"] is True and member["AuthTokenEnabled"] is True
-    _nodes_apply(world)
     assert _rg(world)["Status"] == "available"
     # SET only after ROTATE; ROTATE keeps two tokens, the oldest dropped.
     assert "only after ROTATE" in _refused(world, "ModifyReplicationGroup", "InvalidParameterCombination",
@@ -176,105 +170,111 @@ def test_a_group_with_tls_and_a_token(world: World, tls: None) -> None:
                      ApplyImmediately=True)["ReplicationGroup"]  # ROTATE is the default
     assert out["PendingModifiedValues"] == {"AuthTokenStatus": "ROTATING"}
     assert _record(world).spec.security.auth_tokens == [TOKEN, TOKEN2]
-    world.settle()
     assert _rg(world)["Status"] == "modifying"  # until every node has the new token
-    _nodes_apply(world)
+    world.runtime.refuse_commands(_node("rg-002"))  # a replica that cannot take it yet
+    world.settle()
+    assert _rg(world)["Status"] == "modifying" and _record(world).status.security_applied is not None
+    assert _record(world).status.security_applied.auth_seq == 1  # THE hook: not before every node has it
+    world.runtime.refuse_commands(_node("rg-002"), False)
+    world.clock.advance(1)
+    world.settle()
     assert _rg(world)["Status"] == "available"
+    both = ("on", f">{TOKEN}", f">{TOKEN2}", "~*", "&*", "+@all")
+    assert {(n, users[0].rules) for n, users in world.runtime.applied_users[-2:]} == {
+        (_node("rg-001"), both), (_node("rg-002"), both)}
+    assert world.runtime.calls_of("start").count(_node("rg-001")) == 1  # live: no restart
     assert "PendingModifiedValues" not in _rg(world) or _rg(world)["PendingModifiedValues"] == {}
     world.call("ModifyReplicationGroup", ReplicationGroupId="rg", AuthToken=TOKEN3, AuthTokenUpdateStrategy="ROTATE")
     assert _record(world).spec.security.auth_tokens == [TOKEN2, TOKEN3]
     world.settle()
-    _nodes_apply(world)
     out = world.call("ModifyReplicationGroup", ReplicationGroupId="rg", AuthToken=TOKEN,
                      AuthTokenUpdateStrategy="SET")["ReplicationGroup"]
     assert out["PendingModifiedValues"] == {"AuthTokenStatus": "SETTING"}
     assert _record(world).spec.security.auth_tokens == [TOKEN]
 
 
-def test_rotate_on_a_group_without_a_token_accepts_both(world: World, tls: None) -> None:
+def test_rotate_on_a_group_without_a_token_accepts_both(world: World) -> None:
     world.call("CreateReplicationGroup", ReplicationGroupId="rg", **GROUP, TransitEncryptionEnabled=True)
     world.settle()
-    _nodes_apply(world)
     world.call("ModifyReplicationGroup", ReplicationGroupId="rg", AuthToken=TOKEN, AuthTokenUpdateStrategy="ROTATE")
     acl = node_acl(world.service.store, _record(world))
     assert acl.tokens == (TOKEN,) and acl.open is True
     world.settle()
-    _nodes_apply(world)
     world.call("ModifyReplicationGroup", ReplicationGroupId="rg", AuthToken=TOKEN2, AuthTokenUpdateStrategy="SET")
     acl = node_acl(world.service.store, _record(world))
     assert acl.tokens == (TOKEN2,) and acl.open is False
 
 
-def test_tls_on_a_running_group_in_two_steps_and_back(world: World, tls: None) -> None:
-    world.call("CreateReplicationGroup", ReplicationGroupId="rg", **GROUP)
+def test_tls_mode_changes_roll_the_nodes_replicas_first(world: World) -> None:
+    world.call("CreateReplicationGroup", ReplicationGroupId="rg", **GROUP, TransitEncryptionEnabled=True,
+               TransitEncryptionMode="preferred")
     world.settle()
-    _nodes_apply(world)
-    out = world.call("ModifyReplicationGroup", ReplicationGroupId="rg", TransitEncryptionEnabled=True,
-                     TransitEncryptionMode="preferred")["ReplicationGroup"]
-    assert out["TransitEncryptionEnabled"] is False
-    assert out["PendingModifiedValues"] == {"TransitEncryptionEnabled": True, "TransitEncryptionMode": "preferred"}
-    world.settle()
-    _nodes_apply(world)
     assert _rg(world)["TransitEncryptionMode"] == "preferred"
-    assert "preferred first" in _refused(world, "ModifyReplicationGroup", "InvalidParameterCombination",
-                                         ReplicationGroupId="rg", TransitEncryptionEnabled=False,
-                                         TransitEncryptionMode="required")
-    world.call("ModifyReplicationGroup", ReplicationGroupId="rg", TransitEncryptionMode="required")
-    world.settle()
-    _nodes_apply(world)
-    assert _rg(world)["TransitEncryptionMode"] == "required"
-    assert "preferred first" in _refused(world, "ModifyReplicationGroup", "InvalidParameterCombination",
-                                         ReplicationGroupId="rg", TransitEncryptionEnabled=False)
-    world.call("ModifyReplicationGroup", ReplicationGroupId="rg", TransitEncryptionMode="preferred")
-    world.settle()
-    _nodes_apply(world)
-    world.call("ModifyReplicationGroup", ReplicationGroupId="rg", TransitEncryptionEnabled=False)
-    world.settle()
-    _nodes_apply(world)
+    assert world.runtime.config_of(_node("rg-001")).security.tls.mode == "preferred"  # type: ignore[union-attr]
+    assert "on or off on a running cache" in _refused(world, "ModifyReplicationGroup", "InvalidParameterCombination",
+                                                      ReplicationGroupId="rg", TransitEncryptionEnabled=False)
+    starts = len(world.runtime.calls_of("start"))
+    out = world.call("ModifyReplicationGroup", ReplicationGroupId="rg", TransitEncryptionMode="required",
+                     ApplyImmediately=True)["ReplicationGroup"]
+    assert out["PendingModifiedValues"] == {"TransitEncryptionMode": "required"}
+    world.settle_until(lambda: _rg(world).get("TransitEncryptionMode") == "required")
     group = _rg(world)
-    assert group["TransitEncryptionEnabled"] is False and "TransitEncryptionMode" not in group
+    assert group["Status"] == "available" and group["PendingModifiedValues"] == {}
+    # The replica first, then the old primary after a switchover to it: no failover, no lost write.
+    assert world.runtime.calls_of("start")[starts:] == [_node("rg-002"), _node("rg-001")]
+    assert group["NodeGroups"][0]["NodeGroupMembers"][0]["CurrentRole"] == "replica"
+    for member_id in ("rg-001", "rg-002"):
+        assert world.runtime.config_of(_node(member_id)).security.tls.mode == "required"  # type: ignore[union-attr]
+    world.call("ModifyReplicationGroup", ReplicationGroupId="rg", TransitEncryptionMode="preferred",
+               ApplyImmediately=True)
+    world.settle_until(lambda: _rg(world).get("TransitEncryptionMode") == "preferred")
+    assert world.runtime.config_of(_node("rg-002")).security.tls.mode == "preferred"  # type: ignore[union-attr]
 
 
-def test_from_auth_to_rbac_and_the_status_machines_around_the_hook(world: World, tls: None) -> None:
+def test_from_auth_to_rbac_and_the_status_machines_around_the_hook(world: World) -> None:
     _rbac(world)
     world.call("CreateReplicationGroup", ReplicationGroupId="rg", **GROUP, TransitEncryptionEnabled=True,
                AuthToken=TOKEN)
     world.settle()
-    _nodes_apply(world)
     assert "DELETE with UserGroupIdsToAdd" in _refused(world, "ModifyReplicationGroup", "InvalidParameterCombination",
                                                        ReplicationGroupId="rg", UserGroupIdsToAdd=["team"])
     out = world.call("ModifyReplicationGroup", ReplicationGroupId="rg", UserGroupIdsToAdd=["team"],
                      AuthTokenUpdateStrategy="DELETE")["ReplicationGroup"]
     assert out["UserGroupIds"] == [] and out["PendingModifiedValues"] == {"UserGroups": {"UserGroupIdsToAdd": ["team"]}}
+    world.runtime.refuse_commands(_node("rg-001"))  # the primary cannot take the users yet
     world.settle()
     group = world.call("DescribeUserGroups", UserGroupId="team")["UserGroups"][0]
     assert group["ReplicationGroups"] == ["rg"] and group["Status"] == "modifying"  # until the nodes have it
+    world.runtime.refuse_commands(_node("rg-001"), False)
     assert "associated with replication group(s) rg" in _refused(world, "DeleteUserGroup", "InvalidUserGroupState",
                                                                  UserGroupId="team")
     acl = node_acl(world.service.store, _record(world))
     assert acl.tokens == () and [u.name for u in acl.users] == ["default", "app"]
     app = acl.users[1]
     assert app.rules[:3] == ("on", "~app:*", "+@all") and app.rules[3].startswith("#") and PW not in str(acl)
-    _nodes_apply(world)  # THE hook: every node has it
     world.clock.advance(2)
-    world.settle()
+    world.settle()  # every node takes them now: THE hook, and the group looks again
     assert world.call("DescribeUserGroups", UserGroupId="team")["UserGroups"][0]["Status"] == "active"
+    names = [u.name for u in world.runtime.config_of(_node("rg-002")).security.users]  # type: ignore[union-attr]
+    assert names == ["default", "app"]
     assert _rg(world)["UserGroupIds"] == ["team"] and _rg(world)["AuthTokenEnabled"] is False
     # A member's change waits for the nodes too.
     assert world.call("ModifyUser", UserId="app", AppendAccessString="-flushall")["Status"] == "modifying"
+    world.runtime.refuse_commands(_node("rg-002"))
     world.clock.advance(2)
     world.settle()
     assert world.call("DescribeUsers", UserId="app")["Users"][0]["Status"] == "modifying"
-    _nodes_apply(world)
+    world.runtime.refuse_commands(_node("rg-002"), False)
     world.clock.advance(2)
     world.settle()
     assert world.call("DescribeUsers", UserId="app")["Users"][0]["Status"] == "active"
     # A deleted member leaves the group, and is gone once the nodes dropped it.
     world.call("DeleteUser", UserId="app")
+    world.runtime.refuse_commands(_node("rg-001"))
     world.clock.advance(2)
     world.settle()
     assert world.call("DescribeUsers", UserId="app")["Users"][0]["Status"] == "deleting"
-    _nodes_apply(world)
+    world.runtime.refuse_commands(_node("rg-001"), False)
     for _ in range(3):
         world.clock.advance(2)
         world.settle()
@@ -284,7 +284,6 @@ def test_from_auth_to_rbac_and_the_status_machines_around_the_hook(world: World,
                                       ReplicationGroupId="rg", AuthToken=TOKEN2)
     world.call("ModifyReplicationGroup", ReplicationGroupId="rg", AuthToken=TOKEN2, RemoveUserGroups=True)
     world.settle()
-    _nodes_apply(world)
     world.clock.advance(2)
     world.settle()
     assert _rg(world)["UserGroupIds"] == [] and _rg(world)["AuthTokenEnabled"] is True
@@ -293,34 +292,27 @@ def test_from_auth_to_rbac_and_the_status_machines_around_the_hook(world: World,
     assert world.call("DescribeUserGroups")["UserGroups"] == []
 
 
-def test_a_standalone_redis_cluster_with_a_token(world: World, tls: None) -> None:
-    out = world.call("CreateCacheCluster", CacheClusterId="web", Engine="redis", CacheNodeType="cache.t3.micro",
-                     TransitEncryptionEnabled=True, AuthToken=TOKEN)["CacheCluster"]
-    assert out["AuthTokenEnabled"] is True and out["TransitEncryptionEnabled"] is True
+def test_a_memcached_cluster_with_tls(world: World) -> None:
+    out = world.call("CreateCacheCluster", CacheClusterId="mc", Engine="memcached", CacheNodeType="cache.t3.micro",
+                     NumCacheNodes=2, TransitEncryptionEnabled=True)["CacheCluster"]
+    assert out["TransitEncryptionEnabled"] is True
     world.settle()
-    store = world.service.store
-    store.update(_key(CacheCluster.KIND, "web"), CacheCluster,
-                 lambda r: setattr(r.status, "security_applied", desired_security(store, r)))
-    before = store.get(_key(CacheCluster.KIND, "web"), CacheCluster)
-    assert before is not None
-    out = world.call("ModifyCacheCluster", CacheClusterId="web", AuthToken=TOKEN2,
-                     AuthTokenUpdateStrategy="ROTATE")["CacheCluster"]
-    assert out["PendingModifiedValues"] == {"AuthTokenStatus": "ROTATING"}
-    after = store.get(_key(CacheCluster.KIND, "web"), CacheCluster)
-    assert after is not None and after.generation == before.generation + 1
-    assert after.spec.security.auth_tokens == [TOKEN, TOKEN2]
-    users = store.records(User)
-    assert all(TOKEN not in u.model_dump_json() for u in users)
+    cluster = world.call("DescribeCacheClusters", CacheClusterId="mc")["CacheClusters"][0]
+    assert cluster["CacheClusterStatus"] == "available" and cluster["TransitEncryptionMode"] == "required"
+    for node_id in ("0001", "0002"):
+        security = world.runtime.config_of(f"123456789012-us-east-1-mc-{node_id}").security
+        assert security is not None and security.tls is not None and security.users == ()
+    rec = world.service.store.get(_key(CacheCluster.KIND, "mc"), CacheCluster)
+    assert rec is not None and rec.status.security_applied == desired_security(world.service.store, rec)
 
 
-def test_users_and_groups_stay_within_the_engine_version_of_their_caches(world: World, tls: None) -> None:
+def test_users_and_groups_stay_within_the_engine_version_of_their_caches(world: World) -> None:
     _rbac(world)
     world.call("CreateUser", UserId="reader", UserName="reader", Engine="redis", AccessString="on %R~* +@read",
                Passwords=[PW])
     world.call("CreateReplicationGroup", ReplicationGroupId="rg", **GROUP, EngineVersion="6.2",
                TransitEncryptionEnabled=True, UserGroupIds=["team"])
     world.settle()
-    _nodes_apply(world)
     world.clock.advance(2)
     world.settle()
     assert "needs 7.0 or later" in _refused(world, "ModifyUser", "InvalidParameterCombination", UserId="app",

@@ -86,12 +86,10 @@ def test_snapshot_outputs_match_their_shapes(world: World) -> None:
 def test_user_group_and_security_outputs_match_their_shapes(world: World, monkeypatch: Any) -> None:
     """Users, user groups (with pending changes), and a group with TLS, a token and a pending user
     group (the TLS gate opened, as the wiring step will open it)."""
-    from controlplane.handlers import security
     from controlplane.handlers.context import RequestContext
     from controlplane.state.acl import desired_security
     from controlplane.state.records import ReplicationGroup
 
-    monkeypatch.setattr(security, "require_transit_supported", lambda enabled: None)
     ctx = RequestContext("123456789012", "us-east-1", "r", world.service.query.services)
     h = world.service.query.handlers
     outputs = {"CreateUser": h["CreateUser"](ctx, {"UserId": "app", "UserName": "default", "Engine": "redis",

@@ -1,0 +1,85 @@
+"""A cache's security (state/acl.py's `node_acl`: TLS, AUTH tokens, RBAC users) as the engine's
+NodeSecurity, for every node the reconcilers start, and its live changes on running nodes.
+
+- The service's own admin user (`ADMIN_NAME`): one random password, made once and kept under the
+  data directory (owner-only), never logged or shown. Every connection the engine makes to a
+  secured node (probes, stats, replication, saves, failover) authenticates as it
+  (engine/access.py), so all of that works whatever the customer does to `default`.
+- Only nodes of caches with TLS get a NodeSecurity (AUTH tokens and user groups need TLS, as in
+  AWS): a cache without any security runs exactly as before, without an ACL file or an AUTH round
+  trip on every probe. So a node has security iff its cache had TLS when it started, and which
+  TLS mode it started with is recorded on the node (NodeStatus.tls).
+- AUTH tokens: the `default` user `on >tok1 >tok2 ~* &* +@all` (`nopass` too while connections
+  without a token are still accepted, after a ROTATE from no AUTH). RBAC: the user group's users
+  (a user named `default` replaces the node's default user; without one `default` is off).
+- Certificates from the service CA (controlplane/tls.py), with every address a client may use for
+  the node as subjectAltNames: its own, the group's endpoint addresses (they float between
+  members), `localhost`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlplane.state.acl import NodeAcl
+from controlplane.tls import LocalCa
+from engine import AclUser, Credentials, NodeSecurity, TlsFiles, private_dir, write_private
+
+ADMIN_NAME = "elasticache-local"
+ADMIN_FILE = "admin.secret"
+# AWS's default user (and a token's) reaches every key, channel and command.
+FULL_ACCESS: tuple[str, ...] = ("~*", "&*", "+@all")
+
+
+def load_admin(data_dir: Path) -> Credentials:
+    """The service's admin user: its password read from the data directory, made there (0600)
+    the first time."""
+    path = private_dir(Path(data_dir)) / ADMIN_FILE
+    try:
+        password = path.read_text().strip()
+    except FileNotFoundError:
+        password = ""
+    if not password:
+        password = secrets.token_urlsafe(32)
+        write_private(path, password)
+    return Credentials(ADMIN_NAME, password)
+
+
+def acl_users(acl: NodeAcl) -> tuple[AclUser, ...]:
+    """The customer's users a node of the cache has (empty: `default` without a password)."""
+    if acl.users:
+        return tuple(AclUser(u.name, tuple(u.rules)) for u in acl.users)
+    if acl.tokens:
+        rules = ("on", *(f">{t}" for t in acl.tokens), *(("nopass",) if acl.open else ()), *FULL_ACCESS)
+        return (AclUser("default", rules),)
+    return ()
+
+
+@dataclass
+class NodeSecrets:
+    """What the reconcilers need to secure nodes: the admin user and the service CA."""
+
+    admin: Credentials
+    ca: LocalCa
+
+    @classmethod
+    def under(cls, data_dir: Path) -> NodeSecrets:
+        return cls(load_admin(data_dir), LocalCa(data_dir))
+
+    def security(self, acl: NodeAcl, names: Sequence[str]) -> NodeSecurity | None:
+        """A node's NodeSecurity for `acl`, its certificate naming `names` (None: no TLS asked,
+        so the node runs as before)."""
+        if not acl.tls:
+            return None
+        cert, key = self.ca.issue([*dict.fromkeys([*names, "localhost"])])
+        return NodeSecurity(admin=self.admin, users=acl_users(acl),
+                            tls=TlsFiles(str(cert), str(key), str(self.ca.ca_path),
+                                         "preferred" if acl.tls_mode == "preferred" else "required"))
+
+
+def tls_of(acl: NodeAcl) -> str | None:
+    """What NodeStatus.tls records for a node started with `acl`: its TLS mode, None without."""
+    return (acl.tls_mode or "required") if acl.tls else None

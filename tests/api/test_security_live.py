@@ -1,0 +1,183 @@
+"""TLS, AUTH tokens and RBAC users enforced by real redis nodes, through boto3 and redis-py: the CA
+download, TLS required and preferred, tokens rotated and set live, users changed live, and all of it
+kept across an automatic failover, a test failover and a snapshot."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from botocore.exceptions import ClientError
+
+from tests.api.conftest import LiveServer
+from tests.eventually import eventually
+
+FAST = {"Delay": 0.1, "MaxAttempts": 300}
+TOKEN = "Token-of-twenty-chars"
+TOKEN2 = "Second-token-12345678"
+TOKEN3 = "Third-token-123456789"
+PW = "a-password-of-20-chars"
+GROUP = {"ReplicationGroupDescription": "d", "Engine": "redis", "CacheNodeType": "cache.t3.micro",
+         "NumCacheClusters": 2, "AutomaticFailoverEnabled": True}
+
+
+def _ca(server: LiveServer, tmp_path: Path) -> str:
+    with urllib.request.urlopen(server.url + "/api/v1/ca.pem", timeout=10) as resp:
+        assert resp.headers["Content-Type"].startswith("application/x-pem-file")
+        pem = resp.read()
+    assert pem.startswith(b"-----BEGIN CERTIFICATE-----")
+    path = tmp_path / "ca.pem"
+    path.write_bytes(pem)
+    return str(path)
+
+
+def _group(ec: Any, gid: str = "rg") -> dict[str, Any]:
+    return dict(ec.describe_replication_groups(ReplicationGroupId=gid)["ReplicationGroups"][0])
+
+
+def _available(ec: Any, gid: str = "rg") -> dict[str, Any]:
+    ec.get_waiter("replication_group_available").wait(ReplicationGroupId=gid, WaiterConfig=FAST)
+    return _group(ec, gid)
+
+
+def _client(endpoint: dict[str, Any], ca: str | None, **auth: Any) -> redis.Redis:
+    tls = {"ssl": True, "ssl_ca_certs": ca} if ca else {}
+    return redis.Redis(host=endpoint["Address"], port=endpoint["Port"], socket_timeout=2, socket_connect_timeout=2,
+                       **tls, **auth)
+
+
+def _refused(endpoint: dict[str, Any], ca: str | None, error: type[Exception], **auth: Any) -> None:
+    with pytest.raises(error):
+        _client(endpoint, ca, **auth).ping()
+
+
+def _kill(server: LiveServer, cluster_id: str) -> None:
+    body = json.dumps({"cluster_id": cluster_id, "node_id": "0001", "action": "kill"}).encode()
+    req = urllib.request.Request(server.url + "/api/v1/faults/node", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=30).read()
+
+
+def _primary_id(ec: Any) -> str:
+    return next(m["CacheClusterId"] for m in _group(ec)["NodeGroups"][0]["NodeGroupMembers"]
+                if m["CurrentRole"] == "primary")
+
+
+def test_tls_required_auth_tokens_rotated_and_kept_across_failover(server: LiveServer, ec: Any,
+                                                                    tmp_path: Path) -> None:
+    ca = _ca(server, tmp_path)
+    ec.create_replication_group(ReplicationGroupId="rg", **GROUP, TransitEncryptionEnabled=True, AuthToken=TOKEN)
+    group = _available(ec)
+    assert group["TransitEncryptionEnabled"] is True and group["TransitEncryptionMode"] == "required"
+    assert group["AuthTokenEnabled"] is True
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+    assert _client(endpoint, ca, password=TOKEN).set("k", "v")
+    _refused(endpoint, None, redis.ConnectionError, password=TOKEN)  # plain text: TLS only
+    _refused(endpoint, ca, redis.AuthenticationError)  # no token (NOAUTH)
+    _refused(endpoint, ca, redis.AuthenticationError, password=TOKEN2)  # a wrong token
+    # ROTATE: both tokens work, and a connected client stays connected.
+    kept = _client(endpoint, ca, password=TOKEN)
+    kept.ping()
+    out = ec.modify_replication_group(ReplicationGroupId="rg", AuthToken=TOKEN2, AuthTokenUpdateStrategy="ROTATE",
+                                      ApplyImmediately=True)["ReplicationGroup"]
+    assert out["PendingModifiedValues"].get("AuthTokenStatus") in ("ROTATING", None)
+    eventually(lambda: "AuthTokenStatus" not in _group(ec).get("PendingModifiedValues", {}), 20.0, 0.05,
+               "the new token on every node")
+    assert _client(endpoint, ca, password=TOKEN2).get("k") == b"v"
+    assert _client(endpoint, ca, password=TOKEN).get("k") == b"v"
+    assert kept.get("k") == b"v"
+    reader = group["NodeGroups"][0]["ReaderEndpoint"]
+    assert _client(reader, ca, password=TOKEN2).get("k") == b"v"  # the replica has it too
+    # SET: only the new one.
+    ec.modify_replication_group(ReplicationGroupId="rg", AuthToken=TOKEN3, AuthTokenUpdateStrategy="SET",
+                                ApplyImmediately=True)
+    eventually(lambda: "AuthTokenStatus" not in _group(ec).get("PendingModifiedValues", {}), 20.0, 0.05,
+               "the token set on every node")
+    _refused(endpoint, ca, redis.AuthenticationError, password=TOKEN2)
+    _refused(endpoint, ca, redis.AuthenticationError, password=TOKEN)
+    assert _client(endpoint, ca, password=TOKEN3).get("k") == b"v"
+    assert kept.get("k") == b"v"  # connected clients stay connected (AWS: they are not dropped)
+    # kill -9 of the primary: an automatic failover, and the replacement enforces the same.
+    assert _client(endpoint, ca, password=TOKEN3).wait(1, 2000) == 1
+    old = _primary_id(ec)
+    _kill(server, old)
+    eventually(lambda: _primary_id(ec) != old, 20.0, 0.05, "a new primary")
+    group = _available(ec)
+    client = _client(endpoint, ca, password=TOKEN3)
+    assert client.info("replication")["role"] == "master" and client.get("k") == b"v"
+    members = {m["CacheClusterId"]: m for m in group["NodeGroups"][0]["NodeGroupMembers"]}
+    replaced = members[old]["ReadEndpoint"]
+    eventually(lambda: _client(replaced, ca, password=TOKEN3).info("replication")["master_link_status"] == "up",
+               20.0, 0.1, "the replaced node replicating")
+    _refused(replaced, ca, redis.AuthenticationError, password=TOKEN)
+    _refused(replaced, None, redis.ConnectionError, password=TOKEN3)
+    # A snapshot of a secured group.
+    ec.create_snapshot(ReplicationGroupId="rg", SnapshotName="secured")
+    eventually(lambda: ec.describe_snapshots(SnapshotName="secured")["Snapshots"][0]["SnapshotStatus"] == "available",
+               30.0, 0.1, "the snapshot of the secured group")
+    log = (server.data_dir / "server.log").read_text()
+    assert TOKEN not in log and TOKEN2 not in log and TOKEN3 not in log
+    ec.delete_replication_group(ReplicationGroupId="rg")
+    ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId="rg", WaiterConfig=FAST)
+
+
+def _user_status(ec: Any, uid: str) -> str:
+    return str(ec.describe_users(UserId=uid)["Users"][0]["Status"])
+
+
+def test_rbac_users_enforced_changed_live_and_kept_across_failover(server: LiveServer, ec: Any,
+                                                                   tmp_path: Path) -> None:
+    ca = _ca(server, tmp_path)
+    ec.create_user(UserId="app", UserName="app", Engine="redis", AccessString="on ~app:* +get", Passwords=[PW])
+    ec.create_user_group(UserGroupId="team", Engine="redis", UserIds=["default", "app"])
+    eventually(lambda: ec.describe_user_groups(UserGroupId="team")["UserGroups"][0]["Status"] == "active", 10.0,
+               0.05, "the group active")
+    # Mode preferred's forwarder runs beside process nodes only (docker: refused, so required).
+    mode = "preferred" if server.runtime == "process" else "required"
+    ec.create_replication_group(ReplicationGroupId="rg", **GROUP, TransitEncryptionEnabled=True,
+                                TransitEncryptionMode=mode, UserGroupIds=["team"])
+    group = _available(ec)
+    assert group["TransitEncryptionMode"] == mode and group["UserGroupIds"] == ["team"]
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+    _client(endpoint, ca).set("app:1", "one")  # the built-in default user: everything, no password
+    if mode == "preferred":
+        assert _client(endpoint, None).get("app:1") == b"one"  # preferred: plain text too
+    app = _client(endpoint, ca, username="app", password=PW)
+    assert app.get("app:1") == b"one"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        app.set("app:1", "two")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        app.get("other:1")
+    _refused(endpoint, ca, redis.AuthenticationError, username="app", password="wrong-password-123456")
+    # ModifyUser: live, on the same connection; the user reads active only once the nodes have it.
+    out = ec.modify_user(UserId="app", AccessString="on ~app:* +get +set")
+    assert out["Status"] == "modifying"
+    eventually(lambda: _user_status(ec, "app") == "active", 20.0, 0.05, "the user active")
+    assert app.set("app:1", "two")
+    # TestFailover: the new primary enforces the same users.
+    old = _primary_id(ec)
+    assert _client(endpoint, ca).wait(1, 2000) == 1
+    ec.test_failover(ReplicationGroupId="rg", NodeGroupId="0001")
+    eventually(lambda: _primary_id(ec) != old, 20.0, 0.05, "a new primary")
+    _available(ec)
+    app = _client(endpoint, ca, username="app", password=PW)
+    assert app.get("app:1") == b"two"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        app.get("other:1")
+    assert app.set("app:2", "x")
+    # preferred -> required: a rolling restart; plain text refused afterwards.
+    if mode == "required":
+        with pytest.raises(ClientError, match="TransitEncryptionMode preferred"):
+            ec.modify_replication_group(ReplicationGroupId="rg", TransitEncryptionMode="preferred")
+    ec.modify_replication_group(ReplicationGroupId="rg", TransitEncryptionMode="required", ApplyImmediately=True)
+    eventually(lambda: _group(ec).get("TransitEncryptionMode") == "required" and _group(ec)["Status"] == "available",
+               60.0, 0.1, "mode required on every node")
+    _refused(endpoint, None, redis.ConnectionError)
+    assert _client(endpoint, ca, username="app", password=PW).get("app:2") == b"x"
+    assert PW not in (server.data_dir / "server.log").read_text()
+    ec.delete_replication_group(ReplicationGroupId="rg")
+    ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId="rg", WaiterConfig=FAST)
