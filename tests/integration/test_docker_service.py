@@ -171,7 +171,10 @@ def test_api_answers_while_twenty_clusters_start(docker_server: LiveServer, dock
     print(f"20 clusters available in {all_up:.2f} s; describe during start: {len(latencies)} calls, "
           f"median {median * 1000:.1f} ms, max {worst * 1000:.1f} ms")
     assert len(latencies) >= 10
-    assert worst < 0.100, f"DescribeCacheClusters took {worst * 1000:.0f} ms while clusters started"
+    # Behaviour, not a speed target (bench/ measures that): a container start done on the event
+    # loop, or under a lock Describe waits on, stalls the API for the start's length, 0.5-1 s here.
+    # The old 100 ms bound failed on scheduling noise alone (110 ms in a CI run on 2 busy cores).
+    assert worst < 0.400, f"DescribeCacheClusters took {worst * 1000:.0f} ms while clusters started"
 
 
 def test_orphans_are_removed_at_start_up(docker_server: LiveServer, docker_client: Any) -> None:
