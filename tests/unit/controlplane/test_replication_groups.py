@@ -25,7 +25,10 @@ def _roles(world: World, group_id: str = "rg") -> dict[str, str]:
 def _make(world: World, clusters: int = 3, failover: bool = True, **extra: Any) -> dict[str, Any]:
     out = world.call("CreateReplicationGroup", ReplicationGroupId="rg", NumCacheClusters=clusters,
                      AutomaticFailoverEnabled=failover, **BASIC, **extra)["ReplicationGroup"]
-    world.settle()
+    # Until it is no longer creating: one settle left it `creating` on a loaded CI machine (a pass
+    # used up its real-time wait for a fake node, and its requeue waits on the fake clock).
+    world.settle_until(lambda: world.call("DescribeReplicationGroups", ReplicationGroupId="rg")[
+        "ReplicationGroups"][0]["Status"] != "creating")
     return out
 
 
