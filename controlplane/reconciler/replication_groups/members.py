@@ -17,6 +17,7 @@ from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.restore import GroupRestore
 from controlplane.reconciler.security import tls_of
 from controlplane.state.acl import node_acl
+from controlplane.state.migration import upstream
 from controlplane.state.records import CacheCluster, NodeStatus, ReplicationGroup
 from engine import ProbeResult, RuntimeError_
 
@@ -117,9 +118,12 @@ class Members:
         name = ctx.name(rg, m.id)
         node = m.status.nodes[0]
         settings: dict[str, str] = {}
+        source = upstream(rg.spec.migration, rg.status.migration)
         if m.id != primary.id:
             p = primary.status.nodes[0]
             settings["replicaof"] = f"{p.host} {p.port}"
+        elif source is not None:  # an online migration: the primary replicates from its source
+            settings["replicaof"] = f"{source.address} {source.port}"
         extra = self._endpoints.wanted(rg, m.id)
         if extra:
             settings["bind"] = " ".join(extra)
@@ -195,13 +199,18 @@ class Members:
         if primary is None or rg.status.failover is not None:
             return
         p = primary.status.nodes[0]
+        source = upstream(rg.spec.migration, rg.status.migration)
         for m in members:
             name = ctx.name(rg, m.id)
             result = ctx.health.last_probe(name) or ctx.infra.runtime.probe(name, PROBE_TIMEOUT)
             if not result.ok:
                 continue
             try:
-                if m.id == primary.id and result.role != "master":
+                if m.id == primary.id and source is not None:
+                    if (result.role, result.details.get("master_host"), result.details.get("master_port")) != (
+                            "slave", source.address, str(source.port)):
+                        ctx.infra.runtime.replicate(name, (source.address, source.port))
+                elif m.id == primary.id and result.role != "master":
                     ctx.infra.runtime.replicate(name, None)
                 elif m.id != primary.id and result.role == "master":
                     ctx.infra.runtime.replicate(name, (p.host, p.port))
@@ -254,7 +263,9 @@ def _set_status(c: CacheCluster, field: str, value: int) -> None:
 
 def _role_ok(rg: ReplicationGroup, member_id: str, result: ProbeResult) -> bool:
     if member_id == rg.status.primary:
-        return result.role == "master"
+        # During an online migration the primary is the source's replica (its link may be down).
+        migrating = upstream(rg.spec.migration, rg.status.migration) is not None
+        return result.role == ("slave" if migrating else "master")
     return result.role == "slave" and result.details.get("master_link_status") == "up"
 
 
