@@ -286,6 +286,7 @@ class ReplicationGroupSpec(BaseModel):
     security: SecuritySpec = Field(default_factory=SecuritySpec)  # TLS, AUTH and RBAC
     migration: MigrationSpec | None = None  # StartMigration (state/migration.py)
     migration_test: MigrationTest | None = None  # TestMigration
+    global_group: str | None = None  # the global datastore it joined (state/global_datastores.py)
 
 
 class FailoverStep(StrEnum):
