@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NoReturn, cast
 
 from controlplane.catalog import version_key
@@ -34,6 +35,7 @@ from controlplane.state.global_datastores import (
 )
 from controlplane.state.members import members_of
 from controlplane.state.records import ReplicationGroup
+from controlplane.state.security import SecuritySpec
 
 MINIMUM_VERSION = {"redis": "5.0.6", "valkey": "7.2"}
 # AWS: M5, M6g, M7g, R5, R6g, R6gd, R7g, C7gn, of size large and above.
@@ -92,9 +94,9 @@ def _eligible(rg: ReplicationGroup) -> None:
     if not NODE_TYPE.match(rg.target().node_type):
         raise v.invalid(f"Global datastores are supported on M5, M6g, M7g, R5, R6g, R6gd, R7g and C7gn node types of "
                         f"size large and above; replication group {rg.id} uses {rg.target().node_type}.")
-    if rg.spec.security.transit_encryption:
-        raise v.combination("Global datastores of replication groups with in-transit encryption are not supported "
-                            "by elasticache-local yet.")
+    if rg.spec.security.user_group_ids:
+        raise v.combination(f"Replication group {rg.id} uses RBAC user groups, which belong to one region: global "
+                            "datastores of such groups are not supported by elasticache-local yet.")
 
 
 def create_global_replication_group(ctx: RequestContext, params: m.CreateGlobalReplicationGroupMessage
@@ -243,10 +245,19 @@ def rebalance_slots(ctx: RequestContext, params: m.RebalanceSlotsInGlobalReplica
 # ---- a secondary joins: CreateReplicationGroup GlobalReplicationGroupId ---------------------------------
 
 
-def secondary_settings(ctx: RequestContext, global_id: str, params: m.CreateReplicationGroupMessage
-                       ) -> tuple[str, str, str]:
-    """The engine, version and node type a new secondary group takes from the global datastore's
-    primary (AWS: they are inherited), after AWS's checks of the join."""
+@dataclass(frozen=True)
+class Inherited:
+    """What a secondary group takes from its global datastore's primary group (AWS: inherited)."""
+
+    engine: str
+    version: str
+    node_type: str
+    security: SecuritySpec  # TLS, its mode and the AUTH token: the secondary replicates over the same
+
+
+def secondary_settings(ctx: RequestContext, global_id: str, params: m.CreateReplicationGroupMessage) -> Inherited:
+    """What a new secondary group takes from the global datastore's primary, after AWS's checks
+    of the join."""
     g = _get(ctx, global_id)
     _require_stable(g)
     if any(member.region == ctx.region for member in g.members()):
@@ -257,7 +268,7 @@ def secondary_settings(ctx: RequestContext, global_id: str, params: m.CreateRepl
     primary = _group_in(ctx, g.current_primary())
     if primary is None:
         raise InvalidGlobalReplicationGroupStateFault(f"The primary of global replication group {g.id} is gone.")
-    for name in ("PrimaryClusterId", "SnapshotName", "SnapshotArns", "AuthToken", "TransitEncryptionEnabled"):
+    for name in ("PrimaryClusterId", "SnapshotName", "SnapshotArns", "AuthToken", "UserGroupIds"):
         if params.get(name):
             raise v.combination(f"{name} cannot be given for a secondary of a global replication group: it takes its "
                                 "data and settings from the primary.")
@@ -268,7 +279,11 @@ def secondary_settings(ctx: RequestContext, global_id: str, params: m.CreateRepl
         if given and str(given).lower() != value.lower() and not value.startswith(f"{given}."):
             raise v.invalid(f"{name} {given} differs from the global replication group's {value}: a secondary uses "
                             "the primary's.")
-    return inherited["Engine"], inherited["EngineVersion"], inherited["CacheNodeType"]
+    tls = primary.spec.security.transit_encryption
+    if params.get("TransitEncryptionEnabled") is not None and bool(params.get("TransitEncryptionEnabled")) != tls:
+        raise v.combination(f"TransitEncryptionEnabled must match the global replication group's ({str(tls).lower()}).")
+    return Inherited(inherited["Engine"], inherited["EngineVersion"], inherited["CacheNodeType"],
+                     primary.spec.security.model_copy(deep=True))
 
 
 def joined(ctx: RequestContext, global_id: str, rg: ReplicationGroup) -> None:

@@ -48,6 +48,8 @@ def create_replication_group(ctx: RequestContext,
     inherited = global_datastores.secondary_settings(ctx, global_id, params) if global_id else None
     spec, total, azs = _new_spec(ctx, group_id, params, primary, inherited)
     spec.global_group = global_id
+    if inherited is not None:
+        spec.security = inherited.security
     tags = v.tag_records(params.get("Tags", []))
     security.require_transit_supported(ctx, spec.engine, spec.engine_version, spec.security)  # last: the TLS gate
     rg = ReplicationGroup(account=ctx.account, region=ctx.region, id=group_id, created_at=ctx.services.clock.now(),
@@ -94,11 +96,11 @@ def _primary(ctx: RequestContext, cluster_id: str | None) -> CacheCluster | None
 
 def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGroupMessage,
               primary: CacheCluster | None,
-              inherited: tuple[str, str, str] | None = None) -> tuple[ReplicationGroupSpec, int, list[str]]:
+              inherited: global_datastores.Inherited | None = None) -> tuple[ReplicationGroupSpec, int, list[str]]:
     """The group's spec, how many members it starts with, and their AZs (where asked).
-    `inherited`: the engine, version and node type of a global datastore's secondary."""
+    `inherited`: what a global datastore's secondary takes from its primary."""
     engine, node_type, version = _engine(ctx, params, primary) if inherited is None else (
-        inherited[0], inherited[2], inherited[1])
+        inherited.engine, inherited.node_type, inherited.version)
     node_group = (params.get("NodeGroupConfiguration") or [{}])[0]
     total, automatic, multi_az = _members(params, node_group)
     azs = _member_azs(ctx, params, node_group, total)
@@ -228,6 +230,10 @@ def modify_replication_group(ctx: RequestContext,
     nodes.finish()
     _refuse_unsupported_changes(params)
     secured = security.on_modify(ctx, rg, _security_asked(params))
+    if secured is not None and of_group(store, rg) is not None:
+        raise v.combination(f"Replication group {rg.id} is a member of global replication group "
+                            f"{rg.spec.global_group}: changing its in-transit encryption, AUTH token or user groups "
+                            "is not supported by elasticache-local yet.")
     if secured is not None:
         spec.security = secured
         security.require_transit_supported(ctx, spec.engine, rg.target().engine_version, secured,  # last: the gate

@@ -4,6 +4,8 @@ an acknowledged write; a write in the new primary region is read in the old one.
 
 from __future__ import annotations
 
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from tests.api.writer import Writer
 from tests.eventually import eventually
 
 FAST = {"Delay": 0.1, "MaxAttempts": 200}
+TOKEN = "Token-of-twenty-chars"
 GROUP = {"ReplicationGroupDescription": "d", "NumCacheClusters": 2, "AutomaticFailoverEnabled": True,
          "MultiAZEnabled": True}
 
@@ -79,3 +82,33 @@ def test_global_datastore_over_two_regions(server: LiveServer) -> None:
         assert us.describe_global_replication_groups()["GlobalReplicationGroups"] == []
     finally:
         server.reset()  # every resource of every region, and their nodes
+
+
+def test_global_datastore_with_tls_and_an_auth_token(server: LiveServer, tmp_path: Path) -> None:
+    """The secondary takes the primary's TLS and AUTH token and replicates over TLS as the service."""
+    us, eu = server.client(), server.client(region_name="eu-west-1")
+    with urllib.request.urlopen(server.url + "/api/v1/ca.pem", timeout=10) as resp:
+        (tmp_path / "ca.pem").write_bytes(resp.read())
+    tls = {"ssl": True, "ssl_ca_certs": str(tmp_path / "ca.pem"), "password": TOKEN, "socket_timeout": 2}
+    try:
+        us.create_replication_group(ReplicationGroupId="main", Engine="redis", CacheNodeType="cache.r6g.large",
+                                    TransitEncryptionEnabled=True, AuthToken=TOKEN, **GROUP)
+        us.get_waiter("replication_group_available").wait(ReplicationGroupId="main", WaiterConfig=FAST)
+        us.create_global_replication_group(GlobalReplicationGroupIdSuffix="gd", PrimaryReplicationGroupId="main")
+        eu.create_replication_group(ReplicationGroupId="copy", ReplicationGroupDescription="eu",
+                                    GlobalReplicationGroupId="ldgnf-gd", NumCacheClusters=2)
+        eu.get_waiter("replication_group_available").wait(ReplicationGroupId="copy", WaiterConfig=FAST)
+        copy_shape = eu.describe_replication_groups(ReplicationGroupId="copy")["ReplicationGroups"][0]
+        assert copy_shape["TransitEncryptionEnabled"] is True and copy_shape["AuthTokenEnabled"] is True
+        main_ep = us.describe_replication_groups(ReplicationGroupId="main")["ReplicationGroups"][0][
+            "NodeGroups"][0]["PrimaryEndpoint"]
+        copy_ep = copy_shape["NodeGroups"][0]["PrimaryEndpoint"]
+        main = redis.Redis(host=main_ep["Address"], port=main_ep["Port"], **tls)
+        copy = redis.Redis(host=copy_ep["Address"], port=copy_ep["Port"], **tls)
+        main.set("secret", "over tls")
+        eventually(lambda: copy.get("secret") == b"over tls", 10.0, 0.02, "the write in the secondary")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host=copy_ep["Address"], port=copy_ep["Port"], ssl=True,
+                        ssl_ca_certs=str(tmp_path / "ca.pem"), password="Wrong-token-of-20-chars").ping()
+    finally:
+        server.reset()

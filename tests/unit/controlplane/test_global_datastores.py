@@ -165,3 +165,22 @@ def test_modify_description_and_failover_setting(world: World) -> None:
                Tags=[{"Key": "team", "Value": "cache"}])
     assert world.call("ListTagsForResource", ResourceName="arn:aws:elasticache::123456789012:globalreplicationgroup:"
                       "ldgnf-gd")["TagList"] == [{"Key": "team", "Value": "cache"}]
+
+
+def test_a_secondary_takes_the_primarys_tls_and_token(world: World) -> None:
+    world.call("CreateReplicationGroup", ReplicationGroupId="main", TransitEncryptionEnabled=True,
+               AuthToken="Token-of-twenty-chars", **GROUP)
+    world.settle_until(lambda: _status(world.call, "main") == "available")
+    world.call("CreateGlobalReplicationGroup", GlobalReplicationGroupIdSuffix="gd", PrimaryReplicationGroupId="main")
+    eu = _eu(world)
+    assert _error(eu, "CreateReplicationGroup", ReplicationGroupId="copy", ReplicationGroupDescription="d",
+                  GlobalReplicationGroupId="ldgnf-gd", TransitEncryptionEnabled=False).code == \
+        "InvalidParameterCombination"
+    eu("CreateReplicationGroup", ReplicationGroupId="copy", ReplicationGroupDescription="d",
+       GlobalReplicationGroupId="ldgnf-gd", NumCacheClusters=2)
+    copy = eu("DescribeReplicationGroups", ReplicationGroupId="copy")["ReplicationGroups"][0]
+    assert copy["TransitEncryptionEnabled"] is True and copy["AuthTokenEnabled"] is True
+    world.settle_until(lambda: _global(world)["Status"] == "available")
+    err = _error(eu, "ModifyReplicationGroup", ReplicationGroupId="copy", AuthToken="Another-token-of-20-chars",
+                 AuthTokenUpdateStrategy="ROTATE", ApplyImmediately=True)
+    assert err.code == "InvalidParameterCombination" and "global replication group" in err.message
