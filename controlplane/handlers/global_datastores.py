@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from typing import NoReturn, cast
 
 from controlplane.catalog import version_key
+from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
+from controlplane.handlers.changes import NodeChanges, spec_to_change
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.handlers.lookup import get_group, require_available
+from controlplane.handlers.members import sync_members
 from controlplane.model import messages as m
 from controlplane.model.errors import (
     GlobalReplicationGroupAlreadyExistsFault,
@@ -34,7 +37,7 @@ from controlplane.state.global_datastores import (
     prefix,
 )
 from controlplane.state.members import members_of
-from controlplane.state.records import ReplicationGroup
+from controlplane.state.records import ReplicationGroup, ReplicationGroupSpec
 from controlplane.state.security import SecuritySpec
 
 MINIMUM_VERSION = {"redis": "5.0.6", "valkey": "7.2"}
@@ -138,9 +141,10 @@ def modify_global_replication_group(ctx: RequestContext, params: m.ModifyGlobalR
         raise v.invalid("Modifications to global replication groups cannot be applied in the maintenance window: "
                         "ApplyImmediately must be true.")
     _require_stable(g)
-    for name in ("CacheNodeType", "EngineVersion", "Engine", "CacheParameterGroupName"):
+    for name in ("Engine", "CacheParameterGroupName"):
         if params.get(name):
             raise v.unsupported(f"{name} on a global replication group")
+    _node_changes(ctx, g, params.get("CacheNodeType"), params.get("EngineVersion"))
     if "AutomaticFailoverEnabled" in params:
         wanted = bool(params["AutomaticFailoverEnabled"])
         groups = [rg for rg in (_group_in(ctx, member) for member in g.members()) if rg is not None]
@@ -156,6 +160,40 @@ def modify_global_replication_group(ctx: RequestContext, params: m.ModifyGlobalR
     if description is not None:
         g = _update(ctx, g, lambda r: setattr(r.spec, "description", description))
     return {"GlobalReplicationGroup": shape(ctx, g)}
+
+
+def _node_changes(ctx: RequestContext, g: GlobalReplicationGroup, node_type: str | None,
+                  version: str | None) -> None:
+    """A node type or engine version for every member group, at once: each group rolls its nodes
+    as for ModifyReplicationGroup; an engine upgrade reaches the primary group's nodes only after
+    every secondary's (state.global_datastores.upgrade_held)."""
+    if not node_type and not version:
+        return
+    groups = [rg for rg in (_group_in(ctx, member) for member in g.members()) if rg is not None]
+    for rg in groups:
+        require_available(rg)
+    if node_type and not NODE_TYPE.match(v.node_type(node_type)):
+        raise v.invalid(f"Global datastores are supported on M5, M6g, M7g, R5, R6g, R6gd, R7g and C7gn node types of "
+                        f"size large and above, not {node_type}.")
+    store = ctx.services.store
+    for rg in groups:
+        spec = spec_to_change(rg)
+        nodes = NodeChanges.start(spec, True)
+        if node_type and node_type != spec.node_type:
+            nodes.node_type(node_type)
+        if version and version != spec.engine_version:
+            nodes.engine_version(v.no_downgrade(spec.engine_version, d.engine_version(ctx, spec.engine, version)))
+        nodes.finish()
+
+        def change(r: ReplicationGroup, spec: ReplicationGroupSpec = spec, restart: bool = nodes.restart) -> None:
+            r.spec = spec
+            if restart:
+                r.generation += 1
+
+        updated = store.update(rg.key, ReplicationGroup, change)
+        if updated is not None:
+            sync_members(store, updated)
+            ctx.services.enqueue(rg.key)
 
 
 def delete_global_replication_group(ctx: RequestContext, params: m.DeleteGlobalReplicationGroupMessage

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
+from controlplane.catalog import version_key
 from controlplane.state.migration import upstream as migration_upstream
 from controlplane.state.records import Record, ReplicationGroup, ResourceKey
 
@@ -143,3 +144,23 @@ def role_held(store: Store, rg: ReplicationGroup) -> bool:
     if g is None:
         return False
     return g.failing_over() or (g.role_of(rg) == "secondary" and primary_upstream(store, rg) is None)
+
+
+def upgrade_held(store: Store, rg: ReplicationGroup, version: str) -> bool:
+    """A global datastore's primary group waits with an engine upgrade until every secondary runs
+    the new version on all its nodes (AWS upgrades the secondaries first: a replica may be newer
+    than its primary, not older)."""
+    from controlplane.state.members import members_of  # here: the store imports this module
+
+    g = of_group(store, rg)
+    if g is None or g.role_of(rg) != "primary":
+        return False
+    for member in g.members()[1:]:
+        secondary = store.get(member.key(rg.account), ReplicationGroup)
+        if secondary is None:
+            continue
+        for cluster in members_of(store, secondary):
+            for node in cluster.status.nodes:
+                if node.version is not None and version_key(node.version) < version_key(version):
+                    return True
+    return False

@@ -112,3 +112,29 @@ def test_global_datastore_with_tls_and_an_auth_token(server: LiveServer, tmp_pat
                         ssl_ca_certs=str(tmp_path / "ca.pem"), password="Wrong-token-of-20-chars").ping()
     finally:
         server.reset()
+
+
+def test_a_node_type_change_rolls_both_regions(server: LiveServer) -> None:
+    """Each group rolls its nodes; the secondary's rolling switchover moves its primary role between
+    two replicas (of the primary region) and replication goes on."""
+    us, eu = server.client(), server.client(region_name="eu-west-1")
+    try:
+        us.create_replication_group(ReplicationGroupId="main", Engine="redis", CacheNodeType="cache.r6g.large",
+                                    **GROUP)
+        us.get_waiter("replication_group_available").wait(ReplicationGroupId="main", WaiterConfig=FAST)
+        us.create_global_replication_group(GlobalReplicationGroupIdSuffix="gd", PrimaryReplicationGroupId="main")
+        eu.create_replication_group(ReplicationGroupId="copy", ReplicationGroupDescription="eu",
+                                    GlobalReplicationGroupId="ldgnf-gd", NumCacheClusters=2)
+        eventually(lambda: _global(us)["Status"] == "available", 30.0, 0.1, "the datastore available")
+        us.modify_global_replication_group(GlobalReplicationGroupId="ldgnf-gd", ApplyImmediately=True,
+                                           CacheNodeType="cache.r6g.xlarge")
+        for client, group_id in ((us, "main"), (eu, "copy")):
+            eventually(lambda c=client, g=group_id: c.describe_replication_groups(ReplicationGroupId=g)[
+                "ReplicationGroups"][0]["Status"] == "available", 60.0, 0.1, f"{group_id} rolled")
+        eventually(lambda: _global(us)["Status"] == "available", 30.0, 0.1, "the datastore available again")
+        main, copy = _primary_endpoint(us, "main"), _primary_endpoint(eu, "copy")
+        main.set("after-roll", 1)
+        eventually(lambda: copy.get("after-roll") == b"1", 10.0, 0.02, "replication after the roll")
+        assert copy.info("replication")["role"] == "slave"
+    finally:
+        server.reset()

@@ -184,3 +184,32 @@ def test_a_secondary_takes_the_primarys_tls_and_token(world: World) -> None:
     err = _error(eu, "ModifyReplicationGroup", ReplicationGroupId="copy", AuthToken="Another-token-of-20-chars",
                  AuthTokenUpdateStrategy="ROTATE", ApplyImmediately=True)
     assert err.code == "InvalidParameterCombination" and "global replication group" in err.message
+
+
+def _node_versions(call: Caller, group_id: str) -> set[str]:
+    clusters = call("DescribeCacheClusters", ShowCacheNodeInfo=True)["CacheClusters"]
+    return {c["EngineVersion"] for c in clusters if c.get("ReplicationGroupId") == group_id}
+
+
+def test_node_type_and_engine_upgrades_reach_every_member_secondaries_first(world: World) -> None:
+    world.call("CreateReplicationGroup", ReplicationGroupId="main", EngineVersion="6.2", **GROUP)
+    world.settle_until(lambda: _status(world.call, "main") == "available")
+    world.call("CreateGlobalReplicationGroup", GlobalReplicationGroupIdSuffix="gd", PrimaryReplicationGroupId="main")
+    eu = _eu(world)
+    eu("CreateReplicationGroup", ReplicationGroupId="copy", ReplicationGroupDescription="d",
+       GlobalReplicationGroupId="ldgnf-gd", NumCacheClusters=2)
+    world.settle_until(lambda: _global(world)["Status"] == "available")
+    assert _error(world.call, "ModifyGlobalReplicationGroup", GlobalReplicationGroupId="ldgnf-gd",
+                  ApplyImmediately=True, CacheNodeType="cache.t3.small").code == "InvalidParameterValue"
+    world.call("ModifyGlobalReplicationGroup", GlobalReplicationGroupId="ldgnf-gd", ApplyImmediately=True,
+               CacheNodeType="cache.r6g.xlarge", EngineVersion="7.0")
+    before = len(world.runtime.calls)
+    world.settle_until(lambda: _status(world.call, "main") == "available" and _status(eu, "copy") == "available"
+                       and _node_versions(world.call, "main") == {"7.0.15"})
+    assert _node_versions(eu, "copy") == {"7.0.15"}
+    # The primary group held its upgrade until every secondary node ran the new version.
+    starts = [name for call, name in world.runtime.calls[before:] if call == "start"]
+    assert len(starts) == 4 and all("eu-west-1" in n for n in starts[:2]) and all("us-east-1" in n for n in starts[2:])
+    for call, group_id in ((world.call, "main"), (eu, "copy")):
+        assert call("DescribeReplicationGroups", ReplicationGroupId=group_id)["ReplicationGroups"][0][
+            "CacheNodeType"] == "cache.r6g.xlarge"
