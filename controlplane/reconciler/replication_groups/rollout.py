@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 
 from controlplane.catalog import version_key
+from controlplane.reconciler import texts
 from controlplane.reconciler.errors import TemporaryError
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
@@ -121,9 +122,10 @@ class Rollout:
                 rg = self.switchover(rg, members, version, change)
                 return self.roll(rg, ctx.members(rg), version, updating)
             chosen = primary
-        ctx.emit(CC, chosen.id, rg, f"Restarting cache node {NODE_ID} with {rg.spec.engine} {version} on "
-                                    f"{node_type}" + (f" (in-transit encryption {tls})" if tls else ""))
-        chosen = ctx.set_member_node(chosen, "rebooting")
+        node = chosen.status.nodes[0]
+        ctx.emit(CC, chosen.id, rg, texts.shutdown(NODE_ID))  # AWS's texts for a planned restart
+        chosen = ctx.set_member_node(chosen, "rebooting", planned=texts.reason(
+            node.node_type not in (None, node_type), node.version is not None and node.version != version))
         ctx.infra.runtime.stop(ctx.name(rg, chosen.id))
         current = member(members, rg.status.primary)
         assert current is not None
