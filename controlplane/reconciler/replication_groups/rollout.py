@@ -68,7 +68,13 @@ class Rollout:
             if m.id not in (new.id, old.id):
                 with contextlib.suppress(RuntimeError_):  # converged later if it fails now
                     runtime.replicate(ctx.name(rg, m.id), target)
-        ctx.emit(RG, rg.id, rg, f"Primary cluster changed from {old.id} to {new.id}")
+        if change is rg.spec.primary_change:  # ModifyReplicationGroup PrimaryClusterId
+            ctx.emit(RG, rg.id, rg, f"Primary cluster changed from {old.id} to {new.id}")
+        else:  # before restarting the primary in a roll: AWS writes a failover, as in an engine upgrade
+            ctx.emit(RG, rg.id, rg, f"Failover to replica node {new.id} completed")
+            done = f"Failover from primary node {old.id} to replica node {new.id} completed"
+            for source, source_id in ((CC, old.id), (RG, rg.id)):
+                ctx.emit(source, source_id, rg, done)
         return rg
 
     def apply_pending(self, rg: ReplicationGroup, members: list[CacheCluster]) -> ReplicationGroup:
