@@ -77,10 +77,20 @@ class EngineVersion:
     version: str  # as AWS lists it
     family: str
     description: str
+    # The release AWS runs for this line and reports in every cache, snapshot and event ("7.1"
+    # runs 7.1.0): Terraform compares its engine_version with it by major.minor.
+    release: str
+
+
+# AWS's release of each major.minor line it lists without a patch (the ElastiCache user guide's
+# "Supported engines and versions"); a line listed with its patch is its own release.
+_RELEASES = {("redis", "6.0"): "6.0.5", ("redis", "6.2"): "6.2.6", ("redis", "7.0"): "7.0.7",
+             ("redis", "7.1"): "7.1.0", ("valkey", "7.2"): "7.2.6", ("valkey", "8.0"): "8.0.1",
+             ("valkey", "8.1"): "8.1.1"}
 
 
 def _versions(engine: str, rows: list[tuple[str, str]], description: str) -> list[EngineVersion]:
-    return [EngineVersion(engine, v, fam, f"{description} {v}") for v, fam in rows]
+    return [EngineVersion(engine, v, fam, f"{description} {v}", _RELEASES.get((engine, v), v)) for v, fam in rows]
 
 
 ENGINE_VERSIONS: list[EngineVersion] = [
@@ -119,6 +129,13 @@ def known_version(engine: str, version: str) -> EngineVersion | None:
             if entry.version == f"{parts[0]}.{parts[1]}":
                 return entry
     return None
+
+
+def aws_release(engine: str, version: str) -> str:
+    """The release AWS reports for a requested (or stored) version: "7.1" -> "7.1.0", "6.x" ->
+    "6.2.6", "7.0.5" -> "7.0.7", "1.6.22" -> "1.6.22"; a version AWS does not list, as given."""
+    entry = known_version(engine, version)
+    return entry.release if entry is not None else version
 
 
 def family_of(engine: str, version: str) -> str:

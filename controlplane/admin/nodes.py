@@ -128,7 +128,10 @@ class Node(BaseModel):
     node_id: str
     replication_group_id: str | None
     engine: str
-    engine_version: str | None
+    engine_version: str | None = Field(description="AWS's release of the cache's engine line, as "
+                                                   "DescribeCacheClusters shows it")
+    running_version: str | None = Field(description="The version the node's engine binary reports (what "
+                                                    "really runs here); null before it answers")
     status: str = Field(description="CacheNodeStatus, as DescribeCacheClusters shows it")
     availability_zone: str | None
     address: str | None
@@ -204,6 +207,8 @@ def node_router() -> APIRouter:
                 node=name, cache_cluster_id=c["CacheClusterId"], node_id=n["CacheNodeId"],
                 replication_group_id=c.get("ReplicationGroupId"), engine=c.get("Engine", ""),
                 engine_version=c.get("EngineVersion"), status=n.get("CacheNodeStatus", ""),
+                running_version=(probe.version if probe is not None and probe.ok and probe.version else
+                                 fields.get("valkey_version") or fields.get("redis_version") or fields.get("version")),
                 availability_zone=n.get("CustomerAvailabilityZone"), address=endpoint.get("Address"),
                 port=endpoint.get("Port"),
                 healthy=False if name in down else (None if probe is None else True),

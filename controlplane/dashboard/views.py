@@ -54,6 +54,8 @@ class CacheView:
     multi_az: str = ""
     members: list[m.CacheCluster] = field(default_factory=list)
     node_groups: list[NodeGroupView] = field(default_factory=list)
+    # The binaries the nodes report (version shows AWS's release of the cache's line, as the API does).
+    running: str = ""
 
     @property
     def url(self) -> str:
@@ -105,6 +107,13 @@ def _nodes(backend: DashboardBackend, ctx: RequestContext, cluster: m.CacheClust
     return out
 
 
+def _running(backend: DashboardBackend, nodes: list[NodeView]) -> str:
+    """The engine versions the nodes answer with, as last probed ("" before any answer)."""
+    seen = {probe.version for probe in (backend.health.last_probe(n.name) for n in nodes)
+            if probe is not None and probe.ok and probe.version}
+    return ", ".join(sorted(seen))
+
+
 def _group_view(backend: DashboardBackend, ctx: RequestContext, group: m.ReplicationGroup,
                 members: dict[str, m.CacheCluster]) -> CacheView:
     roles = {mem["CacheClusterId"]: mem.get("CurrentRole", "")
@@ -136,7 +145,7 @@ def _group_view(backend: DashboardBackend, ctx: RequestContext, group: m.Replica
         status=group.get("Status", ""), node_type=group.get("CacheNodeType", ""), endpoints=endpoints,
         nodes=nodes, description=group.get("Description", ""),
         automatic_failover=group.get("AutomaticFailover", ""), multi_az=group.get("MultiAZ", ""),
-        members=own, node_groups=groups)
+        members=own, node_groups=groups, running=_running(backend, nodes))
 
 
 def _cluster_view(backend: DashboardBackend, ctx: RequestContext, cluster: m.CacheCluster) -> CacheView:
@@ -149,7 +158,7 @@ def _cluster_view(backend: DashboardBackend, ctx: RequestContext, cluster: m.Cac
         kind="cache-cluster", id=cluster["CacheClusterId"], account=ctx.account, region=ctx.region,
         engine=cluster.get("Engine", ""), version=cluster.get("EngineVersion", ""),
         status=cluster.get("CacheClusterStatus", ""), node_type=cluster.get("CacheNodeType", ""),
-        endpoints=endpoints, nodes=nodes, members=[cluster])
+        endpoints=endpoints, nodes=nodes, members=[cluster], running=_running(backend, nodes))
 
 
 def places(backend: DashboardBackend) -> list[tuple[str, str]]:

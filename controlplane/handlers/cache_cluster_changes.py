@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane.handlers import cache_security_groups, security
+from controlplane.handlers import cache_security_groups, node_types, security
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
@@ -102,15 +102,15 @@ def _node_count(ctx: RequestContext, rec: CacheCluster, spec: CacheClusterSpec, 
 
 def _version_and_type(ctx: RequestContext, spec: CacheClusterSpec, params: m.ModifyCacheClusterMessage,
                       nodes: NodeChanges) -> None:
-    version = params.get("EngineVersion")
-    if version and version != spec.engine_version:
-        nodes.engine_version(v.no_downgrade(spec.engine_version, d.engine_version(ctx, spec.engine, version)))
+    version = d.version_change(ctx, spec.engine, spec.engine_version, params.get("EngineVersion"))
+    if version:
+        nodes.engine_version(version)
     node_type = params.get("CacheNodeType")
     if node_type and node_type != spec.node_type:
         node_type = v.node_type(node_type)
         if spec.engine == "memcached":
             raise v.combination("The node type of a Memcached cluster cannot be changed.")
-        nodes.node_type(node_type)
+        nodes.node_type(node_types.modification(spec.node_type, node_type))
 
 
 def _settings(spec: CacheClusterSpec, params: m.ModifyCacheClusterMessage) -> None:

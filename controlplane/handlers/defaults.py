@@ -63,11 +63,13 @@ def windows_for(ctx: RequestContext, maintenance: str | None, snapshot: str | No
 
 
 def engine_version(ctx: RequestContext, engine: str, requested: str | None) -> str:
-    """The requested version (or the engine's default): one AWS has, and with strict versions
-    one this machine runs."""
+    """AWS's release of the requested line (or of the engine's default): one AWS has, and with
+    strict versions one this machine runs. "7.1" is stored and shown as 7.1.0 from the create
+    response on, as AWS shows it."""
     version = requested or catalog.DEFAULT_VERSIONS[engine]
     if catalog.known_version(engine, version) is None:
         raise v.combination(f"Cannot find version {version} for {engine}")
+    version = catalog.aws_release(engine, version)
     if ctx.services.settings.strict_engine_versions:
         available = ctx.services.available_versions()
         chosen, exact = resolve_version(engine, version, available, strict=True)
@@ -78,6 +80,19 @@ def engine_version(ctx: RequestContext, engine: str, requested: str | None) -> s
                 "or unset ELASTICACHE_LOCAL_STRICT_ENGINE_VERSIONS to run the nearest installed version."
             )
     return version
+
+
+def version_change(ctx: RequestContext, engine: str, current: str, requested: str | None) -> str | None:
+    """ModifyCacheCluster / ModifyReplicationGroup EngineVersion: the release to move to, or None
+    when it is the one the cache has ("7.1" and "7.1.0" are the same); never an older one."""
+    if not requested:
+        return None
+    release, now = engine_version(ctx, engine, requested), catalog.aws_release(engine, current)
+    if release == now:
+        return None
+    if catalog.version_key(release) < catalog.version_key(now):
+        raise v.combination(f"Cannot modify {engine} from {now} to {release}")  # AWS's text
+    return release
 
 
 def parameter_group(engine: str, version: str, requested: str | None) -> str:

@@ -181,8 +181,9 @@ def _node_changes(ctx: RequestContext, g: GlobalReplicationGroup, node_type: str
         nodes = NodeChanges.start(spec, True)
         if node_type and node_type != spec.node_type:
             nodes.node_type(node_type)
-        if version and version != spec.engine_version:
-            nodes.engine_version(v.no_downgrade(spec.engine_version, d.engine_version(ctx, spec.engine, version)))
+        release = d.version_change(ctx, spec.engine, spec.engine_version, version)
+        if release is not None:
+            nodes.engine_version(release)
         nodes.finish()
 
         def change(r: ReplicationGroup, spec: ReplicationGroupSpec = spec, restart: bool = nodes.restart) -> None:

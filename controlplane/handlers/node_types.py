@@ -27,6 +27,17 @@ def allowed(current: str) -> tuple[list[str], list[str]]:
             [t.name for t in candidates if t.memory_gib < now.memory_gib])
 
 
+def modification(current: str, wanted: str) -> str:
+    """ModifyCacheCluster / ModifyReplicationGroup CacheNodeType: only a type the cache's
+    ListAllowedNodeTypeModifications lists (a retired type, a data-tiering type to or from
+    another family, and a type of the same memory are refused, as AWS refuses them)."""
+    up, down = allowed(current)
+    if wanted not in up and wanted not in down:
+        raise v.combination(f"Cannot modify cache node type from {current} to {wanted}: it is not among the node "
+                            "types ListAllowedNodeTypeModifications lists for this cache.")
+    return wanted
+
+
 def list_allowed_node_type_modifications(ctx: RequestContext, params: m.ListAllowedNodeTypeModificationsMessage
                                          ) -> m.AllowedNodeTypeModificationsMessage:
     cluster_id, group_id = params.get("CacheClusterId"), params.get("ReplicationGroupId")

@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import cast
 
 from controlplane import catalog
-from controlplane.handlers import cache_security_groups, global_datastores, security, snapshots, subnet_groups
+from controlplane.handlers import (
+    cache_security_groups,
+    global_datastores,
+    node_types,
+    security,
+    snapshots,
+    subnet_groups,
+)
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
@@ -223,10 +230,10 @@ def modify_replication_group(ctx: RequestContext,
     nodes = NodeChanges.start(spec, bool(params.get("ApplyImmediately")))
     node_type = params.get("CacheNodeType")
     if node_type and node_type != spec.node_type:
-        nodes.node_type(v.node_type(node_type))
-    version = params.get("EngineVersion")
-    if version and version != spec.engine_version:
-        nodes.engine_version(v.no_downgrade(spec.engine_version, d.engine_version(ctx, spec.engine, version)))
+        nodes.node_type(node_types.modification(spec.node_type, v.node_type(node_type)))
+    version = d.version_change(ctx, spec.engine, spec.engine_version, params.get("EngineVersion"))
+    if version:
+        nodes.engine_version(version)
     nodes.finish()
     _refuse_unsupported_changes(params)
     secured = security.on_modify(ctx, rg, _security_asked(params))

@@ -10,7 +10,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from controlplane import catalog, windows
-from controlplane.catalog import version_key
 from controlplane.model import messages as m
 from controlplane.model.errors import (
     InvalidParameterCombinationException,
@@ -118,12 +117,6 @@ def availability_zones(region: str, azs: Sequence[str]) -> None:
     for az in azs:
         if az not in zones:
             raise invalid(f"Invalid availability zone: {az}. Valid zones in {region}: {', '.join(zones)}.")
-
-
-def no_downgrade(current: str, requested: str) -> str:
-    if version_key(requested) < version_key(current):
-        raise invalid(f"Cannot downgrade from {current} to {requested}.")
-    return requested
 
 
 def ipv4_only(network_type: str | None, ip_discovery: str | None) -> None:

@@ -10,6 +10,7 @@ from functools import partial
 from controlplane import catalog
 from controlplane.catalog import resolve_version
 from controlplane.clock import Clock
+from controlplane.reconciler import texts
 from controlplane.reconciler.backups import Backups
 from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
@@ -156,9 +157,7 @@ class CacheClusterReconciler:
         return rec
 
     def _announce_version(self, rec: CacheCluster, version: str, exact: bool) -> None:
-        if not exact:
-            self._emit(rec, f"Engine version {rec.target().engine_version} is not installed on this machine; "
-                            f"the nodes run {rec.spec.engine} {version}")
+        self._emit(rec, texts.runs_as(rec.spec.engine, rec.target().engine_version, version, exact))
 
     def _plan_nodes(self, rec: CacheCluster, version: str, exact: bool) -> CacheCluster:
         """Add a node slot (id, AZ, address) for every node the spec asks for beyond those we have.
@@ -233,8 +232,11 @@ class CacheClusterReconciler:
                 continue
             if running and updating and starting:
                 continue  # an update restarts one node per pass (its action's reconciler requeues us)
-            if running:
-                runtime.stop(name)  # another version or node type was asked for: replace the process
+            if running:  # another version or node type was asked for: a planned replacement, not a recovery
+                self._emit(rec, texts.shutdown(node.node_id))
+                rec = self._set_node(rec, node.node_id, "rebooting", planned=texts.reason(
+                    node.node_type != node_type, node.version is not None and node.version != version))
+                runtime.stop(name)
             elif self._infra.az_down(node.az, self._clock.monotonic()):
                 # Seen down and its zone is interrupted: it comes back afterwards. Until then it
                 # reads as a node being recovered, as on AWS, not as the available node it was.
@@ -244,10 +246,8 @@ class CacheClusterReconciler:
                 blocked.append(node.node_id)
                 continue
             self._restore.check_not_crashed(rec)
-            recovering = node.status == "available"
-            if recovering:
-                self._emit(rec, f"Recovering cache nodes {node.node_id}" if not running else
-                           f"Restarting cache node {node.node_id} with {rec.spec.engine} {version}")
+            if node.status == "available" and not running:
+                self._emit(rec, f"Recovering cache nodes {node.node_id}")
                 rec = self._set_node(rec, node.node_id, "rebooting")
             config = self._config(rec, node, version)
             seeding = self._restore.pending(rec)
@@ -277,11 +277,13 @@ class CacheClusterReconciler:
             node_id = by_name[name]
             r = current[0]
             node = r.node(node_id)
-            was = node.status if node else "creating"
+            was, planned = (node.status, node.planned) if node else ("creating", None)
             r = self._set_node(r, node_id, "available", version=result.version)
             if self._restore.pending(r):
                 r = self._restore.loaded(r)
-            if was == "rebooting" and r.status.rebooted_seq >= (r.spec.reboot.seq if r.spec.reboot else 0):
+            if planned is not None:
+                self._replaced(r, node_id, planned)
+            elif was == "rebooting" and r.status.rebooted_seq >= (r.spec.reboot.seq if r.spec.reboot else 0):
                 self._emit(r, f"Finished recovery for cache nodes {node_id}")
             current[0] = r
             return True
@@ -290,6 +292,17 @@ class CacheClusterReconciler:
         if waiting:
             raise Requeue(f"nodes {', '.join(by_name[n] for n in waiting)} do not answer yet", delay=POLL)
         return current[0]
+
+    def _replaced(self, rec: CacheCluster, node_id: str, planned: str) -> None:
+        """A node restarted on purpose answers: AWS's texts, the cluster's once its last node is done."""
+        self._emit(rec, texts.restarted(node_id))
+        nodes = rec.status.nodes
+        if any(n.planned for n in nodes):
+            return
+        if planned == texts.PATCH and len({n.version for n in nodes}) == 1:
+            self._emit(rec, texts.PATCHED)
+        elif planned == texts.SCALE:
+            self._emit(rec, texts.scaled(rec.target().node_type))
 
     def _reboot(self, rec: CacheCluster, version: str) -> CacheCluster:
         request = rec.spec.reboot
@@ -442,11 +455,12 @@ class CacheClusterReconciler:
         rotated = zones[start:] + zones[:start]
         return rotated if rec.spec.az_mode == "cross-az" else rotated[:1]
 
-    def _set_node(self, rec: CacheCluster, node_id: str, status: str, version: str | None = None) -> CacheCluster:
+    def _set_node(self, rec: CacheCluster, node_id: str, status: str, version: str | None = None,
+                  planned: str | None = None) -> CacheCluster:
         def change(s: CacheClusterStatus) -> None:
             for n in s.nodes:
                 if n.node_id == node_id:
-                    n.status = status
+                    n.status, n.planned = status, planned
                     if version:
                         n.version = version
 

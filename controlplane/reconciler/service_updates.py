@@ -106,7 +106,10 @@ class ServiceUpdates:
             action = UpdateAction(account=cache.account, region=cache.region, id=action_id(name, target, cache.id),
                                   created_at=self._clock.now(), update=name, target=target, target_id=cache.id)
             if self._store.create(action):
-                self._emit(cache, f"Service update {name} is available: {ENGINE_NAMES.get(engine, engine)} {version}")
+                for label, _ in nodes_of(self._store, cache):  # AWS's ServiceUpdateAvailableForNode, per node
+                    member, node_id = label.split("/")
+                    self._events.emit(cache.account, cache.region, "cache-cluster", member,
+                                      f"Service update is available for cache node {node_id}.")
 
     # ---- the update-action reconciler ---------------------------------------------------
 

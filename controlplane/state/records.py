@@ -161,6 +161,9 @@ class NodeStatus(BaseModel):
     # The TLS mode the node was started with ("preferred" | "required"; None: plain text, no
     # security): a cache whose mode changes restarts the nodes that differ (reconciler/security.py).
     tls: str | None = None
+    # Why the node was restarted on purpose (reconciler/texts.py: a patch, a node type change, a
+    # reboot...) until it answers again; None: a node seen restarting is being recovered.
+    planned: str | None = None
 
 
 class CacheClusterStatus(BaseModel):

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.catalog import family_of
+from controlplane.catalog import aws_release, family_of
 from controlplane.state import security
 from controlplane.state.arns import arn
 from controlplane.state.records import CacheCluster, Event, ReplicationGroup, Tag
 from controlplane.state.snapshots import Snapshot
+from controlplane.state.subnet_groups import DEFAULT_SUBNET_GROUP, vpc_id
 
 
 def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
@@ -22,8 +23,9 @@ def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
         "ClientDownloadLandingPage": "https://console.aws.amazon.com/elasticache/home#client-download:",
         "CacheNodeType": target.node_type,
         "Engine": spec.engine,
-        # The truth: the version the nodes run, once known.
-        "EngineVersion": status.engine_version or target.engine_version,
+        # AWS's release of the line asked for, from the create response on (the binary the nodes
+        # really run is in the events, the JSON API and the dashboard).
+        "EngineVersion": aws_release(spec.engine, target.engine_version),
         "CacheClusterStatus": rec.api_status(),
         "NumCacheNodes": len(status.nodes) if status.announced_available else target.num_nodes,
         "PreferredMaintenanceWindow": spec.maintenance_window,
@@ -54,8 +56,8 @@ def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
         out["ConfigurationEndpoint"] = {"Address": status.config_host, "Port": status.config_port}
     if spec.notification_topic_arn:
         out["NotificationConfiguration"] = {"TopicArn": spec.notification_topic_arn, "TopicStatus": "active"}
-    if spec.subnet_group:
-        out["CacheSubnetGroupName"] = spec.subnet_group
+    # Without one named, a cache is in the default subnet group (the region's every zone), as on AWS.
+    out["CacheSubnetGroupName"] = spec.subnet_group or DEFAULT_SUBNET_GROUP
     if spec.replication_group_id:
         out["ReplicationGroupId"] = spec.replication_group_id
     if spec.engine != "memcached":  # AWS shows no backup settings for memcached, which has none
@@ -85,7 +87,7 @@ def _pending(rec: CacheCluster) -> dict[str, Any]:
     if pending.node_ids_to_remove:
         out["CacheNodeIdsToRemove"] = list(pending.node_ids_to_remove)
     if pending.engine_version is not None:
-        out["EngineVersion"] = pending.engine_version
+        out["EngineVersion"] = aws_release(rec.spec.engine, pending.engine_version)
     if pending.node_type is not None:
         out["CacheNodeType"] = pending.node_type
     # A resize applied immediately shows as pending until the nodes exist.
@@ -199,7 +201,7 @@ def snapshot(rec: Snapshot, status: str, show_node_groups: bool) -> dict[str, An
         "SnapshotSource": spec.source,
         "CacheNodeType": config.node_type,
         "Engine": config.engine,
-        "EngineVersion": config.engine_version,
+        "EngineVersion": aws_release(config.engine, config.engine_version),
         "PreferredMaintenanceWindow": config.maintenance_window,
         "Port": config.port,
         "CacheParameterGroupName": config.parameter_group,
@@ -217,7 +219,8 @@ def snapshot(rec: Snapshot, status: str, show_node_groups: bool) -> dict[str, An
         "PreferredAvailabilityZone": None if spec.replication_group_id else config.preferred_az,
         "CacheClusterCreateTime": config.cluster_created_at,
         "TopicArn": config.topic_arn,
-        "CacheSubnetGroupName": config.subnet_group,
+        "CacheSubnetGroupName": config.subnet_group or DEFAULT_SUBNET_GROUP,
+        "VpcId": vpc_id(rec.account, rec.region),  # the subnet groups' one VPC (state/subnet_groups.py)
         "SnapshotWindow": config.snapshot_window,
         "NumNodeGroups": config.num_node_groups,
         "AutomaticFailover": config.automatic_failover,

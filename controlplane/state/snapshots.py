@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
+from controlplane.catalog import aws_release
 from controlplane.state.records import CacheCluster, Record, ReplicationGroup
 
 if TYPE_CHECKING:  # the store reads these records: a runtime import would be circular
@@ -22,7 +23,7 @@ class SourceConfig(BaseModel):
     and what a restore starts from when the caller does not say otherwise)."""
 
     engine: str
-    engine_version: str
+    engine_version: str  # AWS's release of the source's line, as the snapshot shows it
     node_type: str
     num_nodes: int = 1
     port: int
@@ -127,7 +128,7 @@ def cluster_config(c: CacheCluster) -> SourceConfig:
     target = c.target()
     zones = {n.az for n in c.status.nodes}
     return SourceConfig(
-        engine=c.spec.engine, engine_version=c.status.engine_version or target.engine_version,
+        engine=c.spec.engine, engine_version=aws_release(c.spec.engine, target.engine_version),
         node_type=target.node_type, num_nodes=len(c.status.nodes) or target.num_nodes, port=c.spec.port,
         parameter_group=c.spec.parameter_group, subnet_group=c.spec.subnet_group,
         preferred_az=zones.pop() if len(zones) == 1 else None, maintenance_window=c.spec.maintenance_window,
@@ -140,10 +141,11 @@ def cluster_config(c: CacheCluster) -> SourceConfig:
 def group_config(rg: ReplicationGroup, members: list[CacheCluster]) -> SourceConfig:
     primary = next((x for x in members if x.id == rg.status.primary), members[0] if members else None)
     replicas = [x for x in members if x is not primary]
-    version = (primary.status.engine_version if primary else None) or rg.target().engine_version
+    version = aws_release(rg.spec.engine, rg.target().engine_version)
     return SourceConfig(
         engine=rg.spec.engine, engine_version=version, node_type=rg.target().node_type, num_nodes=len(members),
-        port=rg.spec.port, parameter_group=rg.spec.parameter_group, maintenance_window=rg.spec.maintenance_window,
+        port=rg.spec.port, parameter_group=rg.spec.parameter_group, subnet_group=rg.spec.subnet_group,
+        maintenance_window=rg.spec.maintenance_window,
         snapshot_window=rg.spec.snapshot_window, snapshot_retention_limit=rg.spec.snapshot_retention_limit,
         topic_arn=rg.spec.notification_topic_arn, auto_minor_version_upgrade=rg.spec.auto_minor_version_upgrade,
         cluster_created_at=rg.created_at, description=rg.spec.description,

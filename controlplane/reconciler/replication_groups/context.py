@@ -7,7 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane.catalog import resolve_version
 from controlplane.clock import Clock
+from controlplane.reconciler import texts
 from controlplane.reconciler.errors import TemporaryError
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import Infra, node_name
@@ -58,15 +60,24 @@ class GroupContext:
             raise TemporaryError(f"member {member.id} vanished")
         return updated
 
-    def set_member_node(self, member: CacheCluster, status: str, version: str | None = None) -> CacheCluster:
+    def set_member_node(self, member: CacheCluster, status: str, version: str | None = None,
+                        planned: str | None = None) -> CacheCluster:
+        """The member node's status (`planned`: why it restarts on purpose; cleared otherwise)
+        and the version it reports; a newly seen version is said in an event."""
         def change(c: CacheCluster) -> None:
             for n in c.status.nodes:
-                n.status = status
+                n.status, n.planned = status, planned
                 if version:
                     n.version = version
                     c.status.engine_version = version
 
-        return self.update_member(member, change)
+        updated = self.update_member(member, change)
+        if version and version != member.status.engine_version:
+            wanted = updated.target().engine_version
+            exact = resolve_version(updated.spec.engine, wanted, {updated.spec.engine: [version]}, True)[1]
+            self.events.emit(updated.account, updated.region, CC, updated.id,
+                             texts.runs_as(updated.spec.engine, wanted, version, exact))
+        return updated
 
     def set_member_addresses(self, member: CacheCluster, addresses: list[str] | None) -> CacheCluster:
         """Record the floating addresses the member's node was told to hold (None: not known)."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 from functools import partial
 
 from controlplane import catalog
+from controlplane.reconciler import texts
 from controlplane.reconciler.errors import TemporaryError
 from controlplane.reconciler.infra import build_node_config
 from controlplane.reconciler.nodes import PROBE_TIMEOUT
-from controlplane.reconciler.replication_groups.context import CC, NODE_ID, GroupContext, member, replaced
+from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.restore import GroupRestore
 from controlplane.reconciler.security import tls_of
@@ -183,14 +184,30 @@ class Members:
                 if offset(result) < mark[1]:
                     return False
             self._marks.pop(name, None)
-            was = m.status.nodes[0].status
+            was, planned = m.status.nodes[0].status, m.status.nodes[0].planned
             current[0] = replaced(current[0], ctx.set_member_node(m, "available", version=result.version))
-            if was == "rebooting":
+            if planned is not None:
+                self._replaced(rg, current[0], m.id, planned)
+            elif was == "rebooting":
                 ctx.emit(CC, m.id, rg, f"Finished recovery for cache nodes {NODE_ID}")
             return True
 
         waiting = ctx.nodes.await_ready(list(by_name), ready)
         return current[0], [by_name[n] for n in waiting]
+
+    def _replaced(self, rg: ReplicationGroup, members: list[CacheCluster], member_id: str, planned: str) -> None:
+        """A member restarted on purpose answers: AWS's texts (a reboot has its own), member by
+        member as AWS writes them; the node type change's once every member has the new type."""
+        if planned == texts.REBOOT:
+            return
+        ctx = self._ctx
+        ctx.emit(CC, member_id, rg, texts.restarted(NODE_ID))
+        if planned == texts.PATCH:
+            ctx.emit(CC, member_id, rg, texts.PATCHED)
+        node_type = rg.target().node_type
+        if planned == texts.SCALE and all(m.status.nodes and m.status.nodes[0].node_type == node_type
+                                          and m.status.nodes[0].planned is None for m in members):
+            ctx.emit(RG, rg.id, rg, texts.scaled(node_type))
 
     def converge_roles(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:
         """Level-triggered: a node whose role is not what the group's status says is told."""
@@ -232,9 +249,9 @@ class Members:
                 continue
             if m.status.reboot_started < request.seq:  # not restarted by an earlier pass
                 name = ctx.name(rg, m.id)
-                m = ctx.set_member_node(m, "rebooting")
+                m = ctx.set_member_node(m, "rebooting", planned=texts.REBOOT)
                 ctx.infra.runtime.stop(name)
-                ctx.emit(CC, m.id, rg, f"Cache node {NODE_ID} shutdown")
+                ctx.emit(CC, m.id, rg, texts.shutdown(NODE_ID))
                 m = self.start(rg, m, primary, version)
                 m = ctx.update_member(m, partial(_set_status, field="reboot_started", value=request.seq))
                 members = replaced(members, m)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 
 from controlplane.catalog import version_key
+from controlplane.reconciler import texts
 from controlplane.reconciler.errors import Requeue, TemporaryError
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
@@ -74,7 +75,13 @@ class Rollout:
             if m.id not in (new.id, old.id):
                 with contextlib.suppress(RuntimeError_):  # converged later if it fails now
                     runtime.replicate(ctx.name(rg, m.id), target)
-        ctx.emit(RG, rg.id, rg, f"Primary cluster changed from {old.id} to {new.id}")
+        if change is rg.spec.primary_change:  # ModifyReplicationGroup PrimaryClusterId
+            ctx.emit(RG, rg.id, rg, f"Primary cluster changed from {old.id} to {new.id}")
+        else:  # before restarting the primary in a roll: AWS writes a failover, as in an engine upgrade
+            ctx.emit(RG, rg.id, rg, f"Failover to replica node {new.id} completed")
+            done = f"Failover from primary node {old.id} to replica node {new.id} completed"
+            for source, source_id in ((CC, old.id), (RG, rg.id)):
+                ctx.emit(source, source_id, rg, done)
         return rg
 
     def apply_pending(self, rg: ReplicationGroup, members: list[CacheCluster]) -> ReplicationGroup:
@@ -130,9 +137,10 @@ class Rollout:
                 rg = self.switchover(rg, members, version, change)
                 return self.roll(rg, ctx.members(rg), version, updating)
             chosen = primary
-        ctx.emit(CC, chosen.id, rg, f"Restarting cache node {NODE_ID} with {rg.spec.engine} {version} on "
-                                    f"{node_type}" + (f" (in-transit encryption {tls})" if tls else ""))
-        chosen = ctx.set_member_node(chosen, "rebooting")
+        node = chosen.status.nodes[0]
+        ctx.emit(CC, chosen.id, rg, texts.shutdown(NODE_ID))  # AWS's texts for a planned restart
+        chosen = ctx.set_member_node(chosen, "rebooting", planned=texts.reason(
+            node.node_type not in (None, node_type), node.version is not None and node.version != version))
         ctx.infra.runtime.stop(ctx.name(rg, chosen.id))
         current = member(members, rg.status.primary)
         assert current is not None

@@ -112,3 +112,12 @@ def test_unknown_cluster_or_group_is_the_aws_error(world: World, client: TestCli
     missing = client.get("/api/v1/nodes", params={"group": "nope"})
     assert (missing.status_code, missing.json()["code"]) == (404, "ReplicationGroupNotFoundFault")
     assert client.get("/api/v1/nodes").json() == {"nodes": []}
+
+
+def test_the_aws_release_beside_what_really_runs(world: World, client: TestClient) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="web", EngineVersion="7.1", **REDIS)
+    world.settle()
+    world.service.health.probe_all()
+    node = _nodes(client)["web/0001"]
+    # 7.1 is shown as AWS's 7.1.0; the fake runtime's nearest binary, 7.0.15, is what runs.
+    assert (node["engine_version"], node["running_version"]) == ("7.1.0", "7.0.15")

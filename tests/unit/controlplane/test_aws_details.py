@@ -1,4 +1,5 @@
-"""AWS-faithful details: the Version parameter, and NumCacheNodes' message for the value given."""
+"""AWS-faithful details: the Version parameter, NumCacheNodes' message for the value given, the
+default subnet group, and node type changes limited to what ListAllowedNodeTypeModifications offers."""
 
 from __future__ import annotations
 
@@ -47,3 +48,40 @@ def test_num_cache_nodes_message_fits_the_value(world: World, count: int, expect
     with pytest.raises(ApiError) as err:
         world.call("CreateCacheCluster", **params)
     assert (err.value.code, err.value.message) == ("InvalidParameterValue", expected)
+
+
+def test_a_cache_without_a_subnet_group_is_in_default(world: World) -> None:
+    made = world.call("CreateCacheCluster", CacheClusterId="web", Engine="redis",
+                      CacheNodeType="cache.t3.micro")["CacheCluster"]
+    assert made["CacheSubnetGroupName"] == "default"
+    world.settle()
+    cluster = world.call("DescribeCacheClusters", CacheClusterId="web", ShowCacheNodeInfo=True)["CacheClusters"][0]
+    [default] = world.call("DescribeCacheSubnetGroups", CacheSubnetGroupName="default")["CacheSubnetGroups"]
+    zones = {s["SubnetAvailabilityZone"]["Name"] for s in default["Subnets"]}
+    assert cluster["CacheSubnetGroupName"] == "default"
+    assert cluster["CacheNodes"][0]["CustomerAvailabilityZone"] in zones  # placed in the default group's zones
+    world.call("CreateSnapshot", CacheClusterId="web", SnapshotName="s")
+    world.settle()
+    [snapshot] = world.call("DescribeSnapshots", SnapshotName="s")["Snapshots"]
+    assert (snapshot["CacheSubnetGroupName"], snapshot["VpcId"]) == ("default", default["VpcId"])
+
+
+@pytest.mark.parametrize("wanted", ["cache.t4g.micro", "cache.t1.micro", "cache.r6gd.xlarge"])
+def test_node_type_changes_are_those_list_allowed_offers(world: World, wanted: str) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="web", Engine="redis", CacheNodeType="cache.t3.micro")
+    world.call("CreateReplicationGroup", ReplicationGroupId="rg", ReplicationGroupDescription="d", Engine="redis",
+               CacheNodeType="cache.t3.micro", NumCacheClusters=2)
+    world.settle()
+    allowed = world.call("ListAllowedNodeTypeModifications", CacheClusterId="web")
+    assert wanted not in allowed["ScaleUpModifications"] + allowed["ScaleDownModifications"]
+    for operation, key in (("ModifyCacheCluster", {"CacheClusterId": "web"}),
+                           ("ModifyReplicationGroup", {"ReplicationGroupId": "rg"})):
+        with pytest.raises(ApiError) as err:
+            world.call(operation, CacheNodeType=wanted, ApplyImmediately=True, **key)
+        assert (err.value.code, err.value.message) == (
+            "InvalidParameterCombination", f"Cannot modify cache node type from cache.t3.micro to {wanted}: it is not "
+            "among the node types ListAllowedNodeTypeModifications lists for this cache.")
+    assert world.call("DescribeCacheClusters", CacheClusterId="web")["CacheClusters"][0]["CacheNodeType"] == \
+        "cache.t3.micro"  # nothing changed
+    up = world.call("ModifyCacheCluster", CacheClusterId="web", CacheNodeType=allowed["ScaleUpModifications"][0])
+    assert up["CacheCluster"]["PendingModifiedValues"] == {"CacheNodeType": allowed["ScaleUpModifications"][0]}

@@ -204,3 +204,13 @@ def test_docs_load_swagger_ui_from_the_package(client: TestClient) -> None:
     assert "cdn." not in page and "/dashboard/static/vendor/swagger-ui-dist/swagger-ui-bundle.js" in page
     assert client.get("/dashboard/static/vendor/swagger-ui-dist/swagger-ui-bundle.js").status_code == 200
     assert client.get("/dashboard/static/vendor/htmx/htmx.min.js").status_code == 200
+
+
+def test_a_cache_shows_what_really_runs_beside_its_version(world: World, client: TestClient) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="web", Engine="redis", EngineVersion="7.1",
+               CacheNodeType="cache.t3.micro")
+    world.settle()
+    world.service.health.probe_all()
+    page = client.get("/dashboard").text
+    assert "redis 7.1.0" in page and "runs 7.0.15" in page
+    assert "(runs redis 7.0.15 here)" in client.get("/dashboard/cache-clusters/web").text
