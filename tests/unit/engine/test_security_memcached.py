@@ -18,10 +18,11 @@ from engine.adapters.memcached import find_saslpasswd2
 from engine.runtime.base import NodeConfig, RuntimeError_
 from engine.runtime.process import ProcessRuntime
 from engine.security import AclUser, Credentials, NodeSecurity, TlsFiles
+from tests.requires import needs
 from tests.runtimes import BINARIES, ProcessKit, serving
 
-pytestmark = pytest.mark.skipif(not BINARIES.get("memcached"), reason="memcached is not installed")
-needs_sasl = pytest.mark.skipif(find_saslpasswd2() is None, reason="saslpasswd2 is not installed (sasl2-bin)")
+pytestmark = needs(BINARIES.get("memcached"), "memcached is not installed")
+needs_sasl = needs(find_saslpasswd2(), "saslpasswd2 is not installed (sasl2-bin; deploy/bootstrap.sh installs it)")
 
 ADMIN = Credentials("ecl-admin", "admin-Secret-1")
 HEADER = struct.Struct(">BBHBBHIIQ")
