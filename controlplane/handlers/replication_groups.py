@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import cast
 
 from controlplane import catalog
-from controlplane.handlers import cache_security_groups, security, snapshots, subnet_groups
+from controlplane.handlers import cache_security_groups, sasl, security, snapshots, subnet_groups
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
@@ -44,6 +44,7 @@ def create_replication_group(ctx: RequestContext,
     primary = _primary(ctx, params.get("PrimaryClusterId"))
     spec, total, azs = _new_spec(ctx, group_id, params, primary)
     tags = v.tag_records(params.get("Tags", []))
+    sasl.on_create(ctx, spec.engine, tags)  # refuses SASL: memcached SASL is for Memcached clusters
     security.require_transit_supported(ctx, spec.engine, spec.engine_version, spec.security)  # last: the TLS gate
     rg = ReplicationGroup(account=ctx.account, region=ctx.region, id=group_id, created_at=ctx.services.clock.now(),
                           tags=tags, spec=spec)
