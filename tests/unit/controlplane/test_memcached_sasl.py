@@ -125,6 +125,11 @@ def test_a_tagged_memcached_cluster_runs_every_node_with_the_files_users(world: 
                        and world.runtime.calls_of("start").count(_node("0001")) > 1)
     assert _users(world, "0001")["bob"] == ("on", f">{PW_B}")
     assert world.runtime.applied_users == []  # every node started with them: nothing to change
+    # With TLS too: the node serves TLS, and its users are the file's.
+    world.call("CreateCacheCluster", CacheClusterId="tls", **MC, TransitEncryptionEnabled=True, Tags=SASL)
+    world.settle()
+    security = world.runtime.config_of(_node("0001", "tls")).security
+    assert security is not None and security.tls is not None and [u.name for u in security.users] == ["alice", "bob"]
 
 
 def test_the_users_follow_the_file_live(world: World, users_file: Path) -> None:
