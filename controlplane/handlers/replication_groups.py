@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import cast
 
 from controlplane import catalog
-from controlplane.handlers import cache_security_groups, sasl, security, snapshots, subnet_groups
+from controlplane.handlers import cache_security_groups, global_datastores, sasl, security, snapshots, subnet_groups
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
@@ -18,8 +18,10 @@ from controlplane.model import messages as m
 from controlplane.model.errors import (
     CacheClusterNotFoundFault,
     InvalidCacheClusterStateFault,
+    InvalidReplicationGroupStateFault,
     ReplicationGroupAlreadyExistsFault,
 )
+from controlplane.state.global_datastores import of_group
 from controlplane.state.members import members_of
 from controlplane.state.records import (
     CacheCluster,
@@ -42,7 +44,10 @@ def create_replication_group(ctx: RequestContext,
         raise ReplicationGroupAlreadyExistsFault(f"Replication group {group_id} already exists.")
     _refuse_unsupported(params)
     primary = _primary(ctx, params.get("PrimaryClusterId"))
-    spec, total, azs = _new_spec(ctx, group_id, params, primary)
+    global_id = (params.get("GlobalReplicationGroupId") or "").lower() or None
+    inherited = global_datastores.secondary_settings(ctx, global_id, params) if global_id else None
+    spec, total, azs = _new_spec(ctx, group_id, params, primary, inherited)
+    spec.global_group = global_id
     tags = v.tag_records(params.get("Tags", []))
     sasl.on_create(ctx, spec.engine, tags)  # refuses SASL: memcached SASL is for Memcached clusters
     security.require_transit_supported(ctx, spec.engine, spec.engine_version, spec.security)  # last: the TLS gate
@@ -50,6 +55,8 @@ def create_replication_group(ctx: RequestContext,
                           tags=tags, spec=spec)
     if not store.create(rg):
         raise ReplicationGroupAlreadyExistsFault(f"Replication group {group_id} already exists.")
+    if global_id:
+        global_datastores.joined(ctx, global_id, rg)
     if primary is not None:
         def join(c: CacheCluster) -> None:
             c.spec.replication_group_id = group_id
@@ -65,8 +72,7 @@ def _refuse_unsupported(params: m.CreateReplicationGroupMessage) -> None:
     if (params.get("NumNodeGroups") or 1) > 1 or (params.get("ClusterMode") or "disabled").lower() != "disabled" \
             or len(params.get("NodeGroupConfiguration", [])) > 1:
         raise v.combination("Cluster mode (more than one node group) is not supported by elasticache-local yet.")
-    given = {"GlobalReplicationGroupId": params.get("GlobalReplicationGroupId"),
-             "ServerlessCacheSnapshotName": params.get("ServerlessCacheSnapshotName"),
+    given = {"ServerlessCacheSnapshotName": params.get("ServerlessCacheSnapshotName"),
              "AtRestEncryptionEnabled": params.get("AtRestEncryptionEnabled")}
     for name, value in given.items():
         if value:
@@ -88,9 +94,12 @@ def _primary(ctx: RequestContext, cluster_id: str | None) -> CacheCluster | None
 
 
 def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGroupMessage,
-              primary: CacheCluster | None) -> tuple[ReplicationGroupSpec, int, list[str]]:
-    """The group's spec, how many members it starts with, and their AZs (where asked)."""
-    engine, node_type, version = _engine(ctx, params, primary)
+              primary: CacheCluster | None,
+              inherited: tuple[str, str, str] | None = None) -> tuple[ReplicationGroupSpec, int, list[str]]:
+    """The group's spec, how many members it starts with, and their AZs (where asked).
+    `inherited`: the engine, version and node type of a global datastore's secondary."""
+    engine, node_type, version = _engine(ctx, params, primary) if inherited is None else (
+        inherited[0], inherited[2], inherited[1])
     node_group = (params.get("NodeGroupConfiguration") or [{}])[0]
     total, automatic, multi_az = _members(params, node_group)
     azs = _member_azs(ctx, params, node_group, total)
@@ -307,6 +316,10 @@ def delete_replication_group(ctx: RequestContext,
     rg = get_group(ctx, params["ReplicationGroupId"])
     if rg.api_status() not in ("available", "create-failed"):
         require_available(rg)
+    if of_group(ctx.services.store, rg) is not None:
+        raise InvalidReplicationGroupStateFault(
+            f"Replication group {rg.id} is a member of global replication group {rg.spec.global_group}: disassociate "
+            "it (or delete the global replication group) first.")
     retain = bool(params.get("RetainPrimaryCluster"))
     final = params.get("FinalSnapshotIdentifier")
     if final:
