@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from controlplane.reconciler.errors import TemporaryError
 from controlplane.reconciler.infra import Infra
-from controlplane.state.records import CacheCluster
+from controlplane.state.records import CacheCluster, ResourceKey
 from engine import AclUser, NodeSecurity, RuntimeError_
 
 log = logging.getLogger("elasticache_local.reconciler")
@@ -31,7 +31,7 @@ class SaslSync:
         self._emit = emit
         self._lock = threading.Lock()
         self._users: dict[str, tuple[AclUser, ...]] = {}  # node name -> the SASL users it has
-        self._problems: dict[str, str] = {}  # cluster id -> the file problem last reported
+        self._problems: dict[ResourceKey, str] = {}  # cluster -> the file problem last reported
 
     def started(self, name: str, security: NodeSecurity | None, sasl: bool) -> None:
         """Node `name` is (re)started with `security`: its users are those."""
@@ -56,14 +56,14 @@ class SaslSync:
         except ValueError as exc:
             problem = str(exc)
             with self._lock:
-                known = self._problems.get(rec.id) == problem
-                self._problems[rec.id] = problem
+                known = self._problems.get(rec.key) == problem
+                self._problems[rec.key] = problem
             if not known:
                 log.warning("cache cluster %s: %s", rec.id, problem)
                 self._emit(rec, f"Memcached SASL users not updated ({problem}): the nodes keep the users they have")
             return
         with self._lock:
-            self._problems.pop(rec.id, None)
+            self._problems.pop(rec.key, None)
             stale = {name: self._users.get(name) for name in names if self._users.get(name) != users}
         for name in stale:
             try:
