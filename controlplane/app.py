@@ -115,7 +115,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
         l4_proxy = "external"  # a hub the caller made (tests)
     infra = Infra(runtime=runtime, node_addresses=node_addresses, endpoint_addresses=endpoint_addresses,
                   hub=hub, strict_versions=settings.strict_engine_versions,
-                  secrets=NodeSecrets.under(settings.data_dir))
+                  secrets=NodeSecrets.under(settings.data_dir, settings.memcached_sasl_file))
     queue: WorkQueue[ResourceKey] = WorkQueue(clock.monotonic)
     metrics = Metrics(NodeSampler(store, runtime, settings.metrics_interval))
     controller = Controller(store, queue, workers=settings.workers, resync_interval=settings.resync_interval,

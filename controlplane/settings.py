@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     snapshot_timeout: float = Field(default=3600.0, gt=0)
     # Seconds between two readings of every node's stats for /metrics (a scrape renders the last).
     metrics_interval: float = Field(default=5.0, gt=0)
+    # Memcached SASL (controlplane/sasl.py): the file of `user:password` lines (owner-only) whose
+    # users the nodes of memcached clusters tagged `elasticache-local:sasl=true` have. None: no
+    # cluster can ask for SASL.
+    memcached_sasl_file: Path | None = None
 
     # --- who may call, and from where (README "Strict profile") ---
     # default: the API answers anyone on this machine, as a local emulator does. strict: every

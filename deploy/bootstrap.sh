@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares everything the service and its tests need, and does nothing that is already done:
-# OS packages (redis-server, memcached), a virtual environment in .venv, the Python dependencies.
+# OS packages (redis-server, memcached, haproxy, sasl2-bin), a virtual environment in .venv, the Python dependencies.
 # Usage: deploy/bootstrap.sh [--dev]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +32,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v memcached >/dev/null 2>&1 || missing+=(memcached)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+# saslpasswd2 writes the user database of memcached nodes with SASL (Debian puts it in /usr/sbin).
+command -v saslpasswd2 >/dev/null 2>&1 || [ -x /usr/sbin/saslpasswd2 ] || missing+=(sasl2-bin)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing ${missing[*]} with apt-get"; did=1
@@ -45,12 +47,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   elif command -v brew >/dev/null 2>&1; then
     brew_names=()
     for name in "${missing[@]}"; do
-      case $name in redis-server) brew_names+=(redis) ;; *) brew_names+=("$name") ;; esac
+      case $name in redis-server) brew_names+=(redis) ;; sasl2-bin) brew_names+=(cyrus-sasl) ;; *) brew_names+=("$name") ;; esac
     done
     say "installing ${brew_names[*]} with Homebrew"; did=1
     brew install "${brew_names[@]}"
   else
-    say "missing ${missing[*]}: install them first (Debian/Ubuntu: sudo apt-get install redis-server memcached haproxy; macOS: brew install redis memcached haproxy)"
+    say "missing ${missing[*]}: install them first (Debian/Ubuntu: sudo apt-get install redis-server memcached haproxy sasl2-bin; Fedora: sudo dnf install redis memcached haproxy cyrus-sasl; macOS: brew install redis memcached haproxy cyrus-sasl)"
     exit 1
   fi
 fi

@@ -7,7 +7,7 @@ from typing import cast
 
 from controlplane import catalog
 from controlplane.catalog import version_key
-from controlplane.handlers import cache_security_groups, security, snapshots, subnet_groups
+from controlplane.handlers import cache_security_groups, sasl, security, snapshots, subnet_groups
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
 from controlplane.handlers.cache_cluster_changes import MAX_MEMCACHED_NODES, check_node_quota, modify_cache_cluster
@@ -46,6 +46,7 @@ def create_cache_cluster(ctx: RequestContext, params: m.CreateCacheClusterMessag
         return _join_replication_group(ctx, cluster_id, group_id, params)
     spec = _new_spec(ctx, cluster_id, params)
     tags = v.tag_records(params.get("Tags", []))
+    spec.security.sasl = sasl.on_create(ctx, spec.engine, tags)
     store = ctx.services.store
     key = ctx.key(CacheCluster.KIND, cluster_id)
     if store.get(key, CacheCluster) is not None:
@@ -187,8 +188,10 @@ def _join_replication_group(ctx: RequestContext, cluster_id: str, group_id: str,
     if rg.spec.subnet_group:
         subnet_groups.within(subnet_groups.group_zones(ctx, rg.spec.subnet_group)[1], rg.spec.subnet_group, [az or ""])
         az = az or subnet_groups.member_zones(ctx, rg, 1)[0]
+    tags = v.tag_records(params.get("Tags", []))
+    sasl.on_create(ctx, rg.spec.engine, tags)  # refuses SASL: a member runs redis or valkey
     rec = CacheCluster(account=ctx.account, region=ctx.region, id=cluster_id, created_at=ctx.services.clock.now(),
-                       tags=v.tag_records(params.get("Tags", [])), spec=member_spec(rg, az))
+                       tags=tags, spec=member_spec(rg, az))
     if not store.create(rec):
         raise CacheClusterAlreadyExistsFault(f"Cache cluster {cluster_id} already exists.")
     store.update(rg.key, type(rg), bump_generation)

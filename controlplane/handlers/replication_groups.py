@@ -10,6 +10,7 @@ from controlplane.handlers import (
     cache_security_groups,
     global_datastores,
     node_types,
+    sasl,
     security,
     snapshots,
     subnet_groups,
@@ -58,6 +59,7 @@ def create_replication_group(ctx: RequestContext,
     if inherited is not None:
         spec.security = inherited.security
     tags = v.tag_records(params.get("Tags", []))
+    sasl.on_create(ctx, spec.engine, tags)  # refuses SASL: memcached SASL is for Memcached clusters
     security.require_transit_supported(ctx, spec.engine, spec.engine_version, spec.security)  # last: the TLS gate
     rg = ReplicationGroup(account=ctx.account, region=ctx.region, id=group_id, created_at=ctx.services.clock.now(),
                           tags=tags, spec=spec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import cast
 
+from controlplane.handlers import sasl
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.handlers.rbac import ensure_default_user
@@ -98,7 +99,7 @@ def add_tags_to_resource(ctx: RequestContext, params: m.AddTagsToResourceMessage
         v.tag_quota(len(merged))
         return [Tag(key=k, value=val) for k, val in merged.items()]
 
-    merge(records[0].tags)  # refuse before anything is written
+    sasl.check_retag(records[0], {t.key: t.value for t in merge(records[0].tags)})  # refuse before any write
     return _tag_list(_retag(ctx, records, merge).tags)
 
 
@@ -109,6 +110,7 @@ def remove_tags_from_resource(ctx: RequestContext, params: m.RemoveTagsFromResou
     missing = [k for k in keys if k not in present]
     if missing:
         raise e.TagNotFoundFault(f"Tag(s) not found on {params['ResourceName']}: {', '.join(missing)}")
+    sasl.check_retag(records[0], {t.key: t.value for t in records[0].tags if t.key not in keys})
     return _tag_list(_retag(ctx, records, lambda tags: [t for t in tags if t.key not in keys]).tags)
 
 

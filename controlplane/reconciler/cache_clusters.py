@@ -22,6 +22,7 @@ from controlplane.reconciler.infra import (
 )
 from controlplane.reconciler.nodes import POLL, PROBE_TIMEOUT, Nodes
 from controlplane.reconciler.restores import ClusterRestore, Restores, final_snapshot_failure
+from controlplane.reconciler.sasl import SaslSync
 from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.reconciler.security import tls_of
 from controlplane.state.acl import desired_security, node_acl
@@ -57,6 +58,7 @@ class CacheClusterReconciler:
         self._events = events
         self._clock = clock
         self._nodes = Nodes(infra, health)
+        self._sasl = SaslSync(infra, self._emit)
         # Configuration endpoints served by this process's hub: the hub starts empty with the
         # process, and so does this; the first pass adds each endpoint again.
         self._endpoints: set[str] = set()
@@ -90,6 +92,7 @@ class CacheClusterReconciler:
         rec = self._remove_nodes(rec)
         rec = self._run_nodes(rec, version, updating)
         rec = self._reboot(rec, version)
+        self._sasl.converge(rec, [self._name(rec, n.node_id) for n in rec.status.nodes if n.status == "available"])
         self._config_endpoint(rec)
         self._settle(rec)
         current = self._store.get(rec.key, CacheCluster)
@@ -210,6 +213,7 @@ class CacheClusterReconciler:
             rec = self._write_status(rec, lambda s: setattr(s, "modifying_from", before))
         for node in doomed:
             self._nodes.discard(self._name(rec, node.node_id))
+        self._sasl.forget([self._name(rec, n.node_id) for n in doomed])
         ids = {n.node_id for n in doomed}
         rec = self._write_status(rec, lambda s: setattr(s, "nodes", [n for n in s.nodes if n.node_id not in ids]))
         self._emit(rec, f"Removed cache nodes {', '.join(sorted(ids))}")
@@ -409,8 +413,7 @@ class CacheClusterReconciler:
                             "was not deleted")
             return
         self._backups.forget(rec)
-        for node in rec.status.nodes:
-            self._nodes.discard(self._name(rec, node.node_id))
+        self._discard_all(rec)
         cfg = endpoint_name(rec.account, rec.region, rec.id, "cfg")
         if cfg in self._endpoints:
             self._infra.hub.remove(cfg)
@@ -423,6 +426,7 @@ class CacheClusterReconciler:
     def _discard_all(self, rec: CacheCluster) -> None:
         for node in rec.status.nodes:
             self._nodes.discard(self._name(rec, node.node_id))
+        self._sasl.forget([self._name(rec, n.node_id) for n in rec.status.nodes])
 
     def _own(self, rec: CacheCluster, node_id: str) -> None:
         # Standalone: no failover hangs on it, a slower watch will do; a member is watched by its group.
@@ -433,6 +437,9 @@ class CacheClusterReconciler:
 
     def _config(self, rec: CacheCluster, node: NodeStatus, version: str) -> NodeConfig:
         engine = rec.spec.engine
+        # Memcached with TLS (CreateCacheCluster allows it for no other engine) or SASL.
+        security = self._infra.node_security(node_acl(self._store, rec), [node.host])
+        self._sasl.started(self._name(rec, node.node_id), security, rec.spec.security.sasl)
         return build_node_config(
             name=self._name(rec, node.node_id),
             engine=engine,
@@ -442,8 +449,7 @@ class CacheClusterReconciler:
             node_type=rec.target().node_type,
             labels={"account": rec.account, "region": rec.region, "cluster": rec.id,
                     "node": node.node_id},
-            # Memcached with TLS (CreateCacheCluster allows it for no other engine): no users.
-            security=self._infra.node_security(node_acl(self._store, rec), [node.host]),
+            security=security,
         )
 
     def _azs(self, rec: CacheCluster) -> list[str]:

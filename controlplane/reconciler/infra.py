@@ -49,8 +49,8 @@ class Infra:
     node_owner: dict[str, ResourceKey] = field(default_factory=dict)
     # Availability zones interrupted by fault injection -> until when (clock.monotonic()).
     down_azs: dict[str, float] = field(default_factory=dict)
-    # The admin user and the CA that secure the nodes of caches with TLS (None: no such cache
-    # can start; unit tests that need none leave it out).
+    # The admin user, the CA and the SASL users that secure the nodes of caches with TLS or
+    # memcached SASL (None: no such cache can start; unit tests that need none leave it out).
     secrets: NodeSecrets | None = None
 
     def az_down(self, az: str, now: float) -> bool:
@@ -59,7 +59,7 @@ class Infra:
 
     def node_security(self, acl: NodeAcl, names: Sequence[str]) -> NodeSecurity | None:
         """The NodeSecurity of a node of a cache asking `acl`, its certificate for `names`."""
-        if not acl.tls:
+        if not acl.tls and not acl.sasl:
             return None
         if self.secrets is None:
             raise PermanentError("this service has no CA and admin user to secure nodes with")

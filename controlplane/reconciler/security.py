@@ -12,6 +12,9 @@ NodeSecurity, for every node the reconcilers start, and its live changes on runn
 - AUTH tokens: the `default` user `on >tok1 >tok2 ~* &* +@all` (`nopass` too while connections
   without a token are still accepted, after a ROTATE from no AUTH). RBAC: the user group's users
   (a user named `default` replaces the node's default user; without one `default` is off).
+- Memcached SASL (controlplane/sasl.py): nodes of a cluster asking for it get a NodeSecurity
+  too, with or without TLS, its users those of the service's credentials file, read when the
+  node starts (reconciler/sasl.py keeps running nodes up to date with the file).
 - Certificates from the service CA (controlplane/tls.py), with every address a client may use for
   the node as subjectAltNames: its own, the group's endpoint addresses (they float between
   members), `localhost`.
@@ -24,11 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from controlplane.sasl import SERVICE_USER, SaslUsers
 from controlplane.state.acl import NodeAcl
 from controlplane.tls import LocalCa
 from engine import AclUser, Credentials, NodeSecurity, TlsFiles, private_dir, write_private
 
-ADMIN_NAME = "elasticache-local"
+ADMIN_NAME = SERVICE_USER
 ADMIN_FILE = "admin.secret"
 # AWS's default user (and a token's) reaches every key, channel and command.
 FULL_ACCESS: tuple[str, ...] = ("~*", "&*", "+@all")
@@ -60,24 +64,38 @@ def acl_users(acl: NodeAcl) -> tuple[AclUser, ...]:
 
 @dataclass
 class NodeSecrets:
-    """What the reconcilers need to secure nodes: the admin user and the service CA."""
+    """What the reconcilers need to secure nodes: the admin user, the service CA, and the
+    memcached SASL credentials file (None: not configured)."""
 
     admin: Credentials
     ca: LocalCa
+    sasl: SaslUsers | None = None
 
     @classmethod
-    def under(cls, data_dir: Path) -> NodeSecrets:
-        return cls(load_admin(data_dir), LocalCa(data_dir))
+    def under(cls, data_dir: Path, sasl_file: Path | None = None) -> NodeSecrets:
+        return cls(load_admin(data_dir), LocalCa(data_dir), SaslUsers(sasl_file) if sasl_file is not None else None)
 
     def security(self, acl: NodeAcl, names: Sequence[str]) -> NodeSecurity | None:
-        """A node's NodeSecurity for `acl`, its certificate naming `names` (None: no TLS asked,
-        so the node runs as before)."""
-        if not acl.tls:
+        """A node's NodeSecurity for `acl`, its certificate naming `names` (None: neither TLS
+        nor SASL asked, so the node runs as before). Raises ValueError (controlplane.sasl's
+        SaslFileError: no usable credentials file) and OSError."""
+        if not acl.tls and not acl.sasl:
             return None
-        cert, key = self.ca.issue([*dict.fromkeys([*names, "localhost"])])
-        return NodeSecurity(admin=self.admin, users=acl_users(acl),
-                            tls=TlsFiles(str(cert), str(key), str(self.ca.ca_path),
-                                         "preferred" if acl.tls_mode == "preferred" else "required"))
+        tls = None
+        if acl.tls:
+            cert, key = self.ca.issue([*dict.fromkeys([*names, "localhost"])])
+            tls = TlsFiles(str(cert), str(key), str(self.ca.ca_path),
+                           "preferred" if acl.tls_mode == "preferred" else "required")
+        users = self.sasl_users() if acl.sasl else acl_users(acl)
+        return NodeSecurity(admin=self.admin, users=users, tls=tls)
+
+    def sasl_users(self) -> tuple[AclUser, ...]:
+        """The memcached SASL users of the credentials file now, as node users (`on >password`).
+        Raises ValueError (SaslFileError) when there is no usable file."""
+        if self.sasl is None:
+            raise ValueError("memcached SASL needs a credentials file: start elasticache-local with "
+                             "ELASTICACHE_LOCAL_MEMCACHED_SASL_FILE=<file of user:password lines>")
+        return tuple(AclUser(name, ("on", f">{password}")) for name, password in self.sasl.users().items())
 
 
 def tls_of(acl: NodeAcl) -> str | None:

@@ -41,6 +41,7 @@ class NodeAcl:
     tokens: tuple[str, ...]  # AUTH tokens, oldest first (requirepass/masterauth: the newest)
     open: bool  # connections without a token are accepted too (ROTATE from no AUTH)
     users: tuple[AclUser, ...]  # RBAC: replaces every ACL user (empty: no RBAC)
+    sasl: bool = False  # memcached SASL: the users of the credentials file (controlplane/sasl.py)
 
 
 def applied_security(cache: Cache) -> AppliedSecurity:
@@ -73,7 +74,7 @@ def security_in_sync(store: Store, cache: Cache) -> bool:
 def node_acl(store: Store, cache: Cache) -> NodeAcl:
     spec = cache.spec.security
     return NodeAcl(tls=spec.transit_encryption, tls_mode=spec.transit_mode, tokens=tuple(spec.auth_tokens),
-                   open=spec.auth_open,
+                   open=spec.auth_open, sasl=spec.sasl,
                    users=tuple(AclUser(u.spec.user_name, tuple(u.acl_rules())) for u in group_members(store, cache)))
 
 

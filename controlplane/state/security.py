@@ -1,5 +1,5 @@
 """Security on the wire of a cache (a standalone cluster or a replication group): in-transit
-encryption (TLS), AUTH tokens and RBAC user groups. `SecuritySpec` is what was asked (handlers);
+encryption (TLS), AUTH tokens, RBAC user groups and memcached SASL. `SecuritySpec` is what was asked (handlers);
 `AppliedSecurity` is what every node enforces (the reconciler, once all of them do).
 
 The AUTH tokens are secrets. They are stored (the nodes need them: `requirepass`/`masterauth` or
@@ -29,6 +29,9 @@ class SecuritySpec(BaseModel):
     auth_strategy: TokenStrategy | None = None  # how the last change was made (ROTATING / SETTING while pending)
     auth_modified_at: datetime | None = None  # AuthTokenLastModifiedDate
     user_group_ids: list[str] = Field(default_factory=list)  # RBAC (replication groups only; at most one)
+    # Memcached SASL (tag elasticache-local:sasl, controlplane/sasl.py): the users of the service's
+    # credentials file, whose passwords never enter the store. Set at creation only.
+    sasl: bool = False
 
     def auth_enabled(self) -> bool:
         return bool(self.auth_tokens)
@@ -44,6 +47,7 @@ class AppliedSecurity(BaseModel):
     auth_seq: int = 0
     auth_enabled: bool = False
     user_group_ids: list[str] = Field(default_factory=list)
+    sasl: bool = False  # memcached: every node runs with SASL
     # RBAC: user id -> the generation of that user whose ACL (rules and passwords) the nodes have.
     acl_users: dict[str, int] = Field(default_factory=dict)
 
@@ -52,7 +56,7 @@ def asked(spec: SecuritySpec) -> AppliedSecurity:
     """What the spec asks of every node, but the users' ACL (state.acl.desired_security adds it)."""
     return AppliedSecurity(transit_encryption=spec.transit_encryption, transit_mode=spec.transit_mode,
                            auth_seq=spec.auth_seq, auth_enabled=spec.auth_enabled(),
-                           user_group_ids=list(spec.user_group_ids))
+                           user_group_ids=list(spec.user_group_ids), sasl=spec.sasl)
 
 
 def security_status(spec: SecuritySpec, applied: AppliedSecurity | None) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import LiveServer, running_server
+from tests.requires import missing
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
@@ -33,9 +34,7 @@ def chromium_path() -> str:
             problem = "the playwright package is not installed (pip install -e '.[dev]')"
     if problem is None and found is not None:
         return found
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser tests must run in CI, but: {problem}", pytrace=False)
-    pytest.skip(str(problem))
+    missing(str(problem))
 
 
 # Per module, not per session: Playwright's sync API keeps an asyncio loop running in the main

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("engine",)),
     ("foundation", ("controlplane.clock", "controlplane.settings", "controlplane.catalog", "controlplane.windows",
-                    "controlplane.objectstore", "controlplane.tls")),
+                    "controlplane.objectstore", "controlplane.tls", "controlplane.sasl")),
     ("protocol", ("controlplane.protocol", "controlplane.model")),
     ("state", ("controlplane.state",)),
     ("service", ("controlplane.handlers",)),

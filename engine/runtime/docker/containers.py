@@ -138,7 +138,8 @@ class Containers:
             raise docker_error(f"start node {config.name}", exc) from exc
 
     def put_files(self, node: str, cid: str, files: Sequence[DataFile]) -> None:
-        """Write `files` into the node's volume (/data) of container `cid`, which is not running."""
+        """Write `files` into the node's volume (/data) of container `cid`: its start data before
+        it starts, or (memcached SASL users) new files while it runs."""
         stream = tar_stream(files)
         try:
             self._api.put_archive(cid, str(DATA_PATH), stream)

@@ -16,6 +16,7 @@ from typing import Any
 import docker.errors
 
 from engine.access import TlsContexts
+from engine.adapters.memcached import SASL_DIR
 from engine.adapters.redis import RedisAdapter, start_data
 from engine.addresses import check_bindable
 from engine.runtime.base import (
@@ -46,6 +47,7 @@ from engine.runtime.docker.spec import (
     node_info_of,
     stored_config,
 )
+from engine.security import sasl_users
 from engine.stats import StatsReader, cgroup_cpu_seconds
 
 __all__ = ["DockerRuntime"]
@@ -355,6 +357,22 @@ class DockerRuntime(TcpNodeCommands):
         container's label keeps the config it was created with, and a start() brings the one
         its caller passes."""
         self._configs[name] = config
+
+    def _apply_sasl(self, name: str, config: NodeConfig) -> None:
+        """Memcached: the node's SASL files, new, into its volume while it runs (Docker's archive
+        API works on a running container too); Cyrus reads the sasldb at each login, so new logins
+        take the new users at once and logged-in clients stay. Turning SASL on or off takes a
+        restart (the text protocol is off with it)."""
+        attrs = self._running(name)
+        current = self._config_of(name)
+        had = current is not None and current.security is not None and bool(sasl_users(current.security))
+        if bool(config.security and sasl_users(config.security)) != had:
+            raise RuntimeError_(f"node {name}: turning memcached SASL on or off takes a restart", temporary=False)
+        try:
+            files = [f for f in node_files(config, DATA_PATH) if f.path.startswith(f"{SASL_DIR}/")]
+        except ValueError as exc:
+            raise RuntimeError_(f"node {name}: {exc}", temporary=False) from exc
+        self._containers.put_files(name, attrs["Id"], files)
 
     def _config_of(self, name: str) -> NodeConfig | None:
         config = self._configs.get(name)

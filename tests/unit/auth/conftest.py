@@ -12,7 +12,6 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from controlplane.settings import Settings
 from tests.harness import boto3_over_asgi
 from tests.unit.controlplane.conftest import World
 
@@ -26,14 +25,8 @@ class SecureWorld(World):
     """World with settings of its own (credentials file, verify_signatures, policy file...)."""
 
     def __init__(self, data_dir: Path, **extra: Any) -> None:
-        self.extra = extra
-        super().__init__(data_dir)
+        super().__init__(data_dir, **extra)
         self.app = Starlette(routes=[Route("/", self.service.query.endpoint, methods=["GET", "POST"])])
-
-    def settings(self) -> Settings:
-        return Settings(data_dir=self.data_dir, addressing=self.addressing,  # type: ignore[arg-type]
-                        port_range="31000-31099", node_network="127.0.220.0/24",
-                        endpoint_network="127.0.221.0/24", **self.extra)
 
     def client(self, key: dict[str, str], secret: str | None = None, region: str = "us-east-1") -> Any:
         return boto3_over_asgi(self.app, access_key=key["AccessKeyId"], region=region,

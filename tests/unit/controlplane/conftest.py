@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -62,9 +63,11 @@ class FakeHub:
 class World:
     """A service on the fake runtime and fake clock; the control loop runs only when told."""
 
-    def __init__(self, data_dir: Path, runtime: FakeRuntime | None = None, addressing: str = "loopback") -> None:
+    def __init__(self, data_dir: Path, runtime: FakeRuntime | None = None, addressing: str = "loopback",
+                 **extra: Any) -> None:
         self.data_dir = data_dir
         self.addressing = addressing
+        self.extra = extra  # more settings
         self.runtime = runtime or FakeRuntime()
         self.clock = FakeClock()
         self.hub = FakeHub()
@@ -76,7 +79,7 @@ class World:
     def settings(self) -> Settings:
         return Settings(data_dir=self.data_dir, addressing=self.addressing,  # type: ignore[arg-type]
                         port_range="31000-31099", node_network="127.0.220.0/24",
-                        endpoint_network="127.0.221.0/24")
+                        endpoint_network="127.0.221.0/24", **self.extra)
 
     def settle(self) -> int:
         return self.service.controller.drain()
@@ -95,7 +98,7 @@ class World:
     def restart(self) -> World:
         """A new control plane on the same data directory and the same (still running) nodes."""
         self.service.store.close()
-        return World(self.data_dir, self.runtime, self.addressing)
+        return World(self.data_dir, self.runtime, self.addressing, **self.extra)
 
     def events(self, source_id: str | None = None) -> list[str]:
         params = {"SourceType": "cache-cluster", "SourceIdentifier": source_id} if source_id else {}

@@ -28,10 +28,11 @@ from engine.runtime.base import NodeConfig
 from engine.security import AclUser
 from tests.eventually import eventually
 from tests.iam_tokens import iam_token
+from tests.requires import needs
 from tests.runtimes import BINARIES, ProcessKit
 from tests.unit.engine.test_security import ADMIN, DEFAULT, client, secure, started
 
-pytestmark = pytest.mark.skipif(not BINARIES.get("redis"), reason="redis-server is not installed")
+pytestmark = needs(BINARIES.get("redis"), "redis-server is not installed")
 
 ACCOUNT = "123456789012"
 CACHE = CacheTarget("my-cache", ACCOUNT, "us-east-1")

@@ -17,10 +17,11 @@ import pytest
 from engine.runtime.base import NodeState
 from engine.runtime.process import ProcessRuntime
 from tests.eventually import eventually
+from tests.requires import needs
 from tests.runtimes import BINARIES, Exits, ProcessKit, info, redis_cmd, serving
 
-needs_redis = pytest.mark.skipif(not BINARIES.get("redis"), reason="redis-server is not installed")
-needs_memcached = pytest.mark.skipif(not BINARIES.get("memcached"), reason="memcached is not installed")
+needs_redis = needs(BINARIES.get("redis"), "redis-server is not installed")
+needs_memcached = needs(BINARIES.get("memcached"), "memcached is not installed")
 
 
 @pytest.fixture

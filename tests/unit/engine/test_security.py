@@ -25,9 +25,10 @@ from engine.runtime.process import ProcessRuntime
 from engine.runtime.process.records import load_node
 from engine.security import AclUser, Credentials, NodeSecurity, TlsFiles, TlsMode
 from tests.eventually import eventually
+from tests.requires import needs
 from tests.runtimes import BINARIES, ProcessKit, serving
 
-pytestmark = pytest.mark.skipif(not BINARIES.get("redis"), reason="redis-server is not installed")
+pytestmark = needs(BINARIES.get("redis"), "redis-server is not installed")
 
 ADMIN = Credentials("ecl-admin", "admin-Secret-1")
 DEFAULT = "default on >tok-Old-0001 ~* &* +@all"

@@ -1,13 +1,11 @@
 """Memcached nodes with security on the process runtime, against real memcached processes: TLS
-(pymemcache with a TLS context) and SASL (a small binary-protocol SASL PLAIN client of this
-test's own: pymemcache speaks no SASL)."""
+(pymemcache with a TLS context) and SASL (tests/memcached_sasl.py's binary-protocol SASL PLAIN
+client: pymemcache speaks no SASL)."""
 
 from __future__ import annotations
 
 import dataclasses
-import socket
 import ssl
-import struct
 from pathlib import Path
 
 import pytest
@@ -18,15 +16,14 @@ from engine.adapters.memcached import find_saslpasswd2
 from engine.runtime.base import NodeConfig, RuntimeError_
 from engine.runtime.process import ProcessRuntime
 from engine.security import AclUser, Credentials, NodeSecurity, TlsFiles
+from tests.memcached_sasl import AUTH_ERROR, Binary
+from tests.requires import needs
 from tests.runtimes import BINARIES, ProcessKit, serving
 
-pytestmark = pytest.mark.skipif(not BINARIES.get("memcached"), reason="memcached is not installed")
-needs_sasl = pytest.mark.skipif(find_saslpasswd2() is None, reason="saslpasswd2 is not installed (sasl2-bin)")
+pytestmark = needs(BINARIES.get("memcached"), "memcached is not installed")
+needs_sasl = needs(find_saslpasswd2(), "saslpasswd2 is not installed (sasl2-bin; deploy/bootstrap.sh installs it)")
 
 ADMIN = Credentials("ecl-admin", "admin-Secret-1")
-HEADER = struct.Struct(">BBHBBHIIQ")
-GET, SET, SASL_AUTH = 0x00, 0x01, 0x21
-AUTH_ERROR = 0x20
 
 
 def secure(kit: ProcessKit, rt: ProcessRuntime, name: str, *users: str, ca: LocalCa | None = None) -> NodeConfig:
@@ -36,36 +33,6 @@ def secure(kit: ProcessKit, rt: ProcessRuntime, name: str, *users: str, ca: Loca
         cert, key = ca.issue([config.host])
         files = TlsFiles(str(cert), str(key), str(ca.ca_path), "required")
     return dataclasses.replace(config, security=NodeSecurity(ADMIN, tuple(AclUser.parse(u) for u in users), files))
-
-
-class Binary:
-    """One binary-protocol connection: request() -> (status, value)."""
-
-    def __init__(self, config: NodeConfig, context: ssl.SSLContext | None = None) -> None:
-        raw = socket.create_connection((config.host, config.port), timeout=5)
-        self.sock = context.wrap_socket(raw, server_hostname=config.host) if context else raw
-
-    def request(self, opcode: int, key: bytes = b"", value: bytes = b"", extras: bytes = b"") -> tuple[int, bytes]:
-        body = len(extras) + len(key) + len(value)
-        self.sock.sendall(HEADER.pack(0x80, opcode, len(key), len(extras), 0, 0, body, 0, 0) + extras + key + value)
-        header = self._read(HEADER.size)
-        _, _, key_len, extras_len, _, status, body_len, _, _ = HEADER.unpack(header)
-        data = self._read(body_len)
-        return status, data[extras_len + key_len:]
-
-    def login(self, user: str, password: str) -> int:
-        return self.request(SASL_AUTH, b"PLAIN", f"\0{user}\0{password}".encode())[0]
-
-    def _read(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            assert chunk, "the node closed the connection"
-            data += chunk
-        return data
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def test_memcached_tls_serves_tls_clients_only(kit: ProcessKit, tmp_path: Path) -> None:
@@ -91,24 +58,24 @@ def test_memcached_sasl_takes_the_right_password_only(kit: ProcessKit) -> None:
     node = secure(kit, rt, "ms", "alice on >alice-Secret-1")
     rt.start(node)
     assert serving(rt, "ms").ok  # the admin logs in for the probe
-    stranger = Binary(node)
-    assert stranger.request(GET, b"k")[0] == AUTH_ERROR  # nothing without a login (and then closed)
+    stranger = Binary(node.host, node.port)
+    assert stranger.get(b"k")[0] == AUTH_ERROR  # nothing without a login (and then closed)
     stranger.close()
-    guesser = Binary(node)
+    guesser = Binary(node.host, node.port)
     assert guesser.login("alice", "wrong-password") == AUTH_ERROR
     guesser.close()
-    alice = Binary(node)
+    alice = Binary(node.host, node.port)
     assert alice.login("alice", "alice-Secret-1") == 0
-    assert alice.request(SET, b"k", b"v", extras=struct.pack(">II", 0, 0))[0] == 0
-    assert alice.request(GET, b"k") == (0, b"v")
+    assert alice.set(b"k", b"v") == 0
+    assert alice.get(b"k") == (0, b"v")
     stats = rt.node_stats("ms", 2.0)
     assert stats is not None and int(stats.fields["cmd_set"]) >= 1  # stats over SASL, as the admin
     # A new password, live: new logins take it, the logged-in connection stays.
     rt.apply_users("ms", [AclUser.parse("alice on >alice-Secret-2")])
-    again = Binary(node)
+    again = Binary(node.host, node.port)
     assert again.login("alice", "alice-Secret-1") == AUTH_ERROR
     assert again.login("alice", "alice-Secret-2") == 0
-    assert alice.request(GET, b"k") == (0, b"v")
+    assert alice.get(b"k") == (0, b"v")
     with pytest.raises(RuntimeError_, match="takes a restart"):
         rt.apply_users("ms", [])  # SASL off: the text protocol comes back only with a restart
     alice.close()
@@ -122,8 +89,8 @@ def test_memcached_sasl_over_tls(kit: ProcessKit, tmp_path: Path) -> None:
     node = secure(kit, rt, "mst", "alice on >alice-Secret-1", ca=ca)
     rt.start(node)
     assert serving(rt, "mst").ok
-    conn = Binary(node, ssl.create_default_context(cafile=str(ca.ca_path)))
+    conn = Binary(node.host, node.port, ssl.create_default_context(cafile=str(ca.ca_path)))
     assert conn.login("alice", "alice-Secret-1") == 0
-    assert conn.request(SET, b"k", b"v", extras=struct.pack(">II", 0, 0))[0] == 0
-    assert conn.request(GET, b"k") == (0, b"v")
+    assert conn.set(b"k", b"v") == 0
+    assert conn.get(b"k") == (0, b"v")
     conn.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.versions import Binary, discover, nearest, parse_version, parse_version_output
+from tests.requires import needs
 
 
 @pytest.mark.parametrize(
@@ -136,7 +137,7 @@ def test_discover_nothing(tmp_path: Path) -> None:
     assert discover(search_path=str(tmp_path), include_embedded=False) == {}
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+@needs(shutil.which("redis-server"), "redis-server is not installed")
 def test_discover_finds_the_installed_redis() -> None:
     found = discover()
     assert found["redis"], found

@@ -14,6 +14,7 @@ import pytest
 
 from engine.proxy import Member, ProxyHub
 from tests.eventually import NotYet, eventually
+from tests.requires import missing
 
 NODE_IPS = ("127.0.201.1", "127.0.201.2")
 PORT = 11211
@@ -62,7 +63,7 @@ def read_exactly(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
 def _start_node(ip: str) -> subprocess.Popen[bytes]:
     binary = shutil.which("memcached")
     if binary is None:
-        pytest.skip("memcached is not installed")
+        missing("memcached is not installed")
     argv = [binary, "-l", ip, "-p", str(PORT), "-U", "0", "-m", "16", "-t", "1"]
     if os.geteuid() == 0:
         argv += ["-u", "root"]  # memcached refuses to run as root otherwise
