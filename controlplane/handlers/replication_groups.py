@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import cast
 
 from controlplane import catalog
-from controlplane.handlers import cache_security_groups, security, snapshots, subnet_groups
+from controlplane.handlers import cache_security_groups, parameter_groups, security, snapshots, subnet_groups
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
@@ -103,7 +103,7 @@ def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGro
         azs = (taken[:1] + subnet_groups.spread(zones, taken, total - 1)) if taken else subnet_groups.spread(
             zones, [], total)
     port = v.port(params.get("Port") or (primary.spec.port if primary else catalog.DEFAULT_PORTS[engine]))
-    parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
+    parameter_group = parameter_groups.group_for_cache(ctx, engine, version, params.get("CacheParameterGroupName"))
     window, snapshot_window = d.windows_for(ctx, params.get("PreferredMaintenanceWindow"),
                                             params.get("SnapshotWindow"), group_id)
     retention = v.retention(params.get("SnapshotRetentionLimit", 0))
@@ -207,6 +207,9 @@ def modify_replication_group(ctx: RequestContext,
     cache_security_groups.refuse_names(params)
     bump = _failover_settings(rg, spec, params, {c.id for c in members})
     _settings(spec, params)
+    if params.get("CacheParameterGroupName"):  # immediate values apply now, the others at the next reboot
+        spec.parameter_group = parameter_groups.group_for_cache(ctx, spec.engine, rg.target().engine_version,
+                                                                params["CacheParameterGroupName"])
     # Node type and engine version restart every node (replicas first, the primary after a
     # switchover): at once with ApplyImmediately, else in the maintenance window.
     nodes = NodeChanges.start(spec, bool(params.get("ApplyImmediately")))
@@ -295,7 +298,7 @@ def _settings(spec: ReplicationGroupSpec, params: m.ModifyReplicationGroupMessag
 
 
 def _refuse_unsupported_changes(params: m.ModifyReplicationGroupMessage) -> None:
-    given = {"CacheParameterGroupName": params.get("CacheParameterGroupName"), "ClusterMode": params.get("ClusterMode")}
+    given = {"ClusterMode": params.get("ClusterMode")}
     for name, value in given.items():
         if value:
             raise v.unsupported(name)

@@ -10,6 +10,7 @@ from functools import partial
 from controlplane import catalog
 from controlplane.catalog import resolve_version
 from controlplane.clock import Clock
+from controlplane.reconciler import parameters
 from controlplane.reconciler.backups import Backups
 from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
@@ -89,6 +90,8 @@ class CacheClusterReconciler:
         rec = self._remove_nodes(rec)
         rec = self._run_nodes(rec, version, updating)
         rec = self._reboot(rec, version)
+        if rec.status.phase == "available":
+            rec = parameters.sync(self._store, self._infra, rec)
         self._config_endpoint(rec)
         self._settle(rec)
         current = self._store.get(rec.key, CacheCluster)
@@ -249,7 +252,8 @@ class CacheClusterReconciler:
                 self._emit(rec, f"Recovering cache nodes {node.node_id}" if not running else
                            f"Restarting cache node {node.node_id} with {rec.spec.engine} {version}")
                 rec = self._set_node(rec, node.node_id, "rebooting")
-            config = self._config(rec, node, version)
+            params = parameters.wanted(self._store, rec)
+            config = self._config(rec, node, version, params)
             seeding = self._restore.pending(rec)
             if seeding:
                 config = self._restore.seeded(rec, config)
@@ -257,7 +261,7 @@ class CacheClusterReconciler:
             if seeding:  # only a node really started with the file can have failed to load it
                 rec = self._restore.started(rec)
             rec = self._write_status(rec, partial(_set_type, node_id=node.node_id, node_type=node_type,
-                                                  tls=tls_of(node_acl(self._store, rec))))
+                                                  tls=tls_of(node_acl(self._store, rec)), params=params))
             starting.append(node.node_id)
         if starting:
             rec = self._await_ready(rec, starting)
@@ -318,8 +322,10 @@ class CacheClusterReconciler:
             else:
                 runtime.stop(name)  # as on AWS, the node comes back empty (with AOF: with its data)
             self._emit(rec, f"Cache node {node_id} shutdown")
-            runtime.start(self._config(rec, node, version))
+            params = parameters.wanted(self._store, rec)
+            runtime.start(self._config(rec, node, version, params))
             self._health.revive(name)
+            rec = self._write_status(rec, partial(_set_params, node_id=node_id, params=params))
         rec = self._write_status(rec, lambda s: setattr(s, "reboot_started", request.seq))
         return self._finish_reboot(rec, request.seq, request.node_ids)
 
@@ -418,7 +424,7 @@ class CacheClusterReconciler:
     def _name(self, rec: CacheCluster, node_id: str) -> str:
         return node_name(rec.account, rec.region, rec.id, node_id)
 
-    def _config(self, rec: CacheCluster, node: NodeStatus, version: str) -> NodeConfig:
+    def _config(self, rec: CacheCluster, node: NodeStatus, version: str, params: dict[str, str]) -> NodeConfig:
         engine = rec.spec.engine
         return build_node_config(
             name=self._name(rec, node.node_id),
@@ -431,6 +437,7 @@ class CacheClusterReconciler:
                     "node": node.node_id},
             # Memcached with TLS (CreateCacheCluster allows it for no other engine): no users.
             security=self._infra.node_security(node_acl(self._store, rec), [node.host]),
+            parameters=params,
         )
 
     def _azs(self, rec: CacheCluster) -> list[str]:
@@ -465,8 +472,16 @@ class CacheClusterReconciler:
         self._events.emit(rec.account, rec.region, SOURCE, rec.id, message)
 
 
-def _set_type(status: CacheClusterStatus, node_id: str, node_type: str, tls: str | None) -> None:
+def _set_type(status: CacheClusterStatus, node_id: str, node_type: str, tls: str | None,
+              params: dict[str, str]) -> None:
     for n in status.nodes:
         if n.node_id == node_id:
             n.node_type = node_type
             n.tls = tls
+            parameters.started_with(n, params)
+
+
+def _set_params(status: CacheClusterStatus, node_id: str, params: dict[str, str]) -> None:
+    for n in status.nodes:
+        if n.node_id == node_id:
+            parameters.started_with(n, params)

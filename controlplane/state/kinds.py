@@ -3,6 +3,7 @@ A new resource family adds its record class here (and nowhere else)."""
 
 from __future__ import annotations
 
+from controlplane.state.parameter_groups import CacheParameterGroup
 from controlplane.state.records import CacheCluster, Record, ReplicationGroup
 from controlplane.state.reserved import ReservedCacheNode
 from controlplane.state.service_updates import ServiceUpdate, UpdateAction
@@ -13,5 +14,5 @@ from controlplane.state.users import User, UserGroup
 RECORD_TYPES: dict[str, type[Record]] = {
     record.KIND: record
     for record in (CacheCluster, ReplicationGroup, Snapshot, ServiceUpdate, UpdateAction, User, UserGroup,
-                   CacheSubnetGroup, ReservedCacheNode)
+                   CacheSubnetGroup, ReservedCacheNode, CacheParameterGroup)
 }

@@ -160,6 +160,10 @@ class NodeStatus(BaseModel):
     # The TLS mode the node was started with ("preferred" | "required"; None: plain text, no
     # security): a cache whose mode changes restarts the nodes that differ (reconciler/security.py).
     tls: str | None = None
+    # The parameter group's engine settings the node runs with (state.parameter_groups), set at
+    # its start and by live changes; None: started before parameter groups were applied.
+    parameters: dict[str, str] | None = None
+    parameter_status: str | None = None  # in-sync | applying | pending-reboot (None: in-sync)
 
 
 class CacheClusterStatus(BaseModel):

@@ -291,6 +291,12 @@ class NodeRuntime(Protocol):
         refused, invalid users)."""
         ...
 
+    def apply_config(self, name: str, settings: Mapping[str, str]) -> None:
+        """Redis/Valkey: change config directives of a running node now (CONFIG SET), and keep
+        them in its settings for its next start. Raises RuntimeError_ (no such node, not running,
+        memcached, a directive the runtime manages, or the node refused the value)."""
+        ...
+
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:
         """The node's counters now (engine stats and CPU), bounded by `timeout` seconds; None when
         the node is absent, not running, or does not answer. Never raises."""

@@ -304,6 +304,15 @@ class FakeRuntime:
             node.config = replace(node.config, security=security)
             self.applied_users.append((name, security.users))
 
+    def apply_config(self, name: str, settings: Mapping[str, str]) -> None:
+        """As a real node would: redis/valkey only, running; kept in its config (config_of)."""
+        with self._lock:
+            self.calls.append(("apply_config", name))
+            node = self._command_target(name)
+            if node.config.engine == "memcached":
+                raise RuntimeError_(f"node {name} runs memcached, whose options are set at start", temporary=False)
+            node.config = replace(node.config, settings={**node.config.settings, **settings})
+
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:
         """What the node's counters would say: its role and offsets, the size of its data and
         its keys, plus whatever set_stats put there; None for a node that would not answer."""
