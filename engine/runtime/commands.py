@@ -15,10 +15,17 @@ from pathlib import Path
 from engine.access import Reach, TlsContexts, has_acl, reach_of
 from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
-from engine.adapters.base import check_setting
 from engine.adapters.redis_security import channels_known
 from engine.rdb import save_rdb
-from engine.runtime.base import NodeConfig, NodeInfo, NodeState, NodeStats, ProbeResult, RuntimeError_
+from engine.runtime.base import (
+    NodeConfig,
+    NodeInfo,
+    NodeState,
+    NodeStats,
+    ProbeResult,
+    RuntimeError_,
+    check_live_settings,
+)
 from engine.security import AclUser, check_security, effective_users
 from engine.stats import StatsReader, proc_cpu_seconds
 
@@ -190,13 +197,7 @@ class TcpNodeCommands:
         """CONFIG SET each directive (one per command: before 7.0 CONFIG SET takes one pair),
         pipelined on one connection, then keep them with the node's config."""
         config = self._running_redis(name, "takes its options at start only")
-        for key, value in settings.items():
-            try:
-                check_setting(key, value)
-            except ValueError as exc:
-                raise RuntimeError_(f"node {name}: {exc}", temporary=False) from exc
-            if key.lower() in redis_adapter.RESERVED or key.lower() in ("bind", "replicaof", "slaveof"):
-                raise RuntimeError_(f"node {name}: {key} is managed by the runtime", temporary=False)
+        check_live_settings(name, settings)
         if settings:
             self._redis_all(name, [["CONFIG", "SET", k, v] for k, v in settings.items()])
         self._store_config(name, replace(config, settings={**config.settings, **settings}))

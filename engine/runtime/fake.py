@@ -22,6 +22,7 @@ from engine.runtime.base import (
     NodeStats,
     ProbeResult,
     RuntimeError_,
+    check_live_settings,
     node_info,
     pause_for_probe,
     without_seed,
@@ -311,6 +312,7 @@ class FakeRuntime:
             node = self._command_target(name)
             if node.config.engine == "memcached":
                 raise RuntimeError_(f"node {name} runs memcached, whose options are set at start", temporary=False)
+            check_live_settings(name, settings)
             node.config = replace(node.config, settings={**node.config.settings, **settings})
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:

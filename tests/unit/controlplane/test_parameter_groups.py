@@ -148,6 +148,9 @@ def test_errors(world: World) -> None:
            EngineVersion="6.2", **REDIS)
     _fails(world, "CacheParameterGroupNotFound", "CreateCacheCluster", CacheClusterId="c",
            CacheParameterGroupName="nope", **REDIS)
+    # cluster-enabled follows cluster mode: a cluster.on group is not for a cluster-mode-disabled cache.
+    assert "cluster-enabled" in _fails(world, "InvalidParameterCombination", "CreateCacheCluster", CacheClusterId="c",
+                                       CacheParameterGroupName="default.redis7.cluster.on", **REDIS)
     world.call("CreateCacheCluster", CacheClusterId="c", CacheParameterGroupName="pg", EngineVersion="7.1", **REDIS)
     assert "c" in _fails(world, "InvalidCacheParameterGroupState", "DeleteCacheParameterGroup",
                          CacheParameterGroupName="pg")
