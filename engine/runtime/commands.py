@@ -17,15 +17,8 @@ from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
 from engine.adapters.redis_security import channels_known
 from engine.rdb import save_rdb
-from engine.runtime.base import (
-    NodeConfig,
-    NodeInfo,
-    NodeState,
-    NodeStats,
-    ProbeResult,
-    RuntimeError_,
-    check_live_settings,
-)
+from engine.runtime import base
+from engine.runtime.base import NodeConfig, NodeInfo, NodeState, NodeStats, ProbeResult, RuntimeError_
 from engine.security import AclUser, check_security, effective_users
 from engine.stats import StatsReader, proc_cpu_seconds
 
@@ -197,7 +190,7 @@ class TcpNodeCommands:
         """CONFIG SET each directive (one per command: before 7.0 CONFIG SET takes one pair),
         pipelined on one connection, then keep them with the node's config."""
         config = self._running_redis(name, "takes its options at start only")
-        check_live_settings(name, settings)
+        base.check_live_settings(name, settings)
         if settings:
             self._redis_all(name, [["CONFIG", "SET", k, v] for k, v in settings.items()])
         self._store_config(name, replace(config, settings={**config.settings, **settings}))
