@@ -229,7 +229,10 @@ class CacheClusterReconciler:
             name = self._name(rec, node.node_id)
             running = self._nodes.running(name, node.status == "available")
             current = node.node_type == node_type and not outdated(self._nodes.version_of(name) or "", version,
-                                                                   updating)
+                                                                   updating) and not (
+                # Parameters waiting for a restart get it in the maintenance window.
+                node.parameter_status == "pending-reboot" and in_weekly_window(rec.spec.maintenance_window,
+                                                                               self._clock.now()))
             if running and current:
                 if node.status != "available":
                     starting.append(node.node_id)

@@ -257,3 +257,25 @@ def test_replication_group_keeps_its_group_across_failover(world: World) -> None
         assert _cluster(world, member)["CacheParameterGroup"]["CacheParameterGroupName"] == "other"
         settings = world.runtime.config_of(f"123456789012-us-east-1-{member}-0001").settings
         assert settings["maxmemory-policy"] == "volatile-lru"
+
+
+@pytest.mark.parametrize("kind", ["cluster", "group"])
+def test_pending_reboot_parameters_apply_in_the_maintenance_window(world: World, kind: str) -> None:
+    _create(world)
+    # The fake clock starts Thursday 2026-01-01 12:00 UTC: the window is an hour ahead.
+    window = {"PreferredMaintenanceWindow": "thu:13:00-thu:14:00", "CacheParameterGroupName": "pg"}
+    if kind == "cluster":
+        world.call("CreateCacheCluster", CacheClusterId="c", EngineVersion="7.1", **REDIS, **window)
+        member = "c"
+    else:
+        world.call("CreateReplicationGroup", ReplicationGroupId="rg", ReplicationGroupDescription="d",
+                   NumCacheClusters=2, AutomaticFailoverEnabled=True, EngineVersion="7.1", **REDIS, **window)
+        member = "rg-001"
+    world.settle_until(lambda: _cluster(world, member)["CacheClusterStatus"] == "available")
+    _modify(world, "pg", appendonly="yes")
+    world.settle()
+    assert _cluster(world, member)["CacheParameterGroup"]["ParameterApplyStatus"] == "pending-reboot"
+    world.clock.advance(3600 + 60)
+    world.service.controller.enqueue_all()
+    world.settle_until(lambda: _cluster(world, member)["CacheParameterGroup"]["ParameterApplyStatus"] == "in-sync")
+    assert world.runtime.config_of(f"123456789012-us-east-1-{member}-0001").settings["appendonly"] == "yes"
