@@ -11,6 +11,7 @@ import pytest
 from controlplane.state.parameters import FAMILIES
 from tests.harness import ApiError
 from tests.unit.controlplane.conftest import World
+from tests.unit.controlplane.test_snapshots import settle
 
 REDIS = {"Engine": "redis", "CacheNodeType": "cache.t3.micro"}
 ARN = "arn:aws:elasticache:us-east-1:123456789012:parametergroup:{}"
@@ -244,7 +245,11 @@ def test_replication_group_keeps_its_group_across_failover(world: World) -> None
     world.call("TestFailover", ReplicationGroupId="rg", NodeGroupId="0001")
     world.settle_until(lambda: world.call("DescribeReplicationGroups", ReplicationGroupId="rg")[
         "ReplicationGroups"][0]["Status"] == "available")
-    for member in ("rg-001", "rg-002"):
+    # A replica added by scaling starts with the group's values too.
+    world.call("IncreaseReplicaCount", ReplicationGroupId="rg", NewReplicaCount=2, ApplyImmediately=True)
+    world.settle_until(lambda: world.call("DescribeReplicationGroups", ReplicationGroupId="rg")[
+        "ReplicationGroups"][0]["Status"] == "available")
+    for member in ("rg-001", "rg-002", "rg-003"):
         settings = world.runtime.config_of(f"123456789012-us-east-1-{member}-0001").settings
         assert settings["maxmemory-policy"] == "allkeys-lru" and settings["notify-keyspace-events"] == "Ex"
         assert _cluster(world, member)["CacheParameterGroup"]["CacheParameterGroupName"] == "pg"
@@ -253,7 +258,7 @@ def test_replication_group_keeps_its_group_across_failover(world: World) -> None
     world.call("ModifyReplicationGroup", ReplicationGroupId="rg", CacheParameterGroupName="other",
                ApplyImmediately=True)
     world.settle()
-    for member in ("rg-001", "rg-002"):
+    for member in ("rg-001", "rg-002", "rg-003"):
         assert _cluster(world, member)["CacheParameterGroup"]["CacheParameterGroupName"] == "other"
         settings = world.runtime.config_of(f"123456789012-us-east-1-{member}-0001").settings
         assert settings["maxmemory-policy"] == "volatile-lru"
@@ -279,3 +284,18 @@ def test_pending_reboot_parameters_apply_in_the_maintenance_window(world: World,
     world.service.controller.enqueue_all()
     world.settle_until(lambda: _cluster(world, member)["CacheParameterGroup"]["ParameterApplyStatus"] == "in-sync")
     assert world.runtime.config_of(f"123456789012-us-east-1-{member}-0001").settings["appendonly"] == "yes"
+
+
+def test_a_restored_cache_starts_with_its_group(world: World) -> None:
+    _create(world)
+    _modify(world, "pg", maxmemory_policy="allkeys-lru")
+    world.call("CreateCacheCluster", CacheClusterId="c", EngineVersion="7.1", **REDIS)
+    world.settle()
+    world.call("CreateSnapshot", CacheClusterId="c", SnapshotName="s")
+    settle(world, lambda: world.call("DescribeSnapshots", SnapshotName="s")["Snapshots"][0][
+        "SnapshotStatus"] == "available")
+    world.call("CreateCacheCluster", CacheClusterId="r", SnapshotName="s", CacheParameterGroupName="pg",
+               EngineVersion="7.1", **REDIS)
+    settle(world, lambda: _cluster(world, "r")["CacheClusterStatus"] == "available")
+    assert world.runtime.config_of("123456789012-us-east-1-r-0001").settings["maxmemory-policy"] == "allkeys-lru"
+    assert "maxmemory-policy" not in world.runtime.config_of("123456789012-us-east-1-c-0001").settings
