@@ -5,6 +5,7 @@ until the reboot, after which the node writes AOF files."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -117,3 +118,30 @@ def _expiry_is_notified(ec: Any) -> None:
     finally:
         pubsub.close()
         client.close()
+
+
+def test_memcached_takes_its_group_options_at_start(ec: Any) -> None:
+    ec.create_cache_parameter_group(CacheParameterGroupName="big-items", CacheParameterGroupFamily="memcached1.6",
+                                    Description="d")
+    ec.modify_cache_parameter_group(CacheParameterGroupName="big-items", ParameterNameValues=[
+        {"ParameterName": "max_item_size", "ParameterValue": "2097152"},
+        {"ParameterName": "hash_algorithm", "ParameterValue": "murmur3"}])
+    ec.create_cache_cluster(CacheClusterId="mc", Engine="memcached", CacheNodeType="cache.t3.micro",
+                            NumCacheNodes=1, CacheParameterGroupName="big-items")
+    ec.get_waiter("cache_cluster_available").wait(CacheClusterId="mc", WaiterConfig={"Delay": 1})
+    node = ec.describe_cache_clusters(CacheClusterId="mc", ShowCacheNodeInfo=True)["CacheClusters"][0]["CacheNodes"][0]
+    settings = _memcached_settings(node["Endpoint"]["Address"], node["Endpoint"]["Port"])
+    assert settings["item_size_max"] == "2097152" and settings["hash_algorithm"] == "murmur3"
+
+
+def _memcached_settings(host: str, port: int) -> dict[str, str]:
+    with socket.create_connection((host, port), timeout=2) as sock:
+        sock.sendall(b"stats settings\r\n")
+        data = b""
+        while not data.endswith(b"END\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return {parts[1]: parts[2] for parts in (line.split(" ", 2) for line in data.decode().splitlines())
+            if len(parts) == 3 and parts[0] == "STAT"}
