@@ -25,6 +25,12 @@ def _nodes(ec: Any, group_id: str) -> dict[str, tuple[str, int]]:
     return out
 
 
+def _group(ec: Any, name: str, family: str, values: dict[str, str]) -> None:
+    ec.create_cache_parameter_group(CacheParameterGroupName=name, CacheParameterGroupFamily=family, Description="d")
+    ec.modify_cache_parameter_group(CacheParameterGroupName=name, ParameterNameValues=[
+        {"ParameterName": k, "ParameterValue": v} for k, v in values.items()])
+
+
 def _config(address: tuple[str, int], name: str) -> str | None:
     client = redis.Redis(host=address[0], port=address[1], socket_timeout=2, decode_responses=True)
     try:
@@ -57,11 +63,7 @@ def test_parameter_group_errors_through_boto3(ec: Any) -> None:
 
 
 def test_group_on_every_node_across_failover_and_aof_after_reboot(server: LiveServer, ec: Any) -> None:
-    ec.create_cache_parameter_group(CacheParameterGroupName="tuned", CacheParameterGroupFamily="redis7",
-                                    Description="eviction and notifications")
-    ec.modify_cache_parameter_group(CacheParameterGroupName="tuned", ParameterNameValues=[
-        {"ParameterName": "maxmemory-policy", "ParameterValue": "allkeys-lru"},
-        {"ParameterName": "notify-keyspace-events", "ParameterValue": "Ex"}])
+    _group(ec, "tuned", "redis7", {"maxmemory-policy": "allkeys-lru", "notify-keyspace-events": "Ex"})
     ec.create_replication_group(ReplicationGroupId="tuned", ReplicationGroupDescription="d", Engine="redis",
                                 CacheNodeType="cache.t3.micro", NumCacheClusters=2, AutomaticFailoverEnabled=True,
                                 CacheParameterGroupName="tuned")
@@ -121,11 +123,7 @@ def _expiry_is_notified(ec: Any) -> None:
 
 
 def test_memcached_takes_its_group_options_at_start(ec: Any) -> None:
-    ec.create_cache_parameter_group(CacheParameterGroupName="big-items", CacheParameterGroupFamily="memcached1.6",
-                                    Description="d")
-    ec.modify_cache_parameter_group(CacheParameterGroupName="big-items", ParameterNameValues=[
-        {"ParameterName": "max_item_size", "ParameterValue": "2097152"},
-        {"ParameterName": "hash_algorithm", "ParameterValue": "murmur3"}])
+    _group(ec, "big-items", "memcached1.6", {"max_item_size": "2097152", "hash_algorithm": "murmur3"})
     ec.create_cache_cluster(CacheClusterId="mc", Engine="memcached", CacheNodeType="cache.t3.micro",
                             NumCacheNodes=1, CacheParameterGroupName="big-items")
     ec.get_waiter("cache_cluster_available").wait(CacheClusterId="mc", WaiterConfig={"Delay": 1})
