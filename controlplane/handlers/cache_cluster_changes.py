@@ -40,9 +40,11 @@ def modify_cache_cluster(ctx: RequestContext, params: m.ModifyCacheClusterMessag
     _node_count(ctx, rec, spec, params, nodes)
     _version_and_type(ctx, spec, params, nodes)
     _settings(spec, params)
-    if params.get("CacheParameterGroupName"):  # immediate values apply now, the others at the next reboot
-        spec.parameter_group = parameter_groups.group_for_cache(ctx, spec.engine, rec.target().engine_version,
-                                                                params["CacheParameterGroupName"])
+    # A group's immediate values apply now, the others at the next reboot.
+    spec.parameter_group = parameter_groups.group_on_modify(
+        ctx, spec.engine, spec.parameter_group, rec.target().engine_version,
+        params.get("EngineVersion") or rec.target().engine_version,
+        params.get("CacheParameterGroupName")) or spec.parameter_group
     nodes.finish()
     secured = security.on_modify(ctx, rec, security.Asked(token=params.get("AuthToken"),
                                                           strategy=params.get("AuthTokenUpdateStrategy")))

@@ -17,6 +17,7 @@ from controlplane.model import messages as m
 from controlplane.state.arns import arn
 from controlplane.state.parameter_groups import (
     CLUSTER_ON,
+    DEFAULT_PREFIX,
     CacheParameterGroup,
     CacheParameterGroupSpec,
     builtin_group,
@@ -62,6 +63,23 @@ def group_for_cache(ctx: RequestContext, engine: str, version: str, requested: s
         raise v.combination(f"The parameter group {rec.id} has cluster-enabled {rec.value('cluster-enabled')}, "
                             f"which does not match the cluster mode of this cache.")
     return rec.id
+
+
+def group_on_modify(ctx: RequestContext, engine: str, current: str, version_now: str, version_new: str,
+                    requested: str | None) -> str | None:
+    """The group after a Modify: the one named (of the new version's family); else, when the new
+    engine version is of another family, that family's default in place of a default group (a
+    custom group must be replaced by name). None: unchanged."""
+    if requested:
+        return group_for_cache(ctx, engine, version_new, requested)
+    old_family, new_family = catalog.family_of(engine, version_now), catalog.family_of(engine, version_new)
+    if old_family == new_family:
+        return None
+    if current.startswith(DEFAULT_PREFIX):
+        return group_for_cache(ctx, engine, version_new, None)
+    raise v.combination(f"Engine version {version_new} is of parameter group family {new_family}: name a parameter "
+                        f"group of that family (CacheParameterGroupName) to replace {current}, of family "
+                        f"{old_family}.")
 
 
 def _name(value: str) -> str:

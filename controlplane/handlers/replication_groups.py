@@ -207,9 +207,11 @@ def modify_replication_group(ctx: RequestContext,
     cache_security_groups.refuse_names(params)
     bump = _failover_settings(rg, spec, params, {c.id for c in members})
     _settings(spec, params)
-    if params.get("CacheParameterGroupName"):  # immediate values apply now, the others at the next reboot
-        spec.parameter_group = parameter_groups.group_for_cache(ctx, spec.engine, rg.target().engine_version,
-                                                                params["CacheParameterGroupName"])
+    # A group's immediate values apply now, the others at the next reboot.
+    spec.parameter_group = parameter_groups.group_on_modify(
+        ctx, spec.engine, spec.parameter_group, rg.target().engine_version,
+        params.get("EngineVersion") or rg.target().engine_version,
+        params.get("CacheParameterGroupName")) or spec.parameter_group
     # Node type and engine version restart every node (replicas first, the primary after a
     # switchover): at once with ApplyImmediately, else in the maintenance window.
     nodes = NodeChanges.start(spec, bool(params.get("ApplyImmediately")))

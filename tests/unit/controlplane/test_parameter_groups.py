@@ -299,3 +299,21 @@ def test_a_restored_cache_starts_with_its_group(world: World) -> None:
     settle(world, lambda: _cluster(world, "r")["CacheClusterStatus"] == "available")
     assert world.runtime.config_of("123456789012-us-east-1-r-0001").settings["maxmemory-policy"] == "allkeys-lru"
     assert "maxmemory-policy" not in world.runtime.config_of("123456789012-us-east-1-c-0001").settings
+
+
+def test_an_upgrade_to_another_family_takes_a_group_of_it(world: World) -> None:
+    world.call("CreateCacheCluster", CacheClusterId="c", EngineVersion="6.2", **REDIS)
+    world.settle()
+    world.call("ModifyCacheCluster", CacheClusterId="c", EngineVersion="7.1", ApplyImmediately=True)
+    world.settle()
+    assert _cluster(world)["CacheParameterGroup"]["CacheParameterGroupName"] == "default.redis7"
+    _create(world, "six", "redis6.x")
+    world.call("CreateCacheCluster", CacheClusterId="d", EngineVersion="6.2", CacheParameterGroupName="six", **REDIS)
+    world.settle()
+    assert "CacheParameterGroupName" in _fails(world, "InvalidParameterCombination", "ModifyCacheCluster",
+                                               CacheClusterId="d", EngineVersion="7.1", ApplyImmediately=True)
+    _create(world, "seven")
+    world.call("ModifyCacheCluster", CacheClusterId="d", EngineVersion="7.1", CacheParameterGroupName="seven",
+               ApplyImmediately=True)
+    world.settle()
+    assert _cluster(world, "d")["CacheParameterGroup"]["CacheParameterGroupName"] == "seven"
