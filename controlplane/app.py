@@ -30,6 +30,7 @@ from controlplane.query import QueryApi
 from controlplane.reconciler.backups import Backups
 from controlplane.reconciler.cache_clusters import CacheClusterReconciler
 from controlplane.reconciler.controller import Controller
+from controlplane.reconciler.global_datastores import GlobalDatastoreReconciler
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import EndpointHub, Infra
 from controlplane.reconciler.jobs import Jobs
@@ -141,6 +142,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                                            save_timeout=settings.snapshot_timeout))
     controller.register(UserReconciler(store))
     controller.register(UserGroupReconciler(store, controller.enqueue))
+    controller.register(GlobalDatastoreReconciler(store, infra, events, controller.enqueue))
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,

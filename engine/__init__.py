@@ -47,6 +47,7 @@ __all__ = [
     "check_rdb",
     "copy_private",
     "docker_runtime",
+    "external_redis_info",
     "haproxy_hub",
     "iam_password",
     "loopback_aliases_work",
@@ -78,6 +79,19 @@ def docker_runtime(*, data_dir: str, images: Mapping[str, str], base_url: str | 
 
     return DockerRuntime(owner=owner_for(data_dir), owner_note=data_dir, base_url=base_url,
                          network=network, images=images, pull=pull, versions=versions)
+
+
+def external_redis_info(host: str, port: int, timeout: float = 2.0) -> dict[str, str]:
+    """`INFO all` of a Redis or Valkey server this service does not run (an online migration's
+    source), as a client without credentials; RuntimeError_ saying why when it does not answer
+    (unreachable, NOAUTH: it wants a password, ...)."""
+    from engine.access import Reach
+    from engine.adapters.redis import RespError, info
+
+    try:
+        return info(Reach(host, port), timeout)
+    except (OSError, ValueError, RespError) as exc:
+        raise RuntimeError_(str(exc) or type(exc).__name__) from exc
 
 
 def haproxy_hub(workdir: Path, binary_paths: Sequence[Path] = ()) -> ProxyHub | None:

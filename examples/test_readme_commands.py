@@ -27,8 +27,8 @@ def readme_command(example: str) -> list[str]:
 
 
 def test_every_example_is_here() -> None:
-    assert EXAMPLES == ["cache_aside", "leaderboard", "memcached_sharding", "sessions", "valkey_limits_pubsub",
-                        "write_through"]
+    assert EXAMPLES == ["cache_aside", "global_reads", "leaderboard", "memcached_sharding", "sessions",
+                        "valkey_limits_pubsub", "write_through"]
 
 
 @pytest.mark.parametrize("example", EXAMPLES)

@@ -16,6 +16,7 @@ from controlplane.model.errors import (
     ReplicationGroupNotFoundFault,
 )
 from controlplane.state import shapes
+from controlplane.state.global_datastores import of_group
 from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, Record, ReplicationGroup
 
@@ -102,4 +103,10 @@ def described_cluster(ctx: RequestContext, rec: CacheCluster, show_nodes: bool) 
 
 
 def group_shape(ctx: RequestContext, rg: ReplicationGroup) -> m.ReplicationGroup:
-    return cast(m.ReplicationGroup, shapes.replication_group(rg, members_of(ctx.services.store, rg)))
+    shape = cast(m.ReplicationGroup, shapes.replication_group(rg, members_of(ctx.services.store, rg)))
+    g = of_group(ctx.services.store, rg)
+    if g is not None:
+        role = g.role_of(rg) or "secondary"
+        shape["GlobalReplicationGroupInfo"] = {"GlobalReplicationGroupId": g.id,
+                                               "GlobalReplicationGroupMemberRole": role.upper()}
+    return shape

@@ -10,6 +10,8 @@ from controlplane.handlers import (
     cache_security_groups,
     engines,
     events,
+    global_datastores,
+    migration,
     node_types,
     parameter_groups,
     replication_groups,
@@ -26,8 +28,10 @@ from controlplane.handlers.context import AnyHandler
 
 def all_handlers() -> dict[str, AnyHandler]:
     table: dict[str, AnyHandler] = {}
-    for module in (cache_clusters, cache_security_groups, engines, events, node_types, parameter_groups,
-                   replication_groups, reserved, service_updates, snapshots, subnet_groups, tags, users, user_groups):
+    modules = (cache_clusters, cache_security_groups, engines, events, global_datastores, migration, node_types,
+               parameter_groups, replication_groups, reserved, service_updates, snapshots, subnet_groups, tags,
+               users, user_groups)
+    for module in modules:
         # Each HANDLERS is a HandlerTable, so mypy has checked every entry against its operation.
         for name, handler in module.HANDLERS.items():
             assert name not in table, f"{name} handled twice"

@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import cast
 
 from controlplane import catalog
-from controlplane.handlers import cache_security_groups, parameter_groups, security, snapshots, subnet_groups
+from controlplane.handlers import (
+    cache_security_groups,
+    global_datastores,
+    parameter_groups,
+    security,
+    snapshots,
+    subnet_groups,
+)
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
@@ -18,8 +25,10 @@ from controlplane.model import messages as m
 from controlplane.model.errors import (
     CacheClusterNotFoundFault,
     InvalidCacheClusterStateFault,
+    InvalidReplicationGroupStateFault,
     ReplicationGroupAlreadyExistsFault,
 )
+from controlplane.state.global_datastores import of_group
 from controlplane.state.members import members_of
 from controlplane.state.records import (
     CacheCluster,
@@ -42,13 +51,20 @@ def create_replication_group(ctx: RequestContext,
         raise ReplicationGroupAlreadyExistsFault(f"Replication group {group_id} already exists.")
     _refuse_unsupported(params)
     primary = _primary(ctx, params.get("PrimaryClusterId"))
-    spec, total, azs = _new_spec(ctx, group_id, params, primary)
+    global_id = (params.get("GlobalReplicationGroupId") or "").lower() or None
+    inherited = global_datastores.secondary_settings(ctx, global_id, params) if global_id else None
+    spec, total, azs = _new_spec(ctx, group_id, params, primary, inherited)
+    spec.global_group = global_id
+    if inherited is not None:
+        spec.security = inherited.security
     tags = v.tag_records(params.get("Tags", []))
     security.require_transit_supported(ctx, spec.engine, spec.engine_version, spec.security)  # last: the TLS gate
     rg = ReplicationGroup(account=ctx.account, region=ctx.region, id=group_id, created_at=ctx.services.clock.now(),
                           tags=tags, spec=spec)
     if not store.create(rg):
         raise ReplicationGroupAlreadyExistsFault(f"Replication group {group_id} already exists.")
+    if global_id:
+        global_datastores.joined(ctx, global_id, rg)
     if primary is not None:
         def join(c: CacheCluster) -> None:
             c.spec.replication_group_id = group_id
@@ -64,8 +80,7 @@ def _refuse_unsupported(params: m.CreateReplicationGroupMessage) -> None:
     if (params.get("NumNodeGroups") or 1) > 1 or (params.get("ClusterMode") or "disabled").lower() != "disabled" \
             or len(params.get("NodeGroupConfiguration", [])) > 1:
         raise v.combination("Cluster mode (more than one node group) is not supported by elasticache-local yet.")
-    given = {"GlobalReplicationGroupId": params.get("GlobalReplicationGroupId"),
-             "ServerlessCacheSnapshotName": params.get("ServerlessCacheSnapshotName"),
+    given = {"ServerlessCacheSnapshotName": params.get("ServerlessCacheSnapshotName"),
              "AtRestEncryptionEnabled": params.get("AtRestEncryptionEnabled")}
     for name, value in given.items():
         if value:
@@ -87,9 +102,12 @@ def _primary(ctx: RequestContext, cluster_id: str | None) -> CacheCluster | None
 
 
 def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGroupMessage,
-              primary: CacheCluster | None) -> tuple[ReplicationGroupSpec, int, list[str]]:
-    """The group's spec, how many members it starts with, and their AZs (where asked)."""
-    engine, node_type, version = _engine(ctx, params, primary)
+              primary: CacheCluster | None,
+              inherited: global_datastores.Inherited | None = None) -> tuple[ReplicationGroupSpec, int, list[str]]:
+    """The group's spec, how many members it starts with, and their AZs (where asked).
+    `inherited`: what a global datastore's secondary takes from its primary."""
+    engine, node_type, version = _engine(ctx, params, primary) if inherited is None else (
+        inherited.engine, inherited.node_type, inherited.version)
     node_group = (params.get("NodeGroupConfiguration") or [{}])[0]
     total, automatic, multi_az = _members(params, node_group)
     azs = _member_azs(ctx, params, node_group, total)
@@ -224,6 +242,10 @@ def modify_replication_group(ctx: RequestContext,
     nodes.finish()
     _refuse_unsupported_changes(params)
     secured = security.on_modify(ctx, rg, _security_asked(params))
+    if secured is not None and of_group(store, rg) is not None:
+        raise v.combination(f"Replication group {rg.id} is a member of global replication group "
+                            f"{rg.spec.global_group}: changing its in-transit encryption, AUTH token or user groups "
+                            "is not supported by elasticache-local yet.")
     if secured is not None:
         spec.security = secured
         security.require_transit_supported(ctx, spec.engine, rg.target().engine_version, secured,  # last: the gate
@@ -311,6 +333,10 @@ def delete_replication_group(ctx: RequestContext,
     rg = get_group(ctx, params["ReplicationGroupId"])
     if rg.api_status() not in ("available", "create-failed"):
         require_available(rg)
+    if of_group(ctx.services.store, rg) is not None:
+        raise InvalidReplicationGroupStateFault(
+            f"Replication group {rg.id} is a member of global replication group {rg.spec.global_group}: disassociate "
+            "it (or delete the global replication group) first.")
     retain = bool(params.get("RetainPrimaryCluster"))
     final = params.get("FinalSnapshotIdentifier")
     if final:

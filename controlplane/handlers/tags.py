@@ -13,10 +13,10 @@ from controlplane.model import errors as e
 from controlplane.model import messages as m
 from controlplane.protocol.errors import ModelError
 from controlplane.state import shapes
-from controlplane.state.arns import parse_arn
+from controlplane.state.arns import REGIONLESS, parse_arn
 from controlplane.state.kinds import RECORD_TYPES
 from controlplane.state.members import members_of
-from controlplane.state.records import Record, ReplicationGroup, Tag
+from controlplane.state.records import Record, ReplicationGroup, ResourceKey, Tag
 from controlplane.state.subnet_groups import DEFAULT_SUBNET_GROUP, CacheSubnetGroup
 from controlplane.state.users import DEFAULT_USER_ID, User
 
@@ -33,6 +33,7 @@ _NOT_FOUND: dict[str, type[ModelError]] = {
     "reserved-cache-node": e.ReservedCacheNodeNotFoundFault,
     "serverless-cache": e.ServerlessCacheNotFoundFault,
     "serverless-cache-snapshot": e.ServerlessCacheSnapshotNotFoundFault,
+    "global-replication-group": e.GlobalReplicationGroupNotFoundFault,
 }
 
 
@@ -40,14 +41,16 @@ def _resource(ctx: RequestContext, name: str) -> Record:
     parsed = parse_arn(name)
     if parsed is None:
         raise e.InvalidARNFault(f"The ARN {name} is not valid.")
-    if parsed.region != ctx.region or parsed.account != ctx.account:
+    regionless = parsed.kind in REGIONLESS  # a global datastore: found from every region
+    if (parsed.region != ctx.region and not regionless) or parsed.account != ctx.account:
         raise _NOT_FOUND[parsed.kind](f"The resource {name} was not found.")
     if parsed.kind == User.KIND and parsed.id == DEFAULT_USER_ID:
         ensure_default_user(ctx)  # the built-in user exists before anyone asked for it
     if parsed.kind == CacheSubnetGroup.KIND and parsed.id == DEFAULT_SUBNET_GROUP:
         ensure_default_group(ctx)
     model = RECORD_TYPES.get(parsed.kind)
-    rec = ctx.services.store.get(ctx.key(parsed.kind, parsed.id), model) if model else None
+    key = ResourceKey(parsed.kind, ctx.account, parsed.region if regionless else ctx.region, parsed.id)
+    rec = ctx.services.store.get(key, model) if model else None
     if rec is None:
         raise _NOT_FOUND[parsed.kind](f"The resource {name} was not found.")
     return rec

@@ -17,7 +17,9 @@ ARN_TYPES = {
     "reserved-instance": "reserved-cache-node",
     "serverlesscache": "serverless-cache",
     "serverlesscachesnapshot": "serverless-cache-snapshot",
+    "globalreplicationgroup": "global-replication-group",
 }
+REGIONLESS = {"global-replication-group"}  # their ARNs have no region (arn:aws:elasticache::<account>:...)
 KIND_TO_ARN_TYPE = {kind: arn_type for arn_type, kind in ARN_TYPES.items()}
 
 
@@ -38,6 +40,6 @@ def parse_arn(value: str) -> ParsedArn | None:
         return None
     _, _partition, _, region, account, arn_type, resource_id = parts
     kind = ARN_TYPES.get(arn_type)
-    if kind is None or not region or not account or not resource_id:
+    if kind is None or (not region and kind not in REGIONLESS) or not account or not resource_id:
         return None
     return ParsedArn(region, account, kind, resource_id)

@@ -10,6 +10,7 @@ from typing import ClassVar, NamedTuple, TypeVar
 
 from pydantic import BaseModel, Field
 
+from controlplane.state.migration import MigrationSpec, MigrationStatus, MigrationTest, migrating
 from controlplane.state.security import AppliedSecurity, SecuritySpec, security_status
 
 
@@ -287,6 +288,9 @@ class ReplicationGroupSpec(BaseModel):
     final_snapshot: str | None = None  # as for cache clusters
     retain_primary_cluster: bool = False
     security: SecuritySpec = Field(default_factory=SecuritySpec)  # TLS, AUTH and RBAC
+    migration: MigrationSpec | None = None  # StartMigration (state/migration.py)
+    migration_test: MigrationTest | None = None  # TestMigration
+    global_group: str | None = None  # the global datastore it joined (state/global_datastores.py)
 
 
 class FailoverStep(StrEnum):
@@ -348,6 +352,7 @@ class ReplicationGroupStatus(BaseModel):
     final_snapshot_failed: str | None = None
     last_backup_at: datetime | None = None
     security_applied: AppliedSecurity | None = None  # as for cache clusters
+    migration: MigrationStatus = Field(default_factory=MigrationStatus)
 
 
 class ReplicationGroup(Record):
@@ -379,6 +384,8 @@ class ReplicationGroup(Record):
             or (self.spec.test_failover is not None and self.spec.test_failover.seq > self.status.test_failover_done)
         ):
             return "modifying"
+        if self.status.phase == "available" and migrating(self.spec.migration, self.status.migration):
+            return "migrating"
         held = security_status(self.spec.security, self.status.security_applied)
         if self.status.phase == "available" and held is not None:
             return held  # TLS, AUTH or a user group asked and not on every node yet

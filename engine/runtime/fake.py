@@ -211,7 +211,8 @@ class FakeRuntime:
                         and self._nodes.get(n) is not None and self._nodes[n].config.host == primary[0]),
                        default=0)
         offset = self._offsets.get(name, followed)
-        return {"master_link_status": "up", "slave_repl_offset": str(offset)}
+        where = {"master_host": primary[0], "master_port": str(primary[1])} if primary is not None else {}
+        return {**where, "master_link_status": "up", "slave_repl_offset": str(offset)}
 
     def wait_ready(self, name: str, timeout: float) -> bool:
         """As a node reporting READY=1: True once per start, at once, for a running node that

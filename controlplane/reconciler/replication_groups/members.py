@@ -18,6 +18,7 @@ from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.restore import GroupRestore
 from controlplane.reconciler.security import tls_of
 from controlplane.state.acl import node_acl
+from controlplane.state.global_datastores import primary_upstream, role_held
 from controlplane.state.records import CacheCluster, NodeStatus, ReplicationGroup
 from engine import ProbeResult, RuntimeError_
 
@@ -118,9 +119,12 @@ class Members:
         name = ctx.name(rg, m.id)
         node = m.status.nodes[0]
         settings: dict[str, str] = {}
+        source = primary_upstream(ctx.store, rg)
         if m.id != primary.id:
             p = primary.status.nodes[0]
             settings["replicaof"] = f"{p.host} {p.port}"
+        elif source is not None:  # an online migration's source, or a global datastore's primary
+            settings["replicaof"] = f"{source[0]} {source[1]}"
         extra = self._endpoints.wanted(rg, m.id)
         if extra:
             settings["bind"] = " ".join(extra)
@@ -169,7 +173,7 @@ class Members:
             if m is None:
                 return True
             result = ctx.infra.runtime.probe(name, PROBE_TIMEOUT)
-            if not result.ok or not _role_ok(rg, m.id, result):
+            if not result.ok or not _role_ok(rg, m.id, result, primary_upstream(ctx.store, rg)):
                 return False
             if m.id != rg.status.primary and rg.status.primary is not None:
                 mark = self._marks.get(name)
@@ -199,13 +203,21 @@ class Members:
         if primary is None or rg.status.failover is not None:
             return
         p = primary.status.nodes[0]
+        source = primary_upstream(ctx.store, rg)
+        held = role_held(ctx.store, rg)
         for m in members:
             name = ctx.name(rg, m.id)
             result = ctx.health.last_probe(name) or ctx.infra.runtime.probe(name, PROBE_TIMEOUT)
             if not result.ok:
                 continue
             try:
-                if m.id == primary.id and result.role != "master":
+                if m.id == primary.id and held:
+                    continue  # a global datastore's failover moves this role
+                if m.id == primary.id and source is not None:
+                    if (result.role, result.details.get("master_host"), result.details.get("master_port")) != (
+                            "slave", source[0], str(source[1])):
+                        ctx.infra.runtime.replicate(name, source)
+                elif m.id == primary.id and result.role != "master":
                     ctx.infra.runtime.replicate(name, None)
                 elif m.id != primary.id and result.role == "master":
                     ctx.infra.runtime.replicate(name, (p.host, p.port))
@@ -256,9 +268,11 @@ def _set_status(c: CacheCluster, field: str, value: int) -> None:
     setattr(c.status, field, value)
 
 
-def _role_ok(rg: ReplicationGroup, member_id: str, result: ProbeResult) -> bool:
+def _role_ok(rg: ReplicationGroup, member_id: str, result: ProbeResult, upstream: tuple[str, int] | None) -> bool:
     if member_id == rg.status.primary:
-        return result.role == "master"
+        # The primary of a migrating group or of a global datastore's secondary is a replica
+        # (of the source, of the primary region); its link may be down.
+        return result.role == ("slave" if upstream is not None else "master")
     return result.role == "slave" and result.details.get("master_link_status") == "up"
 
 

@@ -26,6 +26,7 @@ from controlplane.reconciler.replication_groups.context import CC, RG, GroupCont
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.failover import Failover, Observer
 from controlplane.reconciler.replication_groups.members import Members
+from controlplane.reconciler.replication_groups.migration import GroupMigration
 from controlplane.reconciler.replication_groups.restore import GroupRestore
 from controlplane.reconciler.replication_groups.rollout import Rollout
 from controlplane.reconciler.replication_groups.security import GroupSecurity
@@ -62,6 +63,7 @@ class ReplicationGroupReconciler:
                                  cooldown=failover_cooldown, observer=observer)
         self.rollout = Rollout(self._ctx, self.endpoints, self.members)
         self.security = GroupSecurity(self._ctx, enqueue)  # enqueue: the users and groups it applied
+        self.migration = GroupMigration(self._ctx)
 
     # ---- entry points -----------------------------------------------------------------
 
@@ -107,18 +109,22 @@ class ReplicationGroupReconciler:
         if not waiting and rg.status.failover is None:
             rg = self.security.converge(rg, members)
             members = [parameters.sync(ctx.store, ctx.infra, m) for m in members]
+        migrating: float | None = None
         if not waiting:
             self._settle(rg, members)
             current = ctx.store.get(rg.key, ReplicationGroup)
             if current is not None and current.status.phase == "available" and current.status.failover is None:
                 self._restore.settled(current)
                 self._backups.tick(current)
+                _, migrating = self.migration.converge(current)
         if waiting:
             raise Requeue(f"members {', '.join(waiting)} are not replicating yet", delay=POLL)
         if held is not None:
             raise Requeue("the failover waits for the cooldown", delay=held)
         if blocked:  # the rest of the group was converged first: endpoints still move
             raise TemporaryError(f"members {', '.join(blocked)} wait for their availability zone", delay=1.0)
+        if migrating is not None:
+            raise Requeue("an online migration is followed", delay=migrating)
 
     def fail(self, key: ResourceKey, message: str) -> None:
         rg = self._ctx.store.get(key, ReplicationGroup)

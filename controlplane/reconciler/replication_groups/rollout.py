@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 
 from controlplane.catalog import version_key
-from controlplane.reconciler.errors import TemporaryError
+from controlplane.reconciler.errors import Requeue, TemporaryError
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.members import Members
@@ -16,6 +16,7 @@ from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.reconciler.security import tls_of
 from controlplane.state import service_updates
 from controlplane.state.acl import node_acl
+from controlplane.state.global_datastores import primary_upstream, upgrade_held
 from controlplane.state.records import CacheCluster, PrimaryChange, ReplicationGroup, ReplicationGroupStatus
 from engine import RuntimeError_
 
@@ -41,8 +42,14 @@ class Rollout:
         runtime = ctx.infra.runtime
         old_name, new_name = ctx.name(rg, old.id), ctx.name(rg, new.id)
         target = (new.status.nodes[0].host, new.status.nodes[0].port)
+        upstream = primary_upstream(ctx.store, rg)
         try:
-            if version_key(version) >= (6, 2):
+            if upstream is not None:
+                # Both are read-only replicas (of a migration's source or of the global datastore's
+                # primary group): nothing to pause; the new one follows the upstream, the old one it.
+                runtime.replicate(new_name, upstream)
+                runtime.replicate(old_name, target)
+            elif version_key(version) >= (6, 2):
                 runtime.hand_over(old_name, target)
             else:  # no FAILOVER command before 6.2: promote, then demote
                 runtime.replicate(new_name, None)
@@ -112,6 +119,8 @@ class Rollout:
         outdated = [m for m in members if stale(m)]
         if not outdated or rg.status.failover is not None:
             return rg, members, []
+        if upgrade_held(ctx.store, rg, version):  # not settled meanwhile: the group is still modifying
+            raise Requeue("the engine upgrade waits for the global datastore's secondaries", delay=0.5)
         primary = member(members, rg.status.primary)
         assert primary is not None
         replicas = [m for m in outdated if m.id != primary.id]
