@@ -63,6 +63,16 @@ class CacheView:
         return f"/dashboard/{base}/{self.id}?account={self.account}&region={self.region}"
 
     @property
+    def parameter_group(self) -> str:
+        """The members' parameter group, and how far its values have reached their nodes."""
+        groups = [c["CacheParameterGroup"] for c in self.members if c.get("CacheParameterGroup")]
+        if not groups:
+            return ""
+        statuses = {g.get("ParameterApplyStatus", "in-sync") for g in groups}
+        status = next((s for s in ("pending-reboot", "applying") if s in statuses), "in-sync")
+        return f"{groups[0].get('CacheParameterGroupName', '')} ({status})"
+
+    @property
     def live_url(self) -> str:
         """The fragment of the page that the live feed re-fetches."""
         return self.url.replace("?", "/live?", 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane.handlers import cache_security_groups, node_types, security
+from controlplane.handlers import cache_security_groups, node_types, parameter_groups, security
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
@@ -40,6 +40,11 @@ def modify_cache_cluster(ctx: RequestContext, params: m.ModifyCacheClusterMessag
     _node_count(ctx, rec, spec, params, nodes)
     _version_and_type(ctx, spec, params, nodes)
     _settings(spec, params)
+    # A group's immediate values apply now, the others at the next reboot.
+    spec.parameter_group = parameter_groups.group_on_modify(
+        ctx, spec.engine, spec.parameter_group, rec.target().engine_version,
+        params.get("EngineVersion") or rec.target().engine_version,
+        params.get("CacheParameterGroupName")) or spec.parameter_group
     nodes.finish()
     secured = security.on_modify(ctx, rec, security.Asked(token=params.get("AuthToken"),
                                                           strategy=params.get("AuthTokenUpdateStrategy")))
@@ -62,7 +67,8 @@ def modify_cache_cluster(ctx: RequestContext, params: m.ModifyCacheClusterMessag
 
 def _refuse_member_node_changes(params: m.ModifyCacheClusterMessage, group_id: str) -> None:
     given = {"NumCacheNodes": params.get("NumCacheNodes"), "CacheNodeType": params.get("CacheNodeType"),
-             "EngineVersion": params.get("EngineVersion"), "CacheNodeIdsToRemove": params.get("CacheNodeIdsToRemove")}
+             "EngineVersion": params.get("EngineVersion"), "CacheNodeIdsToRemove": params.get("CacheNodeIdsToRemove"),
+             "CacheParameterGroupName": params.get("CacheParameterGroupName")}
     for name, value in given.items():
         if value is not None:
             raise v.combination(f"{name} of a member of replication group {group_id} is changed with "
@@ -122,8 +128,6 @@ def _settings(spec: CacheClusterSpec, params: m.ModifyCacheClusterMessage) -> No
     if params.get("PreferredMaintenanceWindow") or params.get("SnapshotWindow"):
         v.no_overlap(spec.maintenance_window, spec.snapshot_window)
     cache_security_groups.refuse_names(params)
-    if params.get("CacheParameterGroupName"):
-        d.parameter_group(spec.engine, spec.engine_version, params.get("CacheParameterGroupName"))
 
 
 def _snapshot_settings(spec: CacheClusterSpec, params: m.ModifyCacheClusterMessage) -> None:

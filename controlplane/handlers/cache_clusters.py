@@ -7,7 +7,7 @@ from typing import cast
 
 from controlplane import catalog
 from controlplane.catalog import version_key
-from controlplane.handlers import cache_security_groups, sasl, security, snapshots, subnet_groups
+from controlplane.handlers import cache_security_groups, parameter_groups, sasl, security, snapshots, subnet_groups
 from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
 from controlplane.handlers.cache_cluster_changes import MAX_MEMCACHED_NODES, check_node_quota, modify_cache_cluster
@@ -85,7 +85,7 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
         raise v.combination(f"In-transit encryption needs Memcached {MEMCACHED_TLS_MINIMUM} or later; this cluster "
                             f"would run {version}.")
     v.ipv4_only(params.get("NetworkType"), params.get("IpDiscovery"))
-    parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
+    parameter_group = parameter_groups.group_for_cache(ctx, engine, version, params.get("CacheParameterGroupName"))
     cache_security_groups.refuse_names(params)
     subnet_group, preferred = _placed(ctx, params.get("CacheSubnetGroupName"), az_mode, preferred, cluster_id)
     restore = snapshots.restore_source(ctx, engine, version, params.get("SnapshotName"),

@@ -1,5 +1,5 @@
 """What AWS chooses when the caller leaves a value out: maintenance and snapshot windows, engine
-versions, parameter groups; each validated the same way when the caller does give it."""
+versions; each validated the same way when the caller does give it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from controlplane import catalog, windows
 from controlplane.catalog import resolve_version
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import RequestContext
-from controlplane.model.errors import CacheParameterGroupNotFoundFault
 
 # The day AWS's pseudo-random pick lands on, by hash: kept in this order so ids keep their days.
 _DAY_PICK = (6, 0, 1, 2, 3, 4, 5)  # sun, mon, ..., sat as indexes of windows.DAYS
@@ -94,10 +93,3 @@ def version_change(ctx: RequestContext, engine: str, current: str, requested: st
         raise v.combination(f"Cannot modify {engine} from {now} to {release}")  # AWS's text
     return release
 
-
-def parameter_group(engine: str, version: str, requested: str | None) -> str:
-    """Only the default parameter group of the version's family exists so far."""
-    default = f"default.{catalog.family_of(engine, version)}"
-    if requested and requested != default:
-        raise CacheParameterGroupNotFoundFault(f"CacheParameterGroup {requested} not found.")
-    return default

@@ -13,6 +13,7 @@ from typing import NoReturn, cast
 
 from controlplane.catalog import version_key
 from controlplane.handlers import defaults as d
+from controlplane.handlers import parameter_groups
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, spec_to_change
 from controlplane.handlers.context import HandlerTable, RequestContext
@@ -141,10 +142,12 @@ def modify_global_replication_group(ctx: RequestContext, params: m.ModifyGlobalR
         raise v.invalid("Modifications to global replication groups cannot be applied in the maintenance window: "
                         "ApplyImmediately must be true.")
     _require_stable(g)
-    for name in ("Engine", "CacheParameterGroupName"):
-        if params.get(name):
-            raise v.unsupported(f"{name} on a global replication group")
-    _node_changes(ctx, g, params.get("CacheNodeType"), params.get("EngineVersion"))
+    engine = params.get("Engine")
+    primary = _group_in(ctx, g.current_primary())
+    if engine and primary is not None and engine.lower() != primary.spec.engine:
+        raise v.unsupported("Changing the engine of a global replication group")
+    _node_changes(ctx, g, params.get("CacheNodeType"), params.get("EngineVersion"),
+                  params.get("CacheParameterGroupName"))
     if "AutomaticFailoverEnabled" in params:
         wanted = bool(params["AutomaticFailoverEnabled"])
         groups = [rg for rg in (_group_in(ctx, member) for member in g.members()) if rg is not None]
@@ -163,11 +166,11 @@ def modify_global_replication_group(ctx: RequestContext, params: m.ModifyGlobalR
 
 
 def _node_changes(ctx: RequestContext, g: GlobalReplicationGroup, node_type: str | None,
-                  version: str | None) -> None:
-    """A node type or engine version for every member group, at once: each group rolls its nodes
-    as for ModifyReplicationGroup; an engine upgrade reaches the primary group's nodes only after
-    every secondary's (state.global_datastores.upgrade_held)."""
-    if not node_type and not version:
+                  version: str | None, parameter_group: str | None) -> None:
+    """A node type, engine version or parameter group for every member group, at once: each group
+    rolls its nodes as for ModifyReplicationGroup; an engine upgrade reaches the primary group's
+    nodes only after every secondary's (state.global_datastores.upgrade_held)."""
+    if not node_type and not version and not parameter_group:
         return
     groups = [rg for rg in (_group_in(ctx, member) for member in g.members()) if rg is not None]
     for rg in groups:
@@ -178,6 +181,9 @@ def _node_changes(ctx: RequestContext, g: GlobalReplicationGroup, node_type: str
     store = ctx.services.store
     for rg in groups:
         spec = spec_to_change(rg)
+        spec.parameter_group = parameter_groups.group_on_modify(
+            ctx, spec.engine, spec.parameter_group, rg.target().engine_version, version or rg.target().engine_version,
+            parameter_group) or spec.parameter_group
         nodes = NodeChanges.start(spec, True)
         if node_type and node_type != spec.node_type:
             nodes.node_type(node_type)

@@ -70,5 +70,6 @@ def sync_members(store: Store, rg: ReplicationGroup) -> None:
             c.spec.engine_version = target.engine_version
             c.spec.pending = pending.model_copy()
             c.spec.security = rg.spec.security.model_copy(deep=True)
+            c.spec.parameter_group = rg.spec.parameter_group
 
         store.update(member.key, CacheCluster, change)

@@ -10,6 +10,7 @@ from controlplane.handlers import (
     cache_security_groups,
     global_datastores,
     node_types,
+    parameter_groups,
     sasl,
     security,
     snapshots,
@@ -123,7 +124,7 @@ def _new_spec(ctx: RequestContext, group_id: str, params: m.CreateReplicationGro
         azs = (taken[:1] + subnet_groups.spread(zones, taken, total - 1)) if taken else subnet_groups.spread(
             zones, [], total)
     port = v.port(params.get("Port") or (primary.spec.port if primary else catalog.DEFAULT_PORTS[engine]))
-    parameter_group = d.parameter_group(engine, version, params.get("CacheParameterGroupName"))
+    parameter_group = parameter_groups.group_for_cache(ctx, engine, version, params.get("CacheParameterGroupName"))
     window, snapshot_window = d.windows_for(ctx, params.get("PreferredMaintenanceWindow"),
                                             params.get("SnapshotWindow"), group_id)
     retention = v.retention(params.get("SnapshotRetentionLimit", 0))
@@ -227,6 +228,11 @@ def modify_replication_group(ctx: RequestContext,
     cache_security_groups.refuse_names(params)
     bump = _failover_settings(rg, spec, params, {c.id for c in members})
     _settings(spec, params)
+    # A group's immediate values apply now, the others at the next reboot.
+    spec.parameter_group = parameter_groups.group_on_modify(
+        ctx, spec.engine, spec.parameter_group, rg.target().engine_version,
+        params.get("EngineVersion") or rg.target().engine_version,
+        params.get("CacheParameterGroupName")) or spec.parameter_group
     # Node type and engine version restart every node (replicas first, the primary after a
     # switchover): at once with ApplyImmediately, else in the maintenance window.
     nodes = NodeChanges.start(spec, bool(params.get("ApplyImmediately")))
@@ -319,7 +325,7 @@ def _settings(spec: ReplicationGroupSpec, params: m.ModifyReplicationGroupMessag
 
 
 def _refuse_unsupported_changes(params: m.ModifyReplicationGroupMessage) -> None:
-    given = {"CacheParameterGroupName": params.get("CacheParameterGroupName"), "ClusterMode": params.get("ClusterMode")}
+    given = {"ClusterMode": params.get("ClusterMode")}
     for name, value in given.items():
         if value:
             raise v.unsupported(name)

@@ -7,12 +7,10 @@ import logging
 from collections.abc import Callable, Iterable
 from functools import partial
 
-from controlplane import catalog
-from controlplane.catalog import resolve_version
 from controlplane.clock import Clock
-from controlplane.reconciler import texts
+from controlplane.reconciler import parameters, texts
 from controlplane.reconciler.backups import Backups
-from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
+from controlplane.reconciler.errors import Requeue, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import (
     Infra,
@@ -25,6 +23,7 @@ from controlplane.reconciler.restores import ClusterRestore, Restores, final_sna
 from controlplane.reconciler.sasl import SaslSync
 from controlplane.reconciler.schedule import in_weekly_window
 from controlplane.reconciler.security import tls_of
+from controlplane.reconciler.versions import choose_version, default_azs
 from controlplane.state.acl import desired_security, node_acl
 from controlplane.state.events import EventLog
 from controlplane.state.records import (
@@ -34,7 +33,7 @@ from controlplane.state.records import (
     ResourceKey,
 )
 from controlplane.state.security import AppliedSecurity
-from controlplane.state.service_updates import outdated, pin
+from controlplane.state.service_updates import outdated
 from controlplane.state.store import Store
 from engine import Member, NodeConfig
 
@@ -86,13 +85,15 @@ class CacheClusterReconciler:
         if rec.status.phase == "restore-failed":
             return  # nothing runs; only a delete helps
         rec = self._apply_pending(rec)
-        version, exact, updating = self._choose_version(rec)
+        version, exact, updating = choose_version(self._store, self._infra, rec)
         rec = self._plan_nodes(rec, version, exact)
         rec = self._record_version(rec, version, exact)
         rec = self._remove_nodes(rec)
         rec = self._run_nodes(rec, version, updating)
         rec = self._reboot(rec, version)
         self._sasl.converge(rec, [self._name(rec, n.node_id) for n in rec.status.nodes if n.status == "available"])
+        if rec.status.phase == "available":
+            rec = parameters.sync(self._store, self._infra, rec)
         self._config_endpoint(rec)
         self._settle(rec)
         current = self._store.get(rec.key, CacheCluster)
@@ -137,20 +138,6 @@ class CacheClusterReconciler:
         self._emit(rec, "Applying pending modifications in the maintenance window")
         return rec
 
-    def _choose_version(self, rec: CacheCluster) -> tuple[str, bool, bool]:
-        """The installed version the nodes run, whether it is the one asked for, whether a service
-        update is applied (service_updates.pin: a newly installed patch waits for its update)."""
-        available = self._infra.runtime.available_versions()
-        wanted = rec.target().engine_version
-        chosen, exact = resolve_version(rec.spec.engine, wanted, available, self._infra.strict_versions)
-        if chosen is None:
-            raise PermanentError(
-                f"No {rec.spec.engine} {wanted} can run on this machine "
-                f"(installed: {', '.join(available.get(rec.spec.engine, ())) or 'none'})"
-            )
-        version, updating = pin(self._store, rec, chosen, available.get(rec.spec.engine, ()))
-        return version, exact, updating
-
     def _record_version(self, rec: CacheCluster, version: str, exact: bool) -> CacheCluster:
         """Record a newly chosen version (saying so when it is not the one asked for)."""
         if rec.status.engine_version == version:
@@ -170,7 +157,7 @@ class CacheClusterReconciler:
         missing = target.num_nodes - len(live)
         if missing <= 0:
             return rec
-        azs = self._azs(rec)
+        azs = default_azs(rec)
         with self._infra.alloc_lock:
             new_nodes: list[NodeStatus] = []
             number = max((int(n.node_id) for n in rec.status.nodes), default=rec.status.last_node_number)
@@ -229,7 +216,10 @@ class CacheClusterReconciler:
             name = self._name(rec, node.node_id)
             running = self._nodes.running(name, node.status == "available")
             current = node.node_type == node_type and not outdated(self._nodes.version_of(name) or "", version,
-                                                                   updating)
+                                                                   updating) and not (
+                # Parameters waiting for a restart get it in the maintenance window.
+                node.parameter_status == "pending-reboot" and in_weekly_window(rec.spec.maintenance_window,
+                                                                               self._clock.now()))
             if running and current:
                 if node.status != "available":
                     starting.append(node.node_id)
@@ -253,7 +243,8 @@ class CacheClusterReconciler:
             if node.status == "available" and not running:
                 self._emit(rec, f"Recovering cache nodes {node.node_id}")
                 rec = self._set_node(rec, node.node_id, "rebooting")
-            config = self._config(rec, node, version)
+            params = parameters.wanted(self._store, rec)
+            config = self._config(rec, node, version, params)
             seeding = self._restore.pending(rec)
             if seeding:
                 config = self._restore.seeded(rec, config)
@@ -261,7 +252,7 @@ class CacheClusterReconciler:
             if seeding:  # only a node really started with the file can have failed to load it
                 rec = self._restore.started(rec)
             rec = self._write_status(rec, partial(_set_type, node_id=node.node_id, node_type=node_type,
-                                                  tls=tls_of(node_acl(self._store, rec))))
+                                                  tls=tls_of(node_acl(self._store, rec)), params=params))
             starting.append(node.node_id)
         if starting:
             rec = self._await_ready(rec, starting)
@@ -335,8 +326,10 @@ class CacheClusterReconciler:
             else:
                 runtime.stop(name)  # as on AWS, the node comes back empty (with AOF: with its data)
             self._emit(rec, f"Cache node {node_id} shutdown")
-            runtime.start(self._config(rec, node, version))
+            params = parameters.wanted(self._store, rec)
+            runtime.start(self._config(rec, node, version, params))
             self._health.revive(name)
+            rec = self._write_status(rec, partial(_set_params, node_id=node_id, params=params))
         rec = self._write_status(rec, lambda s: setattr(s, "reboot_started", request.seq))
         return self._finish_reboot(rec, request.seq, request.node_ids)
 
@@ -435,7 +428,7 @@ class CacheClusterReconciler:
     def _name(self, rec: CacheCluster, node_id: str) -> str:
         return node_name(rec.account, rec.region, rec.id, node_id)
 
-    def _config(self, rec: CacheCluster, node: NodeStatus, version: str) -> NodeConfig:
+    def _config(self, rec: CacheCluster, node: NodeStatus, version: str, params: dict[str, str]) -> NodeConfig:
         engine = rec.spec.engine
         # Memcached with TLS (CreateCacheCluster allows it for no other engine) or SASL.
         security = self._infra.node_security(node_acl(self._store, rec), [node.host])
@@ -450,16 +443,8 @@ class CacheClusterReconciler:
             labels={"account": rec.account, "region": rec.region, "cluster": rec.id,
                     "node": node.node_id},
             security=security,
+            parameters=params,
         )
-
-    def _azs(self, rec: CacheCluster) -> list[str]:
-        if rec.spec.preferred_azs:
-            return rec.spec.preferred_azs
-        zones = catalog.availability_zones(rec.region)
-        # Deterministic per cluster, like AWS's choice is stable for a cluster.
-        start = sum(rec.id.encode()) % len(zones)
-        rotated = zones[start:] + zones[:start]
-        return rotated if rec.spec.az_mode == "cross-az" else rotated[:1]
 
     def _set_node(self, rec: CacheCluster, node_id: str, status: str, version: str | None = None,
                   planned: str | None = None) -> CacheCluster:
@@ -485,8 +470,16 @@ class CacheClusterReconciler:
         self._events.emit(rec.account, rec.region, SOURCE, rec.id, message)
 
 
-def _set_type(status: CacheClusterStatus, node_id: str, node_type: str, tls: str | None) -> None:
+def _set_type(status: CacheClusterStatus, node_id: str, node_type: str, tls: str | None,
+              params: dict[str, str]) -> None:
     for n in status.nodes:
         if n.node_id == node_id:
             n.node_type = node_type
             n.tls = tls
+            parameters.started_with(n, params)
+
+
+def _set_params(status: CacheClusterStatus, node_id: str, params: dict[str, str]) -> None:
+    for n in status.nodes:
+        if n.node_id == node_id:
+            parameters.started_with(n, params)

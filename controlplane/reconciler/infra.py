@@ -110,7 +110,10 @@ def build_node_config(
     labels: Mapping[str, str],
     settings: Mapping[str, str] | None = None,
     security: NodeSecurity | None = None,
+    parameters: Mapping[str, str] | None = None,
 ) -> NodeConfig:
+    """`parameters`: the parameter group's engine settings; `settings` (replication, addresses)
+    are the service's own and win over them."""
     spec = catalog.NODE_TYPES[node_type]
     threads = min(spec.vcpus, catalog.MAX_MEMCACHED_THREADS) if engine == "memcached" else 1
     return NodeConfig(
@@ -122,6 +125,6 @@ def build_node_config(
         memory_mb=spec.memory_mb,
         threads=threads,
         labels=dict(labels),
-        settings=dict(settings or {}),
+        settings={**(parameters or {}), **(settings or {})},
         security=security,
     )

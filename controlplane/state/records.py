@@ -164,6 +164,10 @@ class NodeStatus(BaseModel):
     # Why the node was restarted on purpose (reconciler/texts.py: a patch, a node type change, a
     # reboot...) until it answers again; None: a node seen restarting is being recovered.
     planned: str | None = None
+    # The parameter group's engine settings the node runs with (state.parameter_groups), set at
+    # its start and by live changes; None: started before parameter groups were applied.
+    parameters: dict[str, str] | None = None
+    parameter_status: str | None = None  # in-sync | applying | pending-reboot (None: in-sync)
 
 
 class CacheClusterStatus(BaseModel):

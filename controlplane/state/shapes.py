@@ -32,11 +32,7 @@ def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
         "PendingModifiedValues": _pending(rec),
         "CacheSecurityGroups": [{"CacheSecurityGroupName": n, "Status": "active"}
                                 for n in spec.security_group_names],
-        "CacheParameterGroup": {
-            "CacheParameterGroupName": spec.parameter_group,
-            "ParameterApplyStatus": "in-sync",
-            "CacheNodeIdsToReboot": [],
-        },
+        "CacheParameterGroup": _parameter_group(rec),
         "AutoMinorVersionUpgrade": spec.auto_minor_version_upgrade,
         "SecurityGroups": [{"SecurityGroupId": g, "Status": "active"} for g in spec.security_group_ids],
         **security.shown(spec.security, status.security_applied),
@@ -70,12 +66,20 @@ def cache_cluster(rec: CacheCluster, show_nodes: bool) -> dict[str, Any]:
                 "CacheNodeStatus": "deleting" if rec.deleting() else n.status,
                 "CacheNodeCreateTime": n.created_at,
                 "Endpoint": {"Address": n.host, "Port": n.port},
-                "ParameterGroupStatus": "in-sync",
+                "ParameterGroupStatus": n.parameter_status or "in-sync",
                 "CustomerAvailabilityZone": n.az,
             }
             for n in status.nodes
         ]
     return out
+
+
+def _parameter_group(rec: CacheCluster) -> dict[str, Any]:
+    """The group and how far its values reached the nodes (each node's status, by the reconciler)."""
+    statuses = [n.parameter_status or "in-sync" for n in rec.status.nodes]
+    overall = next((s for s in ("pending-reboot", "applying") if s in statuses), "in-sync")
+    return {"CacheParameterGroupName": rec.spec.parameter_group, "ParameterApplyStatus": overall,
+            "CacheNodeIdsToReboot": [n.node_id for n in rec.status.nodes if n.parameter_status == "pending-reboot"]}
 
 
 def _pending(rec: CacheCluster) -> dict[str, Any]:

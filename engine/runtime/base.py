@@ -87,6 +87,21 @@ def config_from_dict(data: Mapping[str, Any]) -> NodeConfig:
     )
 
 
+# What apply_config never changes: the runtime's own directives, and what replication and the
+# floating addresses set through their own calls.
+RUNTIME_DIRECTIVES = frozenset({"port", "dir", "pidfile", "logfile", "daemonize", "include", "supervised",
+                                "proc-title-template", "bind", "replicaof", "slaveof"})
+
+
+def check_live_settings(name: str, settings: Mapping[str, str]) -> None:
+    """apply_config's settings: directives a node may change while it runs (RuntimeError_ if not)."""
+    for key, value in settings.items():
+        if not key or any(c in key + value for c in "\r\n\0") or " " in key:
+            raise RuntimeError_(f"node {name}: invalid setting {key!r}", temporary=False)
+        if key.lower() in RUNTIME_DIRECTIVES:
+            raise RuntimeError_(f"node {name}: {key} is managed by the runtime", temporary=False)
+
+
 def without_seed(config: NodeConfig) -> NodeConfig:
     """The config a runtime keeps beside a node: the seed is for one start only."""
     return config if config.seed is None else replace(config, seed=None)
@@ -289,6 +304,12 @@ class NodeRuntime(Protocol):
         users, where they can change live (process runtime; turning SASL on or off takes a
         restart). Raises RuntimeError_ (no such node, started without security, not running,
         refused, invalid users)."""
+        ...
+
+    def apply_config(self, name: str, settings: Mapping[str, str]) -> None:
+        """Redis/Valkey: change config directives of a running node now (CONFIG SET), and keep
+        them in its settings for its next start. Raises RuntimeError_ (no such node, not running,
+        memcached, a directive the runtime manages, or the node refused the value)."""
         ...
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:

@@ -8,7 +8,7 @@ node's port speaks it, as the service's admin user when the node has security.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
 from engine.adapters.redis_security import channels_known
 from engine.rdb import save_rdb
+from engine.runtime import base
 from engine.runtime.base import NodeConfig, NodeInfo, NodeState, NodeStats, ProbeResult, RuntimeError_
 from engine.security import AclUser, check_security, effective_users
 from engine.stats import StatsReader, proc_cpu_seconds
@@ -184,6 +185,15 @@ class TcpNodeCommands:
         else:
             self._apply_acl(name, updated)
         self._store_config(name, updated)
+
+    def apply_config(self, name: str, settings: Mapping[str, str]) -> None:
+        """CONFIG SET each directive (one per command: before 7.0 CONFIG SET takes one pair),
+        pipelined on one connection, then keep them with the node's config."""
+        config = self._running_redis(name, "takes its options at start only")
+        base.check_live_settings(name, settings)
+        if settings:
+            self._redis_all(name, [["CONFIG", "SET", k, v] for k, v in settings.items()])
+        self._store_config(name, replace(config, settings={**config.settings, **settings}))
 
     def _apply_acl(self, name: str, config: NodeConfig) -> None:
         security = config.security

@@ -22,6 +22,7 @@ from engine.runtime.base import (
     NodeStats,
     ProbeResult,
     RuntimeError_,
+    check_live_settings,
     node_info,
     pause_for_probe,
     without_seed,
@@ -304,6 +305,16 @@ class FakeRuntime:
                 raise RuntimeError_(f"node {name}: {exc}", temporary=False) from exc
             node.config = replace(node.config, security=security)
             self.applied_users.append((name, security.users))
+
+    def apply_config(self, name: str, settings: Mapping[str, str]) -> None:
+        """As a real node would: redis/valkey only, running; kept in its config (config_of)."""
+        with self._lock:
+            self.calls.append(("apply_config", name))
+            node = self._command_target(name)
+            if node.config.engine == "memcached":
+                raise RuntimeError_(f"node {name} runs memcached, whose options are set at start", temporary=False)
+            check_live_settings(name, settings)
+            node.config = replace(node.config, settings={**node.config.settings, **settings})
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:
         """What the node's counters would say: its role and offsets, the size of its data and

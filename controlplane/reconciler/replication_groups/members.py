@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import partial
 
 from controlplane import catalog
-from controlplane.reconciler import texts
+from controlplane.reconciler import parameters, texts
 from controlplane.reconciler.errors import TemporaryError
 from controlplane.reconciler.infra import build_node_config
 from controlplane.reconciler.nodes import PROBE_TIMEOUT
@@ -135,11 +135,13 @@ class Members:
         # Every address a client may reach this node by: its own, and the group's endpoints (they
         # float between members, so every member's certificate names them all).
         names = [node.host, *(h for h in (rg.status.primary_host, rg.status.reader_host) if h)]
+        params = parameters.wanted(ctx.store, m)
         config = build_node_config(name=name, engine=rg.spec.engine, version=version, host=node.host,
                                    port=node.port, node_type=node_type,
                                    labels={"account": rg.account, "region": rg.region, "cluster": m.id,
                                            "node": NODE_ID, "group": rg.id},
-                                   settings=settings, security=ctx.infra.node_security(acl, names))
+                                   settings=settings, security=ctx.infra.node_security(acl, names),
+                                   parameters=params)
         seeding = m.id == primary.id and self._restore.pending(rg, m.id)
         if seeding:
             config = self._restore.seeded(rg, config)
@@ -152,6 +154,7 @@ class Members:
             c.status.nodes[0].node_type = node_type
             c.status.nodes[0].addresses = list(extra)
             c.status.nodes[0].tls = tls_of(acl)
+            parameters.started_with(c.status.nodes[0], params)
 
         return ctx.update_member(m, started)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from controlplane.catalog import resolve_version
 from controlplane.clock import Clock
+from controlplane.reconciler import parameters
 from controlplane.reconciler.backups import Backups
 from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
 from controlplane.reconciler.health import HealthMonitor
@@ -107,6 +108,7 @@ class ReplicationGroupReconciler:
             members, waiting = self.members.reboot(rg, members, version)
         if not waiting and rg.status.failover is None:
             rg = self.security.converge(rg, members)
+            members = [parameters.sync(ctx.store, ctx.infra, m) for m in members]
         migrating: float | None = None
         if not waiting:
             self._settle(rg, members)

@@ -118,7 +118,10 @@ class Rollout:
             node = m.status.nodes[0] if m.status.nodes else None
             return node is not None and node.status == "available" and (
                 node.node_type not in (None, node_type) or node.tls != tls
-                or (node.version is not None and service_updates.outdated(node.version, version, updating)))
+                or (node.version is not None and service_updates.outdated(node.version, version, updating))
+                or (node.parameter_status == "pending-reboot" and window))  # parameters wait for a restart
+
+        window = in_weekly_window(rg.spec.maintenance_window, ctx.clock.now())
 
         outdated = [m for m in members if stale(m)]
         if not outdated or rg.status.failover is not None:

@@ -126,6 +126,7 @@ def test_a_group_page_shows_nodes_endpoints_windows_and_the_timeline(world: Worl
     live = client.get("/dashboard/replication-groups/rg/live").text
     assert 'id="live" hx-get="/dashboard/replication-groups/rg/live?' in page and 'sse:resource' in page
     assert "Node group 0001" in live and "<html" not in live
+    assert "<dt>Parameter group</dt><dd>default.redis7 (in-sync)</dd>" in live
 
 
 def test_a_missing_cache_is_the_aws_error(client: TestClient) -> None:

@@ -31,9 +31,14 @@ def _the_world(tmp: Path) -> World:
                Tags=[{"Key": "k", "Value": "v"}])
         w.call("CreateCacheCluster", CacheClusterId="keep-mc", Engine="memcached", CacheNodeType="cache.t3.micro",
                NumCacheNodes=2)
-        # The built-in records (the default user and subnet group) exist before the fuzzing, as
-        # they do once anything has asked for them: a refused request must not be what adds them.
+        # The built-in records (the default user, subnet group and parameter groups) exist before
+        # the fuzzing, as they do once anything has asked for them: a refused request must not be
+        # what adds them.
         w.call("DescribeUsers")
+        w.call("CreateCacheParameterGroup", CacheParameterGroupName="keep-pg", CacheParameterGroupFamily="redis7",
+               Description="d")
+        w.call("ModifyCacheParameterGroup", CacheParameterGroupName="keep-pg",
+               ParameterNameValues=[{"ParameterName": "maxmemory-policy", "ParameterValue": "allkeys-lru"}])
         w.call("CreateCacheSubnetGroup", CacheSubnetGroupName="keep-sg", CacheSubnetGroupDescription="d",
                SubnetIds=["subnet-a-us-east-1a"])
         w.call("PurchaseReservedCacheNodesOffering", ReservedCacheNodesOfferingId=OFFERINGS[0].id,

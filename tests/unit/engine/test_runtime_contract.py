@@ -379,3 +379,27 @@ def test_node_stats_read_the_engines_own_counters_and_the_cpu_used(real: Kit) ->
     runtime.kill("r1")
     assert runtime.node_stats("r1", 1.0) is None  # exited: no stats
     assert runtime.node_stats("nope", 1.0) is None
+
+
+def test_apply_config_changes_a_running_node_and_its_next_start(kit: Kit) -> None:
+    """Parameter groups' immediate changes: CONFIG SET on the running node, kept for its next start."""
+    runtime, _ = kit.listening()
+    config = kit.config(runtime, "r1")
+    runtime.start(config)
+    serving(runtime, "r1")
+    runtime.apply_config("r1", {"maxmemory-policy": "allkeys-lru", "notify-keyspace-events": "Ex"})
+    if kit.kind != "fake":
+        assert redis_cmd(config.host, config.port, "CONFIG", "GET", "maxmemory-policy").endswith(
+            b"allkeys-lru\r\n")
+        assert b"xE" in redis_cmd(config.host, config.port, "CONFIG", "GET", "notify-keyspace-events")
+    for refused in ({"bind": "127.0.0.9"}, {"dir": "/tmp"}, {"timeout": "1\nbind 0.0.0.0"}):
+        with pytest.raises(RuntimeError_):
+            runtime.apply_config("r1", refused)
+    if kit.kind != "fake":  # the engine itself refuses a value it does not take
+        with pytest.raises(RuntimeError_):
+            runtime.apply_config("r1", {"maxmemory-policy": "nonsense"})
+    else:  # kept with the node's config, for its next start
+        assert runtime.config_of("r1").settings["maxmemory-policy"] == "allkeys-lru"  # type: ignore[attr-defined]
+    runtime.start(kit.config(runtime, "m1", "memcached"))
+    with pytest.raises(RuntimeError_):
+        runtime.apply_config("m1", {"-c": "10"})
