@@ -221,8 +221,7 @@ def modify_replication_group(ctx: RequestContext,
     secured = security.on_modify(ctx, rg, _security_asked(params))
     if secured is not None:
         spec.security = secured
-        security.require_transit_supported(ctx, spec.engine, rg.target().engine_version, secured,  # last: the gate
-                                            rg.spec.security)
+        security.require_transit_supported(ctx, spec.engine, rg.target().engine_version, secured)  # last: the gate
 
     def change(r: ReplicationGroup) -> None:
         unchanged_since_read(r, rg)

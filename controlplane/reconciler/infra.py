@@ -57,14 +57,15 @@ class Infra:
         until = self.down_azs.get(az)
         return until is not None and now < until
 
-    def node_security(self, acl: NodeAcl, names: Sequence[str]) -> NodeSecurity | None:
-        """The NodeSecurity of a node of a cache asking `acl`, its certificate for `names`."""
+    def node_security(self, acl: NodeAcl, names: Sequence[str], plain_link: bool = False) -> NodeSecurity | None:
+        """The NodeSecurity of a node of a cache asking `acl`, its certificate for `names`
+        (`plain_link`: it replicates in plain text, NodeStatus.plain_link)."""
         if not acl.tls:
             return None
         if self.secrets is None:
             raise PermanentError("this service has no CA and admin user to secure nodes with")
         try:
-            return self.secrets.security(acl, names)
+            return self.secrets.security(acl, names, plain_link)
         except (OSError, ValueError) as exc:
             raise PermanentError(f"cannot secure the node: {exc}") from exc
 

@@ -69,15 +69,16 @@ class NodeSecrets:
     def under(cls, data_dir: Path) -> NodeSecrets:
         return cls(load_admin(data_dir), LocalCa(data_dir))
 
-    def security(self, acl: NodeAcl, names: Sequence[str]) -> NodeSecurity | None:
+    def security(self, acl: NodeAcl, names: Sequence[str], plain_link: bool = False) -> NodeSecurity | None:
         """A node's NodeSecurity for `acl`, its certificate naming `names` (None: no TLS asked,
-        so the node runs as before)."""
+        so the node runs as before); `plain_link`: it replicates in plain text (TlsFiles.replication)."""
         if not acl.tls:
             return None
         cert, key = self.ca.issue([*dict.fromkeys([*names, "localhost"])])
         return NodeSecurity(admin=self.admin, users=acl_users(acl),
                             tls=TlsFiles(str(cert), str(key), str(self.ca.ca_path),
-                                         "preferred" if acl.tls_mode == "preferred" else "required"))
+                                         "preferred" if acl.tls_mode == "preferred" else "required",
+                                         replication=not plain_link))
 
 
 def tls_of(acl: NodeAcl) -> str | None:

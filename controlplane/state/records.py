@@ -10,7 +10,7 @@ from typing import ClassVar, NamedTuple, TypeVar
 
 from pydantic import BaseModel, Field
 
-from controlplane.state.security import AppliedSecurity, SecuritySpec, security_status
+from controlplane.state.security import AppliedSecurity, SecuritySpec, enforced, security_status
 
 
 class ResourceKey(NamedTuple):
@@ -160,6 +160,10 @@ class NodeStatus(BaseModel):
     # The TLS mode the node was started with ("preferred" | "required"; None: plain text, no
     # security): a cache whose mode changes restarts the nodes that differ (reconciler/security.py).
     tls: str | None = None
+    # A node with TLS that replicates in plain text as `default` (engine TlsFiles.replication
+    # False): while some node of its group has no TLS, as TLS is turned on or off on a running
+    # group (reconciler/replication_groups/security.py). False: over TLS as the service's user.
+    plain_link: bool = False
 
 
 class CacheClusterStatus(BaseModel):
@@ -375,7 +379,8 @@ class ReplicationGroup(Record):
             or (self.spec.test_failover is not None and self.spec.test_failover.seq > self.status.test_failover_done)
         ):
             return "modifying"
-        held = security_status(self.spec.security, self.status.security_applied)
+        held = security_status(self.spec.security, enforced(self.status.security_applied,
+                                                            self.status.announced_available))
         if self.status.phase == "available" and held is not None:
             return held  # TLS, AUTH or a user group asked and not on every node yet
         if self.status.phase == "available" and (self.status.snapshotting

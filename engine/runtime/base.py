@@ -291,6 +291,13 @@ class NodeRuntime(Protocol):
         refused, invalid users)."""
         ...
 
+    def set_tls_replication(self, name: str, on: bool) -> None:
+        """Redis/Valkey node started with TLS: replicate over TLS as the admin user (`on`), or in
+        plain text as `default` (TlsFiles.replication), from now on and at its next start. A
+        replica's link to its primary is dropped so it reconnects the new way (a partial resync:
+        nothing is lost). Raises RuntimeError_ (no such node, without TLS, not running, refused)."""
+        ...
+
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:
         """The node's counters now (engine stats and CPU), bounded by `timeout` seconds; None when
         the node is absent, not running, or does not answer. Never raises."""
