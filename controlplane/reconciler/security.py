@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from controlplane.state.acl import NodeAcl
 from controlplane.tls import LocalCa
-from engine import AclUser, Credentials, NodeSecurity, TlsFiles, private_dir, write_private
+from engine import AclUser, Credentials, NodeSecurity, TlsFiles, TlsMode, private_dir, write_private
 
 ADMIN_NAME = "elasticache-local"
 ADMIN_FILE = "admin.secret"
@@ -74,11 +74,13 @@ class NodeSecrets:
         so the node runs as before); `plain_link`: it replicates in plain text (TlsFiles.replication)."""
         if not acl.tls:
             return None
+        files = self.tls_files(names, "preferred" if acl.tls_mode == "preferred" else "required")
+        return NodeSecurity(admin=self.admin, users=acl_users(acl), tls=replace(files, replication=not plain_link))
+
+    def tls_files(self, names: Sequence[str], mode: TlsMode = "required") -> TlsFiles:
+        """A certificate from the service CA naming `names` (and `localhost`), its key, the CA."""
         cert, key = self.ca.issue([*dict.fromkeys([*names, "localhost"])])
-        return NodeSecurity(admin=self.admin, users=acl_users(acl),
-                            tls=TlsFiles(str(cert), str(key), str(self.ca.ca_path),
-                                         "preferred" if acl.tls_mode == "preferred" else "required",
-                                         replication=not plain_link))
+        return TlsFiles(str(cert), str(key), str(self.ca.ca_path), mode)
 
 
 def tls_of(acl: NodeAcl) -> str | None:

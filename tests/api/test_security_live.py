@@ -5,6 +5,7 @@ kept across an automatic failover, a test failover and a snapshot."""
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 import redis
 from botocore.exceptions import ClientError
+from pymemcache.client.base import Client as MemcacheClient
+from pymemcache.exceptions import MemcacheError
 
 from tests.api.conftest import LiveServer
 from tests.api.writer import Writer
@@ -249,3 +252,28 @@ def test_tls_turned_on_and_off_on_a_running_group_while_writing(server: LiveServ
     assert "In-transit encryption of replication group rg is now disabled on all its nodes" in messages
     ec.delete_replication_group(ReplicationGroupId="rg")
     ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId="rg", WaiterConfig=FAST)
+
+
+def test_memcached_with_tls_and_its_configuration_endpoint(server: LiveServer, ec: Any, tmp_path: Path) -> None:
+    """AWS: memcached 1.6.12+ with in-transit encryption; the configuration endpoint speaks TLS too."""
+    ca = ssl.create_default_context(cafile=_ca(server, tmp_path))
+    ec.create_cache_cluster(CacheClusterId="mc", Engine="memcached", CacheNodeType="cache.t3.micro", NumCacheNodes=2,
+                            TransitEncryptionEnabled=True)
+    ec.get_waiter("cache_cluster_available").wait(CacheClusterId="mc", WaiterConfig=FAST)
+    cluster = ec.describe_cache_clusters(CacheClusterId="mc", ShowCacheNodeInfo=True)["CacheClusters"][0]
+    assert cluster["TransitEncryptionEnabled"] is True
+    config = cluster["ConfigurationEndpoint"]
+    client = MemcacheClient((config["Address"], config["Port"]), tls_context=ca, connect_timeout=5, timeout=5)
+    try:
+        answer = client.raw_command(b"config get cluster", b"END\r\n").decode()
+        listed = answer.split("\n")[2].split()
+        nodes = [(n["Endpoint"]["Address"], n["Endpoint"]["Port"]) for n in cluster["CacheNodes"]]
+        assert sorted((e.split("|")[1], int(e.split("|")[2])) for e in listed) == sorted(nodes)
+        assert client.set("k", b"v", noreply=False) and client.get("k") == b"v"  # passed on to a node, over TLS
+    finally:
+        client.close()
+    with pytest.raises((OSError, MemcacheError)):  # plain text: no answer from a TLS-only endpoint
+        plain = MemcacheClient((config["Address"], config["Port"]), connect_timeout=2, timeout=2)
+        plain.raw_command(b"config get cluster", b"END\r\n")
+    ec.delete_cache_cluster(CacheClusterId="mc")
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="mc", WaiterConfig=FAST)

@@ -302,6 +302,12 @@ def test_a_memcached_cluster_with_tls(world: World) -> None:
         assert security is not None and security.tls is not None and security.users == ()
     rec = world.service.store.get(_key(CacheCluster.KIND, "mc"), CacheCluster)
     assert rec is not None and rec.status.security_applied == desired_security(world.service.store, rec)
+    # The configuration endpoint speaks TLS too, with a certificate for its address.
+    tls = world.hub.endpoint_tls["123456789012-us-east-1-mc-cfg"]
+    assert tls is not None and tls.mode == "required" and tls.ca_file.endswith("ca.crt")
+    world.call("CreateCacheCluster", CacheClusterId="plain", Engine="memcached", CacheNodeType="cache.t3.micro")
+    world.settle()
+    assert world.hub.endpoint_tls["123456789012-us-east-1-plain-cfg"] is None
 
 
 def test_users_and_groups_stay_within_the_engine_version_of_their_caches(world: World) -> None:
