@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from engine import private_dir, write_private
 
 __all__ = ["CA_VALIDITY", "CERT_VALIDITY", "LocalCa", "new_ca", "new_certificate", "subject_alt_names"]
 
@@ -112,18 +113,6 @@ def new_certificate(ca_key_pem: bytes, ca_cert_pem: bytes, names: Sequence[str],
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` as `path` with `mode`, whole or not at all."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(f.fileno(), mode)
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class LocalCa:
     """The CA under `data_dir/tls`, made on first use; node certificates in `tls/certs`.
     Thread safe. `now` is for tests (certificates dated by a fake clock)."""
@@ -158,10 +147,10 @@ class LocalCa:
             ca_key, ca_cert = self._ensure_locked()
             if self._valid(cert_path, key_path, ca_cert, now):
                 return cert_path, key_path
-            certs.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(certs)
             cert_pem, key_pem = new_certificate(ca_key, ca_cert, list(names), now)
-            _write_private(key_path, key_pem, 0o600)
-            _write_private(cert_path, cert_pem, 0o644)
+            write_private(key_path, key_pem)
+            write_private(cert_path, cert_pem)
         return cert_path, key_path
 
     def _ensure(self) -> None:
@@ -174,11 +163,12 @@ class LocalCa:
             return key_path.read_bytes(), cert_path.read_bytes()
         except FileNotFoundError:
             pass
-        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self._dir)
         key_pem, cert_pem = new_ca(self._common_name, datetime.datetime.now(datetime.UTC))
-        # The key first: a crash between the two leaves no certificate without its key.
-        _write_private(key_path, key_pem, 0o600)
-        _write_private(cert_path, cert_pem, 0o644)
+        # The key first: a crash between the two leaves no certificate without its key. Both are
+        # this user's only, as everything under the data directory (engine/files.py).
+        write_private(key_path, key_pem)
+        write_private(cert_path, cert_pem)
         return key_pem, cert_pem
 
     @staticmethod

@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass, field
 
 from engine.runtime.base import NodeConfig
-from engine.security import sasl_users
+from engine.security import TlsFiles, sasl_users
 from engine.versions import parse_version
 
-__all__ = ["Reach", "TlsContexts", "has_acl", "reach_of", "receive"]
+__all__ = ["Reach", "TlsContexts", "has_acl", "reach_of", "receive", "server_context"]
 
 
 def receive(sock: socket.socket, deadline: float) -> bytes:
@@ -115,6 +115,15 @@ class TlsContexts:
         with self._lock:
             self._contexts[ca_file] = (stamp, context)
         return context
+
+
+def server_context(tls: TlsFiles) -> ssl.SSLContext:
+    """A server TLS context with the certificate and key of `tls` (TLS 1.2 or later; clients
+    present no certificate, as on AWS). Raises OSError (ssl.SSLError included)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
 
 
 def has_acl(config: NodeConfig) -> bool:

@@ -7,7 +7,9 @@ and a re-adopted node keeps it. Three parts:
   port speaks TLS only. Mode "preferred" (AWS's transitional mode): TLS and plain text both on
   the node's port, which redis cannot do on one socket, so the runtime puts a first-byte
   sniffing forwarder there and the node listens on two private ports behind it
-  (engine/proxy/sniff.py).
+  (engine/proxy/sniff.py). `replication` False: the node replicates from its primary in plain
+  text as the `default` user, not over TLS as the admin user: the link that works while some
+  node of its group has no TLS (TLS being turned on or off on a running group; `link_works`).
 - `admin`: the service's own user. Every connection the engine makes (probes, stats,
   replication commands, saves) authenticates as it, and replicas authenticate to their primary
   as it, so all of that keeps working whatever the customer does to the `default` user. It is
@@ -37,6 +39,7 @@ __all__ = [
     "acl_line",
     "check_security",
     "effective_users",
+    "link_works",
     "sasl_users",
     "security_from_dict",
     "security_to_dict",
@@ -60,6 +63,7 @@ class TlsFiles:
     key_file: str
     ca_file: str
     mode: TlsMode = "required"
+    replication: bool = True  # replicate over TLS as the admin user (False: plain text, as `default`)
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,18 @@ def check_security(security: NodeSecurity) -> None:
                 raise ValueError(f"invalid TLS file path {path!r}")
 
 
+def link_works(replica: NodeSecurity | None, primary: NodeSecurity | None) -> bool:
+    """Whether a redis/valkey replica secured with `replica` can replicate from a primary secured
+    with `primary` (None: no security): over TLS as the admin user, the primary needs TLS; in
+    plain text as `default` (no security, or TlsFiles.replication False), the primary needs a
+    plain-text port (no TLS, or mode preferred) and a `default` user without a password."""
+    if replica is not None and replica.tls is not None and replica.tls.replication:
+        return primary is not None and primary.tls is not None
+    if primary is None:
+        return True
+    return (primary.tls is None or primary.tls.mode == "preferred") and not primary.users
+
+
 def _shown(rule: str) -> str:
     return ">***" if rule.startswith(">") else rule
 
@@ -188,7 +204,8 @@ def security_to_dict(security: NodeSecurity) -> dict[str, Any]:
         "admin": {"name": security.admin.name, "password": security.admin.password},
         "users": [{"name": u.name, "rules": list(u.rules)} for u in security.users],
         "tls": None if tls is None else {"cert_file": tls.cert_file, "key_file": tls.key_file,
-                                         "ca_file": tls.ca_file, "mode": tls.mode},
+                                         "ca_file": tls.ca_file, "mode": tls.mode,
+                                         "replication": tls.replication},
     }
 
 
@@ -202,5 +219,6 @@ def security_from_dict(data: Mapping[str, Any]) -> NodeSecurity:
         admin=Credentials(str(admin["name"]), str(admin["password"])),
         users=tuple(AclUser(str(u["name"]), tuple(str(r) for r in u.get("rules", ()))) for u in data.get("users", ())),
         tls=None if not tls else TlsFiles(str(tls["cert_file"]), str(tls["key_file"]), str(tls["ca_file"]),
-                                          "preferred" if mode == "preferred" else "required"),
+                                          "preferred" if mode == "preferred" else "required",
+                                          bool(tls.get("replication", True))),
     )

@@ -50,8 +50,7 @@ def modify_cache_cluster(ctx: RequestContext, params: m.ModifyCacheClusterMessag
                                                           strategy=params.get("AuthTokenUpdateStrategy")))
     if secured is not None:
         spec.security = secured
-        security.require_transit_supported(ctx, spec.engine, rec.target().engine_version, secured,  # last: the gate
-                                            rec.spec.security)
+        security.require_transit_supported(ctx, spec.engine, rec.target().engine_version, secured)  # last: the gate
 
     def change(r: CacheCluster) -> None:
         unchanged_since_read(r, rec)

@@ -251,8 +251,7 @@ def modify_replication_group(ctx: RequestContext,
                             "is not supported by elasticache-local yet.")
     if secured is not None:
         spec.security = secured
-        security.require_transit_supported(ctx, spec.engine, rg.target().engine_version, secured,  # last: the gate
-                                            rg.spec.security)
+        security.require_transit_supported(ctx, spec.engine, rg.target().engine_version, secured)  # last: the gate
 
     def change(r: ReplicationGroup) -> None:
         unchanged_since_read(r, rg)

@@ -27,18 +27,10 @@ TLS_ON_EXISTING_MINIMUM = {"redis": "7.0", "valkey": "7.2"}  # enabling TLS on a
 MAX_USER_GROUPS = 1  # AWS takes a list, but a replication group uses one user group at most
 
 
-def require_transit_supported(ctx: RequestContext, engine: str, version: str, spec: SecuritySpec,
-                              current: SecuritySpec | None = None) -> None:
+def require_transit_supported(ctx: RequestContext, engine: str, version: str, spec: SecuritySpec) -> None:
     """THE gate for in-transit encryption, called last: TLS (and so AuthToken and user groups,
     which need it) is accepted when the engine binary that would run the cache's nodes was built
-    with TLS; `current` (a Modify): turning TLS on or off on a running cache is refused (only its
-    mode changes, preferred <-> required, by a rolling restart)."""
-    if current is not None and current.transit_encryption != spec.transit_encryption:
-        raise v.combination("Turning in-transit encryption on or off on a running cache is not supported by "
-                            "elasticache-local: its replicas replicate over TLS as the service's user, which a "
-                            "node without TLS cannot serve during the change. Create a new cache with "
-                            "TransitEncryptionEnabled (and restore a snapshot into it); TransitEncryptionMode "
-                            "preferred <-> required can be changed.")
+    with TLS, in the mode asked (turning it on for a running cache asks for mode preferred)."""
     if not spec.transit_encryption:
         return
     available = ctx.services.available_versions()
@@ -162,6 +154,10 @@ def on_modify(ctx: RequestContext, cache: CacheCluster | ReplicationGroup, asked
     spec.user_group_ids = _groups(ctx, cache.spec.engine, target.engine_version, kept, asked.add,
                                   spec.transit_encryption) if asked.add else kept
     _auth(ctx, spec, current, asked)
+    if spec.transit_encryption and not current.transit_encryption and (spec.auth_enabled() or spec.user_group_ids):
+        # While TLS comes on, nodes without it replicate from nodes with it as `default`, without a password.
+        raise v.combination("AuthToken and user groups can be set once in-transit encryption is enabled: enable "
+                            "it (TransitEncryptionMode preferred) first, then set them in a later request.")
     if spec.auth_enabled() and spec.user_group_ids:
         raise v.combination("A cache uses AUTH or RBAC, not both: remove its user groups (UserGroupIdsToRemove) to "
                             "set an AuthToken, or delete the token (AuthTokenUpdateStrategy DELETE) to add one.")

@@ -358,8 +358,11 @@ class CacheClusterReconciler:
                 rec = self._write_status(rec, change)
         assert rec.status.config_host is not None and rec.status.config_port is not None
         if name not in self._endpoints:
+            # A cluster with TLS: its nodes speak TLS only, and so does the endpoint (AWS: memcached TLS).
+            tls = self._infra.endpoint_tls([rec.status.config_host]) if rec.spec.security.transit_encryption else None
             try:
-                self._infra.hub.add_memcached_config_endpoint(name, rec.status.config_host, rec.status.config_port)
+                self._infra.hub.add_memcached_config_endpoint(name, rec.status.config_host, rec.status.config_port,
+                                                              tls=tls)
             except OSError as exc:
                 raise TemporaryError(f"configuration endpoint: {exc}", delay=0.5) from exc
             self._endpoints.add(name)

@@ -14,7 +14,7 @@ from controlplane.reconciler.security import NodeSecrets
 from controlplane.state.acl import NodeAcl
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
 from controlplane.state.store import Store
-from engine import AddressAllocator, Member, NodeConfig, NodeRuntime, NodeSecurity, RuntimeError_
+from engine import AddressAllocator, Member, NodeConfig, NodeRuntime, NodeSecurity, RuntimeError_, TlsFiles
 
 
 class EndpointHub(Protocol):
@@ -24,7 +24,8 @@ class EndpointHub(Protocol):
 
     def close(self) -> None: ...
 
-    def add_memcached_config_endpoint(self, name: str, host: str, port: int) -> None: ...
+    def add_memcached_config_endpoint(self, name: str, host: str, port: int, members: Sequence[Member] = (),
+                                      tls: TlsFiles | None = None) -> None: ...
 
     def set_members(self, name: str, members: Sequence[Member]) -> None: ...
 
@@ -57,16 +58,26 @@ class Infra:
         until = self.down_azs.get(az)
         return until is not None and now < until
 
-    def node_security(self, acl: NodeAcl, names: Sequence[str]) -> NodeSecurity | None:
-        """The NodeSecurity of a node of a cache asking `acl`, its certificate for `names`."""
+    def node_security(self, acl: NodeAcl, names: Sequence[str], plain_link: bool = False) -> NodeSecurity | None:
+        """The NodeSecurity of a node of a cache asking `acl`, its certificate for `names`
+        (`plain_link`: it replicates in plain text, NodeStatus.plain_link)."""
         if not acl.tls and not acl.sasl:
             return None
         if self.secrets is None:
             raise PermanentError("this service has no CA and admin user to secure nodes with")
         try:
-            return self.secrets.security(acl, names)
+            return self.secrets.security(acl, names, plain_link)
         except (OSError, ValueError) as exc:
             raise PermanentError(f"cannot secure the node: {exc}") from exc
+
+    def endpoint_tls(self, names: Sequence[str]) -> TlsFiles:
+        """TLS files for an endpoint the hub serves (a memcached configuration endpoint)."""
+        if self.secrets is None:
+            raise PermanentError("this service has no CA to secure endpoints with")
+        try:
+            return self.secrets.tls_files(names)
+        except (OSError, ValueError) as exc:
+            raise PermanentError(f"cannot secure the endpoint: {exc}") from exc
 
     def allocate(self, allocator: AddressAllocator, port: int, store: Store) -> tuple[str, int]:
         """A free address for a new node or endpoint; call with alloc_lock held and record the

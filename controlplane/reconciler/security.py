@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from controlplane.sasl import SERVICE_USER, SaslUsers
 from controlplane.state.acl import NodeAcl
 from controlplane.tls import LocalCa
-from engine import AclUser, Credentials, NodeSecurity, TlsFiles, private_dir, write_private
+from engine import AclUser, Credentials, NodeSecurity, TlsFiles, TlsMode, private_dir, write_private
 
 ADMIN_NAME = SERVICE_USER
 ADMIN_FILE = "admin.secret"
@@ -75,19 +75,24 @@ class NodeSecrets:
     def under(cls, data_dir: Path, sasl_file: Path | None = None) -> NodeSecrets:
         return cls(load_admin(data_dir), LocalCa(data_dir), SaslUsers(sasl_file) if sasl_file is not None else None)
 
-    def security(self, acl: NodeAcl, names: Sequence[str]) -> NodeSecurity | None:
+    def security(self, acl: NodeAcl, names: Sequence[str], plain_link: bool = False) -> NodeSecurity | None:
         """A node's NodeSecurity for `acl`, its certificate naming `names` (None: neither TLS
-        nor SASL asked, so the node runs as before). Raises ValueError (controlplane.sasl's
-        SaslFileError: no usable credentials file) and OSError."""
+        nor SASL asked, so the node runs as before); `plain_link`: it replicates in plain text
+        (TlsFiles.replication). Raises ValueError (controlplane.sasl's SaslFileError: no usable
+        credentials file) and OSError."""
         if not acl.tls and not acl.sasl:
             return None
         tls = None
         if acl.tls:
-            cert, key = self.ca.issue([*dict.fromkeys([*names, "localhost"])])
-            tls = TlsFiles(str(cert), str(key), str(self.ca.ca_path),
-                           "preferred" if acl.tls_mode == "preferred" else "required")
+            files = self.tls_files(names, "preferred" if acl.tls_mode == "preferred" else "required")
+            tls = replace(files, replication=not plain_link)
         users = self.sasl_users() if acl.sasl else acl_users(acl)
         return NodeSecurity(admin=self.admin, users=users, tls=tls)
+
+    def tls_files(self, names: Sequence[str], mode: TlsMode = "required") -> TlsFiles:
+        """A certificate from the service CA naming `names` (and `localhost`), its key, the CA."""
+        cert, key = self.ca.issue([*dict.fromkeys([*names, "localhost"])])
+        return TlsFiles(str(cert), str(key), str(self.ca.ca_path), mode)
 
     def sasl_users(self) -> tuple[AclUser, ...]:
         """The memcached SASL users of the credentials file now, as node users (`on >password`).

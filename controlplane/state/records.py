@@ -11,7 +11,7 @@ from typing import ClassVar, NamedTuple, TypeVar
 from pydantic import BaseModel, Field
 
 from controlplane.state.migration import MigrationSpec, MigrationStatus, MigrationTest, migrating
-from controlplane.state.security import AppliedSecurity, SecuritySpec, security_status
+from controlplane.state.security import AppliedSecurity, SecuritySpec, enforced, security_status
 
 
 class ResourceKey(NamedTuple):
@@ -168,6 +168,10 @@ class NodeStatus(BaseModel):
     # its start and by live changes; None: started before parameter groups were applied.
     parameters: dict[str, str] | None = None
     parameter_status: str | None = None  # in-sync | applying | pending-reboot (None: in-sync)
+    # A node with TLS that replicates in plain text as `default` (engine TlsFiles.replication
+    # False): while some node of its group has no TLS, as TLS is turned on or off on a running
+    # group (reconciler/replication_groups/security.py). False: over TLS as the service's user.
+    plain_link: bool = False
 
 
 class CacheClusterStatus(BaseModel):
@@ -389,7 +393,8 @@ class ReplicationGroup(Record):
             return "modifying"
         if self.status.phase == "available" and migrating(self.spec.migration, self.status.migration):
             return "migrating"
-        held = security_status(self.spec.security, self.status.security_applied)
+        held = security_status(self.spec.security, enforced(self.status.security_applied,
+                                                            self.status.announced_available))
         if self.status.phase == "available" and held is not None:
             return held  # TLS, AUTH or a user group asked and not on every node yet
         if self.status.phase == "available" and (self.status.snapshotting

@@ -59,6 +59,14 @@ def asked(spec: SecuritySpec) -> AppliedSecurity:
                            user_group_ids=list(spec.user_group_ids), sasl=spec.sasl)
 
 
+def enforced(applied: AppliedSecurity | None, announced: bool) -> AppliedSecurity | None:
+    """What a replication group's nodes enforce, as its shape and status read it: None (show what
+    was asked) only while it was never available; one available with nothing recorded was made
+    without TLS, AUTH or user groups (nothing is recorded for those), and enforces none of them
+    while TLS is being turned on."""
+    return applied if applied is not None or not announced else AppliedSecurity()
+
+
 def security_status(spec: SecuritySpec, applied: AppliedSecurity | None) -> str | None:
     """What an otherwise available cache reads while its nodes do not enforce what was asked of
     TLS and AUTH (None: they do): `creating` until the reconciler first records it, `modifying`

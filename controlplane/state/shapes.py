@@ -138,7 +138,7 @@ def replication_group(rg: ReplicationGroup, members: list[CacheCluster]) -> dict
         "SnapshotWindow": spec.snapshot_window,
         "ClusterEnabled": False,
         "CacheNodeType": rg.target().node_type,
-        **security.shown(spec.security, status.security_applied),
+        **security.shown(spec.security, security.enforced(status.security_applied, status.announced_available)),
         "AtRestEncryptionEnabled": False,
         "ARN": arn(rg.region, rg.account, rg.KIND, rg.id),
         # The user groups every node has (what was asked, for a group not yet recorded): the rest is pending.
@@ -191,7 +191,8 @@ def _rg_pending(rg: ReplicationGroup) -> dict[str, Any]:
         out["PrimaryClusterId"] = change.member
     if _af_changing(rg):
         out["AutomaticFailoverStatus"] = "enabled" if rg.spec.automatic_failover else "disabled"
-    out.update(security.pending(rg.spec.security, rg.status.security_applied, groups=True))
+    applied = security.enforced(rg.status.security_applied, rg.status.announced_available)
+    out.update(security.pending(rg.spec.security, applied, groups=True))
     return out
 
 

@@ -70,9 +70,11 @@ def security_directives(config: NodeConfig, node_dir: PurePath, *, backend: tupl
     if has_acl(config):
         directives["aclfile"] = _quote(node_dir / ACL_FILE)
         files[ACL_FILE] = acl_file(config)
-        # Replicas authenticate to their primary as the admin user.
-        directives["masteruser"] = security.admin.name
-        directives["masterauth"] = _quote(security.admin.password)
+        if security.tls is None or security.tls.replication:
+            # Replicas authenticate to their primary as the admin user. A plain-text link (TLS being
+            # turned on or off) logs in as `default`: a primary without TLS has no admin user.
+            directives["masteruser"] = security.admin.name
+            directives["masterauth"] = _quote(security.admin.password)
     elif security.users:
         raise ValueError(f"redis {config.version} has no ACL users: they need Redis 6.0 or later")
     tls = security.tls
@@ -96,7 +98,7 @@ def security_directives(config: NodeConfig, node_dir: PurePath, *, backend: tupl
         "tls-ca-cert-file": _quote(ca),
         # As on AWS: clients present no certificate.
         "tls-auth-clients": "no",
-        "tls-replication": "yes",
+        "tls-replication": "yes" if tls.replication else "no",
     })
     if _lower(config.settings).get("cluster-enabled", "no").lower() == "yes":
         directives["tls-cluster"] = "yes"

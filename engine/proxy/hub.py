@@ -19,6 +19,7 @@ from engine.proxy.memcached_config import MemcachedConfigEndpoint
 from engine.proxy.memcached_wire import Member
 from engine.proxy.sniff import SniffingForwarder
 from engine.proxy.tcp import BindError, Listener, ProxyError, TcpForwarder
+from engine.security import TlsFiles
 
 __all__ = ["BindError", "Member", "ProxyError", "ProxyHub"]
 
@@ -114,9 +115,10 @@ class ProxyHub:
     # -- endpoints -----------------------------------------------------------------------------
 
     def add_memcached_config_endpoint(
-        self, name: str, host: str, port: int, members: Sequence[Member] = ()
+        self, name: str, host: str, port: int, members: Sequence[Member] = (), tls: TlsFiles | None = None
     ) -> None:
-        """Listen on host:port as a memcached configuration endpoint (raises BindError).
+        """Listen on host:port as a memcached configuration endpoint (raises BindError; OSError
+        when `tls`'s files cannot be read). `tls`: it speaks TLS only, and to its nodes too.
 
         Adding the same name again with the same address only publishes `members` (if given).
         """
@@ -124,7 +126,7 @@ class ProxyHub:
 
         async def add() -> None:
             def new() -> MemcachedConfigEndpoint:
-                return MemcachedConfigEndpoint(host, port, members)
+                return MemcachedConfigEndpoint(host, port, members, tls)
 
             endpoint = await self._add(name, host, port, MemcachedConfigEndpoint, new)
             if members:

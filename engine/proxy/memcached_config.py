@@ -13,6 +13,10 @@ Wire format of the answer (checked against the AWS cluster client for libmemcach
 and get the same payload as a memcached value. The binary protocol has the same command
 (opcode 0x60, key `cluster`; the answer carries 4 bytes of flags in its extras).
 
+With `tls` (a cluster with in-transit encryption: its nodes speak TLS only) the endpoint speaks
+TLS only too, with a certificate for its address, and reaches the nodes over TLS, checking their
+certificates against the CA. It terminates TLS: it must read the commands.
+
 Every other command is passed to one member node over a connection of its own, so the endpoint
 behaves like a node. Commands are parsed only far enough to find their boundaries (storage
 commands carry a data block), so a `config get cluster` in the middle of ordinary traffic is
@@ -27,8 +31,10 @@ import asyncio
 import collections
 import contextlib
 import logging
+import ssl
 from collections.abc import Iterable, Sequence
 
+from engine.access import server_context
 from engine.proxy.memcached_wire import (
     REQUEST_MAGIC,
     Answer,
@@ -41,6 +47,7 @@ from engine.proxy.memcached_wire import (
     config_payload,
 )
 from engine.proxy.tcp import BUFFER_SIZE, Listener, half_close, open_stream
+from engine.security import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +59,10 @@ log = logging.getLogger(__name__)
 class MemcachedConfigEndpoint(Listener):
     kind = "memcached configuration endpoint"
 
-    def __init__(self, host: str, port: int, members: Sequence[Member] = ()) -> None:
+    def __init__(self, host: str, port: int, members: Sequence[Member] = (), tls: TlsFiles | None = None) -> None:
         super().__init__(host, port)
+        self.ssl_context = server_context(tls) if tls is not None else None
+        self.node_tls = ssl.create_default_context(cafile=tls.ca_file) if tls is not None else None
         # Version 0 means "no members yet": the first membership a client can see is version 1.
         self.version = 0
         self.members: tuple[Member, ...] = ()
@@ -129,7 +138,7 @@ class _Connection:
     async def _connect(self) -> None:
         for member in self.endpoint.members:
             try:
-                node_reader, node_writer = await open_stream(member.address, member.port)
+                node_reader, node_writer = await open_stream(member.address, member.port, self.endpoint.node_tls)
             except (OSError, TimeoutError) as exc:
                 log.info("config endpoint: node %s:%d unreachable: %s", member.address, member.port, exc)
                 continue

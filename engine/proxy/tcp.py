@@ -41,9 +41,12 @@ def half_close(writer: asyncio.StreamWriter) -> None:
             writer.write_eof()
 
 
-async def open_stream(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_stream(host: str, port: int, tls: ssl.SSLContext | None = None) -> tuple[
+        asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to host:port (over TLS with `tls`, the certificate checked for `host`)."""
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(host, port, limit=BUFFER_SIZE), CONNECT_TIMEOUT
+        asyncio.open_connection(host, port, limit=BUFFER_SIZE, ssl=tls, server_hostname=host if tls else None),
+        CONNECT_TIMEOUT,
     )
     set_nodelay(writer)
     return reader, writer

@@ -310,6 +310,12 @@ class NodeRuntime(Protocol):
         """Redis/Valkey: change config directives of a running node now (CONFIG SET), and keep
         them in its settings for its next start. Raises RuntimeError_ (no such node, not running,
         memcached, a directive the runtime manages, or the node refused the value)."""
+
+    def set_tls_replication(self, name: str, on: bool) -> None:
+        """Redis/Valkey node started with TLS: replicate over TLS as the admin user (`on`), or in
+        plain text as `default` (TlsFiles.replication), from now on and at its next start. A
+        replica's link to its primary is dropped so it reconnects the new way (a partial resync:
+        nothing is lost). Raises RuntimeError_ (no such node, without TLS, not running, refused)."""
         ...
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:

@@ -195,6 +195,21 @@ class TcpNodeCommands:
             self._redis_all(name, [["CONFIG", "SET", k, v] for k, v in settings.items()])
         self._store_config(name, replace(config, settings={**config.settings, **settings}))
 
+    def set_tls_replication(self, name: str, on: bool) -> None:
+        """As NodeRuntime.set_tls_replication: CONFIG SET of the replication settings the node's
+        config file would have (one command each: a multi-argument CONFIG SET is 7.0+), then
+        `CLIENT KILL TYPE master` (a primary has no such link: nothing is killed)."""
+        config = self._running_redis(name, "does not replicate")
+        security = config.security
+        if security is None or security.tls is None:
+            raise RuntimeError_(f"node {name} was started without TLS", temporary=False)
+        admin = security.admin
+        self._redis_all(name, [["CONFIG", "SET", "masteruser", admin.name if on else ""],
+                               ["CONFIG", "SET", "masterauth", admin.password if on else ""],
+                               ["CONFIG", "SET", "tls-replication", "yes" if on else "no"],
+                               ["CLIENT", "KILL", "TYPE", "master"]])
+        self._store_config(name, replace(config, security=replace(security, tls=replace(security.tls, replication=on))))
+
     def _apply_acl(self, name: str, config: NodeConfig) -> None:
         security = config.security
         assert security is not None

@@ -28,7 +28,7 @@ from engine.runtime.base import (
     without_seed,
 )
 from engine.runtime.fake_rdb import CORRUPT, load_fake_seed, read_fake_rdb, write_fake_rdb
-from engine.security import AclUser, check_security
+from engine.security import AclUser, check_security, link_works
 
 __all__ = ["CORRUPT", "DEFAULT_VERSIONS", "FakeRuntime", "read_fake_rdb"]
 
@@ -210,6 +210,10 @@ class FakeRuntime:
         followed = max((m for n, m in self._marks.items() if primary is not None
                         and self._nodes.get(n) is not None and self._nodes[n].config.host == primary[0]),
                        default=0)
+        source = next((n for n in self._nodes.values() if primary is not None
+                       and (n.config.host, n.config.port) == primary and n.state is NodeState.RUNNING), None)
+        if source is not None and not link_works(node.config.security, source.config.security):
+            return {"master_link_status": "down", "slave_repl_offset": str(self._offsets.get(name, 0))}
         offset = self._offsets.get(name, followed)
         where = {"master_host": primary[0], "master_port": str(primary[1])} if primary is not None else {}
         return {**where, "master_link_status": "up", "slave_repl_offset": str(offset)}
@@ -242,7 +246,8 @@ class FakeRuntime:
             node = self._command_target(name)
             target = next((n for n, x in self._nodes.items() if (x.config.host, x.config.port) == to
                            and x.state is NodeState.RUNNING), None)
-            if target is None or self._nodes[target].role != "slave" or target in self._refuse_commands:
+            if target is None or self._nodes[target].role != "slave" or target in self._refuse_commands or \
+                    not link_works(node.config.security, self._nodes[target].config.security):
                 raise RuntimeError_(f"node {name}: the switchover to {to[0]}:{to[1]} was aborted")
             self._nodes[target].role = "master"
             self.primary_of[target] = None
@@ -315,6 +320,15 @@ class FakeRuntime:
                 raise RuntimeError_(f"node {name} runs memcached, whose options are set at start", temporary=False)
             check_live_settings(name, settings)
             node.config = replace(node.config, settings={**node.config.settings, **settings})
+
+    def set_tls_replication(self, name: str, on: bool) -> None:
+        with self._lock:
+            self.calls.append(("set_tls_replication", name))
+            node = self._command_target(name)
+            security = node.config.security
+            if security is None or security.tls is None:
+                raise RuntimeError_(f"node {name} was started without TLS", temporary=False)
+            node.config = replace(node.config, security=replace(security, tls=replace(security.tls, replication=on)))
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:
         """What the node's counters would say: its role and offsets, the size of its data and

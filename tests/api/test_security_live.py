@@ -5,6 +5,7 @@ kept across an automatic failover, a test failover and a snapshot."""
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ from typing import Any
 import pytest
 import redis
 from botocore.exceptions import ClientError
+from pymemcache.client.base import Client as MemcacheClient
+from pymemcache.exceptions import MemcacheError
 
 from tests.api.conftest import LiveServer
+from tests.api.writer import Writer
 from tests.eventually import eventually
 
 FAST = {"Delay": 0.1, "MaxAttempts": 300}
@@ -181,3 +185,95 @@ def test_rbac_users_enforced_changed_live_and_kept_across_failover(server: LiveS
     assert PW not in (server.data_dir / "server.log").read_text()
     ec.delete_replication_group(ReplicationGroupId="rg")
     ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId="rg", WaiterConfig=FAST)
+
+
+def _node_endpoints(ec: Any) -> list[dict[str, Any]]:
+    return [m["ReadEndpoint"] for m in _group(ec)["NodeGroups"][0]["NodeGroupMembers"]]
+
+
+def _every_node_has(ec: Any, ca: str | None, acked: list[int]) -> None:
+    """Each node (the replicas once caught up) holds every acknowledged write."""
+    for endpoint in _node_endpoints(ec):
+        client = _client(endpoint, ca)
+
+        def caught_up(client: redis.Redis = client) -> bool:
+            values = client.mget([f"k{n}" for n in acked])
+            return values == [str(n).encode() for n in acked]
+
+        eventually(caught_up, 20.0, 0.1, f"every acknowledged write on {endpoint['Address']}")
+
+
+def _step(ec: Any, writer: Writer, what: str, **params: Any) -> dict[str, Any]:
+    out = ec.modify_replication_group(ReplicationGroupId="rg", ApplyImmediately=True, **params)["ReplicationGroup"]
+    assert out["Status"] == "modifying"
+    eventually(lambda: _group(ec)["Status"] == "available", 90.0, 0.1, what)
+    writer.writing(len(writer.acked) + 10)
+    return _group(ec)
+
+
+def test_tls_turned_on_and_off_on_a_running_group_while_writing(server: LiveServer, ec: Any, tmp_path: Path) -> None:
+    if server.runtime != "process":
+        pytest.skip("mode preferred (the first step) has its forwarder beside process nodes only")
+    ca = _ca(server, tmp_path)
+    ec.create_replication_group(ReplicationGroupId="rg", **{**GROUP, "NumCacheClusters": 3})
+    group = _available(ec)
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+    with Writer(_client(endpoint, None)) as writer:
+        writer.writing()
+        # Step 1: TLS on, mode preferred: plain-text clients keep working, TLS ones connect too.
+        group = _step(ec, writer, "TLS preferred on every node", TransitEncryptionEnabled=True,
+                      TransitEncryptionMode="preferred")
+        assert group["TransitEncryptionEnabled"] is True and group["TransitEncryptionMode"] == "preferred"
+        assert _client(endpoint, ca).ping() and _client(endpoint, None).ping()
+        for node in _node_endpoints(ec):  # once every node has TLS, replication uses it too
+            client = _client(node, ca)
+            assert client.config_get("tls-replication")["tls-replication"] == "yes"
+            if client.info("replication")["role"] == "slave":
+                eventually(lambda c=client: c.info("replication")["master_link_status"] == "up", 20.0, 0.1,
+                           "the replica's link over TLS")
+        writer.client = _client(endpoint, ca)
+        # Step 2: mode required: plain text refused.
+        group = _step(ec, writer, "TLS required on every node", TransitEncryptionMode="required")
+        assert group["TransitEncryptionMode"] == "required"
+        _refused(endpoint, None, redis.ConnectionError)
+        _every_node_has(ec, ca, list(writer.acked))
+        # And back: preferred, then off.
+        _step(ec, writer, "TLS preferred again", TransitEncryptionMode="preferred")
+        writer.client = _client(endpoint, None)
+        writer.writing(len(writer.acked) + 10)
+        group = _step(ec, writer, "TLS off on every node", TransitEncryptionEnabled=False)
+        assert group["TransitEncryptionEnabled"] is False and "TransitEncryptionMode" not in group
+        _refused(endpoint, ca, redis.RedisError)  # a TLS handshake with a plain-text node: no answer
+    _every_node_has(ec, None, writer.acked)
+    assert writer.longest_gap < 5.0, writer.longest_gap  # served throughout (switchovers pause writes briefly)
+    messages = [e["Message"] for e in ec.describe_events(SourceType="replication-group", SourceIdentifier="rg",
+                                                          Duration=60)["Events"]]
+    assert "In-transit encryption of replication group rg is now mode preferred on all its nodes" in messages
+    assert "In-transit encryption of replication group rg is now disabled on all its nodes" in messages
+    ec.delete_replication_group(ReplicationGroupId="rg")
+    ec.get_waiter("replication_group_deleted").wait(ReplicationGroupId="rg", WaiterConfig=FAST)
+
+
+def test_memcached_with_tls_and_its_configuration_endpoint(server: LiveServer, ec: Any, tmp_path: Path) -> None:
+    """AWS: memcached 1.6.12+ with in-transit encryption; the configuration endpoint speaks TLS too."""
+    ca = ssl.create_default_context(cafile=_ca(server, tmp_path))
+    ec.create_cache_cluster(CacheClusterId="mc", Engine="memcached", CacheNodeType="cache.t3.micro", NumCacheNodes=2,
+                            TransitEncryptionEnabled=True)
+    ec.get_waiter("cache_cluster_available").wait(CacheClusterId="mc", WaiterConfig=FAST)
+    cluster = ec.describe_cache_clusters(CacheClusterId="mc", ShowCacheNodeInfo=True)["CacheClusters"][0]
+    assert cluster["TransitEncryptionEnabled"] is True
+    config = cluster["ConfigurationEndpoint"]
+    client = MemcacheClient((config["Address"], config["Port"]), tls_context=ca, connect_timeout=5, timeout=5)
+    try:
+        answer = client.raw_command(b"config get cluster", b"END\r\n").decode()
+        listed = answer.split("\n")[2].split()
+        nodes = [(n["Endpoint"]["Address"], n["Endpoint"]["Port"]) for n in cluster["CacheNodes"]]
+        assert sorted((e.split("|")[1], int(e.split("|")[2])) for e in listed) == sorted(nodes)
+        assert client.set("k", b"v", noreply=False) and client.get("k") == b"v"  # passed on to a node, over TLS
+    finally:
+        client.close()
+    with pytest.raises((OSError, MemcacheError)):  # plain text: no answer from a TLS-only endpoint
+        plain = MemcacheClient((config["Address"], config["Port"]), connect_timeout=2, timeout=2)
+        plain.raw_command(b"config get cluster", b"END\r\n")
+    ec.delete_cache_cluster(CacheClusterId="mc")
+    ec.get_waiter("cache_cluster_deleted").wait(CacheClusterId="mc", WaiterConfig=FAST)

@@ -20,6 +20,7 @@ class Writer:
         self.client = client
         self.acked: list[int] = []
         self.failures: list[float] = []  # time.monotonic() of each failed write
+        self.longest_gap = 0.0  # the longest time in seconds between two acknowledged writes
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -33,11 +34,14 @@ class Writer:
 
     def _run(self) -> None:
         i = 0
+        last = time.monotonic()
         while not self._stop.is_set():
             try:
-                self.client.set(f"k{i}", i)
+                self.client.set(f"k{i}", i)  # `client` may be replaced meanwhile (e.g. by one with TLS)
                 self.acked.append(i)
                 i += 1
+                now = time.monotonic()
+                self.longest_gap, last = max(self.longest_gap, now - last), now
             except redis.RedisError:
                 self.failures.append(time.monotonic())
                 time.sleep(0.005)

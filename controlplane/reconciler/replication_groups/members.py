@@ -16,6 +16,7 @@ from controlplane.reconciler.nodes import PROBE_TIMEOUT
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, RG, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.restore import GroupRestore
+from controlplane.reconciler.replication_groups.security import plain_link
 from controlplane.reconciler.security import tls_of
 from controlplane.state.acl import node_acl
 from controlplane.state.global_datastores import primary_upstream, role_held
@@ -136,11 +137,12 @@ class Members:
         # float between members, so every member's certificate names them all).
         names = [node.host, *(h for h in (rg.status.primary_host, rg.status.reader_host) if h)]
         params = parameters.wanted(ctx.store, m)
+        plain = acl.tls and plain_link(ctx.members(rg), m.id)
         config = build_node_config(name=name, engine=rg.spec.engine, version=version, host=node.host,
                                    port=node.port, node_type=node_type,
                                    labels={"account": rg.account, "region": rg.region, "cluster": m.id,
                                            "node": NODE_ID, "group": rg.id},
-                                   settings=settings, security=ctx.infra.node_security(acl, names),
+                                   settings=settings, security=ctx.infra.node_security(acl, names, plain),
                                    parameters=params)
         seeding = m.id == primary.id and self._restore.pending(rg, m.id)
         if seeding:
@@ -155,6 +157,7 @@ class Members:
             c.status.nodes[0].addresses = list(extra)
             c.status.nodes[0].tls = tls_of(acl)
             parameters.started_with(c.status.nodes[0], params)
+            c.status.nodes[0].plain_link = plain
 
         return ctx.update_member(m, started)
 

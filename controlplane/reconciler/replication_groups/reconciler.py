@@ -164,6 +164,7 @@ class ReplicationGroupReconciler:
                          updating: bool = False) -> tuple[ReplicationGroup, list[CacheCluster], list[str]]:
         """With every member up: a switchover asked for, the window's pending changes, the
         rolling restart they call for. Returns the group, its members and those restarting."""
+        members = self.security.align_links(rg, members)  # before a switchover or restart needs them
         switched = self.rollout.switchover(rg, members, version)
         if switched.status.primary != rg.status.primary:
             members = self._ctx.members(switched)  # the endpoint addresses moved

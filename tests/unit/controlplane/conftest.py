@@ -16,6 +16,7 @@ from controlplane.service import Service
 from controlplane.settings import Settings
 from engine.proxy.hub import Member, ProxyError
 from engine.runtime.fake import FakeRuntime
+from engine.security import TlsFiles
 from tests.harness import Caller
 
 
@@ -26,14 +27,17 @@ class FakeHub:
         self.endpoints: dict[str, tuple[str, int]] = {}
         self.members: dict[str, list[Member]] = {}
         self.targets: dict[str, tuple[str, int] | None] = {}
+        self.endpoint_tls: dict[str, TlsFiles | None] = {}  # the TLS files each config endpoint was given
         self.fail_set_target = 0  # how many set_target calls fail next
 
     def start(self) -> None: ...
 
     def close(self) -> None: ...
 
-    def add_memcached_config_endpoint(self, name: str, host: str, port: int) -> None:
+    def add_memcached_config_endpoint(self, name: str, host: str, port: int, members: Sequence[Member] = (),
+                                      tls: TlsFiles | None = None) -> None:
         self.endpoints[name] = (host, port)
+        self.endpoint_tls[name] = tls
 
     def set_members(self, name: str, members: Sequence[Member]) -> None:
         self.members[name] = list(members)

@@ -131,9 +131,9 @@ def test_modify_refusals_on_a_plain_group(world: World) -> None:
     for params, needle in cases:
         assert needle in _refused(world, "ModifyReplicationGroup", "InvalidParameterCombination",
                                   ReplicationGroupId="rg", ApplyImmediately=True, **params)
-    assert "on or off on a running cache" in _refused(
+    assert "enable it (TransitEncryptionMode preferred) first" in _refused(
         world, "ModifyReplicationGroup", "InvalidParameterCombination", ReplicationGroupId="rg",
-        TransitEncryptionEnabled=True, TransitEncryptionMode="preferred")
+        TransitEncryptionEnabled=True, TransitEncryptionMode="preferred", AuthToken=TOKEN)
     assert _rg(world)["TransitEncryptionEnabled"] is False and _rg(world)["Status"] == "available"
 
 
@@ -211,8 +211,6 @@ def test_tls_mode_changes_roll_the_nodes_replicas_first(world: World) -> None:
     world.settle()
     assert _rg(world)["TransitEncryptionMode"] == "preferred"
     assert world.runtime.config_of(_node("rg-001")).security.tls.mode == "preferred"  # type: ignore[union-attr]
-    assert "on or off on a running cache" in _refused(world, "ModifyReplicationGroup", "InvalidParameterCombination",
-                                                      ReplicationGroupId="rg", TransitEncryptionEnabled=False)
     starts = len(world.runtime.calls_of("start"))
     out = world.call("ModifyReplicationGroup", ReplicationGroupId="rg", TransitEncryptionMode="required",
                      ApplyImmediately=True)["ReplicationGroup"]
@@ -304,6 +302,12 @@ def test_a_memcached_cluster_with_tls(world: World) -> None:
         assert security is not None and security.tls is not None and security.users == ()
     rec = world.service.store.get(_key(CacheCluster.KIND, "mc"), CacheCluster)
     assert rec is not None and rec.status.security_applied == desired_security(world.service.store, rec)
+    # The configuration endpoint speaks TLS too, with a certificate for its address.
+    tls = world.hub.endpoint_tls["123456789012-us-east-1-mc-cfg"]
+    assert tls is not None and tls.mode == "required" and tls.ca_file.endswith("ca.crt")
+    world.call("CreateCacheCluster", CacheClusterId="plain", Engine="memcached", CacheNodeType="cache.t3.micro")
+    world.settle()
+    assert world.hub.endpoint_tls["123456789012-us-east-1-plain-cfg"] is None
 
 
 def test_users_and_groups_stay_within_the_engine_version_of_their_caches(world: World) -> None:

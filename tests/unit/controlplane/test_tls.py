@@ -56,7 +56,7 @@ def test_the_ca_is_made_once_with_an_owner_only_key(tmp_path: Path) -> None:
 def test_an_issued_certificate_verifies_for_its_addresses_only(tmp_path: Path) -> None:
     ca = LocalCa(tmp_path)
     cert, key = ca.issue(["127.0.100.5", "127.0.100.200", "node-1.local"])
-    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and stat.S_IMODE(cert.stat().st_mode) == 0o600
     parsed = x509.load_pem_x509_certificate(cert.read_bytes())
     parsed.verify_directly_issued_by(x509.load_pem_x509_certificate(ca.ca_pem()))
     sans = parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

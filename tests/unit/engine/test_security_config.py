@@ -68,6 +68,16 @@ def test_tls_preferred_puts_the_node_behind_the_forwarder() -> None:
         render_config(config, Path("/n1"))  # only a runtime with a forwarder can run it
 
 
+def test_a_plain_text_replication_link_logs_in_as_default_without_tls() -> None:
+    """While TLS is turned on or off on a running group: the primary may have neither TLS nor the admin user."""
+    config = secured(users=(), tls=dataclasses.replace(TLS, mode="preferred", replication=False))
+    conf = lines(render_config(config, Path("/n1"), backend=(40001, 40002)))
+    assert "tls-replication no" in conf and "aclfile /n1/users.acl" in conf
+    assert not any(line.startswith(("masteruser", "masterauth")) for line in conf)
+    again = config_from_dict(json.loads(json.dumps(config_to_dict(config))))
+    assert again.security is not None and again.security.tls is not None and not again.security.tls.replication
+
+
 def test_the_acl_file_holds_hashes_the_admin_first_and_default_off_when_left_out() -> None:
     text = acl_file(secured(users=(AclUser.parse("app on >app-pw ~app:* +get"),)))
     assert "app-pw" not in text and "admin-Secret-1" not in text

@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -60,11 +60,12 @@ def read_exactly(sock: socket.socket, n: int, timeout: float = 5.0) -> bytes:
     return got
 
 
-def _start_node(ip: str) -> subprocess.Popen[bytes]:
+def start_node(ip: str, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """A memcached on ip:PORT (`extra`: more arguments, e.g. TLS); stop it with stop_node."""
     binary = shutil.which("memcached")
     if binary is None:
         missing("memcached is not installed")
-    argv = [binary, "-l", ip, "-p", str(PORT), "-U", "0", "-m", "16", "-t", "1"]
+    argv = [binary, "-l", ip, "-p", str(PORT), "-U", "0", "-m", "16", "-t", "1", *extra]
     if os.geteuid() == 0:
         argv += ["-u", "root"]  # memcached refuses to run as root otherwise
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -82,12 +83,12 @@ def _start_node(ip: str) -> subprocess.Popen[bytes]:
     try:
         eventually(listening, 5.0, 0.02, f"memcached on {ip}:{PORT} listening")
     except NotYet:
-        _stop(process)
+        stop_node(process)
         raise
     return process
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_node(process: subprocess.Popen[bytes]) -> None:
     # SIGKILL: these nodes hold nothing worth a graceful stop, and memcached only notices
     # SIGTERM on its next one-second clock tick.
     process.kill()
@@ -101,11 +102,11 @@ def nodes() -> Iterator[tuple[Node, Node]]:
     started: list[Node] = []
     try:
         for i, ip in enumerate(NODE_IPS, start=1):
-            started.append(Node(Member(f"node-{i}.local", ip, PORT), _start_node(ip)))
+            started.append(Node(Member(f"node-{i}.local", ip, PORT), start_node(ip)))
         yield started[0], started[1]
     finally:
         for node in started:
-            _stop(node.process)
+            stop_node(node.process)
 
 
 @pytest.fixture(autouse=False)
