@@ -26,6 +26,7 @@ from engine.runtime.base import (
     pause_for_probe,
     without_seed,
 )
+from engine.runtime.fake_cluster import FakeClusterCommands
 from engine.runtime.fake_rdb import CORRUPT, load_fake_seed, read_fake_rdb, write_fake_rdb
 from engine.security import AclUser, check_security
 
@@ -56,7 +57,7 @@ class _FakeNode:
 EMPTY_REDIS_MEMORY = 1_000_000  # bytes an empty fake redis reports in use
 
 
-class FakeRuntime:
+class FakeRuntime(FakeClusterCommands):
     """NodeRuntime in memory. Every call is appended to `calls` as (method, node name)
     ("list_managed" with an empty name). Fault injection: crash, hang/unhang,
     fail_next_starts, set_ready_after, fail_saves; set_role makes a node a replica ("slave") or
@@ -89,6 +90,7 @@ class FakeRuntime:
         self.applied_users: list[tuple[str, tuple[AclUser, ...]]] = []
         self._refuse_auth: set[str] = set()
         self.without_tls: set[str] = set()  # engines whose "binaries" have no TLS (tests)
+        self._cluster = {}  # cluster-enabled nodes' nodes.conf state (fake_cluster.py)
 
     # --- the NodeRuntime protocol ---
 
@@ -138,6 +140,7 @@ class FakeRuntime:
                 seed=config.seed,
             )
             self._nodes[config.name] = node
+            self._cluster_started(config.name, node)
             started = self._info(node)
             if loaded is None:  # a seed it cannot load: it exits right after its start
                 node.state, node.pid = NodeState.EXITED, None
@@ -167,6 +170,7 @@ class FakeRuntime:
         with self._lock:
             self.calls.append(("remove", name))
             node = self._nodes.pop(name, None)
+            self._cluster_removed(name)
             was_alive = node is not None and node.state is not NodeState.EXITED
         if was_alive:
             self._notify(name)
