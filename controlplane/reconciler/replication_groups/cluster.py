@@ -58,7 +58,7 @@ class ClusterGroups:
         if self._form(rg, members, views):
             views = self._views(rg, members)
         rg = self._place_config(rg, members)
-        problem = consistency(rg, members, views)
+        problem = consistency(rg, members, views) or self._unsynced(rg, members)
         if problem is not None:
             raise Requeue(f"cluster not settled: {problem}", delay=POLL)
         self._settle(rg, members)
@@ -193,6 +193,17 @@ class ClusterGroups:
             c.status.nodes[0].addresses = list(extra)
 
         return ctx.update_member(m, started)
+
+    def _unsynced(self, rg: ReplicationGroup, members: list[CacheCluster]) -> str | None:
+        """A replica whose link to its primary is not up yet (its first sync still runs)."""
+        primaries = set(rg.status.shard_primaries.values())
+        for m in members:
+            if m.id in primaries:
+                continue
+            result = self._ctx.probe(rg, m.id)
+            if not result.ok or result.role != "slave" or result.details.get("master_link_status") != "up":
+                return f"member {m.id} is not replicating yet"
+        return None
 
     def _views(self, rg: ReplicationGroup, members: list[CacheCluster]) -> dict[str, ClusterView]:
         ctx, out = self._ctx, {}
