@@ -315,6 +315,10 @@ class NodeRuntime(Protocol):
         """CLUSTER REPLICATE: this node becomes a replica of the master with that cluster id."""
         ...
 
+    def cluster_forget(self, name: str, node_ids: Sequence[str]) -> None:
+        """CLUSTER FORGET each id on this node (nodes replaced by new ones)."""
+        ...
+
     def cluster_failover(self, name: str, mode: str = "") -> None:
         """CLUSTER FAILOVER [FORCE|TAKEOVER] on a replica: it takes over its master's slots."""
         ...

@@ -39,6 +39,10 @@ class TcpClusterCommands:
     def cluster_replicate(self, name: str, node_id: str) -> None:
         self._redis_all(name, [["CLUSTER", "REPLICATE", node_id]])
 
+    def cluster_forget(self, name: str, node_ids: Sequence[str]) -> None:
+        if node_ids:
+            self._redis_all(name, [["CLUSTER", "FORGET", node_id] for node_id in node_ids])
+
     def cluster_failover(self, name: str, mode: str = "") -> None:
         if mode not in FAILOVER_MODES:
             raise RuntimeError_(f"unknown CLUSTER FAILOVER mode {mode!r}", temporary=False)

@@ -169,8 +169,8 @@ class FakeRuntime(FakeClusterCommands):
     def remove(self, name: str) -> None:
         with self._lock:
             self.calls.append(("remove", name))
-            node = self._nodes.pop(name, None)
             self._cluster_removed(name)
+            node = self._nodes.pop(name, None)
             was_alive = node is not None and node.state is not NodeState.EXITED
         if was_alive:
             self._notify(name)

@@ -27,6 +27,7 @@ class _Member:
     slots: tuple[SlotRange, ...] = ()
     master: str | None = None  # the id of the master it replicates
     peers: set[str] = field(default_factory=set)  # names of the nodes it has met
+    ghosts: dict[str, ClusterNode] = field(default_factory=dict)  # removed nodes it still knows of
 
 
 class FakeClusterCommands:
@@ -56,9 +57,18 @@ class FakeClusterCommands:
         self.primary_of[name] = (self._nodes[master].config.host, self._nodes[master].config.port) if master else None
 
     def _cluster_removed(self, name: str) -> None:
-        self._cluster.pop(name, None)
-        for other in self._cluster.values():
-            other.peers.discard(name)
+        """Its nodes.conf is gone; the nodes that knew it keep it, failing, until they forget it."""
+        me = self._cluster.get(name)
+        node = self._nodes.get(name)
+        if me is None or node is None:
+            return
+        ghost = ClusterNode(node_id=me.node_id, host=node.config.host, port=node.config.port,
+                            role="slave" if me.master else "master", master_id=me.master, slots=me.slots,
+                            failing=True, myself=False)
+        for other in self._component(name) - {name}:
+            self._cluster[other].peers.discard(name)
+            self._cluster[other].ghosts[me.node_id] = ghost
+        del self._cluster[name]
 
     # ---- the protocol's cluster commands -----------------------------------------------------
 
@@ -73,6 +83,8 @@ class FakeClusterCommands:
                     node_id=m.node_id, host=node.config.host, port=node.config.port,
                     role="slave" if m.master else "master", master_id=m.master, slots=m.slots,
                     failing=node.state is not NodeState.RUNNING or node.hung, myself=other == name))
+            nodes.extend(g for m in (self._cluster[o] for o in self._component(name)) for g in m.ghosts.values()
+                         if g.node_id not in {n.node_id for n in nodes} and g.node_id in me.ghosts)
             serving = [r for n in nodes if n.role == "master" and not n.failing for r in n.slots]
             return ClusterView(state_ok=covers_all(serving), known_nodes=len(nodes), current_epoch=0,
                                nodes=tuple(nodes)) if me else ClusterView(False, 0, 0, ())
@@ -112,6 +124,15 @@ class FakeClusterCommands:
             me.master = node_id
             self._nodes[name].role = "slave"
             self.primary_of[name] = (self._nodes[master].config.host, self._nodes[master].config.port)
+
+    def cluster_forget(self, name: str, node_ids: Sequence[str]) -> None:
+        with self._lock:
+            self.calls.append(("cluster_forget", name))
+            me = self._member(name)
+            if me.node_id in node_ids:
+                raise RuntimeError_(f"node {name}: ERR I tried hard but I can't forget myself...")
+            for node_id in node_ids:
+                me.ghosts.pop(node_id, None)
 
     def cluster_failover(self, name: str, mode: str = "") -> None:
         """The replica takes its master's slots; the master (and its other replicas) follow it.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
+from tests.api.writer import Writer
 from tests.eventually import eventually
 
 FAST = {"Delay": 0.1, "MaxAttempts": 300}
@@ -47,41 +47,11 @@ def _retrying(call: Any, timeout: float = 15.0) -> Any:
             time.sleep(0.01)
 
 
-class ClusterWriter:
-    """SETs w0, w1, ... through a RedisCluster in a thread, retrying as an application would;
-    records what was acknowledged."""
-
-    def __init__(self, client: RedisCluster) -> None:
-        self.client = client
-        self.acked: list[int] = []
-        self.errors = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ClusterWriter:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(20)
-
-    def _run(self) -> None:
-        i = 0
-        while not self._stop.is_set():
-            try:
-                self.client.set(f"w{i}", i)
-                self.acked.append(i)
-                i += 1
-            except RETRIED:
-                self.errors += 1
-                time.sleep(0.005)
-
-
 @pytest.mark.slow
-def test_cluster_of_three_shards_fails_over_a_shard_under_a_writer(ec: Any) -> None:
+@pytest.mark.parametrize("engine", ["redis", "valkey"])
+def test_cluster_of_three_shards_fails_over_a_shard_under_a_writer(ec: Any, engine: str) -> None:
     created = ec.create_replication_group(
-        ReplicationGroupId="cl", ReplicationGroupDescription="d", Engine="redis", CacheNodeType="cache.t3.micro",
+        ReplicationGroupId="cl", ReplicationGroupDescription="d", Engine=engine, CacheNodeType="cache.t3.micro",
         NumNodeGroups=3, ReplicasPerNodeGroup=1)["ReplicationGroup"]
     assert created["Status"] == "creating" and created["ClusterEnabled"] is True
     ec.get_waiter("replication_group_available").wait(ReplicationGroupId="cl", WaiterConfig=FAST)
@@ -115,9 +85,10 @@ def test_cluster_of_three_shards_fails_over_a_shard_under_a_writer(ec: Any) -> N
         # kill -9 the primary of shard 0002 while a client writes through the cluster.
         victim = next(k for k, m in members.items() if m["NodeGroupId"] == "0002" and m["CurrentRole"] == "primary")
         others = {k: m for k, m in members.items() if m["NodeGroupId"] != "0002"}
-        with ClusterWriter(client) as writer:
+        with Writer(client, prefix="w") as writer:  # retries what RedisCluster raises while a shard fails over
             eventually(lambda: len(writer.acked) >= 200, 10.0, 0.01, "the writer under way")
             os.kill(pids[victim], signal.SIGKILL)
+            eventually(lambda: _members(ec)[victim]["CurrentRole"] == "replica", 10.0, 0.01, "the shard failed over")
             ec.get_waiter("replication_group_available").wait(ReplicationGroupId="cl", WaiterConfig=FAST)
             done = len(writer.acked)
             eventually(lambda: len(writer.acked) >= done + 500, 15.0, 0.01, "writes after the failover")

@@ -8,6 +8,7 @@ import threading
 import time
 
 import redis
+from redis.cluster import RedisCluster
 
 from tests.eventually import NotYet, eventually
 
@@ -16,8 +17,9 @@ class Writer:
     """SETs k0, k1, ... in a loop on one client, in a thread: which writes were acknowledged and
     when writes failed. A context manager: the thread stops at the end of the block."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, prefix: str = "k") -> None:
         self.client = client
+        self.prefix = prefix
         self.acked: list[int] = []
         self.failures: list[float] = []  # time.monotonic() of each failed write
         self._stop = threading.Event()
@@ -35,7 +37,7 @@ class Writer:
         i = 0
         while not self._stop.is_set():
             try:
-                self.client.set(f"k{i}", i)
+                self.client.set(f"{self.prefix}{i}", i)
                 self.acked.append(i)
                 i += 1
             except redis.RedisError:

@@ -20,7 +20,7 @@ from controlplane.reconciler.infra import build_node_config, endpoint_name
 from controlplane.reconciler.nodes import POLL, PROBE_TIMEOUT
 from controlplane.reconciler.replication_groups.cluster_failover import ClusterFailover
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, GroupContext, member, replaced
-from controlplane.reconciler.replication_groups.members import Members
+from controlplane.reconciler.replication_groups.members import Members, offset
 from controlplane.state.acl import node_acl
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus
 from engine import ClusterView, ProxyError, RuntimeError_, merge_ranges
@@ -148,6 +148,10 @@ class ClusterGroups:
             if m.status.nodes[0].status == "available":
                 ctx.emit(CC, m.id, rg, f"Recovering cache nodes {NODE_ID}")
                 m = ctx.set_member_node(m, "rebooting")
+            # A replacement node, as AWS's: empty, with a new cluster identity. Restarted on its
+            # old nodes.conf, a former primary would serve its old slots, empty, to any client
+            # that asks it before the cluster tells it it lost them. Its old id is forgotten.
+            ctx.infra.runtime.remove(ctx.name(rg, m.id))
             members = replaced(members, self._start(rg, m, version))
             starting.append(m.id)
         if not starting:
@@ -195,14 +199,24 @@ class ClusterGroups:
         return ctx.update_member(m, started)
 
     def _unsynced(self, rg: ReplicationGroup, members: list[CacheCluster]) -> str | None:
-        """A replica whose link to its primary is not up yet (its first sync still runs)."""
-        primaries = set(rg.status.shard_primaries.values())
+        """A replica whose link to its primary is not up yet (its first sync still runs), or that
+        has received nothing over it: the cluster lists a replica in CLUSTER SLOTS / SHARDS only
+        once it reports a replication offset above 0, which an idle primary sends only with its
+        next replica ping (10 s), so the primary is given a mark to stream (no key is touched)."""
+        primaries = rg.status.shard_primaries
         for m in members:
-            if m.id in primaries:
+            if m.id in primaries.values():
                 continue
             result = self._ctx.probe(rg, m.id)
             if not result.ok or result.role != "slave" or result.details.get("master_link_status") != "up":
                 return f"member {m.id} is not replicating yet"
+            primary = primaries.get(m.spec.node_group_id or "")
+            if offset(result) == 0 and primary is not None:
+                try:
+                    self._ctx.infra.runtime.replication_mark(self._ctx.name(rg, primary))
+                except RuntimeError_ as exc:
+                    return f"member {m.id}: {exc}"
+                return f"member {m.id} has received nothing from its primary yet"
         return None
 
     def _views(self, rg: ReplicationGroup, members: list[CacheCluster]) -> dict[str, ClusterView]:
@@ -221,12 +235,19 @@ class ClusterGroups:
         runtime, ctx = self._ctx.infra.runtime, self._ctx
         acted = False
         addresses = {m.id: (m.status.nodes[0].host, m.status.nodes[0].port) for m in members}
-        for m in members:
-            view = views[m.id]
-            unknown = [a for i, a in addresses.items() if i != m.id and view.by_address(*a) is None]
-            if unknown:
-                runtime.cluster_meet(ctx.name(rg, m.id), unknown)
-                acted = True
+        ids = {i: v.me.node_id for i, v in views.items()}
+        try:
+            for m in members:
+                known = {n.node_id for n in views[m.id].nodes if not n.handshake}
+                stale = sorted(known - set(ids.values()))  # nodes replaced since: forgotten everywhere
+                unknown = [addresses[i] for i, node_id in ids.items() if node_id not in known]
+                if stale:
+                    runtime.cluster_forget(ctx.name(rg, m.id), stale)
+                if unknown:
+                    runtime.cluster_meet(ctx.name(rg, m.id), unknown)
+                acted = acted or bool(stale or unknown)
+        except RuntimeError_ as exc:
+            raise TemporaryError(f"forming the cluster: {exc}", delay=POLL) from exc
         for group in rg.spec.node_groups:
             primary = rg.status.shard_primaries.get(group.id)
             if primary not in views:

@@ -35,6 +35,13 @@ def _roles(world: World) -> dict[str, str]:
     return {m["CacheClusterId"]: m["CurrentRole"] for g in _group(world)["NodeGroups"] for m in g["NodeGroupMembers"]}
 
 
+def _following(world: World, member: str) -> bool:
+    """The member's node is a replica in the cluster (and its group knows it is available)."""
+    view = world.runtime.cluster_view(NODE.format(member))
+    cluster = world.call("DescribeCacheClusters", CacheClusterId=member)["CacheClusters"][0]
+    return view.me.master_id is not None and cluster["CacheClusterStatus"] == "available"
+
+
 def _slot_owners(world: World, member: str) -> dict[tuple[int, int], str]:
     """The slot map as `member`'s node sees it, owners named by their node's address."""
     view = world.runtime.cluster_view(NODE.format(member))
@@ -125,17 +132,21 @@ def test_primary_crash_fails_over_that_shard_only(world: World) -> None:
     others = {s: rt.cluster_id_of(NODE.format(f"cl-000{s}-001")) for s in (1, 3)}
     dead_id = rt.cluster_id_of(NODE.format("cl-0002-001"))
     rt.crash(NODE.format("cl-0002-001"))
-    world.settle_until(lambda: _group(world)["Status"] == "available")
+    world.settle_until(lambda: _group(world)["Status"] == "available" and _following(world, "cl-0002-001"))
     roles = _roles(world)
     assert roles["cl-0002-002"] == "primary" and roles["cl-0002-001"] == "replica"
     assert roles["cl-0001-001"] == roles["cl-0003-001"] == "primary"
     assert rt.calls_of("cluster_failover") == [NODE.format("cl-0002-002")]
-    # The old primary came back with its identity, as a replica of the new one; the rest untouched.
-    assert rt.cluster_id_of(NODE.format("cl-0002-001")) == dead_id
+    # The old primary was replaced: a new, empty node with a new identity, a replica of the new
+    # primary; every node forgot the old one. The rest untouched.
+    replacement = rt.cluster_id_of(NODE.format("cl-0002-001"))
+    assert replacement != dead_id
     view = rt.cluster_view(NODE.format("cl-0001-002"))
     new = view.node(rt.cluster_id_of(NODE.format("cl-0002-002")) or "")
     assert new is not None and new.role == "master" and new.slots == ((5462, 10922),)
-    assert view.node(dead_id or "").master_id == new.node_id  # type: ignore[union-attr]
+    assert view.node(replacement or "").master_id == new.node_id  # type: ignore[union-attr]
+    assert view.node(dead_id or "") is None and len(view.nodes) == 6
+    assert len(rt.calls_of("cluster_forget")) == 5  # on every node that knew it
     assert {s: rt.cluster_id_of(NODE.format(f"cl-000{s}-001")) for s in (1, 3)} == others
     events = _rg_events(world)
     assert "Failover from primary node cl-0002-001 to replica node cl-0002-002 completed" in events
