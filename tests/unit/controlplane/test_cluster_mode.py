@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from engine import SLOTS
+from engine import SLOTS, RuntimeError_
 from tests.harness import ApiError
-from tests.unit.controlplane.conftest import World
+from tests.unit.controlplane.conftest import World, whole_app
 
 NODE = "123456789012-us-east-1-{}-0001"
 BASIC = {"ReplicationGroupDescription": "d", "Engine": "redis", "CacheNodeType": "cache.t3.micro"}
@@ -37,7 +38,10 @@ def _roles(world: World) -> dict[str, str]:
 
 def _following(world: World, member: str) -> bool:
     """The member's node is a replica in the cluster (and its group knows it is available)."""
-    view = world.runtime.cluster_view(NODE.format(member))
+    try:
+        view = world.runtime.cluster_view(NODE.format(member))
+    except RuntimeError_:
+        return False  # not running (yet)
     cluster = world.call("DescribeCacheClusters", CacheClusterId=member)["CacheClusters"][0]
     return view.me.master_id is not None and cluster["CacheClusterStatus"] == "available"
 
@@ -223,3 +227,30 @@ def test_ports_addressing_serves_the_configuration_endpoint_by_forwarder(tmp_pat
         assert name not in world.hub.endpoints
     finally:
         world.service.store.close()
+
+
+def test_dashboard_shows_the_shards_and_the_configuration_endpoint(world: World) -> None:
+    _make(world, shards=2, replicas=1)
+    config = _group(world)["ConfigurationEndpoint"]
+    with TestClient(whole_app(world), base_url="http://127.0.0.1:8379") as client:
+        page = client.get("/dashboard/replication-groups/cl/live").text
+    assert "Configuration endpoint" in page and f"{config['Address']}:{config['Port']}" in page
+    assert "Node group 0001" in page and "slots 0-8191" in page and "slots 8192-16383" in page
+
+
+def test_a_restarted_control_plane_keeps_the_cluster(world: World) -> None:
+    _make(world, shards=2, replicas=1)
+    ids = {m: world.runtime.cluster_id_of(NODE.format(m)) for m in _roles(world)}
+    starts = len(world.runtime.calls_of("start"))
+    again = world.restart()
+    again.service.groups.startup()  # what the service does at its start: owns its nodes again
+    again.service.controller.enqueue_all()
+    try:
+        again.settle_until(lambda: _group(again)["Status"] == "available")
+        assert len(again.runtime.calls_of("start")) == starts  # the running nodes were kept
+        assert {m: again.runtime.cluster_id_of(NODE.format(m)) for m in _roles(again)} == ids
+        again.runtime.crash(NODE.format("cl-0001-001"))
+        again.settle_until(lambda: _following(again, "cl-0001-001"))
+        assert _roles(again)["cl-0001-002"] == "primary"
+    finally:
+        again.service.store.close()
