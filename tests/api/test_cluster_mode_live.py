@@ -78,7 +78,7 @@ def test_cluster_of_three_shards_fails_over_a_shard_under_a_writer(ec: Any, engi
     try:
         for i in range(10_000):
             client.set(f"k{i}", i)
-        assert all(int(client.get(f"k{i}")) == i for i in range(0, 10_000, 7))
+        assert all(client.get(f"k{i}") == str(i).encode() for i in range(0, 10_000, 7))
         sizes = [_node(m).dbsize() for k, m in members.items() if m["CurrentRole"] == "primary"]
         assert len(sizes) == 3 and all(s > 2_500 for s in sizes)  # spread over the shards
 
@@ -100,8 +100,8 @@ def test_cluster_of_three_shards_fails_over_a_shard_under_a_writer(ec: Any, engi
         # The other shards' primaries never restarted.
         assert all(_node(m).info("server")["process_id"] == pids[k] for k, m in others.items())
         # No acknowledged write was lost: the earlier keys and every acknowledged write.
-        assert all(int(_retrying(lambda i=i: client.get(f"k{i}"))) == i for i in range(10_000))  # type: ignore[misc]
-        missing = [i for i in writer.acked if _retrying(lambda i=i: client.get(f"w{i}")) is None]  # type: ignore[misc]
+        assert all(int(_retrying(lambda i=i: client.get(f"k{i}"))) == i for i in range(10_000))
+        missing = [i for i in writer.acked if _retrying(lambda i=i: client.get(f"w{i}")) is None]
         assert missing == []
         # The cluster's own view agrees, through the configuration endpoint.
         with redis.Redis(host=config["Address"], port=config["Port"], socket_timeout=2) as plain:
@@ -112,6 +112,12 @@ def test_cluster_of_three_shards_fails_over_a_shard_under_a_writer(ec: Any, engi
         events = [e["Message"] for e in ec.describe_events(SourceType="replication-group",
                                                            SourceIdentifier="cl")["Events"]]
         assert f"Failover from primary node {victim} to replica node {promoted} completed" in events
+        # TestFailover of shard 0001: a coordinated CLUSTER FAILOVER, the client keeps its keys.
+        first = next(k for k, m in after.items() if m["NodeGroupId"] == "0001" and m["CurrentRole"] == "primary")
+        ec.test_failover(ReplicationGroupId="cl", NodeGroupId="0001")
+        eventually(lambda: _members(ec)[first]["CurrentRole"] == "replica", 10.0, 0.02, "shard 0001 failed over")
+        ec.get_waiter("replication_group_available").wait(ReplicationGroupId="cl", WaiterConfig=FAST)
+        assert all(int(_retrying(lambda i=i: client.get(f"k{i}"))) == i for i in range(0, 10_000, 3))
     finally:
         client.close()
 
