@@ -14,6 +14,16 @@ from pathlib import Path
 from typing import Literal
 
 from engine.addresses import AddressAllocator, loopback_aliases_work
+from engine.cluster import (
+    SLOTS,
+    ClusterNode,
+    ClusterView,
+    SlotRange,
+    covers_all,
+    even_ranges,
+    merge_ranges,
+    slot_count,
+)
 from engine.files import PRIVATE_UMASK, copy_private, make_private, open_private, private_dir, write_private
 from engine.proxy.hub import BindError, Member, ProxyError, ProxyHub
 from engine.proxy.iam_auth import IamAuthenticator, IamBackend, iam_password, with_iam_password
@@ -24,9 +34,12 @@ from engine.versions import nearest
 
 __all__ = [
     "PRIVATE_UMASK",
+    "SLOTS",
     "AclUser",
     "AddressAllocator",
     "BindError",
+    "ClusterNode",
+    "ClusterView",
     "Credentials",
     "IamAuthenticator",
     "IamBackend",
@@ -42,21 +55,26 @@ __all__ = [
     "ProxyHub",
     "RdbError",
     "RuntimeError_",
+    "SlotRange",
     "TlsFiles",
     "TlsMode",
     "check_rdb",
     "copy_private",
+    "covers_all",
     "docker_runtime",
+    "even_ranges",
     "external_redis_info",
     "haproxy_hub",
     "iam_password",
     "loopback_aliases_work",
     "make_private",
+    "merge_ranges",
     "nearest",
     "open_private",
     "private_dir",
     "process_runtime",
     "save_rdb",
+    "slot_count",
     "with_iam_password",
     "write_private",
 ]

@@ -85,6 +85,7 @@ class NodeGroupView:
     primary: list[NodeView]
     replicas: list[NodeView]
     endpoints: list[Endpoint]
+    slots: str = ""  # cluster mode: the shard's hash slots
 
 
 def _address(endpoint: m.Endpoint | None) -> str:
@@ -145,7 +146,8 @@ def _group_view(backend: DashboardBackend, ctx: RequestContext, group: m.Replica
             ng_endpoints.append(Endpoint("reader", _address(ng["ReaderEndpoint"]),
                                          ", ".join(n.label for n in replicas) or "the primary"))
         endpoints += ng_endpoints
-        groups.append(NodeGroupView(ng.get("NodeGroupId", ""), ng.get("Status", ""), primary, replicas, ng_endpoints))
+        groups.append(NodeGroupView(ng.get("NodeGroupId", ""), ng.get("Status", ""), primary, replicas, ng_endpoints,
+                                    ng.get("Slots", "")))
     if group.get("ConfigurationEndpoint"):
         endpoints.append(Endpoint("configuration", _address(group["ConfigurationEndpoint"])))
     first = own[0] if own else {}

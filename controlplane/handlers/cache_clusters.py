@@ -18,6 +18,7 @@ from controlplane.handlers.lookup import (
     described_cluster,
     get_cluster,
     get_group,
+    refuse_cluster_mode,
     request_delete,
     require_available,
 )
@@ -173,6 +174,7 @@ def _join_replication_group(ctx: RequestContext, cluster_id: str, group_id: str,
     """CreateCacheCluster with ReplicationGroupId: the new cluster joins as a read replica (as
     Terraform's aws_elasticache_cluster does); it takes the group's engine, version and type."""
     rg = get_group(ctx, group_id)
+    refuse_cluster_mode(rg, "Adding a cache cluster (use IncreaseReplicaCount)")
     if rg.api_status() != "available":
         raise InvalidReplicationGroupStateFault(f"Replication group {rg.id} is not in the available state.")
     for name, given, value in (("Engine", params.get("Engine"), rg.spec.engine),

@@ -90,6 +90,9 @@ def _member(ctx: RequestContext, g: GlobalReplicationGroup, member: GlobalMember
 
 def _eligible(rg: ReplicationGroup) -> None:
     """AWS's prerequisites for a group of a global datastore."""
+    if rg.cluster_enabled:
+        raise v.combination(f"Global datastores of cluster-mode-enabled replication groups ({rg.id}) are not "
+                            "supported by elasticache-local yet.")
     needed = MINIMUM_VERSION.get(rg.spec.engine, "99")
     if version_key(rg.target().engine_version) < version_key(needed):
         raise v.invalid(f"Global datastores need Redis OSS {MINIMUM_VERSION['redis']} or later (or Valkey "

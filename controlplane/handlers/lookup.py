@@ -12,6 +12,7 @@ from controlplane.model import messages as m
 from controlplane.model.errors import (
     CacheClusterNotFoundFault,
     InvalidCacheClusterStateFault,
+    InvalidParameterCombinationException,
     InvalidReplicationGroupStateFault,
     ReplicationGroupNotFoundFault,
 )
@@ -54,6 +55,13 @@ def get_group(ctx: RequestContext, group_id: str) -> ReplicationGroup:
     if rg is None:
         raise ReplicationGroupNotFoundFault(f"ReplicationGroup {group_id} not found.")
     return rg
+
+
+def refuse_cluster_mode(rg: ReplicationGroup, what: str) -> None:
+    """What is not built for cluster mode enabled yet is refused, never half done."""
+    if rg.cluster_enabled:
+        raise InvalidParameterCombinationException(
+            f"{what} is not supported by elasticache-local yet for a replication group with cluster mode enabled.")
 
 
 def require_available(rec: CacheCluster | ReplicationGroup) -> None:

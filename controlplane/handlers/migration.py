@@ -68,6 +68,9 @@ def _check_group(rg: ReplicationGroup) -> None:
     if migrating(rg.spec.migration, rg.status.migration):
         raise ReplicationGroupAlreadyUnderMigrationFault(f"Replication group {rg.id} is already under migration.")
     require_available(rg)
+    if rg.cluster_enabled:
+        raise v.combination(f"Online migration into a cluster-mode-enabled replication group ({rg.id}) is not "
+                            "supported by elasticache-local yet.")
     engine, version = rg.spec.engine, rg.target().engine_version
     needed = MINIMUM_VERSION.get(engine)
     if needed is None or version_key(version) < version_key(needed):

@@ -6,7 +6,14 @@ from datetime import timedelta
 
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import RequestContext
-from controlplane.handlers.lookup import bump_generation, get_group, group_shape, request_delete, require_available
+from controlplane.handlers.lookup import (
+    bump_generation,
+    get_group,
+    group_shape,
+    refuse_cluster_mode,
+    request_delete,
+    require_available,
+)
 from controlplane.handlers.members import MAX_REPLICAS, add_members
 from controlplane.model import messages as m
 from controlplane.model.errors import (
@@ -70,6 +77,7 @@ def _replica_count_change(ctx: RequestContext, params: m.IncreaseReplicaCountMes
                           removing: bool) -> tuple[ReplicationGroup, list[CacheCluster], int]:
     """The group, its members, and the replica count asked for (-1: as many as ReplicasToRemove leaves)."""
     rg = get_group(ctx, params["ReplicationGroupId"])
+    refuse_cluster_mode(rg, "Changing the replica count")
     if not params.get("ApplyImmediately"):
         raise v.invalid("ApplyImmediately=false is not supported: replica counts change immediately.")
     require_available(rg)
@@ -94,8 +102,10 @@ def _changed(ctx: RequestContext, rg: ReplicationGroup) -> m.ModifyReplicationGr
 
 def test_failover(ctx: RequestContext, params: m.TestFailoverMessage) -> m.TestFailoverResult:
     rg = get_group(ctx, params["ReplicationGroupId"])
-    if params["NodeGroupId"] != NODE_GROUP:
-        raise NodeGroupNotFoundFault(f"NodeGroup {params['NodeGroupId']} not found.")
+    node_group = params["NodeGroupId"]
+    shards = [g.id for g in rg.spec.node_groups] or [NODE_GROUP]
+    if node_group not in shards:
+        raise NodeGroupNotFoundFault(f"NodeGroup {node_group} not found.")
     if rg.status.failover is not None or (rg.spec.test_failover and
                                           rg.spec.test_failover.seq > rg.status.test_failover_done):
         raise InvalidReplicationGroupStateFault(f"A failover of replication group {rg.id} is already in progress.")
@@ -105,6 +115,8 @@ def test_failover(ctx: RequestContext, params: m.TestFailoverMessage) -> m.TestF
     if busy:
         raise InvalidCacheClusterStateFault(
             f"Cache cluster(s) {', '.join(busy)} of replication group {rg.id} are not available.")
+    if rg.cluster_enabled:
+        members = [c for c in members if c.spec.node_group_id == node_group]
     if not rg.spec.automatic_failover or len(members) < 2:
         raise TestFailoverNotAvailableFault(f"Test failover is not available for replication group {rg.id}: it needs "
                                             "automatic failover enabled and at least one replica.")
@@ -116,7 +128,7 @@ def test_failover(ctx: RequestContext, params: m.TestFailoverMessage) -> m.TestF
 
     def change(r: ReplicationGroup) -> None:
         seq = max(r.spec.test_failover.seq if r.spec.test_failover else 0, r.status.test_failover_done) + 1
-        r.spec.test_failover = FailoverRequest(seq=seq, node_group=NODE_GROUP, requested_at=now)
+        r.spec.test_failover = FailoverRequest(seq=seq, node_group=node_group, requested_at=now)
         r.spec.test_failover_calls = [*recent, now]
 
     updated = ctx.services.store.update(rg.key, ReplicationGroup, change)

@@ -8,6 +8,7 @@ from typing import cast
 from controlplane import catalog
 from controlplane.handlers import (
     cache_security_groups,
+    cluster_mode,
     global_datastores,
     node_types,
     parameter_groups,
@@ -20,7 +21,13 @@ from controlplane.handlers import defaults as d
 from controlplane.handlers import validate as v
 from controlplane.handlers.changes import NodeChanges, shared_settings, spec_to_change
 from controlplane.handlers.context import HandlerTable, RequestContext
-from controlplane.handlers.lookup import get_group, group_shape, require_available, unchanged_since_read
+from controlplane.handlers.lookup import (
+    get_group,
+    group_shape,
+    refuse_cluster_mode,
+    require_available,
+    unchanged_since_read,
+)
 from controlplane.handlers.members import MAX_MEMBERS, MAX_REPLICAS, add_members, sync_members
 from controlplane.handlers.replicas import decrease_replica_count, increase_replica_count, test_failover
 from controlplane.model import messages as m
@@ -45,17 +52,30 @@ _AUTOMATIC_FAILOVER_NEEDS_TWO = ("When using automatic failover, there must be a
                                  "replication group.")
 
 
+# What a group with cluster mode enabled cannot change yet (its nodes would have to roll shard by shard).
+_NODE_CHANGES = ("CacheNodeType", "EngineVersion", "AutomaticFailoverEnabled", "MultiAZEnabled", "PrimaryClusterId",
+                 "TransitEncryptionEnabled", "TransitEncryptionMode", "AuthToken", "UserGroupIdsToAdd",
+                 "UserGroupIdsToRemove", "RemoveUserGroups", "SnapshottingClusterId")
+
+
 def create_replication_group(ctx: RequestContext,
                              params: m.CreateReplicationGroupMessage) -> m.CreateReplicationGroupResult:
     group_id = v.resource_id(params["ReplicationGroupId"], "ReplicationGroupId", 40)
     store = ctx.services.store
     if store.get(ctx.key(ReplicationGroup.KIND, group_id), ReplicationGroup) is not None:
         raise ReplicationGroupAlreadyExistsFault(f"Replication group {group_id} already exists.")
-    _refuse_unsupported(params)
+    shards = cluster_mode.layout(ctx, params)  # None: cluster mode disabled
+    _refuse_unsupported(params, cluster=shards is not None)
     primary = _primary(ctx, params.get("PrimaryClusterId"))
     global_id = (params.get("GlobalReplicationGroupId") or "").lower() or None
+    if global_id and shards is not None:
+        raise v.combination("Global datastores of cluster-mode-enabled replication groups are not supported by "
+                            "elasticache-local yet.")
     inherited = global_datastores.secondary_settings(ctx, global_id, params) if global_id else None
-    spec, total, azs = _new_spec(ctx, group_id, params, primary, inherited)
+    spec, total, azs = _new_spec(ctx, group_id, cluster_mode.common_params(params) if shards else params, primary,
+                                 inherited)
+    if shards is not None:
+        spec = cluster_mode.apply(ctx, spec, shards)
     spec.global_group = global_id
     if inherited is not None:
         spec.security = inherited.security
@@ -68,7 +88,9 @@ def create_replication_group(ctx: RequestContext,
         raise ReplicationGroupAlreadyExistsFault(f"Replication group {group_id} already exists.")
     if global_id:
         global_datastores.joined(ctx, global_id, rg)
-    if primary is not None:
+    if shards is not None:
+        cluster_mode.add_shard_members(ctx, rg)
+    elif primary is not None:
         def join(c: CacheCluster) -> None:
             c.spec.replication_group_id = group_id
         store.update(primary.key, CacheCluster, join)
@@ -79,10 +101,9 @@ def create_replication_group(ctx: RequestContext,
     return {"ReplicationGroup": group_shape(ctx, rg)}
 
 
-def _refuse_unsupported(params: m.CreateReplicationGroupMessage) -> None:
-    if (params.get("NumNodeGroups") or 1) > 1 or (params.get("ClusterMode") or "disabled").lower() != "disabled" \
-            or len(params.get("NodeGroupConfiguration", [])) > 1:
-        raise v.combination("Cluster mode (more than one node group) is not supported by elasticache-local yet.")
+def _refuse_unsupported(params: m.CreateReplicationGroupMessage, cluster: bool) -> None:
+    if not cluster and params.get("NumNodeGroups") is not None and params["NumNodeGroups"] != 1:
+        raise v.invalid("NumNodeGroups must be at least 1.")
     given = {"ServerlessCacheSnapshotName": params.get("ServerlessCacheSnapshotName"),
              "AtRestEncryptionEnabled": params.get("AtRestEncryptionEnabled")}
     for name, value in given.items():
@@ -222,6 +243,9 @@ def modify_replication_group(ctx: RequestContext,
                              params: m.ModifyReplicationGroupMessage) -> m.ModifyReplicationGroupResult:
     rg = get_group(ctx, params["ReplicationGroupId"])
     require_available(rg)
+    for name in _NODE_CHANGES:
+        if params.get(name) is not None:
+            refuse_cluster_mode(rg, f"ModifyReplicationGroup {name}")
     store = ctx.services.store
     members = members_of(store, rg)
     spec = spec_to_change(rg)
@@ -341,6 +365,8 @@ def delete_replication_group(ctx: RequestContext,
             "it (or delete the global replication group) first.")
     retain = bool(params.get("RetainPrimaryCluster"))
     final = params.get("FinalSnapshotIdentifier")
+    if retain or final:
+        refuse_cluster_mode(rg, "RetainPrimaryCluster or FinalSnapshotIdentifier")
     if final:
         snapshots.final_snapshot(ctx, final, group_id=rg.id)
 

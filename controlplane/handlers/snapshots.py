@@ -11,7 +11,7 @@ from typing import cast
 from controlplane.catalog import version_key
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
-from controlplane.handlers.lookup import get_cluster, get_group
+from controlplane.handlers.lookup import get_cluster, get_group, refuse_cluster_mode
 from controlplane.model import errors as e
 from controlplane.model import messages as m
 from controlplane.objectstore import ObjectStoreError, parse_s3_arn, valid_bucket
@@ -90,6 +90,7 @@ def source_spec(ctx: RequestContext, *, cluster_id: str | None, group_id: str | 
         return SnapshotSpec(cache_cluster_id=cluster.id, config=cluster_config(cluster))
     assert group_id is not None
     group = get_group(ctx, group_id)
+    refuse_cluster_mode(group, "A snapshot")
     _check_source(group, deleting)
     _quota(ctx, group)
     return SnapshotSpec(replication_group_id=group.id, config=group_config(group, members_of(ctx.services.store,

@@ -90,7 +90,8 @@ class Infra:
                 used.add((rec.status.config_host, rec.status.config_port))
         for rg in store.records(ReplicationGroup):
             for host, rg_port in ((rg.status.primary_host, rg.status.primary_port),
-                                  (rg.status.reader_host, rg.status.reader_port)):
+                                  (rg.status.reader_host, rg.status.reader_port),
+                                  (rg.status.config_host, rg.status.config_port)):
                 if host is not None:
                     used.add((host, rg_port or rg.spec.port))
         if allocator.mode == "loopback":

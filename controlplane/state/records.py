@@ -131,6 +131,7 @@ class CacheClusterSpec(BaseModel):
     notification_topic_arn: str | None = None
     auto_minor_version_upgrade: bool = True
     replication_group_id: str | None = None
+    node_group_id: str | None = None  # the shard of a cluster-mode group this member belongs to
     security: SecuritySpec = Field(default_factory=SecuritySpec)  # TLS and AUTH
     network_type: str = "ipv4"
     ip_discovery: str = "ipv4"
@@ -264,6 +265,20 @@ class PrimaryChange(BaseModel):
     member: str
 
 
+class NodeGroupSpec(BaseModel):
+    """One shard of a cluster-mode group: its hash slots and how many replicas it has."""
+
+    id: str  # "0001", ...
+    slots: list[tuple[int, int]]
+    replica_count: int
+    primary_az: str | None = None
+    replica_azs: list[str] = Field(default_factory=list)
+
+    def slots_text(self) -> str:
+        """AWS's form: "0-5460" (ranges joined by commas)."""
+        return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in self.slots)
+
+
 class ReplicationGroupSpec(BaseModel):
     description: str
     engine: str
@@ -298,6 +313,9 @@ class ReplicationGroupSpec(BaseModel):
     migration: MigrationSpec | None = None  # StartMigration (state/migration.py)
     migration_test: MigrationTest | None = None  # TestMigration
     global_group: str | None = None  # the global datastore it joined (state/global_datastores.py)
+    cluster_mode: str = "disabled"  # ClusterMode: enabled | disabled | compatible
+    # Cluster mode enabled: the shards (empty: one node group, no Redis Cluster).
+    node_groups: list[NodeGroupSpec] = Field(default_factory=list)
 
 
 class FailoverStep(StrEnum):
@@ -325,6 +343,7 @@ class FailoverState(BaseModel):
     started_at: datetime  # the overall timeout counts from here
     entered_at: datetime | None = None  # when `step` was entered (None: written before this was kept)
     test_seq: int = 0
+    node_group: str | None = None  # cluster mode: the shard failing over
 
 
 class ReplicationGroupStatus(BaseModel):
@@ -360,6 +379,14 @@ class ReplicationGroupStatus(BaseModel):
     last_backup_at: datetime | None = None
     security_applied: AppliedSecurity | None = None  # as for cache clusters
     migration: MigrationStatus = Field(default_factory=MigrationStatus)
+    # Cluster mode: the configuration endpoint (a floating address held by `config_on`'s node,
+    # or a forwarder where addresses cannot move), each shard's primary member, and whether the
+    # cluster was formed (met, slots assigned, replicas attached) once.
+    config_host: str | None = None
+    config_port: int | None = None
+    config_on: str | None = None
+    shard_primaries: dict[str, str] = Field(default_factory=dict)
+    cluster_formed: bool = False
 
 
 class ReplicationGroup(Record):
@@ -374,6 +401,10 @@ class ReplicationGroup(Record):
 
     def unapplied(self) -> PendingChanges:
         return self.spec.pending.minus(self.status.pending_applied)
+
+    @property
+    def cluster_enabled(self) -> bool:
+        return bool(self.spec.node_groups)
 
     def delete_refused(self) -> bool:
         return self.spec.final_snapshot is not None and self.status.final_snapshot_failed == self.spec.final_snapshot

@@ -155,7 +155,20 @@ def replication_group(rg: ReplicationGroup, members: list[CacheCluster]) -> dict
         out["ReplicationGroupCreateTime"] = rg.created_at
     if spec.snapshotting_cluster_id:
         out["SnapshottingClusterId"] = spec.snapshotting_cluster_id
-    node_members = []
+    if rg.cluster_enabled:
+        return _cluster_mode(rg, members, out)
+    group: dict[str, Any] = {"NodeGroupId": "0001", "Status": "available" if rg.api_status() == "available"
+                             else rg.api_status(), "NodeGroupMembers": _node_members(members, status.primary)}
+    if status.primary_host is not None:
+        group["PrimaryEndpoint"] = {"Address": status.primary_host, "Port": status.primary_port or spec.port}
+    if status.reader_host is not None:
+        group["ReaderEndpoint"] = {"Address": status.reader_host, "Port": status.reader_port or spec.port}
+    out["NodeGroups"] = [group]
+    return out
+
+
+def _node_members(members: list[CacheCluster], primary: str | None) -> list[dict[str, Any]]:
+    out = []
     for m in members:
         if not m.status.nodes:
             continue
@@ -166,16 +179,29 @@ def replication_group(rg: ReplicationGroup, members: list[CacheCluster]) -> dict
             "ReadEndpoint": {"Address": node.host, "Port": node.port},
             "PreferredAvailabilityZone": node.az,
         }
-        if status.primary is not None:
-            member["CurrentRole"] = "primary" if m.id == status.primary else "replica"
-        node_members.append(member)
-    group: dict[str, Any] = {"NodeGroupId": "0001", "Status": "available" if rg.api_status() == "available"
-                             else rg.api_status(), "NodeGroupMembers": node_members}
-    if status.primary_host is not None:
-        group["PrimaryEndpoint"] = {"Address": status.primary_host, "Port": status.primary_port or spec.port}
-    if status.reader_host is not None:
-        group["ReaderEndpoint"] = {"Address": status.reader_host, "Port": status.reader_port or spec.port}
-    out["NodeGroups"] = [group]
+        if primary is not None:
+            member["CurrentRole"] = "primary" if m.id == primary else "replica"
+        out.append(member)
+    return out
+
+
+def _cluster_mode(rg: ReplicationGroup, members: list[CacheCluster], out: dict[str, Any]) -> dict[str, Any]:
+    """Cluster mode enabled: a configuration endpoint and no primary/reader endpoints (as AWS),
+    every shard with its slots and its members (each member's role as the cluster has it now)."""
+    spec, status = rg.spec, rg.status
+    out["ClusterEnabled"] = True
+    out["ClusterMode"] = spec.cluster_mode
+    if status.config_host is not None:
+        out["ConfigurationEndpoint"] = {"Address": status.config_host, "Port": status.config_port or spec.port}
+    shown = "available" if rg.api_status() == "available" else rg.api_status()
+    groups = []
+    for group in spec.node_groups:
+        failing = status.failover is not None and status.failover.node_group == group.id
+        shard = [m for m in members if m.spec.node_group_id == group.id]
+        groups.append({"NodeGroupId": group.id, "Status": "modifying" if failing and shown == "available" else shown,
+                       "Slots": group.slots_text(),
+                       "NodeGroupMembers": _node_members(shard, status.shard_primaries.get(group.id))})
+    out["NodeGroups"] = groups
     return out
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from engine.cluster import ClusterView, SlotRange
 from engine.security import AclUser, NodeSecurity, security_from_dict, security_to_dict
 
 log = logging.getLogger(__name__)
@@ -321,6 +322,32 @@ class NodeRuntime(Protocol):
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:
         """The node's counters now (engine stats and CPU), bounded by `timeout` seconds; None when
         the node is absent, not running, or does not answer. Never raises."""
+        ...
+
+    # ---- Redis Cluster (nodes started with `cluster-enabled yes`); each raises RuntimeError_ ----
+
+    def cluster_view(self, name: str) -> ClusterView:
+        """CLUSTER INFO and CLUSTER NODES of the node, as one view."""
+        ...
+
+    def cluster_meet(self, name: str, peers: Sequence[tuple[str, int]]) -> None:
+        """CLUSTER MEET each peer (host, port) from this node."""
+        ...
+
+    def cluster_add_slots(self, name: str, ranges: Sequence[SlotRange]) -> None:
+        """CLUSTER ADDSLOTSRANGE: this node (a master) serves these slots."""
+        ...
+
+    def cluster_replicate(self, name: str, node_id: str) -> None:
+        """CLUSTER REPLICATE: this node becomes a replica of the master with that cluster id."""
+        ...
+
+    def cluster_forget(self, name: str, node_ids: Sequence[str]) -> None:
+        """CLUSTER FORGET each id on this node (nodes replaced by new ones)."""
+        ...
+
+    def cluster_failover(self, name: str, mode: str = "") -> None:
+        """CLUSTER FAILOVER [FORCE|TAKEOVER] on a replica: it takes over its master's slots."""
         ...
 
     def set_exit_listener(self, listener: ExitListener) -> None: ...

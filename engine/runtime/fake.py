@@ -22,11 +22,12 @@ from engine.runtime.base import (
     NodeStats,
     ProbeResult,
     RuntimeError_,
-    check_live_settings,
     node_info,
     pause_for_probe,
     without_seed,
 )
+from engine.runtime.fake_cluster import FakeClusterCommands
+from engine.runtime.fake_config import FakeConfigCommands
 from engine.runtime.fake_rdb import CORRUPT, load_fake_seed, read_fake_rdb, write_fake_rdb
 from engine.security import AclUser, check_security, link_works
 
@@ -57,7 +58,7 @@ class _FakeNode:
 EMPTY_REDIS_MEMORY = 1_000_000  # bytes an empty fake redis reports in use
 
 
-class FakeRuntime:
+class FakeRuntime(FakeClusterCommands, FakeConfigCommands):
     """NodeRuntime in memory. Every call is appended to `calls` as (method, node name)
     ("list_managed" with an empty name). Fault injection: crash, hang/unhang,
     fail_next_starts, set_ready_after, fail_saves; set_role makes a node a replica ("slave") or
@@ -90,6 +91,7 @@ class FakeRuntime:
         self.applied_users: list[tuple[str, tuple[AclUser, ...]]] = []
         self._refuse_auth: set[str] = set()
         self.without_tls: set[str] = set()  # engines whose "binaries" have no TLS (tests)
+        self._cluster = {}  # cluster-enabled nodes' nodes.conf state (fake_cluster.py)
 
     # --- the NodeRuntime protocol ---
 
@@ -139,6 +141,7 @@ class FakeRuntime:
                 seed=config.seed,
             )
             self._nodes[config.name] = node
+            self._cluster_started(config.name, node)
             started = self._info(node)
             if loaded is None:  # a seed it cannot load: it exits right after its start
                 node.state, node.pid = NodeState.EXITED, None
@@ -167,6 +170,7 @@ class FakeRuntime:
     def remove(self, name: str) -> None:
         with self._lock:
             self.calls.append(("remove", name))
+            self._cluster_removed(name)
             node = self._nodes.pop(name, None)
             was_alive = node is not None and node.state is not NodeState.EXITED
         if was_alive:
@@ -310,25 +314,6 @@ class FakeRuntime:
                 raise RuntimeError_(f"node {name}: {exc}", temporary=False) from exc
             node.config = replace(node.config, security=security)
             self.applied_users.append((name, security.users))
-
-    def apply_config(self, name: str, settings: Mapping[str, str]) -> None:
-        """As a real node would: redis/valkey only, running; kept in its config (config_of)."""
-        with self._lock:
-            self.calls.append(("apply_config", name))
-            node = self._command_target(name)
-            if node.config.engine == "memcached":
-                raise RuntimeError_(f"node {name} runs memcached, whose options are set at start", temporary=False)
-            check_live_settings(name, settings)
-            node.config = replace(node.config, settings={**node.config.settings, **settings})
-
-    def set_tls_replication(self, name: str, on: bool) -> None:
-        with self._lock:
-            self.calls.append(("set_tls_replication", name))
-            node = self._command_target(name)
-            security = node.config.security
-            if security is None or security.tls is None:
-                raise RuntimeError_(f"node {name} was started without TLS", temporary=False)
-            node.config = replace(node.config, security=replace(security, tls=replace(security.tls, replication=on)))
 
     def node_stats(self, name: str, timeout: float) -> NodeStats | None:
         """What the node's counters would say: its role and offsets, the size of its data and

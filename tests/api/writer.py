@@ -8,6 +8,7 @@ import threading
 import time
 
 import redis
+from redis.cluster import RedisCluster
 
 from tests.eventually import NotYet, eventually
 
@@ -16,8 +17,9 @@ class Writer:
     """SETs k0, k1, ... in a loop on one client, in a thread: which writes were acknowledged and
     when writes failed. A context manager: the thread stops at the end of the block."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, prefix: str = "k") -> None:
         self.client = client
+        self.prefix = prefix
         self.acked: list[int] = []
         self.failures: list[float] = []  # time.monotonic() of each failed write
         self.longest_gap = 0.0  # the longest time in seconds between two acknowledged writes
@@ -37,7 +39,7 @@ class Writer:
         last = time.monotonic()
         while not self._stop.is_set():
             try:
-                self.client.set(f"k{i}", i)  # `client` may be replaced meanwhile (e.g. by one with TLS)
+                self.client.set(f"{self.prefix}{i}", i)  # `client` may be replaced meanwhile (e.g. by one with TLS)
                 self.acked.append(i)
                 i += 1
                 now = time.monotonic()

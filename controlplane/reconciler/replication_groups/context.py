@@ -87,6 +87,36 @@ class GroupContext:
 
         return self.update_member(member, change)
 
+    def announce(self, rg: ReplicationGroup, members: list[CacheCluster]) -> None:
+        """Every member and the group are available at the generation this pass acted on (the
+        first time: with AWS's creation events)."""
+        generation = rg.generation
+        first = not rg.status.announced_available
+        for m in members:
+            if m.status.phase != "available" or not m.status.announced_available:
+                created = not m.status.announced_available
+
+                def ready(c: CacheCluster) -> None:
+                    c.status.phase = "available"
+                    c.status.announced_available = True
+                    c.observed_generation = c.generation
+
+                self.update_member(m, ready)
+                if created:
+                    self.emit(CC, m.id, rg, "Cache cluster created")
+
+        def change(r: ReplicationGroup) -> None:
+            r.status.phase = "available"
+            r.status.af_applied = r.spec.automatic_failover if r.generation == generation else r.status.af_applied
+            r.status.announced_available = True
+            r.status.cluster_formed = r.cluster_enabled
+            r.status.failure = None
+            r.observed_generation = max(r.observed_generation, generation)
+
+        self.store.update(rg.key, ReplicationGroup, change)
+        if first:
+            self.emit(RG, rg.id, rg, f"Replication group {rg.id} created")
+
     def emit(self, source_type: str, source_id: str, rg: ReplicationGroup, message: str) -> None:
         self.events.emit(rg.account, rg.region, source_type, source_id, message)
 

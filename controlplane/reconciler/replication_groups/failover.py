@@ -152,8 +152,12 @@ class Failover:
                 rg = self._end(rg, fo, f"Failover of primary node {fo.old_primary} aborted: not completed within "
                                        f"{self.timeout:g} s")
                 continue
-            rg = STEPS[fo.step](self, rg, fo, self._ctx.members(rg), version)
+            rg = self._next(rg, fo, version)
         return rg
+
+    def _next(self, rg: ReplicationGroup, fo: FailoverState, version: str) -> ReplicationGroup:
+        """Carry out the current step (a subclass may run other steps: cluster_failover.py)."""
+        return STEPS[fo.step](self, rg, fo, self._ctx.members(rg), version)
 
     def _detected(self, rg: ReplicationGroup, fo: FailoverState, members: list[CacheCluster],
                   version: str) -> ReplicationGroup:

@@ -22,6 +22,8 @@ from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryErr
 from controlplane.reconciler.health import HealthMonitor
 from controlplane.reconciler.infra import Infra
 from controlplane.reconciler.nodes import POLL, Nodes
+from controlplane.reconciler.replication_groups.cluster import ClusterGroups
+from controlplane.reconciler.replication_groups.cluster_failover import ClusterFailover
 from controlplane.reconciler.replication_groups.context import CC, RG, GroupContext
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.failover import Failover, Observer
@@ -64,6 +66,9 @@ class ReplicationGroupReconciler:
         self.rollout = Rollout(self._ctx, self.endpoints, self.members)
         self.security = GroupSecurity(self._ctx, enqueue)  # enqueue: the users and groups it applied
         self.migration = GroupMigration(self._ctx)
+        self.cluster = ClusterGroups(self._ctx, self.members, ClusterFailover(
+            self._ctx, self.endpoints, self.members, timeout=failover_timeout, cooldown=failover_cooldown,
+            observer=observer))
 
     # ---- entry points -----------------------------------------------------------------
 
@@ -86,6 +91,9 @@ class ReplicationGroupReconciler:
         if rg.spec.restore is not None and not rg.status.restored and rg.status.phase == "create-failed":
             return  # the restore failed: nothing runs; only a delete helps
         version, updating = self._version(rg)
+        if rg.cluster_enabled:
+            self.cluster.reconcile(rg, members, version)
+            return
         rg = self.endpoints.add_endpoints(rg, members, version)
         rg = self._first_primary(rg, members)
         rg, members = self.members.remove(rg, members)
@@ -179,31 +187,7 @@ class ReplicationGroupReconciler:
             return
         if any(not m.status.nodes or m.status.nodes[0].status != "available" for m in members):
             return
-        generation = rg.generation
-        first = not rg.status.announced_available
-        for m in members:
-            if m.status.phase != "available" or not m.status.announced_available:
-                created = not m.status.announced_available
-
-                def ready(c: CacheCluster) -> None:
-                    c.status.phase = "available"
-                    c.status.announced_available = True
-                    c.observed_generation = c.generation
-
-                ctx.update_member(m, ready)
-                if created:
-                    ctx.emit(CC, m.id, rg, "Cache cluster created")
-
-        def change(r: ReplicationGroup) -> None:
-            r.status.phase = "available"
-            r.status.af_applied = r.spec.automatic_failover if r.generation == generation else r.status.af_applied
-            r.status.announced_available = True
-            r.status.failure = None
-            r.observed_generation = max(r.observed_generation, generation)
-
-        ctx.store.update(rg.key, ReplicationGroup, change)
-        if first:
-            ctx.emit(RG, rg.id, rg, f"Replication group {rg.id} created")
+        ctx.announce(rg, members)
 
     def _final_snapshot_taken(self, rg: ReplicationGroup) -> bool:
         """As for cache clusters: the delete waits for its final snapshot, and does not happen
@@ -239,5 +223,6 @@ class ReplicationGroupReconciler:
             ctx.store.delete(m.key)
             ctx.emit(CC, m.id, rg, "Cache cluster deleted")
         self.endpoints.remove_endpoints(rg)
+        self.cluster.remove(rg)
         ctx.store.delete(rg.key)
         ctx.emit(RG, rg.id, rg, f"Replication group {rg.id} deleted")

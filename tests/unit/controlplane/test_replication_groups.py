@@ -226,7 +226,7 @@ def test_test_failover_needs_automatic_failover(world: World) -> None:
      "Must have at least 1 replica when cluster mode is disabled with auto failover enabled."),
     ({"NumCacheClusters": 2, "MultiAZEnabled": True}, "InvalidParameterCombination", None),
     ({"NumCacheClusters": 7}, "InvalidParameterValue", None),
-    ({"NumNodeGroups": 2}, "InvalidParameterCombination", None),
+    ({"NumNodeGroups": 2, "ClusterMode": "disabled"}, "InvalidParameterCombination", None),
     ({"NumCacheClusters": 2, "PreferredCacheClusterAZs": ["us-east-1a"]}, "InvalidParameterCombination", None),
 ])
 def test_create_validation(world: World, params: dict[str, Any], code: str, message: str | None) -> None:
