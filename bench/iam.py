@@ -27,6 +27,7 @@ import uvloop
 from bench.docker import _benchmark
 from bench.lab import Lab, log
 from bench.report import Row, Table, ratio_at_least
+from controlplane.auth.iam_signer import iam_token
 from controlplane.auth.iam_token import CacheTarget, IamTokenVerifier, iam_authenticator
 from controlplane.auth.keys import AccessKey
 from controlplane.state.users import User, UserSpec
@@ -37,7 +38,6 @@ from engine.runtime.base import NodeConfig
 from engine.runtime.process import ProcessRuntime
 from engine.security import AclUser, Credentials, NodeSecurity, TlsFiles
 from engine.versions import discover
-from tests.iam_tokens import iam_token
 
 HOSTS = {"plain": "127.0.137.1", "tls": "127.0.137.2"}
 FRONT_PORT = 6380

@@ -1,5 +1,7 @@
-"""The forwarders in front of a runtime's nodes in TLS mode "preferred" (engine.proxy.sniff):
-one per address the node is reached on (its own, and the floating endpoint addresses it holds),
+"""The forwarders in front of a runtime's nodes in TLS mode "preferred" (engine.proxy.sniff),
+or the IAM authenticators in front of nodes with IAM users (engine.proxy.iam_auth: it
+terminates the client's TLS and speaks plain text to the node's private port): one per address
+the node is reached on (its own, and the floating endpoint addresses it holds),
 all on one event loop this runtime owns. A node's forwarders open when it starts (or when a
 new runtime re-adopts it) and close when it exits, so a failed primary lets go of its addresses
 as a node does.
@@ -12,14 +14,49 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from engine.proxy.hub import ProxyHub
+from engine.proxy.iam_auth import IamAuthenticator, IamBackend, Verify, iam_password
 from engine.proxy.tcp import ProxyError
-from engine.runtime.base import RuntimeError_
+from engine.runtime.base import IamVerify, RuntimeError_
+from engine.security import NodeSecurity
 
-__all__ = ["Frontends", "free_ports"]
+__all__ = ["Frontends", "IamFront", "free_ports", "iam_front"]
+
+
+@dataclass(frozen=True)
+class IamFront:
+    """What a node's IAM authenticators need: the check of a token (for the node's realm), the
+    internal password of an IAM user, and the node's certificate for the client's TLS."""
+
+    verify: Verify
+    password_of: Callable[[str], str]
+    server_tls: ssl.SSLContext
+
+
+def iam_front(security: NodeSecurity, verifier: Callable[[], IamVerify | None]) -> IamFront:
+    """The IamFront of a node with `security` (an iam_realm and TLS): tokens checked by what
+    `verifier()` returns when a client logs in (the runtime's, set after it was made; none set:
+    every token is refused), logging in to the node as the IAM user with its internal password.
+    Raises RuntimeError_ when the node's certificate cannot be loaded."""
+    realm, tls = security.iam_realm, security.tls
+    if realm is None or tls is None:
+        raise RuntimeError_("an IAM authenticator needs TLS and a realm", temporary=False)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except OSError as exc:
+        raise RuntimeError_(f"cannot load the node's certificate for its IAM authenticator: {exc}") from exc
+
+    def verify(user: str, token: str) -> bool:
+        check = verifier()
+        return check is not None and check(realm, user, token)
+
+    return IamFront(verify, lambda user: iam_password(security.admin, user), context)
 
 
 def free_ports(host: str, count: int = 2) -> tuple[int, ...]:
@@ -50,9 +87,11 @@ class Frontends:
         with self._lock:
             return name in self._open
 
-    def open(self, name: str, addresses: Sequence[str], port: int, host: str, backend: tuple[int, int]) -> None:
+    def open(self, name: str, addresses: Sequence[str], port: int, host: str, backend: tuple[int, int],
+             iam: IamFront | None = None) -> None:
         """Forward `address:port` for each of `addresses` to the node's plain and TLS ports on
-        `host`; forwarders on addresses no longer listed close. Raises RuntimeError_."""
+        `host` (with `iam`: authenticate there, then relay to its plain port); forwarders on
+        addresses no longer listed close. Raises RuntimeError_."""
         wanted = tuple(dict.fromkeys(addresses))
         with self._lock:
             hub = self._hub
@@ -65,7 +104,12 @@ class Frontends:
                     if address not in wanted:
                         hub.remove(f"{name}@{address}")
                 for address in wanted:
-                    hub.add_tls_sniffer(f"{name}@{address}", address, port, (host, backend[0]), (host, backend[1]))
+                    if iam is None:
+                        hub.add_tls_sniffer(f"{name}@{address}", address, port, (host, backend[0]),
+                                            (host, backend[1]))
+                    else:
+                        hub.add_iam_authenticator(f"{name}@{address}", address, port,
+                                                  _authenticator(iam, address, port, IamBackend(host, backend[0])))
             except ProxyError as exc:
                 raise RuntimeError_(f"node {name}: {exc}") from exc
             finally:
@@ -91,3 +135,7 @@ class Frontends:
             hub, self._hub = self._hub, None
         if hub is not None:
             hub.close()
+
+
+def _authenticator(iam: IamFront, address: str, port: int, node: IamBackend) -> Callable[[], IamAuthenticator]:
+    return lambda: IamAuthenticator(address, port, node, iam.verify, iam.password_of, server_tls=iam.server_tls)
