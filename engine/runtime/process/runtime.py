@@ -105,7 +105,8 @@ class ProcessRuntime(TcpNodeCommands):
         self._stats = StatsReader()
         self._tls = TlsContexts()
         self._tls_capable: dict[Path, bool] = {}
-        self._frontends = Frontends()  # TLS mode preferred, IAM users: the fronts on the nodes' ports
+        # TLS mode preferred, IAM users: the fronts on the nodes' ports (HAProxy's files under _fronts).
+        self._frontends = Frontends(self._dir / "_fronts")
         self._iam_verify: IamVerify | None = None
 
     # --- NodeRuntime ---
