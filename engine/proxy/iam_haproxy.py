@@ -127,7 +127,12 @@ class IamVerifierSocket:
                     line = self.rfile.readline(MAX_LINE).decode(errors="replace").strip()
                     self.wfile.write(owner.answer(line).encode() + b"\n")
 
-        server = socketserver.ThreadingUnixStreamServer(str(self.path), Handler, bind_and_activate=False)
+        class Server(socketserver.ThreadingUnixStreamServer):
+            # Clients connect all at once (a pool, a benchmark's 50): socketserver's default
+            # backlog of 5 refused HAProxy's connections (its Lua step then lets no token in).
+            request_queue_size = 512
+
+        server = Server(str(self.path), Handler, bind_and_activate=False)
         server.daemon_threads = True
         old = os.umask(0o177)  # owner-only from the bind on: the answers carry passwords
         try:
@@ -149,7 +154,8 @@ def iam_front_config(workdir: Path, name: str, cert_file: str, key_file: str, ve
     script = resources.files("engine.proxy").joinpath(LUA_SCRIPT)
     return FrontConfig(
         bind_options=f"ssl crt {pem} ssl-min-ver TLSv1.2",
-        global_lines=(f"lua-load {script}", "tune.ssl.default-dh-param 2048"),
+        # The Lua step waits for the verifier: longer than HAProxy's default 4 s under a burst.
+        global_lines=(f"lua-load {script}", "tune.ssl.default-dh-param 2048", "tune.lua.session-timeout 10s"),
         frontend_lines=(f"tcp-request inspect-delay {INSPECT_DELAY}",
                         f"tcp-request content lua.iam_login {verifier} {front}"))
 
