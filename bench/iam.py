@@ -25,7 +25,7 @@ from pathlib import Path
 import uvloop
 
 from bench.docker import _benchmark
-from bench.lab import Lab, log
+from bench.lab import Lab, log, start_node
 from bench.report import Row, Table, ratio_at_least
 from controlplane.auth.iam_signer import iam_token
 from controlplane.auth.iam_token import CacheTarget, IamTokenVerifier, iam_authenticator
@@ -130,12 +130,7 @@ def _haproxy(lab: Lab) -> Table:
                                         iam_realm="bench" if side == "front" else None)
                 config = NodeConfig(f"iam-{side}", "redis", binaries["redis"][0].version, host, 6379, 256,
                                     security=security)
-                runtime.start(config)
-                deadline = time.monotonic() + 10
-                while not runtime.probe(config.name, 0.5).ok:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"node {config.name} did not start")
-                    time.sleep(0.005)
+                start_node(runtime, config)
             tls = ("--tls", "--cacert", str(ca.ca_path))
             for r in range(rounds):
                 for pipeline in (1, 10):

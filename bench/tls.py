@@ -16,12 +16,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from bench.docker import _benchmark
-from bench.lab import Lab, log
+from bench.lab import Lab, log, start_node
 from bench.report import Row, Table, median, ours_below
 from controlplane.tls import LocalCa
 from engine.runtime.base import NodeConfig
@@ -50,12 +49,7 @@ def _nodes(directory: Path) -> Iterator[tuple[ProcessRuntime, LocalCa]]:
                 cert, key = ca.issue([host])
                 config = dataclasses.replace(config, security=NodeSecurity(
                     ADMIN, (), TlsFiles(str(cert), str(key), str(ca.ca_path), mode)))
-            runtime.start(config)
-            deadline = time.monotonic() + 10
-            while not runtime.probe(config.name, 0.5).ok:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"node {config.name} did not start")
-                time.sleep(0.005)
+            start_node(runtime, config)
         yield runtime, ca
     finally:
         for name in HOSTS:
