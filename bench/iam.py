@@ -25,8 +25,9 @@ from pathlib import Path
 import uvloop
 
 from bench.docker import _benchmark
-from bench.lab import Lab, log
+from bench.lab import Lab, log, start_node
 from bench.report import Row, Table, ratio_at_least
+from controlplane.auth.iam_signer import iam_token
 from controlplane.auth.iam_token import CacheTarget, IamTokenVerifier, iam_authenticator
 from controlplane.auth.keys import AccessKey
 from controlplane.state.users import User, UserSpec
@@ -37,7 +38,6 @@ from engine.runtime.base import NodeConfig
 from engine.runtime.process import ProcessRuntime
 from engine.security import AclUser, Credentials, NodeSecurity, TlsFiles
 from engine.versions import discover
-from tests.iam_tokens import iam_token
 
 HOSTS = {"plain": "127.0.137.1", "tls": "127.0.137.2"}
 FRONT_PORT = 6380
@@ -104,6 +104,59 @@ LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.
 
 
 def run(lab: Lab) -> list[Table]:
+    return [_haproxy(lab), *_asyncio(lab)]
+
+
+HAPROXY_HOSTS = {"direct": "127.0.137.3", "front": "127.0.137.4"}
+
+
+def _haproxy(lab: Lab) -> Table:
+    """The front the process runtime puts before a node with IAM users where HAProxy is installed
+    (engine/proxy/iam_haproxy.py: TLS and the relay in C, the login step in Lua), against direct
+    TLS to a like node without IAM users, as the same ACL user, in turns."""
+    requests = 20_000 if lab.quick else 100_000
+    rounds = 1 if lab.quick else 3
+    binaries = discover()
+    results: dict[str, dict[str, list[float]]] = {}
+    user = with_iam_password(ADMIN, AclUser(USER, ("on", "~*", "&*", "+@all")))
+    with tempfile.TemporaryDirectory(prefix="bench-iam-haproxy-") as tmp:
+        ca = LocalCa(Path(tmp) / "ca")
+        runtime = ProcessRuntime(Path(tmp) / "nodes", binaries)
+        runtime.set_iam_verifier(lambda realm, uid, token: realm == "bench" and _verifier().verify(CACHE, uid, token))
+        try:
+            for side, host in HAPROXY_HOSTS.items():
+                cert, key = ca.issue([host])
+                security = NodeSecurity(ADMIN, (user,), TlsFiles(str(cert), str(key), str(ca.ca_path), "required"),
+                                        iam_realm="bench" if side == "front" else None)
+                config = NodeConfig(f"iam-{side}", "redis", binaries["redis"][0].version, host, 6379, 256,
+                                    security=security)
+                start_node(runtime, config)
+            tls = ("--tls", "--cacert", str(ca.ca_path))
+            for r in range(rounds):
+                for pipeline in (1, 10):
+                    for side, host in HAPROXY_HOSTS.items():
+                        log(f"iam: haproxy front, round {r + 1}/{rounds}, {side}, pipeline {pipeline}")
+                        password = iam_token(CACHE.cache_id, USER) if side == "front" else iam_password(ADMIN, USER)
+                        rates = _benchmark(host, requests * (10 if pipeline > 1 else 1), pipeline,
+                                           extra=(*tls, "--user", USER, "-a", password))
+                        for test, rate in rates.items():
+                            results.setdefault(side, {}).setdefault(f"{test} -P {pipeline}", []).append(rate)
+        finally:
+            for side in HAPROXY_HOSTS:
+                with contextlib.suppress(Exception):
+                    runtime.remove(f"iam-{side}")
+            runtime.close()
+    table = Table(f"redis-benchmark requests/s over TLS through the HAProxy IAM front ({requests} requests, x10 "
+                  f"pipelined; 50 clients; best of {rounds}, in turns)", "direct TLS to a like node, same user")
+    for test, direct in results["direct"].items():
+        table.add(Row(f"{test}: TLS, HAProxy IAM front", max(results["front"][test]), max(direct), "req/s",
+                      target=ratio_at_least(0.9), note="anchor: direct TLS to a node, same run"))
+    table.notes.append("the front: HAProxy (1 thread) terminates TLS, checks the token once per connection "
+                       "(Lua + the engine's verifier socket), relays in C to the node's private plain port")
+    return table
+
+
+def _asyncio(lab: Lab) -> list[Table]:
     requests = 20_000 if lab.quick else 100_000
     rounds = 1 if lab.quick else 3
     results: dict[str, dict[str, list[float]]] = {}

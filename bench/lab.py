@@ -373,3 +373,13 @@ class Lab:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def start_node(runtime: Any, config: Any, timeout: float = 10.0) -> None:
+    """Start a node on a NodeRuntime and wait until a probe says it serves."""
+    runtime.start(config)
+    deadline = time.monotonic() + timeout
+    while not runtime.probe(config.name, 0.5).ok:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"node {config.name} did not start")
+        time.sleep(0.005)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench.docker import _benchmark
-from bench.lab import Lab, _stop_process, log
+from bench.lab import Lab, _stop_process, log, start_node
 from bench.report import Row, Table, median, ours_below, ratio_at_least
 from controlplane.tls import LocalCa
 from engine.access import Reach, TlsContexts
@@ -65,12 +65,7 @@ def _nodes(directory: Path) -> Iterator[tuple[ProcessRuntime, LocalCa]]:
                     ADMIN, (), TlsFiles(str(cert), str(key), str(ca.ca_path), mode)))
             if name == "required":
                 stack.enter_context(_bare(config, binaries["redis"][0].path, directory / "bare", ca))
-            runtime.start(config)
-            deadline = time.monotonic() + 10
-            while not runtime.probe(config.name, 0.5).ok:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"node {config.name} did not start")
-                time.sleep(0.005)
+            start_node(runtime, config)
         yield runtime, ca
     finally:
         for name in HOSTS:

@@ -16,6 +16,7 @@ from controlplane.admin.feed import Feed
 from controlplane.admin.nodes import NodeStats
 from controlplane.auth.access import build_access
 from controlplane.auth.guard import AdminGuard
+from controlplane.auth.iam_token import build_iam_verifier
 from controlplane.auth.keys import AccessConfigError
 from controlplane.auth.resources import store_tags
 from controlplane.clock import Clock, RealClock
@@ -99,10 +100,13 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     store = Store(settings.data_dir / "state.sqlite3")
     try:  # before the runtime: a bad credentials or policy file stops here, nothing started
         access = build_access(settings, store_tags(store))
+        iam = build_iam_verifier(settings, store)
     except AccessConfigError as exc:
         store.close()
         raise SystemExit(f"elasticache-local: {exc}") from exc
     runtime = runtime or build_runtime(settings)
+    # The IAM authenticators in front of nodes with IAM users check tokens with it.
+    runtime.set_iam_verifier(iam.verify_realm)
     events = EventLog(store, clock)
     mode = addressing_mode(settings)
     low, high = settings.port_bounds()

@@ -134,8 +134,8 @@ def has_acl(config: NodeConfig) -> bool:
 def reach_of(config: NodeConfig, contexts: TlsContexts, *, plain_port: int | None = None) -> Reach:
     """How the engine reaches node `config`: as the admin user where the node has security
     (the requirepass setting where it has none), over TLS where the node's port speaks it.
-    `plain_port`: the node's own plain-text port behind a TLS-preferred sniffer (the runtime
-    knows it); the engine talks to the node there, in plain text, without the forwarder.
+    `plain_port`: the node's own plain-text port behind a TLS-preferred sniffer or an IAM
+    authenticator (the runtime knows it); the engine talks to the node there, in plain text, without the forwarder.
     Raises OSError when the CA file cannot be read."""
     security = config.security
     if security is None:
@@ -149,7 +149,7 @@ def reach_of(config: NodeConfig, contexts: TlsContexts, *, plain_port: int | Non
     else:
         username, password = None, None  # rendering refused users on this engine: no auth
     tls = security.tls
-    if tls is not None and plain_port is not None and tls.mode == "preferred":
+    if tls is not None and plain_port is not None and (tls.mode == "preferred" or security.iam_realm):
         return Reach(config.host, plain_port, username=username, password=password)
     context = contexts.client(tls.ca_file) if tls is not None else None
     return Reach(config.host, config.port, context, username, password, contexts)

@@ -19,6 +19,12 @@ and a re-adopted node keeps it. Three parts:
   `app on >pw ~app:* +get`, `default off`), applied in order. Empty: the `default` user with no
   password (no AUTH, as without security). Not empty and without `default`: `default` is off.
   Memcached has no ACLs: its SASL users are the users that are `on` with a `>password`.
+- `iam_realm`: set when the node's users include IAM users, whose password is a short-lived
+  token no node can check. The runtime puts an IAM authenticator (engine/proxy/iam_auth.py) on
+  every address the node is reached on, its port, and the node listens on private ports behind
+  it, as in TLS mode preferred. The authenticator asks the runtime's verifier (set by whoever
+  owns the runtime: `set_iam_verifier`) whether a token opens this realm as a user; the realm
+  is opaque to the engine (the control plane's name for the cache).
 """
 
 from __future__ import annotations
@@ -115,6 +121,7 @@ class NodeSecurity:
     admin: Credentials
     users: tuple[AclUser, ...] = ()
     tls: TlsFiles | None = None
+    iam_realm: str | None = None
 
 
 def check_security(security: NodeSecurity) -> None:
@@ -139,6 +146,8 @@ def check_security(security: NodeSecurity) -> None:
             if not rule or any(c.isspace() or c == "\0" for c in rule):
                 raise ValueError(f"invalid rule {_shown(rule)!r} of ACL user {user.name!r}: no whitespace allowed")
     tls = security.tls
+    if security.iam_realm is not None and (tls is None or not security.iam_realm.strip()):
+        raise ValueError("an IAM authenticator needs TLS and a realm")
     if tls is not None:
         if tls.mode not in TLS_MODES:
             raise ValueError(f"invalid TLS mode {tls.mode!r} (known: {', '.join(TLS_MODES)})")
@@ -206,6 +215,7 @@ def security_to_dict(security: NodeSecurity) -> dict[str, Any]:
         "tls": None if tls is None else {"cert_file": tls.cert_file, "key_file": tls.key_file,
                                          "ca_file": tls.ca_file, "mode": tls.mode,
                                          "replication": tls.replication},
+        "iam_realm": security.iam_realm,
     }
 
 
@@ -221,4 +231,5 @@ def security_from_dict(data: Mapping[str, Any]) -> NodeSecurity:
         tls=None if not tls else TlsFiles(str(tls["cert_file"]), str(tls["key_file"]), str(tls["ca_file"]),
                                           "preferred" if mode == "preferred" else "required",
                                           bool(tls.get("replication", True))),
+        iam_realm=None if data.get("iam_realm") is None else str(data["iam_realm"]),
     )

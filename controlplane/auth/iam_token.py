@@ -75,6 +75,16 @@ class CacheTarget:
     region: str
     serverless: bool = False
 
+    @classmethod
+    def of_realm(cls, realm: str) -> CacheTarget | None:
+        """The replication group a node's IAM realm names (state/acl.py iam_realm); None for
+        anything else."""
+        parts = realm.split("/")
+        if len(parts) != 3 or not all(parts):
+            return None
+        account, region, cache_id = parts
+        return cls(cache_id, account, region)
+
     @property
     def arn(self) -> str:
         return arn(self.region, self.account, "serverless-cache" if self.serverless else "replication-group",
@@ -142,6 +152,15 @@ class IamTokenVerifier:
         (engine/proxy/iam_auth.py). Blocking (the user lookup reads the store): call it off
         the event loop."""
         return lambda user, token: self.verify(cache, user, token)
+
+    def verify_realm(self, realm: str, user: str, token: str) -> bool:
+        """verify() for the cache a node's IAM realm names: what the node runtime's IAM
+        authenticators call (NodeRuntime.set_iam_verifier). Blocking (reads the store)."""
+        cache = CacheTarget.of_realm(realm)
+        if cache is None:
+            log.warning("IAM authentication refused: %r names no cache", realm)
+            return False
+        return self.verify(cache, user, token)
 
     def _check_policy(self, cache: CacheTarget, key: AccessKey, user: User) -> None:
         if self._policies is None:

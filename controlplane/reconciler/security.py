@@ -30,7 +30,7 @@ from pathlib import Path
 from controlplane.sasl import SERVICE_USER, SaslUsers
 from controlplane.state.acl import NodeAcl
 from controlplane.tls import LocalCa
-from engine import AclUser, Credentials, NodeSecurity, TlsFiles, TlsMode, private_dir, write_private
+from engine import AclUser, Credentials, NodeSecurity, TlsFiles, TlsMode, private_dir, with_iam_password, write_private
 
 ADMIN_NAME = SERVICE_USER
 ADMIN_FILE = "admin.secret"
@@ -52,10 +52,13 @@ def load_admin(data_dir: Path) -> Credentials:
     return Credentials(ADMIN_NAME, password)
 
 
-def acl_users(acl: NodeAcl) -> tuple[AclUser, ...]:
-    """The customer's users a node of the cache has (empty: `default` without a password)."""
+def acl_users(acl: NodeAcl, admin: Credentials) -> tuple[AclUser, ...]:
+    """The customer's users a node of the cache has (empty: `default` without a password). An
+    IAM user gets its internal password, derived from the admin's: only the IAM authenticator
+    in front of the node logs in with it, for a client whose token it verified."""
     if acl.users:
-        return tuple(AclUser(u.name, tuple(u.rules)) for u in acl.users)
+        users = (AclUser(u.name, tuple(u.rules)) for u in acl.users)
+        return tuple(with_iam_password(admin, u) if a.iam else u for a, u in zip(acl.users, users, strict=True))
     if acl.tokens:
         rules = ("on", *(f">{t}" for t in acl.tokens), *(("nopass",) if acl.open else ()), *FULL_ACCESS)
         return (AclUser("default", rules),)
@@ -86,8 +89,8 @@ class NodeSecrets:
         if acl.tls:
             files = self.tls_files(names, "preferred" if acl.tls_mode == "preferred" else "required")
             tls = replace(files, replication=not plain_link)
-        users = self.sasl_users() if acl.sasl else acl_users(acl)
-        return NodeSecurity(admin=self.admin, users=users, tls=tls)
+        users = self.sasl_users() if acl.sasl else acl_users(acl, self.admin)
+        return NodeSecurity(admin=self.admin, users=users, tls=tls, iam_realm=acl.iam_realm)
 
     def tls_files(self, names: Sequence[str], mode: TlsMode = "required") -> TlsFiles:
         """A certificate from the service CA naming `names` (and `localhost`), its key, the CA."""
@@ -104,5 +107,9 @@ class NodeSecrets:
 
 
 def tls_of(acl: NodeAcl) -> str | None:
-    """What NodeStatus.tls records for a node started with `acl`: its TLS mode, None without."""
-    return (acl.tls_mode or "required") if acl.tls else None
+    """What NodeStatus.tls records for a node started with `acl`: its TLS mode, None without;
+    `+iam` when an IAM authenticator fronts it (its ports differ: turning IAM on or off takes a
+    restart, which the rolling restart does as for a change of TLS mode)."""
+    if not acl.tls:
+        return None
+    return (acl.tls_mode or "required") + ("+iam" if acl.iam_realm else "")

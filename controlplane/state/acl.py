@@ -30,6 +30,7 @@ Cache = CacheCluster | ReplicationGroup
 class AclUser:
     name: str  # the ACL user name (a user's UserName; `default` replaces the node's own default user)
     rules: tuple[str, ...]  # ACL SETUSER rules after `reset`, passwords as `#<sha256>`
+    iam: bool = False  # AuthenticationMode iam: its password is the IAM authenticator's (no rule here)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class NodeAcl:
     open: bool  # connections without a token are accepted too (ROTATE from no AUTH)
     users: tuple[AclUser, ...]  # RBAC: replaces every ACL user (empty: no RBAC)
     sasl: bool = False  # memcached SASL: the users of the credentials file (controlplane/sasl.py)
+    # Set when some user authenticates with IAM: the realm the node's IAM authenticator checks
+    # tokens for (iam_realm(); controlplane/auth/iam_token.py's CacheTarget.of_realm reads it).
+    iam_realm: str | None = None
 
 
 def applied_security(cache: Cache) -> AppliedSecurity:
@@ -73,9 +77,17 @@ def security_in_sync(store: Store, cache: Cache) -> bool:
 
 def node_acl(store: Store, cache: Cache) -> NodeAcl:
     spec = cache.spec.security
+    users = tuple(AclUser(u.spec.user_name, tuple(u.acl_rules()), u.spec.auth_type == "iam")
+                  for u in group_members(store, cache))
+    realm = iam_realm(cache.account, cache.region, cache.id) if any(u.iam for u in users) else None
     return NodeAcl(tls=spec.transit_encryption, tls_mode=spec.transit_mode, tokens=tuple(spec.auth_tokens),
-                   open=spec.auth_open, sasl=spec.sasl,
-                   users=tuple(AclUser(u.spec.user_name, tuple(u.acl_rules())) for u in group_members(store, cache)))
+                   open=spec.auth_open, sasl=spec.sasl, users=users, iam_realm=realm)
+
+
+def iam_realm(account: str, region: str, cache_id: str) -> str:
+    """What the nodes of a cache with IAM users call it (NodeSecurity.iam_realm): the engine
+    hands it back with each token to check."""
+    return f"{account}/{region}/{cache_id}"
 
 
 # ---- who uses what ----------------------------------------------------------------------------

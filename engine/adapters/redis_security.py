@@ -55,8 +55,8 @@ def tls_paths(tls: TlsFiles, node_dir: PurePath, *, copied: bool) -> tuple[str, 
 def security_directives(config: NodeConfig, node_dir: PurePath, *, backend: tuple[int, int] | None = None,
                         tls_copied: bool = False) -> tuple[dict[str, str], dict[str, str]]:
     """(config directives, files for the node's directory) of the node's security; empty without
-    one. `backend`: TLS mode preferred puts the node's plain and TLS listeners on these ports of
-    its address, behind the runtime's sniffing forwarder on its own port. Raises ValueError."""
+    one. `backend`: TLS mode preferred (or an IAM authenticator) puts the node's plain and TLS
+    listeners on these ports of its address, behind the runtime's forwarder on its own port. Raises ValueError."""
     security = config.security
     if security is None:
         return {}, {}
@@ -83,12 +83,13 @@ def security_directives(config: NodeConfig, node_dir: PurePath, *, backend: tupl
     if not has_acl(config):
         raise ValueError(f"redis {config.version} has no TLS: it needs Redis 6.0 or later")
     cert, key, ca = tls_paths(tls, node_dir, copied=tls_copied)
-    if tls.mode == "required":
+    if tls.mode == "required" and security.iam_realm is None:
         directives["port"] = "0"  # the node's port speaks TLS only
         directives["tls-port"] = str(config.port)
     else:
         if backend is None:
-            raise ValueError("TLS mode preferred needs the node's own ports behind the forwarder (the runtime's)")
+            raise ValueError("TLS mode preferred and an IAM authenticator need the node's own ports behind the "
+                             "forwarder (the runtime's)")
         directives["port"], directives["tls-port"] = str(backend[0]), str(backend[1])
         # Replicas tell their primary the port clients reach them on, not their private one.
         directives["replica-announce-port"] = str(config.port)

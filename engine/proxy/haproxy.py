@@ -61,13 +61,27 @@ def find_haproxy(extra_paths: list[Path] | tuple[Path, ...] = ()) -> str | None:
     return found
 
 
-def render_config(*, host: str, port: int, target: tuple[str, int] | None, socket_path: Path) -> str:
+@dataclass(frozen=True)
+class FrontConfig:
+    """More of a forwarder's configuration (an IAM front: engine/proxy/iam_haproxy.py): options
+    of its `bind` line (`ssl crt <pem>`), lines of its global and frontend sections."""
+
+    bind_options: str = ""
+    global_lines: tuple[str, ...] = ()
+    frontend_lines: tuple[str, ...] = ()
+
+
+def render_config(*, host: str, port: int, target: tuple[str, int] | None, socket_path: Path,
+                  front: FrontConfig | None = None) -> str:
     addr, srv_port = target or PARKED
     disabled = "" if target is not None else " disabled"
     bind_host = f"[{host}]" if ":" in host else host
+    front = front or FrontConfig()
+    bind = f"    bind {bind_host}:{port}" + (f" {front.bind_options}" if front.bind_options else "")
     return "\n".join([
         "global",
         f"    stats socket {socket_path} mode 600 level admin",
+        *(f"    {line}" for line in front.global_lines),
         # One thread: a local endpoint's load is small, and each thread would take a core from
         # the nodes it fronts on a small machine.
         "    nbthread 1",
@@ -83,7 +97,8 @@ def render_config(*, host: str, port: int, target: tuple[str, int] | None, socke
         f"    timeout server {IDLE_TIMEOUT}",
         "",
         "frontend endpoint",
-        f"    bind {bind_host}:{port}",
+        bind,
+        *(f"    {line}" for line in front.frontend_lines),
         f"    default_backend {BACKEND}",
         "",
         f"backend {BACKEND}",
@@ -131,6 +146,7 @@ class _Endpoint:
         self.socket_path = rundir / f"{digest}.sock"
         self.proc: subprocess.Popen[bytes] | None = None
         self.target: tuple[str, int] | None = None
+        self.front: FrontConfig | None = None
 
 
 class HaproxyForwarders:
@@ -167,16 +183,19 @@ class HaproxyForwarders:
 
     # -- forwarders ----------------------------------------------------------------------------
 
-    def add(self, name: str, host: str, port: int, target: tuple[str, int] | None) -> None:
-        """Listen on host:port and send each connection to `target` (raises BindError).
+    def add(self, name: str, host: str, port: int, target: tuple[str, int] | None, *,
+            front: FrontConfig | None = None) -> None:
+        """Listen on host:port and send each connection to `target` (raises BindError); `front`:
+        more configuration, fixed at the first add (a later add with another one is refused).
 
         Adding the same name again with the same address only re-points it.
         """
         with self._lock:
             existing = self._endpoints.get(name)
             if existing is not None:
-                if (existing.host, existing.port) != (host, port):
-                    raise ProxyError(f"endpoint {name!r} already listens on {existing.host}:{existing.port}")
+                if (existing.host, existing.port, existing.front) != (host, port, front):
+                    raise ProxyError(f"endpoint {name!r} already listens on {existing.host}:{existing.port}"
+                                     + (" with another configuration" if existing.port == port else ""))
                 if existing.proc is not None and existing.proc.poll() is None:
                     try:
                         # Asked, not assumed: it must answer, and say where it points now.
@@ -194,6 +213,7 @@ class HaproxyForwarders:
             if self._rundir is None:
                 raise ProxyError("the HAProxy forwarders are not started (call start() first)")
             endpoint = _Endpoint(name, host, port, self._workdir, self._rundir)
+            endpoint.front = front
             self._launch(endpoint, target)
             self._endpoints[name] = endpoint
 
@@ -240,7 +260,8 @@ class HaproxyForwarders:
 
     def _launch(self, endpoint: _Endpoint, target: tuple[str, int] | None) -> None:
         write_private(endpoint.config_path, render_config(
-            host=endpoint.host, port=endpoint.port, target=target, socket_path=endpoint.socket_path))
+            host=endpoint.host, port=endpoint.port, target=target, socket_path=endpoint.socket_path,
+            front=endpoint.front))
         with contextlib.suppress(FileNotFoundError):
             endpoint.socket_path.unlink()
         with open_private(endpoint.log_path, "wb") as log_file:

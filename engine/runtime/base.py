@@ -216,6 +216,11 @@ class RuntimeError_(Exception):
         self.temporary = temporary
 
 
+# (realm, user, token) -> whether the token opens the realm (NodeSecurity.iam_realm) as the user.
+# Blocking allowed: the IAM authenticators call it off their event loop.
+IamVerify = Callable[[str, str, str], bool]
+
+
 class NodeRuntime(Protocol):
     name: str  # "process" | "docker" | "fake"
 
@@ -351,6 +356,12 @@ class NodeRuntime(Protocol):
         ...
 
     def set_exit_listener(self, listener: ExitListener) -> None: ...
+
+    def set_iam_verifier(self, verify: IamVerify) -> None:
+        """What checks the tokens of IAM users of nodes with an `iam_realm`, from now on (none
+        set: such nodes refuse every token). A runtime without IAM authenticators refuses to
+        start those nodes instead."""
+        ...
 
     def close(self) -> None:
         """Release watchers and threads. Nodes keep running."""

@@ -16,6 +16,7 @@ from engine.adapters.redis import persistent
 from engine.rdb import RdbError
 from engine.runtime.base import (
     ExitListener,
+    IamVerify,
     NodeConfig,
     NodeInfo,
     NodeState,
@@ -72,6 +73,7 @@ class FakeRuntime(FakeClusterCommands, FakeConfigCommands):
     def __init__(self, available_versions: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self._versions = dict(DEFAULT_VERSIONS if available_versions is None else available_versions)
         self._nodes: dict[str, _FakeNode] = {}
+        self.iam_verify: IamVerify | None = None
         self._listener: ExitListener | None = None
         self._lock = threading.RLock()
         self._next_pid = 1000
@@ -343,6 +345,9 @@ class FakeRuntime(FakeClusterCommands, FakeConfigCommands):
 
     def set_exit_listener(self, listener: ExitListener) -> None:
         self._listener = listener
+
+    def set_iam_verifier(self, verify: IamVerify) -> None:
+        self.iam_verify = verify  # tests call it as the fronts of the process runtime would
 
     def close(self) -> None:
         self._listener = None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from controlplane.reconciler.errors import TemporaryError
+from controlplane.reconciler.errors import PermanentError, TemporaryError
 from controlplane.reconciler.replication_groups.context import RG, GroupContext, replaced
 from controlplane.reconciler.security import acl_users, tls_of
 from controlplane.state.acl import desired_security, node_acl
@@ -81,7 +81,9 @@ class GroupSecurity:
         if any(not m.status.nodes or m.status.nodes[0].tls != tls or m.status.nodes[0].plain_link for m in members):
             return rg  # the rolling restart (rollout.py) brings them; a later pass records it
         if tls is not None:  # a node without TLS has no security, and no users to change
-            users = acl_users(acl)
+            if ctx.infra.secrets is None:
+                raise PermanentError("this service has no admin user to secure nodes with")
+            users = acl_users(acl, ctx.infra.secrets.admin)
             for m in members:
                 try:
                     ctx.infra.runtime.apply_users(ctx.name(rg, m.id), users)

@@ -22,6 +22,7 @@ from engine.addresses import check_bindable
 from engine.runtime.base import (
     NODE_NAME,
     ExitListener,
+    IamVerify,
     NodeConfig,
     NodeInfo,
     NodeLocks,
@@ -230,6 +231,9 @@ class DockerRuntime(TcpNodeCommands):
         """Also starts watching Docker's event stream (connected before this returns, so no exit
         after it is missed)."""
         self._events.listen(listener)
+
+    def set_iam_verifier(self, verify: IamVerify) -> None:
+        """Nothing to do: nodes with IAM users are refused here (spec.py)."""
 
     def close(self) -> None:
         """Stop watching events. Nodes keep running; a new runtime re-adopts them."""

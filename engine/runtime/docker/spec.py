@@ -98,6 +98,9 @@ def node_command(config: NodeConfig, *, network: NetworkMode = "host", runs_as_r
     if tls is not None and tls.mode == "preferred":
         raise ValueError("TLS mode preferred is not available on the docker runtime yet (its forwarder runs "
                          "with the process runtime): use mode required, or the process runtime")
+    if config.security is not None and config.security.iam_realm is not None:
+        raise ValueError("IAM users are not available on the docker runtime yet (their authenticator runs with "
+                         "the process runtime): use the process runtime")
     if config.engine == "memcached":
         listen = dataclasses.replace(config, host="0.0.0.0") if network == "ports" else config
         copies = (str(DATA_PATH / TLS_COPIES[0]), str(DATA_PATH / TLS_COPIES[1]))

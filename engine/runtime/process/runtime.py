@@ -30,6 +30,7 @@ from engine.runtime.base import (
     NODE_NAME,
     PROBE_PAUSE,
     ExitListener,
+    IamVerify,
     NodeConfig,
     NodeInfo,
     NodeLocks,
@@ -42,7 +43,7 @@ from engine.runtime.base import (
     without_seed,
 )
 from engine.runtime.commands import TcpNodeCommands
-from engine.runtime.frontends import Frontends, free_ports
+from engine.runtime.frontends import Frontends, IamFront, free_ports, iam_front
 from engine.runtime.process import pids
 from engine.runtime.process.exits import ExitWatcher
 from engine.runtime.process.readiness import ReadinessReports
@@ -104,7 +105,9 @@ class ProcessRuntime(TcpNodeCommands):
         self._stats = StatsReader()
         self._tls = TlsContexts()
         self._tls_capable: dict[Path, bool] = {}
-        self._frontends = Frontends()  # TLS mode preferred: the forwarders on the nodes' ports
+        # TLS mode preferred, IAM users: the fronts on the nodes' ports (HAProxy's files under _fronts).
+        self._frontends = Frontends(self._dir / "_fronts")
+        self._iam_verify: IamVerify | None = None
 
     # --- NodeRuntime ---
 
@@ -257,6 +260,9 @@ class ProcessRuntime(TcpNodeCommands):
             raise RuntimeError_(f"node {name} is not running")
         self._open_frontends(node, [node.config.host, *extra])
 
+    def set_iam_verifier(self, verify: IamVerify) -> None:
+        self._iam_verify = verify
+
     # --- security ---
 
     def _plain_port(self, name: str) -> int | None:
@@ -301,7 +307,10 @@ class ProcessRuntime(TcpNodeCommands):
 
     def _open_frontends(self, node: Node, addresses: Sequence[str]) -> None:
         assert node.backend is not None
-        self._frontends.open(node.name, addresses, node.config.port, node.config.host, node.backend)
+        iam: IamFront | None = None
+        if node.config.security is not None and node.config.security.iam_realm is not None:
+            iam = iam_front(node.config.security, lambda: self._iam_verify)
+        self._frontends.open(node.name, addresses, node.config.port, node.config.host, node.backend, iam)
 
     # --- starting ---
 
@@ -310,7 +319,8 @@ class ProcessRuntime(TcpNodeCommands):
         node_dir = self._dir / config.name
         tls = config.security.tls if config.security is not None else None
         backend = None
-        if tls is not None and tls.mode == "preferred" and config.engine != "memcached":
+        iam = config.security is not None and config.security.iam_realm is not None
+        if tls is not None and (tls.mode == "preferred" or iam) and config.engine != "memcached":
             plain, secure = free_ports(config.host)
             backend = (plain, secure)
         try:

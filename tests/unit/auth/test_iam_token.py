@@ -1,5 +1,5 @@
 """The IAM authentication token verifier against tokens botocore's signer makes, as AWS's
-guides make them (tests/iam_tokens.py)."""
+guides make them (controlplane/auth/iam_signer.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.auth.iam_signer import iam_token
 from controlplane.auth.iam_token import CacheTarget, IamTokenVerifier, TokenRefused
 from controlplane.auth.keys import AccessKey
 from controlplane.auth.policy import load_policies
 from controlplane.state.users import User, UserSpec
-from tests.iam_tokens import iam_token
 
 ACCOUNT = "111122223333"
 KEYS = {"AKIAIAM": AccessKey("AKIAIAM", "iam-secret", ACCOUNT, "alice"),

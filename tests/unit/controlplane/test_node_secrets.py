@@ -12,7 +12,10 @@ from fastapi.testclient import TestClient
 from controlplane import cli
 from controlplane.reconciler.security import ADMIN_FILE, ADMIN_NAME, acl_users, load_admin
 from controlplane.state.acl import AclUser, NodeAcl
+from engine import Credentials, iam_password
 from tests.unit.controlplane.conftest import World, whole_app
+
+ADMIN = Credentials(ADMIN_NAME, "admin-Password-1")
 
 
 def test_the_admin_password_is_made_once_private_and_kept(tmp_path: Path) -> None:
@@ -24,12 +27,16 @@ def test_the_admin_password_is_made_once_private_and_kept(tmp_path: Path) -> Non
 
 
 def test_tokens_and_users_as_node_users() -> None:
-    assert acl_users(NodeAcl(True, "required", (), False, ())) == ()
-    tokens = acl_users(NodeAcl(True, "required", ("a" * 16, "b" * 16), True, ()))
+    assert acl_users(NodeAcl(True, "required", (), False, ()), ADMIN) == ()
+    tokens = acl_users(NodeAcl(True, "required", ("a" * 16, "b" * 16), True, ()), ADMIN)
     assert [(u.name, u.rules) for u in tokens] == [
         ("default", ("on", ">" + "a" * 16, ">" + "b" * 16, "nopass", "~*", "&*", "+@all"))]
-    rbac = acl_users(NodeAcl(True, "required", (), False, (AclUser("app", ("on", "~app:*", "+get", "#ab")),)))
+    rbac = acl_users(NodeAcl(True, "required", (), False, (AclUser("app", ("on", "~app:*", "+get", "#ab")),)), ADMIN)
     assert [(u.name, u.rules) for u in rbac] == [("app", ("on", "~app:*", "+get", "#ab"))]
+    # An IAM user's password is its internal one: what the IAM authenticator logs in with.
+    iam = acl_users(NodeAcl(True, "required", (), False, (AclUser("robot", ("on", "~*", "+@all"), iam=True),),
+                            iam_realm="1/us-east-1/rg"), ADMIN)
+    assert [(u.name, u.rules) for u in iam] == [("robot", ("on", "~*", "+@all", ">" + iam_password(ADMIN, "robot")))]
 
 
 def test_the_ca_certificate_download(world: World, capsys: pytest.CaptureFixture[str],

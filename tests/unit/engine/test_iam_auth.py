@@ -18,6 +18,7 @@ import uvloop
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from controlplane.auth.iam_signer import iam_token
 from controlplane.auth.iam_token import CacheTarget, IamTokenVerifier, iam_authenticator
 from controlplane.auth.keys import AccessKey
 from controlplane.state.users import User, UserSpec
@@ -27,7 +28,6 @@ from engine.proxy.iam_auth import IamBackend, iam_password, with_iam_password
 from engine.runtime.base import NodeConfig
 from engine.security import AclUser
 from tests.eventually import eventually
-from tests.iam_tokens import iam_token
 from tests.requires import needs
 from tests.runtimes import BINARIES, ProcessKit
 from tests.unit.engine.test_security import ADMIN, DEFAULT, client, secure, started

@@ -1,0 +1,91 @@
+"""The process runtime's IAM fronts on real nodes: a node whose security has an IAM realm listens
+on private ports, and its port (and each floating address it is given) is an IAM authenticator:
+HAProxy with our Lua step where HAProxy is installed, the asyncio one otherwise. Tokens are
+checked by the runtime's verifier (NodeRuntime.set_iam_verifier), made as AWS's guides make them."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from controlplane.auth.iam_signer import iam_token
+from controlplane.tls import LocalCa
+from engine.proxy.haproxy import find_haproxy
+from engine.proxy.iam_auth import iam_password, with_iam_password
+from engine.runtime import frontends
+from engine.runtime.base import NodeConfig
+from engine.runtime.process import ProcessRuntime
+from engine.security import AclUser
+from tests.runtimes import BINARIES, ProcessKit
+from tests.unit.engine.test_iam_auth import ACCOUNT, VERIFIER
+from tests.unit.engine.test_security import ADMIN, DEFAULT, client, secure, started
+
+pytestmark = pytest.mark.skipif(not BINARIES.get("redis"), reason="redis-server is not installed")
+
+REALM = f"{ACCOUNT}/us-east-1/my-cache"
+
+
+@pytest.fixture(params=["haproxy", "asyncio"])
+def runtime(request: pytest.FixtureRequest, kit: ProcessKit,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[ProcessRuntime]:
+    if request.param == "haproxy":
+        if find_haproxy() is None:
+            pytest.skip("haproxy is not installed")
+    else:
+        monkeypatch.setattr("engine.runtime.frontends.find_haproxy", lambda: None)
+    rt = kit.runtime()
+    rt.set_iam_verifier(VERIFIER.verify_realm)
+    yield rt
+    rt.close()  # its fronts let go of the addresses before the kit's cleaner adopts the nodes
+
+
+def _node(kit: ProcessKit, rt: ProcessRuntime, ca: LocalCa, name: str) -> NodeConfig:
+    app = with_iam_password(ADMIN, AclUser.parse("app-iam on ~app:* +get +set +ping +client +hello"))
+    config = secure(kit, rt, name, DEFAULT, " ".join((app.name, *app.rules)), tls="required", ca=ca,
+                    extra_names=("127.0.0.1",))
+    assert config.security is not None
+    return started(rt, dataclasses.replace(config, security=dataclasses.replace(config.security, iam_realm=REALM)))
+
+
+def test_the_front_lets_tokens_in_and_keeps_the_rest_out(kit: ProcessKit, runtime: ProcessRuntime,
+                                                         tmp_path: Path) -> None:
+    ca = LocalCa(tmp_path / "ca")
+    node = _node(kit, runtime, ca, "f1")
+    # HAProxy's configurations under the runtime's directory: there with HAProxy, not without.
+    haproxies = list((kit.data / "_fronts" / "haproxy").glob("*.cfg"))
+    assert len(haproxies) == (1 if frontends.find_haproxy() is not None else 0)
+    token = iam_token("my-cache", "app-iam")
+    app = client(node, ca=ca, username="app-iam", password=token)
+    assert app.set("app:1", "a") and app.get("app:1") == b"a"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        app.get("other:1")  # the node's ACL for the user holds
+    assert client(node, ca=ca, username="app-iam", password=token, protocol=3).get("app:1") == b"a"  # HELLO AUTH
+    refused = (iam_token("my-cache", "app-iam", now=time.time() - 16 * 60),  # too old
+               iam_token("my-cache", "app-iam", secret="forged"),
+               iam_token("other-cache", "app-iam"),
+               iam_password(ADMIN, "app-iam"))  # the internal password is the front's alone
+    for password in refused:
+        with pytest.raises(redis.AuthenticationError, match="invalid username-password pair"):
+            client(node, ca=ca, username="app-iam", password=password).ping()
+    with pytest.raises(redis.AuthenticationError):
+        client(node, ca=ca).get("app:1")  # no login
+    assert client(node, ca=ca, password="tok-Old-0001").get("app:1") == b"a"  # a password user
+    with pytest.raises(redis.ConnectionError):
+        client(node).ping()  # TLS only
+    # A floating address gets a front of its own, and loses it again.
+    runtime.set_addresses(node.name, ["127.0.0.1"])
+    floating = dataclasses.replace(node, host="127.0.0.1")
+    assert client(floating, ca=ca, username="app-iam", password=token).get("app:1") == b"a"
+    runtime.set_addresses(node.name, [])
+    with pytest.raises(redis.ConnectionError):
+        client(floating, ca=ca, username="app-iam", password=token).ping()
+    # A restarted node comes back behind its front.
+    runtime.stop(node.name)
+    started(runtime, node)
+    assert client(node, ca=ca, username="app-iam", password=iam_token("my-cache", "app-iam")).get("app:1") in (
+        b"a", None)
