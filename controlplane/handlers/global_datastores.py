@@ -226,12 +226,10 @@ def delete_global_replication_group(ctx: RequestContext, params: m.DeleteGlobalR
 
 def disassociate_global_replication_group(ctx: RequestContext, params: m.DisassociateGlobalReplicationGroupMessage
                                           ) -> m.DisassociateGlobalReplicationGroupResult:
-    g = _get(ctx, params["GlobalReplicationGroupId"])
-    member = _named_member(g, params["ReplicationGroupId"], params["ReplicationGroupRegion"])
-    if member == g.current_primary():
-        raise v.combination(f"Replication group {member.replication_group_id} is the primary of global replication "
-                            f"group {g.id}: only a secondary can be disassociated.")
-    _require_stable(g)
+    g, member = _secondary(ctx, params["GlobalReplicationGroupId"], params["ReplicationGroupId"],
+                           params["ReplicationGroupRegion"], lambda gid: v.combination(
+                               f"Replication group {params['ReplicationGroupId']} is the primary of global replication "
+                               f"group {gid}: only a secondary can be disassociated."))
 
     def change(r: GlobalReplicationGroup) -> None:
         everyone = [m_ for m_ in r.members() if m_ != member]
@@ -248,12 +246,10 @@ def disassociate_global_replication_group(ctx: RequestContext, params: m.Disasso
 
 def failover_global_replication_group(ctx: RequestContext, params: m.FailoverGlobalReplicationGroupMessage
                                       ) -> m.FailoverGlobalReplicationGroupResult:
-    g = _get(ctx, params["GlobalReplicationGroupId"])
-    member = _named_member(g, params["PrimaryReplicationGroupId"], params["PrimaryRegion"])
-    if member == g.current_primary():
-        raise v.invalid(f"Replication group {member.replication_group_id} in {member.region} is already the primary "
-                        f"of global replication group {g.id}.")
-    _require_stable(g)
+    g, member = _secondary(ctx, params["GlobalReplicationGroupId"], params["PrimaryReplicationGroupId"],
+                           params["PrimaryRegion"], lambda gid: v.invalid(
+                               f"Replication group {params['PrimaryReplicationGroupId']} in {params['PrimaryRegion']} "
+                               f"is already the primary of global replication group {gid}."))
     rg = _group_in(ctx, member)
     if rg is None or rg.api_status() != "available":
         raise InvalidGlobalReplicationGroupStateFault(
@@ -343,6 +339,18 @@ def joined(ctx: RequestContext, global_id: str, rg: ReplicationGroup) -> None:
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
+
+
+def _secondary(ctx: RequestContext, global_id: str, group_id: str, region: str,
+               is_primary: Callable[[str], Exception]) -> tuple[GlobalReplicationGroup, GlobalMember]:
+    """The datastore and its secondary member named, for a change of that member; `is_primary`
+    makes the error for naming the primary instead."""
+    g = _get(ctx, global_id)
+    member = _named_member(g, group_id, region)
+    if member == g.current_primary():
+        raise is_primary(g.id)
+    _require_stable(g)
+    return g, member
 
 
 def _named_member(g: GlobalReplicationGroup, group_id: str, region: str) -> GlobalMember:
