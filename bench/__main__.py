@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import dashboard, describe, docker, failover, global_lag, iam, lifecycle, metrics, snapshots, tls
+from bench import dashboard, describe, docker, failover, global_lag, iam, keyroute, lifecycle, metrics, snapshots, tls
 from bench.lab import Lab
 from bench.report import Table
 
@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, Callable[[Lab], list[Table]]] = {
     "failover": failover.run,
     "global_lag": global_lag.run,
     "iam": iam.run,
+    "keyroute": keyroute.run,
     "lifecycle": lifecycle.run,
     "metrics": metrics.run,
     "snapshots": snapshots.run,

@@ -34,6 +34,10 @@ command -v memcached >/dev/null 2>&1 || missing+=(memcached)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 # saslpasswd2 writes the user database of memcached nodes with SASL (Debian puts it in /usr/sbin).
 command -v saslpasswd2 >/dev/null 2>&1 || [ -x /usr/sbin/saslpasswd2 ] || missing+=(sasl2-bin)
+# A C compiler and OpenSSL's headers build keyroute (engine/proxy/keyroute.c), the proxy in front
+# of serverless caches, on first use.
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -f /usr/include/openssl/ssl.h ] || [ "$(uname -s)" = Darwin ] || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing ${missing[*]} with apt-get"; did=1
@@ -47,12 +51,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   elif command -v brew >/dev/null 2>&1; then
     brew_names=()
     for name in "${missing[@]}"; do
-      case $name in redis-server) brew_names+=(redis) ;; sasl2-bin) brew_names+=(cyrus-sasl) ;; *) brew_names+=("$name") ;; esac
+      case $name in redis-server) brew_names+=(redis) ;; sasl2-bin) brew_names+=(cyrus-sasl) ;; gcc) ;; *) brew_names+=("$name") ;; esac
     done
     say "installing ${brew_names[*]} with Homebrew"; did=1
     brew install "${brew_names[@]}"
   else
-    say "missing ${missing[*]}: install them first (Debian/Ubuntu: sudo apt-get install redis-server memcached haproxy sasl2-bin; Fedora: sudo dnf install redis memcached haproxy cyrus-sasl; macOS: brew install redis memcached haproxy cyrus-sasl)"
+    say "missing ${missing[*]}: install them first (Debian/Ubuntu: sudo apt-get install redis-server memcached haproxy sasl2-bin gcc libssl-dev; Fedora: sudo dnf install redis memcached haproxy cyrus-sasl; macOS: brew install redis memcached haproxy cyrus-sasl)"
     exit 1
   fi
 fi
