@@ -443,7 +443,15 @@ struct request {
     int redirects;
     int reader;
     int proto;
+    /* fan-out (a command every primary must run): the parent waits for its children */
+    request_t *parent;
+    int waiting, mode, shard;
+    long long sum, items;
+    int failed;
 };
+
+enum { FAN_SUM = 1, FAN_FIRST, FAN_CONCAT, FAN_SCAN };
+#define SCAN_SHARDS 1024 /* a proxy cursor is the node's cursor * 1024 + the shard's index */
 
 typedef struct listener {
     int fd;
@@ -666,7 +674,13 @@ static void mark_dirty(client_t *c) {
 
 /* A request's reply: straight to its client's output when it is the oldest the client waits
  * for (the common case; no copy kept), else kept until those before it are answered. */
+static void child_reply(request_t *r, const char *bytes, size_t len);
+
 static void reply_to(request_t *r, const char *bytes, size_t len) {
+    if (r->parent) {
+        child_reply(r, bytes, len);
+        return;
+    }
     client_t *c = r->client;
     if (c && c->head == r) {
         buf_add(&c->out, bytes, len);
@@ -697,7 +711,7 @@ static void node_fail(node_t *n, const char *why) {
     while (r) {
         request_t *next = r->next_node;
         if (r->discard) request_free(r);
-        else if (!r->client) request_free(r);
+        else if (!r->client && !r->parent) request_free(r);
         else reply_to(r, lost, sizeof lost - 1);
         r = next;
     }
@@ -1023,9 +1037,169 @@ static int answer_locally(client_t *c, const args_t *a) {
     return 0;
 }
 
+/* ---- fan-out: commands about the whole cache ---------------------------------------------- */
+
+/* The distinct primaries, in slot order (a SCAN cursor names one by its place here). */
+static int primaries(int *out) {
+    int n = 0;
+    for (int s = 0; s < SLOTS; s++) {
+        int p = slot_primary[s], seen = 0;
+        if (p < 0) continue;
+        for (int i = 0; i < n && !seen; i++) seen = out[i] == p;
+        if (!seen && n < MAX_NODES) out[n++] = p;
+    }
+    return n;
+}
+
+static void finish_fan_out(request_t *p) {
+    buf_t out = {0};
+    char hdr[64];
+    if (p->failed) {
+        buf_add(&out, p->reply.data + p->reply.off, buf_unread(&p->reply));
+    } else if (p->mode == FAN_SUM) {
+        snprintf(hdr, sizeof hdr, ":%lld\r\n", p->sum);
+        buf_str(&out, hdr);
+    } else if (p->mode == FAN_CONCAT) {
+        snprintf(hdr, sizeof hdr, "*%lld\r\n", p->items);
+        buf_str(&out, hdr);
+        buf_add(&out, p->reply.data + p->reply.off, buf_unread(&p->reply));
+    } else {
+        buf_add(&out, p->reply.data + p->reply.off, buf_unread(&p->reply));
+    }
+    buf_free(&p->reply);
+    if (p->client) reply_to(p, out.data, out.len);
+    else request_free(p);
+    buf_free(&out);
+}
+
+/* One primary's reply to a fan-out: folded into the parent's. */
+static void child_reply(request_t *r, const char *bytes, size_t len) {
+    request_t *p = r->parent;
+    size_t l = line_len(bytes, len);
+    long long v = 0;
+    if (bytes[0] == '-' || bytes[0] == '!') {
+        if (!p->failed) {
+            p->failed = 1;
+            buf_free(&p->reply);
+            buf_add(&p->reply, bytes, len);
+        }
+    } else if (p->failed) {
+        /* an error already answers it */
+    } else if (p->mode == FAN_SUM) {
+        if (bytes[0] == ':' && parse_ll(bytes + 1, l - 3, &v) == 0) p->sum += v;
+    } else if (p->mode == FAN_FIRST) {
+        if (!buf_unread(&p->reply)) buf_add(&p->reply, bytes, len);
+    } else if (p->mode == FAN_CONCAT) {
+        if ((bytes[0] == '*' || bytes[0] == '~') && parse_ll(bytes + 1, l - 3, &v) == 0 && v > 0) {
+            p->items += v;
+            buf_add(&p->reply, bytes + l, len - l);
+        }
+    } else if (p->mode == FAN_SCAN) {
+        /* *2 $<n> <cursor> <keys>: the node's cursor becomes ours */
+        size_t bl = line_len(bytes + l, len - l);
+        long long n = 0, cursor = 0;
+        if (bytes[0] == '*' && bl && parse_ll(bytes + l + 1, bl - 3, &n) == 0 && n >= 0 &&
+            parse_ll(bytes + l + bl, (size_t)n, &cursor) == 0) {
+            long long ours = cursor ? cursor * SCAN_SHARDS + p->shard
+                                    : (p->shard + 1 < p->sum ? p->shard + 1 : 0);
+            char num[32], hdr[64];
+            int nl = snprintf(num, sizeof num, "%lld", ours);
+            snprintf(hdr, sizeof hdr, "*2\r\n$%d\r\n%s\r\n", nl, num);
+            buf_str(&p->reply, hdr);
+            size_t rest = l + bl + (size_t)n + 2;
+            buf_add(&p->reply, bytes + rest, len - rest);
+        } else {
+            p->failed = 1;
+            buf_str(&p->reply, "-ERR unexpected SCAN reply from a node\r\n");
+        }
+    }
+    request_free(r);
+    if (--p->waiting == 0) finish_fan_out(p);
+}
+
+static void send_child(request_t *parent, int node, const char *bytes, size_t len) {
+    request_t *child = request_new(bytes, len);
+    child->parent = parent;
+    child->proto = parent->proto;
+    node_t *n = node_for(nodes[node], parent->proto);
+    if (!n || (n->fd < 0 && node_open(n, 0) < 0)) {
+        static const char down[] = "-TRYAGAIN a node of this cache cannot be reached; retry\r\n";
+        child_reply(child, down, sizeof down - 1);
+        return;
+    }
+    node_send(n, child);
+}
+
+static int fan_mode(const args_t *a) {
+    const arg_t *cmd = &a->v[0];
+    if (arg_is(cmd, "DBSIZE")) return FAN_SUM;
+    if (arg_is(cmd, "KEYS")) return FAN_CONCAT;
+    if (arg_is(cmd, "SCAN")) return FAN_SCAN;
+    if (arg_is(cmd, "FLUSHALL") || arg_is(cmd, "FLUSHDB")) return FAN_FIRST;
+    if (a->n > 1 && arg_is(cmd, "SCRIPT") && (arg_is(&a->v[1], "LOAD") || arg_is(&a->v[1], "FLUSH")))
+        return FAN_FIRST; /* EVALSHA runs where its key is: every primary needs the script */
+    if (a->n > 1 && arg_is(cmd, "FUNCTION") &&
+        (arg_is(&a->v[1], "LOAD") || arg_is(&a->v[1], "DELETE") || arg_is(&a->v[1], "FLUSH") ||
+         arg_is(&a->v[1], "RESTORE")))
+        return FAN_FIRST;
+    return 0;
+}
+
+static void fan_out(client_t *c, const char *bytes, size_t len, const args_t *a, int mode) {
+    int ids[MAX_NODES];
+    int n = primaries(ids);
+    request_t *p = request_new("", 0);
+    p->proto = c->proto;
+    p->mode = mode;
+    client_queue(c, p);
+    if (n == 0) {
+        reply_to(p, "-CLUSTERDOWN no node serves this cache\r\n", 40);
+        return;
+    }
+    if (mode != FAN_SCAN) {
+        p->waiting = n;
+        for (int i = 0; i < n; i++) send_child(p, ids[i], bytes, len);
+        return;
+    }
+    long long cursor = -1;
+    if (a->n < 2 || parse_ll(a->v[1].p, a->v[1].len, &cursor) < 0 || cursor < 0 || cursor % SCAN_SHARDS >= n) {
+        p->waiting = 1; /* a cursor this endpoint did not give */
+        p->failed = 1;
+        buf_str(&p->reply, "-ERR invalid cursor\r\n");
+        finish_fan_out(p);
+        return;
+    }
+    p->shard = (int)(cursor % SCAN_SHARDS);
+    p->sum = n;
+    p->waiting = 1;
+    buf_t cmd = {0};
+    char hdr[48], num[32];
+    snprintf(hdr, sizeof hdr, "*%d\r\n", a->n);
+    buf_str(&cmd, hdr);
+    for (int i = 0; i < a->n; i++) {
+        const char *arg = a->v[i].p;
+        size_t al = a->v[i].len;
+        if (i == 1) {
+            al = (size_t)snprintf(num, sizeof num, "%lld", cursor / SCAN_SHARDS);
+            arg = num;
+        }
+        snprintf(hdr, sizeof hdr, "$%zu\r\n", al);
+        buf_str(&cmd, hdr);
+        buf_add(&cmd, arg, al);
+        buf_str(&cmd, "\r\n");
+    }
+    send_child(p, ids[p->shard], cmd.data, cmd.len);
+    buf_free(&cmd);
+}
+
 static void handle_request(client_t *c, const char *bytes, size_t len, const args_t *a) {
     if (a->n == 0) return;
     if (answer_locally(c, a)) return;
+    int mode = fan_mode(a);
+    if (mode) {
+        fan_out(c, bytes, len, a, mode);
+        return;
+    }
     const spec_t *spec = NULL;
     int k = first_key(a, &spec);
     if (k == -3) {
@@ -1200,8 +1374,9 @@ static void redirect(request_t *r, const char *err, size_t len) {
     char *addr = strrchr(text, ' ');
     char host[64];
     int port;
-    if (!r->client || !addr || split_addr(addr + 1, host, sizeof host, &port) < 0 || r->redirects >= MAX_REDIRECTS) {
-        if (r->client) reply_to(r, err, len);
+    int alive = r->client || r->parent;
+    if (!alive || !addr || split_addr(addr + 1, host, sizeof host, &port) < 0 || r->redirects >= MAX_REDIRECTS) {
+        if (alive) reply_to(r, err, len);
         else request_free(r);
         return;
     }
@@ -1254,7 +1429,7 @@ static void node_read(node_t *n) {
             request_free(r);
         } else if (p[0] == '-' && ((l > 7 && !strncmp(p, "-MOVED ", 7)) || (l > 5 && !strncmp(p, "-ASK ", 5)))) {
             redirect(r, p, (size_t)l);
-        } else if (!r->client) {
+        } else if (!r->client && !r->parent) {
             request_free(r);
         } else {
             reply_to(r, p, (size_t)l);

@@ -35,26 +35,43 @@ def _client(host: str, port: int = PORT) -> redis.Redis:
     return redis.Redis(host, port, socket_timeout=5, decode_responses=True)
 
 
+def _start(binary: str, ip: str, d: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [binary, "--bind", ip, "--port", str(PORT), "--dir", str(d), "--cluster-enabled", "yes",
+         "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
+         "--cluster-node-timeout", "5000", "--cluster-announce-ip", ip],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Cluster(dict[str, str]):
+    """The node id of each address, and the processes (a test may stop and start one again)."""
+
+    def __init__(self, binary: str, base: Path) -> None:
+        super().__init__()
+        self.binary, self.base = binary, base
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, ip: str) -> None:
+        (self.base / ip).mkdir(exist_ok=True)
+        self.processes[ip] = _start(self.binary, ip, self.base / ip)
+        eventually(lambda: _client(ip).ping(), 10, 0.05, f"redis on {ip}")
+
+    def kill(self, ip: str) -> None:
+        self.processes[ip].kill()
+        self.processes[ip].wait(5)
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A real Redis Cluster: the node id of each address."""
     binary = shutil.which("redis-server")
     if binary is None:
         missing("redis-server is not installed")
-    base = tmp_path_factory.mktemp("cluster")
-    processes: list[subprocess.Popen[bytes]] = []
+    nodes = Cluster(binary, tmp_path_factory.mktemp("cluster"))
     try:
         for ip in (*PRIMARIES, *REPLICAS):
-            d = base / ip
-            d.mkdir()
-            processes.append(subprocess.Popen(
-                [binary, "--bind", ip, "--port", str(PORT), "--dir", str(d), "--cluster-enabled", "yes",
-                 "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no",
-                 "--cluster-node-timeout", "5000", "--cluster-announce-ip", ip],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for ip in (*PRIMARIES, *REPLICAS):
-            eventually(lambda ip=ip: _client(ip).ping(), 10, 0.05, f"redis on {ip}")  # type: ignore[misc]
-        ids = {ip: _client(ip).execute_command("CLUSTER", "MYID") for ip in (*PRIMARIES, *REPLICAS)}
+            nodes.start(ip)
+        nodes.update({ip: _client(ip).execute_command("CLUSTER", "MYID") for ip in (*PRIMARIES, *REPLICAS)})
         for ip in (*PRIMARIES[1:], *REPLICAS):
             _client(PRIMARIES[0]).execute_command("CLUSTER", "MEET", ip, PORT)
         for ip, (first, last) in zip(PRIMARIES, even_ranges(3), strict=True):
@@ -67,21 +84,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 
         eventually(everyone_knows, 15, 0.05, "every node knowing the others")
         for primary, replica in zip(PRIMARIES, REPLICAS, strict=True):
-            _client(replica).execute_command("CLUSTER", "REPLICATE", ids[primary])
-
-        def settled() -> bool:
-            # every node's map shows each shard with its replica (what the proxy reads)
-            return all("cluster_state:ok" in _client(ip).execute_command("CLUSTER", "INFO")
-                       and _client(ip).info("replication").get("master_link_status", "up") == "up"
-                       and all(len(r) == 4 for r in _client(ip).execute_command("CLUSTER", "SLOTS"))
-                       for ip in (*PRIMARIES, *REPLICAS))
-
-        eventually(settled, 20, 0.05, "the cluster ok and its replicas in sync")
-        yield ids
+            _client(replica).execute_command("CLUSTER", "REPLICATE", nodes[primary])
+        eventually(_settled, 20, 0.05, "the cluster ok and its replicas in sync")
+        yield nodes
     finally:
-        for p in processes:
-            p.kill()
-            p.wait(5)
+        for process in nodes.processes.values():
+            process.kill()
+            process.wait(5)
+
+
+def _settled() -> bool:
+    # every node's map shows each shard with its replica (what the proxy reads)
+    return all("cluster_state:ok" in _client(ip).execute_command("CLUSTER", "INFO")
+               and _client(ip).info("replication").get("master_link_status", "up") == "up"
+               and all(len(r) == 4 for r in _client(ip).execute_command("CLUSTER", "SLOTS"))
+               for ip in (*PRIMARIES, *REPLICAS))
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +109,7 @@ def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def route(cluster: dict[str, str], binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyRoute]:
+def route(cluster: Cluster, binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyRoute]:
     proxy = KeyRoute(binary, tmp_path_factory.mktemp("route"), KeyRouteConfig(
         listen=[ENDPOINT], readers=[READER], seeds=[(PRIMARIES[0], PORT), (PRIMARIES[1], PORT)]))
     proxy.start()
@@ -105,9 +122,8 @@ def route(cluster: dict[str, str], binary: Path, tmp_path_factory: pytest.TempPa
 @pytest.fixture
 def endpoint(route: KeyRoute) -> Iterator[redis.Redis]:
     client = redis.Redis(*ENDPOINT, socket_timeout=5, decode_responses=True)
-    client.flushall()  # a keyless command: one node; the others are flushed directly below
-    for ip in PRIMARIES:
-        _client(ip).flushall()
+    client.flushall()  # every primary runs it
+    assert all(_client(ip).dbsize() == 0 for ip in PRIMARIES)
     try:
         yield client
     finally:
@@ -137,6 +153,30 @@ def test_every_key_reaches_the_node_of_its_slot_and_pipelines_keep_their_order(e
     assert pipe.execute() == [f"value:{i}" for i in reversed(range(3000))]
 
 
+def test_commands_about_the_whole_cache_ask_every_shard(endpoint: redis.Redis) -> None:
+    names = {f"all:{i}" for i in range(700)}
+    pipe = endpoint.pipeline(transaction=False)
+    for name in names:
+        pipe.set(name, "1")
+    pipe.execute()
+    assert endpoint.dbsize() == len(names)  # the sum of every shard's
+    assert set(endpoint.keys("all:*")) == names
+    seen, cursor, calls = [], 0, 0
+    while True:
+        cursor, page = endpoint.scan(cursor, match="all:*", count=100)
+        seen += page
+        calls += 1
+        if cursor == 0 or calls > 500:
+            break
+    assert set(seen) == names and calls < 500
+    with pytest.raises(redis.ResponseError, match="invalid cursor"):
+        endpoint.execute_command("SCAN", "1023")
+    # A script loaded once runs by its digest on every shard.
+    sha = endpoint.script_load("return redis.call('GET', KEYS[1])")
+    assert [endpoint.evalsha(sha, 1, f"all:{i}") for i in range(30)] == ["1"] * 30
+    assert endpoint.flushall() and endpoint.dbsize() == 0
+
+
 def test_multi_key_commands_need_one_slot(endpoint: redis.Redis) -> None:
     assert endpoint.mset({"{user:1}:name": "ada", "{user:1}:lang": "en"})
     assert endpoint.mget("{user:1}:name", "{user:1}:lang") == ["ada", "en"]
@@ -146,7 +186,7 @@ def test_multi_key_commands_need_one_slot(endpoint: redis.Redis) -> None:
     assert endpoint.eval("return 42", 0) == 42  # no key: any node
 
 
-def test_a_moved_slot_is_followed(endpoint: redis.Redis, cluster: dict[str, str]) -> None:
+def test_a_moved_slot_is_followed(endpoint: redis.Redis, cluster: Cluster) -> None:
     key = "moving-key"
     slot = _client(PRIMARIES[0]).execute_command("CLUSTER", "KEYSLOT", key)
     source, target = _owner(slot), next(ip for ip in PRIMARIES if ip != _owner(slot))
@@ -161,7 +201,7 @@ def test_a_moved_slot_is_followed(endpoint: redis.Redis, cluster: dict[str, str]
         _move_slot(slot, _owner(slot), source, cluster)
 
 
-def test_a_slot_being_migrated_is_followed_with_asking(endpoint: redis.Redis, cluster: dict[str, str]) -> None:
+def test_a_slot_being_migrated_is_followed_with_asking(endpoint: redis.Redis, cluster: Cluster) -> None:
     moved, stays = "{mig}moved", "{mig}stays"
     slot = _client(PRIMARIES[0]).execute_command("CLUSTER", "KEYSLOT", moved)
     source = _owner(slot)
@@ -233,7 +273,7 @@ def test_cluster_clients_see_one_node_with_every_slot(route: KeyRoute) -> None:
         cluster_client.close()
 
 
-def test_tls_clients(cluster: dict[str, str], binary: Path, tmp_path: Path) -> None:
+def test_tls_clients(cluster: Cluster, binary: Path, tmp_path: Path) -> None:
     ca = LocalCa(tmp_path)
     cert, key = ca.issue([TLS_ENDPOINT[0]])
     proxy = KeyRoute(binary, tmp_path / "route", KeyRouteConfig(
@@ -255,7 +295,32 @@ def test_tls_clients(cluster: dict[str, str], binary: Path, tmp_path: Path) -> N
         proxy.stop()
 
 
-def test_stop_ends_the_process(cluster: dict[str, str], binary: Path, tmp_path: Path) -> None:
+def test_a_node_that_goes_away_gives_retryable_errors_then_is_served_again(endpoint: redis.Redis,
+                                                                          cluster: Cluster) -> None:
+    victim = PRIMARIES[2]
+    key = next(f"k{i}" for i in range(1000) if _owner(_client(victim).execute_command("CLUSTER", "KEYSLOT",
+                                                                                      f"k{i}")) == victim)
+    other = next(f"k{i}" for i in range(1000) if _owner(_client(victim).execute_command("CLUSTER", "KEYSLOT",
+                                                                                        f"k{i}")) != victim)
+    endpoint.set(other, "fine")
+    cluster.kill(victim)
+    try:
+        with pytest.raises((redis.ResponseError, redis.ConnectionError), match=r"retry|TRYAGAIN|lost|reached"):
+            endpoint.get(key)
+        assert endpoint.get(other) == "fine"  # the other shards never notice
+    finally:
+        cluster.start(victim)  # same data directory: same node id and slots (nodes.conf)
+    def served() -> bool:
+        try:
+            return bool(endpoint.set(key, "back"))
+        except redis.RedisError as exc:  # CLUSTERDOWN while the restarted node rejoins
+            raise AssertionError(str(exc)) from exc
+
+    eventually(served, 15, 0.1, "the node served through the proxy again")
+    eventually(_settled, 20, 0.05, "the cluster ok again")
+
+
+def test_stop_ends_the_process(cluster: Cluster, binary: Path, tmp_path: Path) -> None:
     proxy = KeyRoute(binary, tmp_path / "route", KeyRouteConfig(listen=[("127.0.202.12", 6379)],
                                                                 seeds=[(PRIMARIES[0], PORT)]))
     proxy.start()
