@@ -5,13 +5,16 @@ settings, a quota of 40 per region, changes only while `available`."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, cast
 
+from controlplane.handlers import replication_groups
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.model import messages as m
 from controlplane.model.errors import (
+    InvalidReplicationGroupStateFault,
     InvalidServerlessCacheStateFault,
     InvalidUserGroupStateFault,
     ServerlessCacheAlreadyExistsFault,
@@ -25,10 +28,12 @@ from controlplane.state.serverless import (
     ECPU_PER_SECOND,
     MAJOR_VERSIONS,
     MAX_CACHES,
+    SHARD_NODE_TYPE,
     STORAGE_GB,
     ServerlessCache,
     ServerlessSpec,
     UsageLimits,
+    backing_region,
 )
 from controlplane.state.users import UserGroup
 
@@ -156,11 +161,28 @@ def _description(value: str | None) -> str | None:
     return value
 
 
+def _backing(ctx: RequestContext) -> RequestContext:
+    """The request context of the cache's own replication group (state.serverless.backing_region)."""
+    return dataclasses.replace(ctx, region=backing_region(ctx.region))
+
+
+def _create_shards(ctx: RequestContext, name: str, engine: str, version: str) -> None:
+    """The replication group that serves the cache: one shard of a primary and a replica in
+    another zone (AWS keeps serverless data in several zones), cluster mode on."""
+    replication_groups.create_replication_group(_backing(ctx), {
+        "ReplicationGroupId": name, "ReplicationGroupDescription": f"shards of serverless cache {name}",
+        "Engine": engine, "EngineVersion": version, "CacheNodeType": SHARD_NODE_TYPE, "ClusterMode": "enabled",
+        "NumNodeGroups": 1, "ReplicasPerNodeGroup": 1, "AutomaticFailoverEnabled": True, "MultiAZEnabled": True,
+    })
+
+
 def create_serverless_cache(ctx: RequestContext, params: m.CreateServerlessCacheRequest
                             ) -> m.CreateServerlessCacheResponse:
     name = v.resource_id(params["ServerlessCacheName"], "ServerlessCacheName", NAME_LENGTH)
     engine = _engine(params["Engine"])
     major = _major(engine, params.get("MajorEngineVersion"))
+    if engine == "memcached":
+        raise v.unsupported("Serverless Memcached")
     for unsupported in ("SnapshotArnsToRestore", "Integrations"):
         if params.get(unsupported):
             raise v.unsupported(unsupported)
@@ -181,6 +203,9 @@ def create_serverless_cache(ctx: RequestContext, params: m.CreateServerlessCache
             f"You have reached the limit of {MAX_CACHES} serverless caches in {ctx.region}.")
     rec = ServerlessCache(account=ctx.account, region=ctx.region, id=name, created_at=ctx.services.clock.now(),
                           tags=tags, spec=spec)
+    if store.get(rec.key, ServerlessCache) is not None:
+        raise ServerlessCacheAlreadyExistsFault(f"Serverless cache {name} already exists.")
+    _create_shards(ctx, name, engine, rec.full_version())
     if not store.create(rec):
         raise ServerlessCacheAlreadyExistsFault(f"Serverless cache {name} already exists.")
     ctx.services.events.emit(ctx.account, ctx.region, "serverless-cache", name, f"Serverless cache {name} created")
@@ -254,6 +279,10 @@ def delete_serverless_cache(ctx: RequestContext, params: m.DeleteServerlessCache
                                                "deleted now.")
     if params.get("FinalSnapshotName"):
         raise v.unsupported("FinalSnapshotName")
+    try:
+        replication_groups.delete_replication_group(_backing(ctx), {"ReplicationGroupId": rec.id})
+    except InvalidReplicationGroupStateFault as exc:  # its shards are changing (a failover)
+        raise InvalidServerlessCacheStateFault(f"Serverless cache {rec.id} is busy; retry: {exc}") from exc
 
     def change(r: ServerlessCache) -> None:
         r.spec.deleting = True

@@ -3,8 +3,12 @@ itself. For Redis and Valkey the nodes are the shards of a Redis Cluster behind 
 (engine/proxy/keyroute.c), which routes each key to its shard, so clients need no cluster
 awareness; TLS is always on, as in AWS.
 
-The handlers write the spec (what the user asked: engine, limits, user group, snapshot settings);
-the reconciler writes the status (the endpoints, the shards, the phase it is in)."""
+The shards are a cluster-mode replication group of the service's own, stored under a region no
+request names (`backing_region`: the cache's region + ".serverless"), so no Describe, event or
+tag of the user's region shows it, while the replication group reconciler builds it, watches
+it, fails it over and replaces its nodes as for any other. The handlers write both specs (what
+the user asked, and the group that serves it); the reconciler writes the status (the
+endpoints, the shards, the phase it is in) and runs keyroute in front of the group."""
 
 from __future__ import annotations
 
@@ -26,6 +30,14 @@ FULL_VERSIONS = {("valkey", "8"): "8.0", ("valkey", "7"): "7.2", ("redis", "7"):
 STORAGE_GB = (1, 5000)
 ECPU_PER_SECOND = (1000, 15_000_000)
 MAX_CACHES = 40  # AWS's default quota of serverless caches per region
+BACKING_SUFFIX = ".serverless"
+# The node type of every shard's nodes (the storage limit is enforced as data, not by the type).
+SHARD_NODE_TYPE = "cache.r7g.large"
+
+
+def backing_region(region: str) -> str:
+    """Where a serverless cache's replication group is stored (named like the cache)."""
+    return region + BACKING_SUFFIX
 
 
 class UsageLimits(BaseModel):

@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-from controlplane.state.records import ResourceKey
-from controlplane.state.serverless import ServerlessCache
 from tests.harness import ApiError
 from tests.unit.controlplane.conftest import World
 
@@ -20,14 +18,12 @@ def _refused(world: World, operation: str, code: str, **params: Any) -> str:
     return err.value.message
 
 
-def _available(world: World, name: str) -> None:
-    """What the reconciler writes once the cache serves (these tests are about the handlers)."""
-    def done(r: ServerlessCache) -> None:
-        r.status.phase = "available"
-        r.observed_generation = r.generation
+def _status(world: World, name: str) -> str:
+    return str(world.call("DescribeServerlessCaches", ServerlessCacheName=name)["ServerlessCaches"][0]["Status"])
 
-    world.service.store.update(ResourceKey(ServerlessCache.KIND, "123456789012", "us-east-1", name),
-                               ServerlessCache, done)
+
+def _available(world: World, name: str) -> None:
+    world.settle_until(lambda: _status(world, name) == "available")
 
 
 def test_create_and_describe(world: World) -> None:
@@ -95,6 +91,26 @@ def test_modify_only_when_available_and_only_upwards(world: World) -> None:
     deleting = world.call("DeleteServerlessCache", ServerlessCacheName="c1")["ServerlessCache"]
     assert deleting["Status"] == "deleting"
     _refused(world, "DeleteServerlessCache", "InvalidServerlessCacheStateFault", ServerlessCacheName="c1")
+
+
+def test_the_shards_are_a_hidden_cluster_and_keyroute_serves_the_endpoint(world: World) -> None:
+    world.call("CreateServerlessCache", ServerlessCacheName="shop", Engine="valkey")
+    _available(world, "shop")
+    cache = world.call("DescribeServerlessCaches", ServerlessCacheName="shop")["ServerlessCaches"][0]
+    endpoint, reader = cache["Endpoint"], cache["ReaderEndpoint"]
+    assert (endpoint["Port"], reader["Port"]) == (6379, 6380) and endpoint["Address"] == reader["Address"]
+    # Nothing of the user's region shows the shards.
+    assert world.call("DescribeReplicationGroups")["ReplicationGroups"] == []
+    assert world.call("DescribeCacheClusters")["CacheClusters"] == []
+    (name, config), = world.key_routes.routes.items()
+    assert config.listen == [(endpoint["Address"], 6379)] and config.readers == [(endpoint["Address"], 6380)]
+    assert len(config.seeds) == 2 and config.cert_file is not None  # a primary and a replica; TLS always
+    assert "Serverless cache shop is available" in [
+        e["Message"] for e in world.call("DescribeEvents", SourceType="serverless-cache")["Events"]]
+    world.call("DeleteServerlessCache", ServerlessCacheName="shop")
+    world.settle_until(lambda: not world.call("DescribeServerlessCaches")["ServerlessCaches"])
+    assert world.key_routes.routes == {}
+    assert world.runtime.list_managed() == []  # every shard node stopped
 
 
 def test_describe_pages_with_next_token(world: World) -> None:
