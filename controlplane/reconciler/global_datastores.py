@@ -17,6 +17,7 @@ from collections.abc import Callable
 from controlplane.reconciler.errors import Requeue, TemporaryError
 from controlplane.reconciler.infra import Infra, node_name
 from controlplane.reconciler.nodes import PROBE_TIMEOUT
+from controlplane.reconciler.replication_groups.context import NODE_ID
 from controlplane.state.events import EventLog
 from controlplane.state.global_datastores import GlobalMember, GlobalReplicationGroup, GlobalStatus
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
@@ -27,7 +28,6 @@ log = logging.getLogger("elasticache_local.reconciler")
 
 ASSOCIATE_POLL = 0.5  # seconds between looks at a secondary that does not replicate yet
 HAND_OVER_TIMEOUT = 5.0  # seconds the old primary may pause writes for the new one to catch up
-NODE_ID = "0001"  # a replication group member's one node
 
 
 class GlobalDatastoreReconciler:

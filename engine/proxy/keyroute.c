@@ -136,16 +136,18 @@ static size_t line_len(const char *p, size_t n) {
     return (size_t)(cr - p) + 2;
 }
 
+/* A decimal integer of at most 18 digits (every length and count RESP carries): parsed here
+ * because strtoll needs a terminated copy, on every request. */
 static int parse_ll(const char *p, size_t n, long long *out) {
-    if (n == 0 || n > 20) return -1;
-    char tmp[24];
-    memcpy(tmp, p, n);
-    tmp[n] = 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(tmp, &end, 10);
-    if (errno || *end) return -1;
-    *out = v;
+    int neg = n > 0 && p[0] == '-';
+    size_t i = (size_t)neg;
+    if (n == i || n - i > 18) return -1;
+    long long v = 0;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9') return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = neg ? -v : v;
     return 0;
 }
 
@@ -581,17 +583,17 @@ static void append_command(buf_t *b, int argc, const char **argv) {
     }
 }
 
+/* A request and a copy of its bytes (sent again after a MOVED or ASK), in one allocation. */
 static request_t *request_new(const char *bytes, size_t len) {
-    request_t *r = xmalloc(sizeof *r);
+    request_t *r = xmalloc(sizeof *r + len);
     memset(r, 0, sizeof *r);
-    r->bytes = xmalloc(len);
+    r->bytes = (char *)(r + 1);
     memcpy(r->bytes, bytes, len);
     r->len = len;
     return r;
 }
 
 static void request_free(request_t *r) {
-    free(r->bytes);
     buf_free(&r->reply);
     free(r);
 }

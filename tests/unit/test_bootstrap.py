@@ -126,7 +126,7 @@ def test_a_lock_still_held_when_apt_gives_up_says_so_and_fails(
 def test_nothing_to_do_says_nothing(machine: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
     repo, env = machine
     bin_dir = Path(env["PATH"])
-    for name in ("redis-server", "memcached", "haproxy", "saslpasswd2", "initdb"):
+    for name in ("redis-server", "memcached", "haproxy", "saslpasswd2", "initdb", "cc"):
         (bin_dir / name).symlink_to(bin_dir / "id")  # present, as far as `command -v` knows
     want = hashlib.sha256((repo / "pyproject.toml").read_bytes()).hexdigest()
     (repo / ".venv" / ".installed").write_text(want + "\n")
