@@ -49,8 +49,7 @@ from controlplane.settings import Settings
 from controlplane.state.events import EventLog
 from controlplane.state.records import ResourceKey
 from controlplane.state.store import Store
-from engine import AddressAllocator, NodeRuntime, ProxyHub, loopback_aliases_work, private_dir
-from engine.proxy.keyroute import KeyRoutes
+from engine import AddressAllocator, KeyRoutes, NodeRuntime, ProxyHub, loopback_aliases_work, private_dir
 
 log = logging.getLogger("elasticache_local")
 

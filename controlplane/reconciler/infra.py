@@ -15,8 +15,16 @@ from controlplane.state.acl import NodeAcl
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
 from controlplane.state.serverless import ServerlessCache
 from controlplane.state.store import Store
-from engine import AddressAllocator, Member, NodeConfig, NodeRuntime, NodeSecurity, RuntimeError_, TlsFiles
-from engine.proxy.keyroute import KeyRouteConfig
+from engine import (
+    AddressAllocator,
+    KeyRouteConfig,
+    Member,
+    NodeConfig,
+    NodeRuntime,
+    NodeSecurity,
+    RuntimeError_,
+    TlsFiles,
+)
 
 
 class EndpointHub(Protocol):

@@ -20,8 +20,7 @@ from controlplane.state.members import members_of
 from controlplane.state.records import ReplicationGroup, ResourceKey
 from controlplane.state.serverless import ServerlessCache, backing_region
 from controlplane.state.store import Store
-from engine.proxy.keyroute import KeyRouteConfig
-from engine.proxy.tcp import ProxyError
+from engine import KeyRouteConfig, ProxyError
 
 log = logging.getLogger("elasticache_local.reconciler")
 
