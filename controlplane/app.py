@@ -33,11 +33,12 @@ from controlplane.reconciler.cache_clusters import CacheClusterReconciler
 from controlplane.reconciler.controller import Controller
 from controlplane.reconciler.global_datastores import GlobalDatastoreReconciler
 from controlplane.reconciler.health import HealthMonitor
-from controlplane.reconciler.infra import EndpointHub, Infra
+from controlplane.reconciler.infra import EndpointHub, Infra, KeyRouteHub
 from controlplane.reconciler.jobs import Jobs
 from controlplane.reconciler.replication_groups import ReplicationGroupReconciler
 from controlplane.reconciler.restores import Restores
 from controlplane.reconciler.security import NodeSecrets
+from controlplane.reconciler.serverless import ServerlessReconciler
 from controlplane.reconciler.service_updates import ServiceUpdates, WithServiceUpdates
 from controlplane.reconciler.snapshots import SnapshotReconciler
 from controlplane.reconciler.timewarp import TimeWarp
@@ -48,7 +49,7 @@ from controlplane.settings import Settings
 from controlplane.state.events import EventLog
 from controlplane.state.records import ResourceKey
 from controlplane.state.store import Store
-from engine import AddressAllocator, NodeRuntime, ProxyHub, loopback_aliases_work, private_dir
+from engine import AddressAllocator, KeyRoutes, NodeRuntime, ProxyHub, loopback_aliases_work, private_dir
 
 log = logging.getLogger("elasticache_local")
 
@@ -94,7 +95,7 @@ def addressing_mode(settings: Settings) -> str:
 
 
 def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock: Clock | None = None,
-                  hub: EndpointHub | None = None) -> Service:
+                  hub: EndpointHub | None = None, key_routes: KeyRouteHub | None = None) -> Service:
     private_dir(settings.data_dir)  # node data, passwords and keys live under it: this user only
     clock = clock or RealClock()
     store = Store(settings.data_dir / "state.sqlite3")
@@ -119,7 +120,8 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
         l4_proxy = "external"  # a hub the caller made (tests)
     infra = Infra(runtime=runtime, node_addresses=node_addresses, endpoint_addresses=endpoint_addresses,
                   hub=hub, strict_versions=settings.strict_engine_versions,
-                  secrets=NodeSecrets.under(settings.data_dir, settings.memcached_sasl_file))
+                  secrets=NodeSecrets.under(settings.data_dir, settings.memcached_sasl_file),
+                  key_routes=key_routes or KeyRoutes(settings.data_dir / "serverless"))
     queue: WorkQueue[ResourceKey] = WorkQueue(clock.monotonic)
     metrics = Metrics(NodeSampler(store, runtime, settings.metrics_interval))
     controller = Controller(store, queue, workers=settings.workers, resync_interval=settings.resync_interval,
@@ -147,6 +149,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     controller.register(UserReconciler(store))
     controller.register(UserGroupReconciler(store, controller.enqueue))
     controller.register(GlobalDatastoreReconciler(store, infra, events, controller.enqueue))
+    controller.register(ServerlessReconciler(store, infra, events, controller.enqueue))
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,
@@ -161,7 +164,8 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
                    services=services, query=query, jobs=jobs,
                    timewarp=TimeWarp(store, controller, clock, settings.advance_step_timeout),
                    feed=feed, node_stats=NodeStats(runtime),
-                   addressing=mode, metrics=metrics, l4_proxy=l4_proxy)
+                   addressing=mode, metrics=metrics, l4_proxy=l4_proxy,
+                   closers=[infra.key_routes.close] if infra.key_routes is not None else [])
 
 
 def create_app(settings: Settings, runtime: NodeRuntime | None = None, clock: Clock | None = None) -> FastAPI:

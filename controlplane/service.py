@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controlplane.admin.broadcast import Broadcaster
@@ -59,6 +59,7 @@ class Service:
     addressing: str
     metrics: Metrics
     l4_proxy: str = "builtin"  # what serves proxied endpoints: haproxy, builtin, or external (tests)
+    closers: list[Callable[[], None]] = field(default_factory=list)  # processes of ours to stop (keyroute)
     started_at: float = field(default_factory=time.monotonic)
     nodes_left: int | None = None  # after stop(): the nodes still running (None: could not be told)
 
@@ -85,6 +86,8 @@ class Service:
         self.metrics.stop()
         self.health.stop()
         self.controller.stop()
+        for close in self.closers:
+            close()
         self.node_stats.close()
         self.jobs.close()
         self.hub.close()
@@ -141,6 +144,8 @@ class Service:
             raise TimeoutError(f"reset: {len(keys)} resource(s) still being deleted")
         for node in self.runtime.list_managed():
             self.runtime.remove(node.name)
+        if self.infra.key_routes is not None:  # the serverless caches' endpoints
+            self.infra.key_routes.close()
         self.infra.down_azs.clear()
         self.store.reset()  # what is left: records that go with the rest (service updates)
         return count

@@ -27,6 +27,7 @@ from engine.cluster import (
 from engine.files import PRIVATE_UMASK, copy_private, make_private, open_private, private_dir, write_private
 from engine.proxy.hub import BindError, Member, ProxyError, ProxyHub
 from engine.proxy.iam_auth import IamAuthenticator, IamBackend, iam_password, with_iam_password
+from engine.proxy.keyroute import KeyRouteConfig, KeyRoutes
 from engine.rdb import RdbError, check_rdb, save_rdb
 from engine.runtime.base import NodeConfig, NodeInfo, NodeRuntime, NodeState, NodeStats, ProbeResult, RuntimeError_
 from engine.security import AclUser, Credentials, NodeSecurity, TlsFiles, TlsMode
@@ -43,6 +44,8 @@ __all__ = [
     "Credentials",
     "IamAuthenticator",
     "IamBackend",
+    "KeyRouteConfig",
+    "KeyRoutes",
     "Member",
     "NodeConfig",
     "NodeInfo",

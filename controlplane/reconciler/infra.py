@@ -13,8 +13,18 @@ from controlplane.reconciler.errors import PermanentError
 from controlplane.reconciler.security import NodeSecrets
 from controlplane.state.acl import NodeAcl
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
+from controlplane.state.serverless import ServerlessCache
 from controlplane.state.store import Store
-from engine import AddressAllocator, Member, NodeConfig, NodeRuntime, NodeSecurity, RuntimeError_, TlsFiles
+from engine import (
+    AddressAllocator,
+    KeyRouteConfig,
+    Member,
+    NodeConfig,
+    NodeRuntime,
+    NodeSecurity,
+    RuntimeError_,
+    TlsFiles,
+)
 
 
 class EndpointHub(Protocol):
@@ -36,6 +46,18 @@ class EndpointHub(Protocol):
     def set_target(self, name: str, target: tuple[str, int] | None, *, drop_existing: bool = False) -> None: ...
 
 
+class KeyRouteHub(Protocol):
+    """What the service needs of engine.proxy.keyroute.KeyRoutes (tests pass a recording fake)."""
+
+    def ensure(self, name: str, config: KeyRouteConfig) -> None: ...
+
+    def refresh(self, name: str) -> None: ...
+
+    def stop(self, name: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Infra:
     runtime: NodeRuntime
@@ -53,6 +75,7 @@ class Infra:
     # The admin user, the CA and the SASL users that secure the nodes of caches with TLS or
     # memcached SASL (None: no such cache can start; unit tests that need none leave it out).
     secrets: NodeSecrets | None = None
+    key_routes: KeyRouteHub | None = None  # keyroute processes (serverless caches' endpoints)
 
     def az_down(self, az: str, now: float) -> bool:
         until = self.down_azs.get(az)
@@ -94,6 +117,9 @@ class Infra:
                                   (rg.status.config_host, rg.status.config_port)):
                 if host is not None:
                     used.add((host, rg_port or rg.spec.port))
+        for cache in store.records(ServerlessCache):
+            if cache.status.endpoint_host is not None:
+                used.update((cache.status.endpoint_host, p) for p in cache.ports())
         if allocator.mode == "loopback":
             used |= {(host, port) for host, _ in used}
         try:

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -31,7 +32,7 @@ from engine.adapters.redis import RespReply, execute
 from engine.files import private_dir, write_private
 from engine.proxy.tcp import ProxyError
 
-__all__ = ["KeyRoute", "KeyRouteConfig", "build_keyroute", "command_table"]
+__all__ = ["KeyRoute", "KeyRouteConfig", "KeyRoutes", "build_keyroute", "command_table"]
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,11 @@ class KeyRoute:
         self._lock = threading.Lock()
 
     @property
+    def _pid_file(self) -> Path:
+        # A keyroute outlives a service that was killed (its own session): the next start stops it.
+        return self._workdir / "keyroute.pid"
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
@@ -178,8 +184,10 @@ class KeyRoute:
             env["KEYROUTE_PASSWORD"] = cfg.password  # not in argv: `ps` shows argv to everyone
         log_file = (self._workdir / "keyroute.log").open("ab")
         with self._lock, log_file:
+            _stop_leftover(self._pid_file)
             self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log_file, env=env,
                                           start_new_session=True)
+            write_private(self._pid_file, str(self._proc.pid))
             assert self._proc.stdout is not None
             line = _read_line(self._proc.stdout, START_TIMEOUT)
             if line != b"ready\n":
@@ -203,6 +211,8 @@ class KeyRoute:
 
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
+        with contextlib.suppress(OSError):
+            self._pid_file.unlink()
         if proc is None:
             return
         if proc.poll() is None:
@@ -216,6 +226,23 @@ class KeyRoute:
             proc.stdout.close()
 
 
+def _stop_leftover(pid_file: Path) -> None:
+    """Stop the keyroute a pid file names, if that process still runs and is a keyroute."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"keyroute" not in cmdline:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)  # it holds nothing worth a graceful stop
+    for _ in range(200):  # bounded: at most 2 s for the kernel to free its ports
+        if not Path(f"/proc/{pid}").exists():
+            return
+        time.sleep(0.01)
+
+
 def _read_line(stream: object, timeout: float) -> bytes:
     """The first line a child writes, or b"" when it writes none within `timeout`."""
     result: list[bytes] = []
@@ -227,3 +254,46 @@ def _read_line(stream: object, timeout: float) -> bytes:
     reader.start()
     reader.join(timeout)
     return result[0] if result else b""
+
+
+class KeyRoutes:
+    """Every keyroute of the service by name: started (or restarted when its configuration
+    changed), stopped, all stopped at close. The binary is built on first use. Thread safe."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._workdir = workdir
+        self._lock = threading.Lock()
+        self._routes: dict[str, tuple[KeyRouteConfig, KeyRoute]] = {}
+        self._binary: Path | None = None
+
+    def ensure(self, name: str, config: KeyRouteConfig) -> None:
+        """keyroute `name` runs with `config`; raises ProxyError when it cannot."""
+        with self._lock:
+            found = self._routes.get(name)
+            if found is not None and found[0] == config and found[1].pid is not None:
+                return
+            if found is not None:
+                found[1].stop()
+            if self._binary is None:
+                self._binary = build_keyroute(self._workdir / "bin")
+            route = KeyRoute(self._binary, self._workdir / name, config)
+            route.start()
+            self._routes[name] = (config, route)
+
+    def refresh(self, name: str) -> None:
+        with self._lock:
+            found = self._routes.get(name)
+        if found is not None:
+            found[1].refresh()
+
+    def stop(self, name: str) -> None:
+        with self._lock:
+            found = self._routes.pop(name, None)
+        if found is not None:
+            found[1].stop()
+
+    def close(self) -> None:
+        with self._lock:
+            routes, self._routes = list(self._routes.values()), {}
+        for _, route in routes:
+            route.stop()

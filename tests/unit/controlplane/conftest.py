@@ -15,6 +15,7 @@ from controlplane.reconciler.nodes import POLL
 from controlplane.service import Service
 from controlplane.settings import Settings
 from engine.proxy.hub import Member, ProxyError
+from engine.proxy.keyroute import KeyRouteConfig
 from engine.runtime.fake import FakeRuntime
 from engine.security import TlsFiles
 from tests.harness import Caller
@@ -64,6 +65,24 @@ class FakeHub:
         self.targets.pop(name, None)
 
 
+class FakeKeyRoutes:
+    """Records the keyroutes the service asks for instead of running them."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, KeyRouteConfig] = {}
+
+    def ensure(self, name: str, config: KeyRouteConfig) -> None:
+        self.routes[name] = config
+
+    def refresh(self, name: str) -> None: ...
+
+    def stop(self, name: str) -> None:
+        self.routes.pop(name, None)
+
+    def close(self) -> None:
+        self.routes.clear()
+
+
 class World:
     """A service on the fake runtime and fake clock; the control loop runs only when told."""
 
@@ -75,7 +94,8 @@ class World:
         self.runtime = runtime or FakeRuntime()
         self.clock = FakeClock()
         self.hub = FakeHub()
-        self.service: Service = build_service(self.settings(), self.runtime, self.clock, self.hub)
+        self.key_routes = FakeKeyRoutes()
+        self.service: Service = build_service(self.settings(), self.runtime, self.clock, self.hub, self.key_routes)
         self.service.runtime.set_exit_listener(self.service._node_exited)
         self.service.clusters.startup()
         self.call = Caller(self.service)

@@ -418,9 +418,9 @@ def test_reset_deletes_everything(world: World) -> None:
 
 def test_unimplemented_operation_is_a_clear_error(world: World) -> None:
     with pytest.raises(ApiError) as err:
-        world.call("DescribeServerlessCaches")
+        world.call("DescribeServerlessCacheSnapshots")
     assert (err.value.code, err.value.status) == ("NotImplemented", 501)
-    assert "DescribeServerlessCaches" in err.value.message
+    assert "DescribeServerlessCacheSnapshots" in err.value.message
 
 
 def test_a_handler_bug_is_an_internal_failure_not_a_crash(world: World) -> None:
