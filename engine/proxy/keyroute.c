@@ -25,6 +25,8 @@
  *
  * Usage: keyroute --commands FILE --seed HOST:PORT [--seed ...] --listen HOST:PORT[/reader] ...
  *                 [--cert FILE --key FILE] [--backend-user USER] (password: env KEYROUTE_PASSWORD)
+ *                 [--client-logins yes] (clients' AUTH / HELLO AUTH: their commands go over
+ *                 connections logged in as they are, so the nodes' ACLs judge every command)
  * Prints "ready" on stdout once every listener is bound and the slot map is known.
  */
 #define _GNU_SOURCE
@@ -430,9 +432,30 @@ typedef struct node {
     int dirty;
     long long failed_at;
     uint32_t events; /* as for clients */
-    int proto;         /* 2, or 3 for the clients that said HELLO 3 (HELLO 3 sent first) */
-    struct node *twin; /* the RESP3 connection to the same node, made when first needed */
+    int proto;          /* 2, or 3 for the clients that said HELLO 3 (HELLO 3 sent first) */
+    int ident;          /* who the connection logs in as: 0 nobody (or --backend-user), else a client's login */
+    struct node *base;  /* the node's first connection (proto 2, ident 0); NULL: this is it */
+    struct node **twins; /* base only: its other connections by [proto 3?][ident], made when first needed */
 } node_t;
+
+/* The logins clients gave (AUTH / HELLO AUTH): each is a set of connections to the nodes, so the
+ * nodes' own ACLs judge every command. Index 0 is "not logged in". */
+#define MAX_IDENTS 256
+static char *ident_user[MAX_IDENTS], *ident_pass[MAX_IDENTS];
+static int ident_count = 1;
+static int clients_log_in; /* --client-logins: connections of ident 0 carry no login of ours */
+
+static int intern_ident(const arg_t *user, const arg_t *pass) {
+    for (int i = 1; i < ident_count; i++)
+        if (strlen(ident_user[i]) == user->len && !memcmp(ident_user[i], user->p, user->len) &&
+            strlen(ident_pass[i]) == pass->len && !memcmp(ident_pass[i], pass->p, pass->len))
+            return i;
+    if (ident_count == MAX_IDENTS) return -1;
+    ident_user[ident_count] = strndup(user->p, user->len);
+    ident_pass[ident_count] = strndup(pass->p, pass->len);
+    if (!ident_user[ident_count] || !ident_pass[ident_count]) die("out of memory");
+    return ident_count++;
+}
 
 struct request {
     client_t *client; /* NULL: its client went away; the reply is dropped */
@@ -445,6 +468,8 @@ struct request {
     int redirects;
     int reader;
     int proto;
+    int ident;
+    int login; /* an AUTH / HELLO AUTH: refused, the client is logged out again */
     /* fan-out (a command every primary must run): the parent waits for its children */
     request_t *parent;
     int waiting, mode, shard;
@@ -470,6 +495,7 @@ struct client {
     int dirty;
     int want_write; /* TLS needs the socket writable to go on */
     int proto;      /* 2 until the client says HELLO 3 */
+    int ident;      /* its login (intern_ident), 0 until it logs in */
     client_t *next_dirty;
     struct tag_s *tag; /* what epoll hands back for this client */
     uint32_t events;   /* what epoll watches for now: changed only when it must (a syscall) */
@@ -560,15 +586,28 @@ static node_t *node_new(const char *host, int port, int proto) {
 /* The (RESP2) node at an address, known from now on; -1 when there are too many. */
 static int node_index(const char *host, int port) {
     for (int i = 0; i < node_count; i++)
-        if (nodes[i]->proto == 2 && nodes[i]->port == port && !strcmp(nodes[i]->host, host)) return i;
+        if (!nodes[i]->base && nodes[i]->port == port && !strcmp(nodes[i]->host, host)) return i;
     return node_new(host, port, 2) ? node_count - 1 : -1;
 }
 
-/* The connection to `n` for a client speaking `proto`. */
-static node_t *node_for(node_t *n, int proto) {
-    if (proto != 3 || !n) return n;
-    if (!n->twin) n->twin = node_new(n->host, n->port, 3);
-    return n->twin;
+/* The connection to node `n` for a client speaking `proto` logged in as `ident`. */
+static node_t *node_for(node_t *n, int proto, int ident) {
+    if (!n) return NULL;
+    node_t *base = n->base ? n->base : n;
+    int slot = (proto == 3) * MAX_IDENTS + ident;
+    if (slot == 0) return base;
+    if (!base->twins) {
+        base->twins = calloc(2 * MAX_IDENTS, sizeof(node_t *));
+        if (!base->twins) die("out of memory");
+    }
+    if (!base->twins[slot]) {
+        node_t *twin = node_new(base->host, base->port, proto == 3 ? 3 : 2);
+        if (!twin) return NULL;
+        twin->ident = ident;
+        twin->base = base;
+        base->twins[slot] = twin;
+    }
+    return base->twins[slot];
 }
 
 static void append_command(buf_t *b, int argc, const char **argv) {
@@ -629,7 +668,11 @@ static int node_open(node_t *n, int reader) {
     n->connected = 0;
     n->reader = reader;
     buf_t pre = {0}; /* the login, HELLO 3 and READONLY go before anything queued */
-    if (backend_user && backend_password) {
+    int login = n->ident > 0 || (backend_user && backend_password && !clients_log_in);
+    if (n->ident > 0) {
+        const char *argv[] = {"AUTH", ident_user[n->ident], ident_pass[n->ident]};
+        append_command(&pre, 3, argv);
+    } else if (login) {
         const char *argv[] = {"AUTH", backend_user, backend_password};
         append_command(&pre, 3, argv);
     }
@@ -643,7 +686,7 @@ static int node_open(node_t *n, int reader) {
     }
     if (pre.len) {
         /* our requests go first in both the bytes and the FIFO */
-        int count = (backend_user && backend_password) + (n->proto == 3) + reader;
+        int count = login + (n->proto == 3) + reader;
         request_t *first = NULL, *last = NULL;
         for (int i = 0; i < count; i++) {
             request_t *r = request_new("", 0);
@@ -684,6 +727,7 @@ static void reply_to(request_t *r, const char *bytes, size_t len) {
         return;
     }
     client_t *c = r->client;
+    if (c && r->login && (bytes[0] == '-' || bytes[0] == '!') && c->ident == r->ident) c->ident = 0;
     if (c && c->head == r) {
         buf_add(&c->out, bytes, len);
         c->head = r->next_client;
@@ -866,7 +910,7 @@ static int refresh_slots(void) {
     need_refresh = 0;
     /* the nodes known first (they follow failovers and resharding), then the seeds */
     for (int i = 0; i < node_count; i++) {
-        if (nodes[i]->proto == 2 && refresh_from(nodes[i]->host, nodes[i]->port) == 0) return 0;
+        if (!nodes[i]->base && refresh_from(nodes[i]->host, nodes[i]->port) == 0) return 0;
     }
     for (int i = 0; i < seed_count; i++) {
         char host[64];
@@ -898,7 +942,7 @@ static node_t *route(int slot, int reader, int *as_reader) {
 
 static int dispatch(request_t *r, int slot) {
     int as_reader;
-    node_t *n = node_for(route(slot, r->reader, &as_reader), r->proto);
+    node_t *n = node_for(route(slot, r->reader, &as_reader), r->proto, r->ident);
     if (!n) return -1;
     if (n->fd < 0 && node_open(n, as_reader) < 0) return -1;
     node_send(n, r);
@@ -1010,8 +1054,20 @@ static int answer_locally(client_t *c, const args_t *a) {
             return 1;
         }
         if (a->n > 2) {
-            local_error(c, "ERR HELLO with options is not available through this endpoint");
-            return 1;
+            /* HELLO protover AUTH user password [SETNAME name]: the login as for AUTH; SETNAME
+             * names a shared connection, so it is dropped */
+            if (a->n < 5 || !arg_is(&a->v[2], "AUTH") || (a->n != 5 && !(a->n == 7 && arg_is(&a->v[5], "SETNAME")))) {
+                local_error(c, "ERR HELLO takes AUTH (and SETNAME) only through this endpoint");
+                return 1;
+            }
+            int id = intern_ident(&a->v[3], &a->v[4]);
+            if (id < 0) {
+                local_error(c, "ERR too many different logins on this endpoint");
+                return 1;
+            }
+            c->ident = id;
+            c->proto = a->v[1].p[0] == '3' ? 3 : 2;
+            return -5; /* sent on as HELLO protover AUTH user password */
         }
         /* from this command on, the client's commands go over connections speaking its
          * protocol; the node's own HELLO reply (on such a connection) answers it */
@@ -1033,8 +1089,17 @@ static int answer_locally(client_t *c, const args_t *a) {
         return 1;
     }
     if (arg_is(cmd, "AUTH")) {
-        local_error(c, "ERR AUTH is not needed: this endpoint has no users");
-        return 1;
+        /* AUTH [user] password: from now on the client's commands go over connections logged in
+         * as it; the AUTH itself goes to a node on one of them, whose answer is the client's */
+        if (a->n < 2 || a->n > 3) return 0; /* the node's own arity error */
+        arg_t deflt = {"default", 7};
+        int id = intern_ident(a->n == 3 ? &a->v[1] : &deflt, &a->v[a->n - 1]);
+        if (id < 0) {
+            local_error(c, "ERR too many different logins on this endpoint");
+            return 1;
+        }
+        c->ident = id;
+        return 0;
     }
     return 0;
 }
@@ -1123,7 +1188,8 @@ static void send_child(request_t *parent, int node, const char *bytes, size_t le
     request_t *child = request_new(bytes, len);
     child->parent = parent;
     child->proto = parent->proto;
-    node_t *n = node_for(nodes[node], parent->proto);
+    child->ident = parent->ident;
+    node_t *n = node_for(nodes[node], parent->proto, parent->ident);
     if (!n || (n->fd < 0 && node_open(n, 0) < 0)) {
         static const char down[] = "-TRYAGAIN a node of this cache cannot be reached; retry\r\n";
         child_reply(child, down, sizeof down - 1);
@@ -1152,6 +1218,7 @@ static void fan_out(client_t *c, const char *bytes, size_t len, const args_t *a,
     int n = primaries(ids);
     request_t *p = request_new("", 0);
     p->proto = c->proto;
+    p->ident = c->ident;
     p->mode = mode;
     client_queue(c, p);
     if (n == 0) {
@@ -1194,9 +1261,37 @@ static void fan_out(client_t *c, const char *bytes, size_t len, const args_t *a,
     buf_free(&cmd);
 }
 
+static void forward_rebuilt(client_t *c, const args_t *a) {
+    buf_t cmd = {0};
+    char hdr[48];
+    snprintf(hdr, sizeof hdr, "*%d\r\n", a->n);
+    buf_str(&cmd, hdr);
+    for (int i = 0; i < a->n; i++) {
+        snprintf(hdr, sizeof hdr, "$%zu\r\n", a->v[i].len);
+        buf_str(&cmd, hdr);
+        buf_add(&cmd, a->v[i].p, a->v[i].len);
+        buf_str(&cmd, "\r\n");
+    }
+    request_t *r = request_new(cmd.data, cmd.len);
+    buf_free(&cmd);
+    r->reader = c->reader;
+    r->proto = c->proto;
+    r->ident = c->ident;
+    r->login = 1;
+    client_queue(c, r);
+    if (dispatch(r, -1) < 0) reply_to(r, "-CLUSTERDOWN no node serves this cache\r\n", 40);
+}
+
 static void handle_request(client_t *c, const char *bytes, size_t len, const args_t *a) {
     if (a->n == 0) return;
-    if (answer_locally(c, a)) return;
+    int local = answer_locally(c, a);
+    if (local == -5) {
+        args_t hello = *a;
+        hello.n = 5;
+        forward_rebuilt(c, &hello);
+        return;
+    }
+    if (local) return;
     int mode = fan_mode(a);
     if (mode) {
         fan_out(c, bytes, len, a, mode);
@@ -1223,6 +1318,8 @@ static void handle_request(client_t *c, const char *bytes, size_t len, const arg
     request_t *r = request_new(bytes, len);
     r->reader = c->reader;
     r->proto = c->proto;
+    r->ident = c->ident;
+    r->login = arg_is(&a->v[0], "AUTH");
     client_queue(c, r);
     if (dispatch(r, slot) < 0) reply_to(r, "-CLUSTERDOWN no node serves this key's slot\r\n", 45);
 }
@@ -1384,7 +1481,7 @@ static void redirect(request_t *r, const char *err, size_t len) {
     }
     r->redirects++;
     int idx = node_index(host, port);
-    node_t *n = idx < 0 ? NULL : node_for(nodes[idx], r->proto);
+    node_t *n = idx < 0 ? NULL : node_for(nodes[idx], r->proto, r->ident);
     if (!n) {
         reply_to(r, err, len);
         return;
@@ -1475,6 +1572,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--cert")) cert = v;
         else if (!strcmp(a, "--key")) key = v;
         else if (!strcmp(a, "--backend-user")) backend_user = (char *)v;
+        else if (!strcmp(a, "--client-logins")) clients_log_in = !strcmp(v, "yes");
         else die("unknown option %s", a);
         i++;
     }

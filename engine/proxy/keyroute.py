@@ -134,7 +134,8 @@ def command_table(commands: RespReply) -> str:
 @dataclass(frozen=True)
 class KeyRouteConfig:
     """One endpoint: where it listens (`readers`: addresses that send reads to replicas), the
-    cluster nodes it may start from, TLS files for clients, and who it is on the nodes."""
+    cluster nodes it may start from, TLS files for clients, and who it is on the nodes (for the
+    slot map; and for clients' commands unless `client_logins`)."""
 
     listen: Sequence[tuple[str, int]]
     seeds: Sequence[tuple[str, int]]
@@ -143,6 +144,9 @@ class KeyRouteConfig:
     key_file: Path | None = None
     username: str | None = None
     password: str | None = None
+    # Clients log in (a user group): their commands go over connections logged in as they are, so
+    # the nodes' ACLs judge them; connections of clients not logged in carry no login of ours.
+    client_logins: bool = False
 
 
 class KeyRoute:
@@ -175,6 +179,8 @@ class KeyRoute:
             args += ["--seed", f"{host}:{port}"]
         args += [a for host, port in cfg.listen for a in ("--listen", f"{host}:{port}")]
         args += [a for host, port in cfg.readers for a in ("--listen", f"{host}:{port}/reader")]
+        if cfg.client_logins:
+            args += ["--client-logins", "yes"]
         if cfg.cert_file is not None and cfg.key_file is not None:
             args += ["--cert", str(cfg.cert_file), "--key", str(cfg.key_file)]
         env = dict(os.environ)

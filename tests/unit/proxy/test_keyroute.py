@@ -320,6 +320,38 @@ def test_a_node_that_goes_away_gives_retryable_errors_then_is_served_again(endpo
     eventually(_settled, 20, 0.05, "the cluster ok again")
 
 
+def test_clients_logged_in_are_judged_by_the_nodes_acls(endpoint: redis.Redis, cluster: Cluster) -> None:
+    for ip in (*PRIMARIES, *REPLICAS):
+        _client(ip).execute_command("ACL", "SETUSER", "app", "reset", "on", ">app-password-1234", "~app:*",
+                                    "+get", "+set", "+ping", "+hello", "+auth", "+cluster")
+    try:
+        for protocol in (2, 3):  # AUTH, and HELLO 3 AUTH (redis-py's way with RESP3)
+            app = redis.Redis(*ENDPOINT, username="app", password="app-password-1234", protocol=protocol,
+                              socket_timeout=5, decode_responses=True)
+            keys = [f"app:{i}" for i in range(30)]  # every shard
+            for key in keys:
+                assert app.set(key, "1")
+            assert [app.get(k) for k in keys] == ["1"] * 30
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                app.set("other:1", "x")
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                app.delete("app:1")
+            app.close()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(*ENDPOINT, username="app", password="wrong-password-000", socket_timeout=5).ping()
+        # A refused login logs the connection out again (as on a node: it stays what it was).
+        with socket.create_connection(ENDPOINT, timeout=5) as raw:
+            raw.sendall(b"AUTH app wrong-password-000\r\nSET other:2 y\r\n")
+            answer = b""
+            while answer.count(b"\r\n") < 2:
+                answer += raw.recv(4096)
+            assert answer.startswith(b"-WRONGPASS") and answer.endswith(b"+OK\r\n"), answer
+        assert endpoint.set("other:1", "x")  # a client not logged in is the nodes' default user
+    finally:
+        for ip in (*PRIMARIES, *REPLICAS):
+            _client(ip).execute_command("ACL", "DELUSER", "app")
+
+
 def test_stop_ends_the_process(cluster: Cluster, binary: Path, tmp_path: Path) -> None:
     proxy = KeyRoute(binary, tmp_path / "route", KeyRouteConfig(listen=[("127.0.202.12", 6379)],
                                                                 seeds=[(PRIMARIES[0], PORT)]))
