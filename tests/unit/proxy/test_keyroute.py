@@ -365,6 +365,16 @@ def test_stop_ends_the_process(cluster: Cluster, binary: Path, tmp_path: Path) -
     assert proxy.pid is None
 
 
+def test_the_source_compiles_without_a_warning() -> None:
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        missing("no C compiler (apt-get install gcc libssl-dev)")
+    source = Path(__file__).resolve().parents[3] / "engine" / "proxy" / "keyroute.c"
+    done = subprocess.run([compiler, "-Wall", "-Wextra", "-Werror", "-fsyntax-only", str(source)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 def test_command_table_comes_from_the_key_specs() -> None:
     def spec(begin: list[object], find: list[object]) -> list[object]:
         return [b"flags", [], b"begin_search", begin, b"find_keys", find]
