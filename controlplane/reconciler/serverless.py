@@ -115,6 +115,7 @@ class ServerlessReconciler:
                                 cert_file=Path(tls.cert_file), key_file=Path(tls.key_file))
         try:
             routes.ensure(route_name(rec), config)
+            routes.limit(route_name(rec), rec.spec.limits.ecpu_max)  # AWS throttles past it
         except (ProxyError, OSError) as exc:
             raise Requeue(f"keyroute did not start: {exc}", delay=WAIT) from exc
 

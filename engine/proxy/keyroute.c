@@ -27,6 +27,7 @@
  *                 [--cert FILE --key FILE] [--backend-user USER] (password: env KEYROUTE_PASSWORD)
  *                 [--client-logins yes] (clients' AUTH / HELLO AUTH: their commands go over
  *                 connections logged in as they are, so the nodes' ACLs judge every command)
+ *                 [--ecpu-file FILE] (the ECPU/s limit, read again on SIGHUP; see admit())
  * Prints "ready" on stdout once every listener is bound and the slot map is known.
  */
 #define _GNU_SOURCE
@@ -496,6 +497,8 @@ struct client {
     int want_write; /* TLS needs the socket writable to go on */
     int proto;      /* 2 until the client says HELLO 3 */
     int ident;      /* its login (intern_ident), 0 until it logs in */
+    int throttled;  /* its unread requests wait for ECPU tokens (on the throttled list) */
+    client_t *next_throttled;
     client_t *next_dirty;
     struct tag_s *tag; /* what epoll hands back for this client */
     uint32_t events;   /* what epoll watches for now: changed only when it must (a syscall) */
@@ -1324,6 +1327,83 @@ static void handle_request(client_t *c, const char *bytes, size_t len, const arg
     if (dispatch(r, slot) < 0) reply_to(r, "-CLUSTERDOWN no node serves this key's slot\r\n", 45);
 }
 
+/* ---- ECPU throttling ---------------------------------------------------------------------- */
+/* AWS's serverless limit ECPUPerSecond: past it, requests are throttled (held, not refused). A
+ * request costs 1 ECPU per KB it carries (at least 1), a reply 1 per KB more; the bucket holds
+ * one second of them. The limit is read from --ecpu-file at start and on SIGHUP (0: none). */
+static const char *ecpu_file;
+static double ecpu_rate, ecpu_tokens;
+static long long ecpu_refilled_ms;
+static unsigned long long throttled_cmds;
+static client_t *throttled_clients;
+
+static void load_ecpu(void) {
+    if (!ecpu_file) return;
+    FILE *f = fopen(ecpu_file, "r");
+    double rate = 0;
+    if (f) {
+        if (fscanf(f, "%lf", &rate) != 1) rate = 0;
+        fclose(f);
+    }
+    ecpu_rate = rate > 0 ? rate : 0;
+    if (ecpu_tokens > ecpu_rate) ecpu_tokens = ecpu_rate;
+}
+
+static void refill_ecpu(long long now) {
+    if (ecpu_rate <= 0) return;
+    ecpu_tokens += ecpu_rate * (double)(now - ecpu_refilled_ms) / 1000.0;
+    if (ecpu_tokens > ecpu_rate) ecpu_tokens = ecpu_rate;
+    ecpu_refilled_ms = now;
+}
+
+static int admit(size_t bytes) {
+    if (ecpu_rate <= 0) return 1;
+    if (ecpu_tokens < 1) return 0;
+    ecpu_tokens -= 1 + (double)(bytes / 1024);
+    return 1;
+}
+
+static void charge_reply(size_t bytes) {
+    if (ecpu_rate > 0 && bytes >= 1024) ecpu_tokens -= (double)(bytes / 1024);
+}
+
+static void client_parse(client_t *c) {
+    while (buf_unread(&c->in) && c->closing == 0) {
+        const char *p = c->in.data + c->in.off;
+        long l = parse_request(p, buf_unread(&c->in), &scratch);
+        if (l == 0) break;
+        if (l < 0) {
+            local_error(c, "ERR Protocol error");
+            c->closing = 1;
+            break;
+        }
+        if (!admit((size_t)l)) {
+            throttled_cmds++;
+            if (!c->throttled) {
+                c->throttled = 1;
+                c->next_throttled = throttled_clients;
+                throttled_clients = c;
+            }
+            break;
+        }
+        handle_request(c, p, (size_t)l, &scratch);
+        c->in.off += (size_t)l;
+    }
+}
+
+/* Clients whose requests waited for tokens go on, as far as the tokens reach. */
+static void resume_throttled(void) {
+    client_t *list = throttled_clients;
+    throttled_clients = NULL;
+    while (list) {
+        client_t *c = list;
+        list = c->next_throttled;
+        c->throttled = 0;
+        client_parse(c);
+        mark_dirty(c);
+    }
+}
+
 static void client_read(client_t *c) {
     for (;;) {
         buf_reserve(&c->in, READ_CHUNK);
@@ -1353,18 +1433,7 @@ static void client_read(client_t *c) {
         c->in.len += (size_t)got;
         if (!c->ssl && (size_t)got < READ_CHUNK) break; /* TLS: read until OpenSSL holds nothing */
     }
-    while (buf_unread(&c->in) && c->closing == 0) {
-        const char *p = c->in.data + c->in.off;
-        long l = parse_request(p, buf_unread(&c->in), &scratch);
-        if (l == 0) break;
-        if (l < 0) {
-            local_error(c, "ERR Protocol error");
-            c->closing = 1;
-            break;
-        }
-        handle_request(c, p, (size_t)l, &scratch);
-        c->in.off += (size_t)l;
-    }
+    if (!c->throttled) client_parse(c); /* a throttled client's turn comes with the tokens */
 }
 
 static int client_flush(client_t *c) {
@@ -1410,6 +1479,11 @@ static void client_update_events(client_t *c, int pending) {
 /* ---- client bookkeeping ------------------------------------------------------------------- */
 
 static void client_close(client_t *c) {
+    if (c->throttled) {
+        client_t **pp = &throttled_clients;
+        while (*pp && *pp != c) pp = &(*pp)->next_throttled;
+        if (*pp) *pp = c->next_throttled;
+    }
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     if (c->ssl) SSL_free(c->ssl);
     close(c->fd);
@@ -1531,6 +1605,7 @@ static void node_read(node_t *n) {
         } else if (!r->client && !r->parent) {
             request_free(r);
         } else {
+            charge_reply((size_t)l);
             reply_to(r, p, (size_t)l);
         }
     }
@@ -1573,6 +1648,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--key")) key = v;
         else if (!strcmp(a, "--backend-user")) backend_user = (char *)v;
         else if (!strcmp(a, "--client-logins")) clients_log_in = !strcmp(v, "yes");
+        else if (!strcmp(a, "--ecpu-file")) ecpu_file = v;
         else die("unknown option %s", a);
         i++;
     }
@@ -1584,6 +1660,9 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     load_table(commands);
+    load_ecpu();
+    ecpu_tokens = ecpu_rate;
+    ecpu_refilled_ms = now_ms();
     if (cert || key) {
         if (!cert || !key) die("--cert and --key go together");
         tls = SSL_CTX_new(TLS_server_method());
@@ -1615,10 +1694,13 @@ int main(int argc, char **argv) {
         if (hup) {
             hup = 0;
             need_refresh = 1;
+            load_ecpu();
         }
         long long now = now_ms();
         if ((need_refresh && now - last_refresh >= 100) || now - last_refresh >= REFRESH_EVERY_MS) refresh_slots();
-        int n = epoll_wait(epfd, events, 256, 100);
+        refill_ecpu(now);
+        if (throttled_clients && ecpu_tokens >= 1) resume_throttled();
+        int n = epoll_wait(epfd, events, 256, throttled_clients ? 1 : 100);
         for (int i = 0; i < n; i++) {
             tag_t *t = events[i].data.ptr;
             if (t->tag == TAG_LISTENER) {
@@ -1692,5 +1774,6 @@ int main(int argc, char **argv) {
             client_update_events(c, pending);
         }
     }
+    if (throttled_cmds) warn("%llu commands waited for ECPU tokens", throttled_cmds);
     return 0;
 }

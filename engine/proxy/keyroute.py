@@ -158,6 +158,7 @@ class KeyRoute:
         self._config = config
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        self._ecpu: int | None = None
 
     @property
     def _pid_file(self) -> Path:
@@ -174,7 +175,8 @@ class KeyRoute:
         reach = Reach(seed[0], seed[1], username=cfg.username, password=cfg.password)
         table = self._workdir / "commands"
         write_private(table, command_table(execute(reach, "COMMAND", timeout=5.0)))
-        args = [str(self._binary), "--commands", str(table)]
+        write_private(self._ecpu_file, str(self._ecpu or 0))
+        args = [str(self._binary), "--commands", str(table), "--ecpu-file", str(self._ecpu_file)]
         for host, port in cfg.seeds:
             args += ["--seed", f"{host}:{port}"]
         args += [a for host, port in cfg.listen for a in ("--listen", f"{host}:{port}")]
@@ -199,6 +201,18 @@ class KeyRoute:
             if line != b"ready\n":
                 self._kill()
                 raise ProxyError(f"keyroute did not start: {self.log_tail()}")
+
+    @property
+    def _ecpu_file(self) -> Path:
+        return self._workdir / "ecpu"
+
+    def limit(self, ecpu_per_second: int | None) -> None:
+        """Throttle past `ecpu_per_second` (None: no limit), from now on, connections kept."""
+        if ecpu_per_second == self._ecpu:
+            return
+        self._ecpu = ecpu_per_second
+        write_private(self._ecpu_file, str(ecpu_per_second or 0))
+        self.refresh()
 
     def refresh(self) -> None:
         """Read the slot map again now (after a failover or resharding the control plane made)."""
@@ -291,6 +305,12 @@ class KeyRoutes:
             found = self._routes.get(name)
         if found is not None:
             found[1].refresh()
+
+    def limit(self, name: str, ecpu_per_second: int | None) -> None:
+        with self._lock:
+            found = self._routes.get(name)
+        if found is not None:
+            found[1].limit(ecpu_per_second)
 
     def stop(self, name: str) -> None:
         with self._lock:

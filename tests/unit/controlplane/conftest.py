@@ -70,11 +70,15 @@ class FakeKeyRoutes:
 
     def __init__(self) -> None:
         self.routes: dict[str, KeyRouteConfig] = {}
+        self.limits: dict[str, int | None] = {}
 
     def ensure(self, name: str, config: KeyRouteConfig) -> None:
         self.routes[name] = config
 
     def refresh(self, name: str) -> None: ...
+
+    def limit(self, name: str, ecpu_per_second: int | None) -> None:
+        self.limits[name] = ecpu_per_second
 
     def stop(self, name: str) -> None:
         self.routes.pop(name, None)

@@ -105,6 +105,11 @@ def test_the_shards_are_a_hidden_cluster_and_keyroute_serves_the_endpoint(world:
     (config,) = world.key_routes.routes.values()
     assert config.listen == [(endpoint["Address"], 6379)] and config.readers == [(endpoint["Address"], 6380)]
     assert len(config.seeds) == 2 and config.cert_file is not None  # a primary and a replica; TLS always
+    assert list(world.key_routes.limits.values()) == [None]  # no ECPU limit asked
+    world.call("ModifyServerlessCache", ServerlessCacheName="shop",
+               CacheUsageLimits={"ECPUPerSecond": {"Maximum": 5000}})
+    _available(world, "shop")
+    assert list(world.key_routes.limits.values()) == [5000]  # keyroute throttles past it
     assert "Serverless cache shop is available" in [
         e["Message"] for e in world.call("DescribeEvents", SourceType="serverless-cache")["Events"]]
     world.call("DeleteServerlessCache", ServerlessCacheName="shop")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -350,6 +351,30 @@ def test_clients_logged_in_are_judged_by_the_nodes_acls(endpoint: redis.Redis, c
     finally:
         for ip in (*PRIMARIES, *REPLICAS):
             _client(ip).execute_command("ACL", "DELUSER", "app")
+
+
+def test_past_the_ecpu_limit_requests_wait_and_none_is_refused(route: KeyRoute) -> None:
+    client = redis.Redis(*ENDPOINT, socket_timeout=10)
+    try:
+        route.limit(1000)  # 1,000 requests of under 1 KB a second; the bucket starts full
+        client.ping()
+        started = time.monotonic()
+        pipe = client.pipeline(transaction=False)
+        for i in range(2500):
+            pipe.set(f"ecpu:{i}", "x")
+        assert all(pipe.execute())  # throttled: held back, none refused
+        took = time.monotonic() - started
+        assert took >= 1.2, f"2,500 requests at 1,000 ECPU/s took {took:.2f} s"
+        route.limit(None)  # the limit lifted on the same connections
+        started = time.monotonic()
+        pipe = client.pipeline(transaction=False)
+        for i in range(2500):
+            pipe.get(f"ecpu:{i}")
+        assert pipe.execute() == [b"x"] * 2500
+        assert time.monotonic() - started < 1.0
+    finally:
+        route.limit(None)
+        client.close()
 
 
 def test_stop_ends_the_process(cluster: Cluster, binary: Path, tmp_path: Path) -> None:
