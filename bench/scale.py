@@ -43,6 +43,9 @@ class Roomy(Ours):
 
     networks = ("127.0.132.0/22", "127.0.136.0/22")
 
+    def settings(self) -> dict[str, str]:
+        return {"ELASTICACHE_LOCAL_NODE_QUOTA": "600"}  # AWS's default quota is 300 nodes
+
 
 def _pid(server: Ours) -> int:
     assert server.proc is not None
