@@ -15,7 +15,20 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import dashboard, describe, docker, failover, global_lag, iam, keyroute, lifecycle, metrics, snapshots, tls
+from bench import (
+    dashboard,
+    describe,
+    docker,
+    failover,
+    global_lag,
+    iam,
+    keyroute,
+    lifecycle,
+    metrics,
+    scale,
+    snapshots,
+    tls,
+)
 from bench.lab import Lab
 from bench.report import Table
 
@@ -39,6 +52,7 @@ BENCHMARKS: dict[str, Callable[[Lab], list[Table]]] = {
     "keyroute": keyroute.run,
     "lifecycle": lifecycle.run,
     "metrics": metrics.run,
+    "scale": scale.run,
     "snapshots": snapshots.run,
     "tls": tls.run,
 }

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # Standalone cache clusters (nothing fails over): probed less often; a crash is seen at once anyway.
     standalone_health_interval: float = Field(default=1.0, gt=0)
     resync_interval: float = Field(default=2.0, gt=0)
+    # Cache nodes per account and region: AWS's default quota, raised there on request (the
+    # scale benchmark runs 500 nodes on one machine).
+    node_quota: int = Field(default=300, ge=1)
     # `clock advance` stops at every window start on its way; at each it waits at most this many
     # seconds for the control loop to go idle (a backup to finish, say) before moving on.
     advance_step_timeout: float = Field(default=120.0, gt=0)

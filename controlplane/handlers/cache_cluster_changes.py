@@ -17,7 +17,6 @@ from controlplane.model.errors import (
 from controlplane.state.records import CacheCluster, CacheClusterSpec
 
 MAX_MEMCACHED_NODES = 40  # AWS's default per-cluster quota
-MAX_NODES_PER_REGION = 300  # AWS's default per-account, per-region quota
 
 
 def check_node_quota(ctx: RequestContext, adding: int) -> None:
@@ -25,9 +24,10 @@ def check_node_quota(ctx: RequestContext, adding: int) -> None:
         max(r.target().num_nodes, len(r.status.nodes))
         for r in ctx.services.store.records(CacheCluster, ctx.account, ctx.region)
     )
-    if used + adding > MAX_NODES_PER_REGION:
+    quota = ctx.services.settings.node_quota  # AWS's default: 300
+    if used + adding > quota:
         raise NodeQuotaForCustomerExceededFault(
-            f"This request would exceed the {MAX_NODES_PER_REGION} cache nodes allowed per region.")
+            f"This request would exceed the {quota} cache nodes allowed per region.")
 
 
 def modify_cache_cluster(ctx: RequestContext, params: m.ModifyCacheClusterMessage) -> m.ModifyCacheClusterResult:

@@ -27,6 +27,8 @@ from engine import NodeRuntime, ProbeResult
 
 log = logging.getLogger("elasticache_local.health")
 
+PROBE_WORKERS = 8  # probes of one round run in this many threads (a frozen node holds up one)
+
 # Told of a change: the node's runtime name, its owner, healthy, and its role (None: not known).
 HealthListener = Callable[[str, ResourceKey, bool, "str | None"], None]
 
@@ -177,7 +179,12 @@ class HealthMonitor:
         # A node that answers was alive when the probe was sent: stamping the answer's arrival
         # instead would delay detection by a slow round's length.
         if self._pool is not None and len(names) > 1:
-            results = list(self._pool.map(lambda n: (n, self._runtime.probe(n, timeout)), names))
+            # One task per worker, each probing its share in turn, not one task per node: with
+            # kept connections a probe costs less than handing it to a thread. A frozen node
+            # holds up its share of the round by one timeout, as it held up the round before.
+            shares = [names[i::PROBE_WORKERS] for i in range(min(PROBE_WORKERS, len(names)))]
+            results = [r for share in self._pool.map(lambda ns: [(n, self._runtime.probe(n, timeout)) for n in ns],
+                                                     shares) for r in share]
         else:
             results = [(n, self._runtime.probe(n, timeout)) for n in names]
         now = self._now()
@@ -243,7 +250,7 @@ class HealthMonitor:
             wait = max(0.0, self.interval - (last - now))
 
     def start(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe")
+        self._pool = ThreadPoolExecutor(max_workers=PROBE_WORKERS, thread_name_prefix="probe")
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)
         self._thread.start()
 

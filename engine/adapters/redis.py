@@ -355,3 +355,9 @@ class RedisAdapter:
 
     def stats(self, reach: Reach, timeout: float) -> dict[str, str]:
         return info(reach, timeout)
+
+
+# The probes on kept connections (redis_probes.py) speak RESP and word failures the same way.
+RespReader = _Reader
+encode_command = _encode
+describe_error = _describe

@@ -15,6 +15,7 @@ from pathlib import Path
 from engine.access import Reach, TlsContexts, has_acl, reach_of
 from engine.adapters import adapter_for
 from engine.adapters import redis as redis_adapter
+from engine.adapters.redis_probes import ProbeConnections
 from engine.adapters.redis_security import channels_known
 from engine.rdb import save_rdb
 from engine.runtime import base
@@ -50,6 +51,7 @@ class TcpNodeCommands(TcpClusterCommands):
 
     _stats: StatsReader
     _tls: TlsContexts
+    _probes: ProbeConnections  # redis/valkey probes on one kept connection per node
 
     def _reach(self, config: NodeConfig) -> Reach:
         try:
@@ -61,6 +63,8 @@ class TcpNodeCommands(TcpClusterCommands):
     def _probe(self, config: NodeConfig, timeout: float) -> ProbeResult:
         """NodeRuntime.probe of a node at its configured address, as the engine reaches it."""
         try:
+            if config.engine in redis_adapter.RedisAdapter.engines:
+                return self._probes.probe(config.name, self._reach(config), timeout)
             return adapter_for(config.engine).probe(self._reach(config), timeout)
         except Exception as exc:  # never raises, by contract
             return ProbeResult(False, None, None, f"probe failed: {exc}", 0.0)

@@ -18,6 +18,7 @@ import docker.errors
 from engine.access import TlsContexts
 from engine.adapters.memcached import SASL_DIR
 from engine.adapters.redis import RedisAdapter, start_data
+from engine.adapters.redis_probes import ProbeConnections
 from engine.addresses import check_bindable
 from engine.runtime.base import (
     NODE_NAME,
@@ -107,6 +108,7 @@ class DockerRuntime(TcpNodeCommands):
         self._configs: dict[str, NodeConfig] = {}
         self._closed = False
         self._stats = StatsReader()
+        self._probes = ProbeConnections()
         self._tls = TlsContexts()
         self._images.refresh()
 
@@ -241,6 +243,7 @@ class DockerRuntime(TcpNodeCommands):
             return
         self._closed = True
         self._events.close()
+        self._probes.close()
         for api in (self._api, self._events_api):
             with contextlib.suppress(Exception):
                 api.close()

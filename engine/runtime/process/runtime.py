@@ -24,6 +24,7 @@ from engine.adapters import adapter_for
 from engine.adapters import memcached as memcached_adapter
 from engine.adapters import redis as redis_adapter
 from engine.adapters.base import LOG_FILE, PID_FILE
+from engine.adapters.redis_probes import ProbeConnections
 from engine.addresses import check_bindable
 from engine.files import PRIVATE_UMASK, open_private, private_dir
 from engine.runtime.base import (
@@ -103,6 +104,7 @@ class ProcessRuntime(TcpNodeCommands):
         self._ready = ReadinessReports(self._closing)
         self._trash = Trash(self._dir)
         self._stats = StatsReader()
+        self._probes = ProbeConnections()
         self._tls = TlsContexts()
         self._tls_capable: dict[Path, bool] = {}
         # TLS mode preferred, IAM users: the fronts on the nodes' ports (HAProxy's files under _fronts).
@@ -230,6 +232,7 @@ class ProcessRuntime(TcpNodeCommands):
             self._ready.release()
         self._trash.close()
         self._frontends.close()
+        self._probes.close()
         for node in nodes:
             if node.proc is not None and node.proc.returncode is None:
                 # Running on is intended, not a leak: without this, Popen.__del__ warns
