@@ -15,7 +15,19 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import dashboard, describe, docker, failover, global_lag, iam, lifecycle, metrics, snapshots, tls
+from bench import (
+    cluster_failover,
+    dashboard,
+    describe,
+    docker,
+    failover,
+    global_lag,
+    iam,
+    lifecycle,
+    metrics,
+    snapshots,
+    tls,
+)
 from bench.lab import Lab
 from bench.report import Table
 
@@ -29,6 +41,7 @@ def _codec(lab: Lab) -> list[Table]:
 
 
 BENCHMARKS: dict[str, Callable[[Lab], list[Table]]] = {
+    "cluster_failover": cluster_failover.run,
     "codec": _codec,
     "dashboard": dashboard.run,
     "describe": describe.run,
