@@ -125,7 +125,8 @@ def _all_ok(addresses: list[tuple[str, int]], nodes: int) -> bool:
                 if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != nodes:
                     return False
                 listed = node.execute_command("CLUSTER NODES")
-                if any("fail" in n["flags"] for n in listed.values()):
+                # whole flags: `nofailover` is not a failure
+                if any({"fail", "fail?"} & set(n["flags"].split(",")) for n in listed.values()):
                     return False
         except (redis.RedisError, OSError):
             return False
