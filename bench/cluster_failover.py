@@ -175,7 +175,9 @@ class BareCluster:
         data = self.dir / host
         data.mkdir(exist_ok=True)
         conf = [*NODE_SETTINGS, f"bind {host}", f"port {PORT}", f"dir {data}", "cluster-enabled yes",
-                "cluster-config-file nodes.conf", f"cluster-node-timeout {NODE_TIMEOUT_MS}"]
+                "cluster-config-file nodes.conf", f"cluster-node-timeout {NODE_TIMEOUT_MS}",
+                # Its bus connections leave from 127.0.0.1: without this, peers would record that.
+                f"cluster-announce-ip {host}"]
         (data / "redis.conf").write_text("\n".join(conf) + "\n")
         with open(data / "log", "ab") as out:
             self.procs[host] = subprocess.Popen([REDIS, str(data / "redis.conf")], stdout=out, stderr=subprocess.STDOUT,
