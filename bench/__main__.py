@@ -16,6 +16,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from bench import (
+    cluster_failover,
     dashboard,
     describe,
     docker,
@@ -42,6 +43,7 @@ def _codec(lab: Lab) -> list[Table]:
 
 
 BENCHMARKS: dict[str, Callable[[Lab], list[Table]]] = {
+    "cluster_failover": cluster_failover.run,
     "codec": _codec,
     "dashboard": dashboard.run,
     "describe": describe.run,

@@ -66,17 +66,17 @@ def group_for_cache(ctx: RequestContext, engine: str, version: str, requested: s
 
 
 def group_on_modify(ctx: RequestContext, engine: str, current: str, version_now: str, version_new: str,
-                    requested: str | None) -> str | None:
+                    requested: str | None, cluster_mode: bool = False) -> str | None:
     """The group after a Modify: the one named (of the new version's family); else, when the new
     engine version is of another family, that family's default in place of a default group (a
     custom group must be replaced by name). None: unchanged."""
     if requested:
-        return group_for_cache(ctx, engine, version_new, requested)
+        return group_for_cache(ctx, engine, version_new, requested, cluster_mode)
     old_family, new_family = catalog.family_of(engine, version_now), catalog.family_of(engine, version_new)
     if old_family == new_family:
         return None
     if current.startswith(DEFAULT_PREFIX):
-        return group_for_cache(ctx, engine, version_new, None)
+        return group_for_cache(ctx, engine, version_new, None, cluster_mode)
     raise v.combination(f"Engine version {version_new} is of parameter group family {new_family}: name a parameter "
                         f"group of that family (CacheParameterGroupName) to replace {current}, of family "
                         f"{old_family}.")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from controlplane.handlers import cluster_replicas
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import RequestContext
 from controlplane.handlers.lookup import (
     bump_generation,
     get_group,
     group_shape,
-    refuse_cluster_mode,
     request_delete,
     require_available,
 )
@@ -33,6 +33,9 @@ NODE_GROUP = "0001"  # the one node group of a group with cluster mode disabled
 
 def increase_replica_count(ctx: RequestContext, params: m.IncreaseReplicaCountMessage) -> m.IncreaseReplicaCountResult:
     rg, members, new_count = _replica_count_change(ctx, params, removing=False)
+    if rg.cluster_enabled:
+        cluster_replicas.increase(ctx, rg, members, cluster_replicas.shard_changes(rg, params, members, []))
+        return _changed(ctx, rg)
     current = len(members) - 1
     if new_count <= current:
         raise v.invalid(f"NewReplicaCount ({new_count}) must be greater than the current replica count ({current}).")
@@ -48,6 +51,10 @@ def increase_replica_count(ctx: RequestContext, params: m.IncreaseReplicaCountMe
 def decrease_replica_count(ctx: RequestContext, params: m.DecreaseReplicaCountMessage) -> m.DecreaseReplicaCountResult:
     to_remove = [r.lower() for r in params.get("ReplicasToRemove", [])]
     rg, members, new_count = _replica_count_change(ctx, params, removing=bool(to_remove))
+    if rg.cluster_enabled:
+        changes = cluster_replicas.shard_changes(rg, params, members, to_remove)
+        cluster_replicas.decrease(ctx, rg, members, changes, to_remove)
+        return _changed(ctx, rg)
     current = len(members) - 1
     ids = {c.id for c in members}
     for member_id in to_remove:
@@ -77,11 +84,12 @@ def _replica_count_change(ctx: RequestContext, params: m.IncreaseReplicaCountMes
                           removing: bool) -> tuple[ReplicationGroup, list[CacheCluster], int]:
     """The group, its members, and the replica count asked for (-1: as many as ReplicasToRemove leaves)."""
     rg = get_group(ctx, params["ReplicationGroupId"])
-    refuse_cluster_mode(rg, "Changing the replica count")
     if not params.get("ApplyImmediately"):
         raise v.invalid("ApplyImmediately=false is not supported: replica counts change immediately.")
     require_available(rg)
     members = members_of(ctx.services.store, rg)
+    if rg.cluster_enabled:  # per node group: cluster_replicas.py
+        return rg, members, -1
     new_count = params.get("NewReplicaCount")
     shards = params.get("ReplicaConfiguration", [])
     if shards:

@@ -52,8 +52,9 @@ _AUTOMATIC_FAILOVER_NEEDS_TWO = ("When using automatic failover, there must be a
                                  "replication group.")
 
 
-# What a group with cluster mode enabled cannot change yet (its nodes would have to roll shard by shard).
-_NODE_CHANGES = ("CacheNodeType", "EngineVersion", "AutomaticFailoverEnabled", "MultiAZEnabled", "PrimaryClusterId",
+# What a group with cluster mode enabled cannot change yet (node type and engine version roll shard
+# by shard: reconciler/replication_groups/cluster_shards.py).
+_NODE_CHANGES = ("AutomaticFailoverEnabled", "MultiAZEnabled", "PrimaryClusterId",
                  "TransitEncryptionEnabled", "TransitEncryptionMode", "AuthToken", "UserGroupIdsToAdd",
                  "UserGroupIdsToRemove", "RemoveUserGroups", "SnapshottingClusterId")
 
@@ -256,7 +257,7 @@ def modify_replication_group(ctx: RequestContext,
     spec.parameter_group = parameter_groups.group_on_modify(
         ctx, spec.engine, spec.parameter_group, rg.target().engine_version,
         params.get("EngineVersion") or rg.target().engine_version,
-        params.get("CacheParameterGroupName")) or spec.parameter_group
+        params.get("CacheParameterGroupName"), cluster_mode=rg.cluster_enabled) or spec.parameter_group
     # Node type and engine version restart every node (replicas first, the primary after a
     # switchover): at once with ApplyImmediately, else in the maintenance window.
     nodes = NodeChanges.start(spec, bool(params.get("ApplyImmediately")))

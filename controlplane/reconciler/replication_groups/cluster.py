@@ -19,6 +19,7 @@ from controlplane.reconciler.errors import Requeue, TemporaryError
 from controlplane.reconciler.infra import build_node_config, endpoint_name
 from controlplane.reconciler.nodes import POLL, PROBE_TIMEOUT
 from controlplane.reconciler.replication_groups.cluster_failover import ClusterFailover
+from controlplane.reconciler.replication_groups.cluster_shards import ApplyPending, ClusterShards
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.members import Members, offset
 from controlplane.state.acl import node_acl
@@ -39,15 +40,19 @@ NODE_SETTINGS = {
 
 
 class ClusterGroups:
-    def __init__(self, ctx: GroupContext, members: Members, failover: ClusterFailover) -> None:
+    def __init__(self, ctx: GroupContext, members: Members, failover: ClusterFailover,
+                 apply_pending: ApplyPending | None = None) -> None:
         self._ctx = ctx
         self._members = members
         self._failover = failover
+        self._shards = ClusterShards(ctx, self._start, apply_pending)  # replicas removed, rolling restarts
         self._forwarders: dict[str, tuple[str, int] | None] = {}  # as in endpoints.py: rebuilt per process
 
-    def reconcile(self, rg: ReplicationGroup, members: list[CacheCluster], version: str) -> None:
+    def reconcile(self, rg: ReplicationGroup, members: list[CacheCluster], version: str,
+                  updating: bool = False) -> None:
         rg = self._config_endpoint(rg, version)
         rg = self._first_primaries(rg, members)
+        rg, members = self._shards.remove(rg, members)
         members = self._members.plan(rg, members)
         rg = self._failover.run(rg, members)
         members = self._ctx.members(rg)
@@ -55,12 +60,15 @@ class ClusterGroups:
         if starting:
             raise Requeue(f"members {', '.join(starting)} are starting", delay=POLL)
         views = self._views(rg, members)
+        rg = self._shards.adopt(rg, views)
         if self._form(rg, members, views):
             views = self._views(rg, members)
         rg = self._place_config(rg, members)
         problem = consistency(rg, members, views) or self._unsynced(rg, members)
         if problem is not None:
             raise Requeue(f"cluster not settled: {problem}", delay=POLL)
+        if self._shards.roll(rg, members, version, updating):
+            raise Requeue("rolling the nodes to the group's node type and engine version", delay=0.0)
         self._settle(rg, members)
 
     def remove(self, rg: ReplicationGroup) -> None:
@@ -163,9 +171,11 @@ class ClusterGroups:
             result = ctx.infra.runtime.probe(name, PROBE_TIMEOUT)
             if not result.ok:
                 return False
-            was = m.status.nodes[0].status
+            was, planned = m.status.nodes[0].status, m.status.nodes[0].planned
             current[0] = replaced(current[0], ctx.set_member_node(m, "available", version=result.version))
-            if was == "rebooting":
+            if planned is not None:
+                self._members.restarted(rg, current[0], m.id, planned)
+            elif was == "rebooting":
                 ctx.emit(CC, m.id, rg, f"Finished recovery for cache nodes {NODE_ID}")
             return True
 

@@ -193,7 +193,7 @@ class Members:
             was, planned = m.status.nodes[0].status, m.status.nodes[0].planned
             current[0] = replaced(current[0], ctx.set_member_node(m, "available", version=result.version))
             if planned is not None:
-                self._replaced(rg, current[0], m.id, planned)
+                self.restarted(rg, current[0], m.id, planned)
             elif was == "rebooting":
                 ctx.emit(CC, m.id, rg, f"Finished recovery for cache nodes {NODE_ID}")
             return True
@@ -201,7 +201,7 @@ class Members:
         waiting = ctx.nodes.await_ready(list(by_name), ready)
         return current[0], [by_name[n] for n in waiting]
 
-    def _replaced(self, rg: ReplicationGroup, members: list[CacheCluster], member_id: str, planned: str) -> None:
+    def restarted(self, rg: ReplicationGroup, members: list[CacheCluster], member_id: str, planned: str) -> None:
         """A member restarted on purpose answers: AWS's texts (a reboot has its own), member by
         member as AWS writes them; the node type change's once every member has the new type."""
         if planned == texts.REBOOT:

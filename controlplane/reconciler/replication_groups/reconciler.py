@@ -68,7 +68,7 @@ class ReplicationGroupReconciler:
         self.migration = GroupMigration(self._ctx)
         self.cluster = ClusterGroups(self._ctx, self.members, ClusterFailover(
             self._ctx, self.endpoints, self.members, timeout=failover_timeout, cooldown=failover_cooldown,
-            observer=observer))
+            observer=observer), apply_pending=self.rollout.apply_pending)
 
     # ---- entry points -----------------------------------------------------------------
 
@@ -92,7 +92,7 @@ class ReplicationGroupReconciler:
             return  # the restore failed: nothing runs; only a delete helps
         version, updating = self._version(rg)
         if rg.cluster_enabled:
-            self.cluster.reconcile(rg, members, version)
+            self.cluster.reconcile(rg, members, version, updating)
             return
         rg = self.endpoints.add_endpoints(rg, members, version)
         rg = self._first_primary(rg, members)
