@@ -19,6 +19,7 @@ from controlplane.reconciler.errors import Requeue, TemporaryError
 from controlplane.reconciler.infra import build_node_config, endpoint_name
 from controlplane.reconciler.nodes import POLL, PROBE_TIMEOUT
 from controlplane.reconciler.replication_groups.cluster_failover import ClusterFailover
+from controlplane.reconciler.replication_groups.cluster_restore import ClusterLoad
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.members import Members, offset
 from controlplane.state.acl import node_acl
@@ -39,10 +40,11 @@ NODE_SETTINGS = {
 
 
 class ClusterGroups:
-    def __init__(self, ctx: GroupContext, members: Members, failover: ClusterFailover) -> None:
+    def __init__(self, ctx: GroupContext, members: Members, failover: ClusterFailover, load: ClusterLoad) -> None:
         self._ctx = ctx
         self._members = members
         self._failover = failover
+        self._load = load  # a group created from a snapshot: its keys, once the cluster is formed
         self._forwarders: dict[str, tuple[str, int] | None] = {}  # as in endpoints.py: rebuilt per process
 
     def reconcile(self, rg: ReplicationGroup, members: list[CacheCluster], version: str) -> None:
@@ -61,6 +63,7 @@ class ClusterGroups:
         problem = consistency(rg, members, views) or self._unsynced(rg, members)
         if problem is not None:
             raise Requeue(f"cluster not settled: {problem}", delay=POLL)
+        rg = self._load.run(rg, members, version)
         self._settle(rg, members)
 
     def remove(self, rg: ReplicationGroup) -> None:
