@@ -26,7 +26,17 @@ def _create(ec: Any, group_id: str, shards: int, replicas: int, **extra: Any) ->
     ec.create_replication_group(ReplicationGroupId=group_id, ReplicationGroupDescription="d", Engine="redis",
                                 CacheNodeType="cache.t3.micro", NumNodeGroups=shards,
                                 ReplicasPerNodeGroup=replicas, **extra)
-    ec.get_waiter("replication_group_available").wait(ReplicationGroupId=group_id, WaiterConfig=FAST)
+    def available() -> bool:
+        status = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"][0]["Status"]
+        assert status != "create-failed", _events(ec, group_id)
+        return bool(status == "available")
+
+    eventually(available, 180, 0.2, lambda: f"{group_id} available; events: {_events(ec, group_id)}")
+
+
+def _events(ec: Any, group_id: str) -> list[str]:
+    return [e["Message"] for e in ec.describe_events(SourceType="replication-group", SourceIdentifier=group_id,
+                                                     Duration=60)["Events"]]
 
 
 def _contents(client: RedisCluster) -> dict[str, tuple[bytes | None, int]]:
