@@ -12,16 +12,18 @@ already moved are replaced by the same ones."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from controlplane.reconciler.errors import TemporaryError
 from controlplane.reconciler.infra import build_node_config
+from controlplane.reconciler.nodes import PROBE_TIMEOUT
 from controlplane.reconciler.replication_groups.context import GroupContext
 from controlplane.reconciler.replication_groups.restore import GroupRestore
 from controlplane.reconciler.restores import RestoreFailed, Restores, owner
 from controlplane.state.acl import node_acl
 from controlplane.state.records import CacheCluster, ReplicationGroup, RestoreSource
-from engine import RuntimeError_
+from engine import NodeState, RuntimeError_
 
 LOAD_TIMEOUT = 120.0  # seconds a scratch node has to load its file and answer
 MOVE_TIMEOUT = 60.0  # seconds one MIGRATE batch may take
@@ -74,7 +76,7 @@ class ClusterLoad:
                 security=ctx.infra.node_security(node_acl(ctx.store, rg), [host]))
             try:
                 runtime.start(replace(config, seed=seed))
-                ready = runtime.wait_ready(name, LOAD_TIMEOUT)
+                ready = self._serves(name)
             except RuntimeError_ as exc:
                 runtime.remove(name)
                 raise TemporaryError(f"restore node: {exc}", delay=1.0) from exc
@@ -87,6 +89,21 @@ class ClusterLoad:
             raise TemporaryError(f"restoring file {index + 1}: {exc}", delay=1.0) from exc
         finally:
             runtime.remove(name)
+
+    def _serves(self, name: str) -> bool:
+        """Whether the scratch node serves (has loaded its file) before LOAD_TIMEOUT; False when it
+        exits first (a file it cannot load) or never answers. Only a probe proves it serves: the
+        runtime's readiness report is a pause where there is none (docker)."""
+        runtime = self._ctx.infra.runtime
+        deadline = time.monotonic() + LOAD_TIMEOUT
+        while time.monotonic() < deadline:
+            if runtime.probe(name, PROBE_TIMEOUT).ok:
+                return True
+            info = runtime.inspect(name)
+            if info is None or info.state is NodeState.EXITED:
+                return False
+            runtime.wait_ready(name, min(0.5, max(0.0, deadline - time.monotonic())))
+        return False
 
 
 def _part_owner(rg: ReplicationGroup, index: int) -> str:
