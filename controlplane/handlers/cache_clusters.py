@@ -91,6 +91,7 @@ def _new_spec(ctx: RequestContext, cluster_id: str, params: m.CreateCacheCluster
     subnet_group, preferred = _placed(ctx, params.get("CacheSubnetGroupName"), az_mode, preferred, cluster_id)
     restore = snapshots.restore_source(ctx, engine, version, params.get("SnapshotName"),
                                        list(params.get("SnapshotArns", [])))
+    snapshots.single_shard(restore)
     return CacheClusterSpec(
         restore=restore,
         engine=engine, engine_version=version, node_type=node_type, num_nodes=num_nodes, port=port,

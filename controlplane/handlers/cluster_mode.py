@@ -59,8 +59,7 @@ def layout(ctx: RequestContext, params: m.CreateReplicationGroupMessage) -> Layo
     if params.get("NumCacheClusters") is not None:
         raise v.combination("NumCacheClusters cannot be used with cluster mode enabled: use NumNodeGroups and "
                             "ReplicasPerNodeGroup.")
-    for name in ("PrimaryClusterId", "SnapshotName", "SnapshotArns", "TransitEncryptionEnabled", "AuthToken",
-                 "UserGroupIds", "SnapshotRetentionLimit"):
+    for name in ("PrimaryClusterId", "TransitEncryptionEnabled", "AuthToken", "UserGroupIds"):
         if params.get(name):
             raise v.unsupported(f"{name} with cluster mode enabled")
     count = count if count is not None else max(len(configs), 1)

@@ -77,6 +77,8 @@ def create_replication_group(ctx: RequestContext,
                                  inherited)
     if shards is not None:
         spec = cluster_mode.apply(ctx, spec, shards)
+    else:
+        snapshots.single_shard(spec.restore)
     spec.global_group = global_id
     if inherited is not None:
         spec.security = inherited.security
@@ -366,8 +368,8 @@ def delete_replication_group(ctx: RequestContext,
             "it (or delete the global replication group) first.")
     retain = bool(params.get("RetainPrimaryCluster"))
     final = params.get("FinalSnapshotIdentifier")
-    if retain or final:
-        refuse_cluster_mode(rg, "RetainPrimaryCluster or FinalSnapshotIdentifier")
+    if retain:
+        refuse_cluster_mode(rg, "RetainPrimaryCluster")
     if final:
         snapshots.final_snapshot(ctx, final, group_id=rg.id)
 

@@ -11,7 +11,7 @@ from typing import cast
 from controlplane.catalog import version_key
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
-from controlplane.handlers.lookup import get_cluster, get_group, refuse_cluster_mode
+from controlplane.handlers.lookup import get_cluster, get_group
 from controlplane.model import errors as e
 from controlplane.model import messages as m
 from controlplane.objectstore import ObjectStoreError, parse_s3_arn, valid_bucket
@@ -19,7 +19,7 @@ from controlplane.protocol.errors import ModelError
 from controlplane.state import shapes
 from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey, RestoreSource, Tag
-from controlplane.state.snapshots import Export, Snapshot, SnapshotSpec, cluster_config, group_config
+from controlplane.state.snapshots import Export, Snapshot, SnapshotSpec, cluster_config, replication_group_config
 from controlplane.state.snapshots import restoring_from as snapshots_restoring
 
 # AWS's quota: manual snapshots per node per rolling 24 hours.
@@ -90,11 +90,10 @@ def source_spec(ctx: RequestContext, *, cluster_id: str | None, group_id: str | 
         return SnapshotSpec(cache_cluster_id=cluster.id, config=cluster_config(cluster))
     assert group_id is not None
     group = get_group(ctx, group_id)
-    refuse_cluster_mode(group, "A snapshot")
     _check_source(group, deleting)
     _quota(ctx, group)
-    return SnapshotSpec(replication_group_id=group.id, config=group_config(group, members_of(ctx.services.store,
-                                                                                              group)))
+    config = replication_group_config(group, members_of(ctx.services.store, group))
+    return SnapshotSpec(replication_group_id=group.id, config=config)
 
 
 def _check_source(rec: CacheCluster | ReplicationGroup, deleting: bool) -> None:
@@ -277,7 +276,8 @@ HANDLERS: HandlerTable = {
 def restore_source(ctx: RequestContext, engine: str, version: str, name: str | None,
                    arns: list[str]) -> RestoreSource | None:
     """CreateCacheCluster/CreateReplicationGroup SnapshotName or SnapshotArns: what the first
-    primary starts with, checked now as AWS checks it (the data itself is checked when loaded)."""
+    primary starts with (several files: a cluster-mode group's shards, see single_shard), checked
+    now as AWS checks it (the data itself is checked when loaded)."""
     if name and arns:
         raise v.combination("Only one of SnapshotName and SnapshotArns may be given.")
     if name:
@@ -291,23 +291,36 @@ def restore_source(ctx: RequestContext, engine: str, version: str, name: str | N
                 snap.spec.config.engine_version)[:2]:
             raise v.combination(f"Snapshot {name} was taken on {engine} {snap.spec.config.engine_version}; it cannot "
                                 f"be restored into the older {version}.")
-        return RestoreSource(snapshot=snap.id, file=snap.status.file)
+        shards = [RestoreSource(snapshot=snap.id, file=n.file) for n in snap.status.nodes if n.file]
+        return RestoreSource(snapshot=snap.id, file=snap.status.file, shards=shards if len(shards) > 1 else [])
     if not arns:
         return None
-    if len(arns) > 1:
-        raise v.combination("elasticache-local restores a cache with one node group from one RDB file; "
-                            f"{len(arns)} SnapshotArns were given (several come with cluster mode, not supported yet).")
-    parsed = parse_s3_arn(arns[0])
+    parts = [_s3_part(ctx, arn) for arn in arns]
+    first = parts[0]
+    return RestoreSource(bucket=first.bucket, key=first.key, shards=parts if len(parts) > 1 else [])
+
+
+def _s3_part(ctx: RequestContext, arn: str) -> RestoreSource:
+    parsed = parse_s3_arn(arn)
     if parsed is None:
-        raise v.invalid(f"Invalid SnapshotArns: {arns[0]}. Expected arn:aws:s3:::bucket/key.rdb.")
+        raise v.invalid(f"Invalid SnapshotArns: {arn}. Expected arn:aws:s3:::bucket/key.rdb.")
     bucket, key = parsed
     try:
         found = ctx.services.objects.object_exists(bucket, key)
     except ObjectStoreError as exc:
-        raise v.invalid(f"The RDB file {arns[0]} cannot be read: {exc}") from exc
+        raise v.invalid(f"The RDB file {arn} cannot be read: {exc}") from exc
     if not found:
-        raise v.invalid(f"No RDB file was found at {arns[0]}.")
+        raise v.invalid(f"No RDB file was found at {arn}.")
     return RestoreSource(bucket=bucket, key=key)
+
+
+def single_shard(restore: RestoreSource | None) -> None:
+    """A cache without cluster mode starts from one RDB file: a backup of several shards (their
+    keys in slots of one keyspace) goes into a cluster-mode group, as AWS has it."""
+    if restore is not None and restore.shards:
+        what = f"snapshot {restore.snapshot} has" if restore.snapshot else "the SnapshotArns are"
+        raise v.combination(f"The {what} {len(restore.shards)} shards: it can be restored only into a replication "
+                            "group with cluster mode enabled.")
 
 
 def final_snapshot(ctx: RequestContext, name: str, *, cluster_id: str | None = None,

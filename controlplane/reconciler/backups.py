@@ -14,7 +14,13 @@ from datetime import datetime, timedelta
 from controlplane.clock import Clock
 from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
-from controlplane.state.snapshots import Snapshot, SnapshotSpec, cluster_config, group_config, restoring_from
+from controlplane.state.snapshots import (
+    Snapshot,
+    SnapshotSpec,
+    cluster_config,
+    replication_group_config,
+    restoring_from,
+)
 from controlplane.state.store import Store
 from controlplane.windows import window_start
 
@@ -50,7 +56,7 @@ class Backups:
     def _take(self, source: Source, now: datetime) -> None:
         if isinstance(source, ReplicationGroup):
             spec = SnapshotSpec(source="automated", replication_group_id=source.id,
-                                config=group_config(source, members_of(self._store, source)))
+                                config=replication_group_config(source, members_of(self._store, source)))
             updated: Source | None = self._store.update(source.key, ReplicationGroup, _mark(now))
         else:
             spec = SnapshotSpec(source="automated", cache_cluster_id=source.id, config=cluster_config(source))

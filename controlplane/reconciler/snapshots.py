@@ -18,6 +18,14 @@ from controlplane.objectstore import ObjectStore
 from controlplane.reconciler.errors import PermanentError, Requeue, TemporaryError
 from controlplane.reconciler.infra import Infra, node_name
 from controlplane.reconciler.jobs import Jobs
+from controlplane.reconciler.snapshot_shards import (
+    Save,
+    copied_nodes,
+    copy_shards,
+    export_files,
+    remove_shards,
+    shard_saves,
+)
 from controlplane.state.events import EventLog
 from controlplane.state.members import members_of
 from controlplane.state.records import CacheCluster, ReplicationGroup, ResourceKey
@@ -93,8 +101,7 @@ class SnapshotReconciler:
             if error is not None:
                 self._save_failed(rec, source, str(error))
                 return
-            member, size = job.result()
-            self._saved(rec, source, member, size)
+            self._saved(rec, source, job.result())
             return
         if self._jobs.running(rec.key):
             raise Requeue("the save runs", delay=SAFETY)
@@ -106,18 +113,24 @@ class SnapshotReconciler:
             raise Requeue(f"{source.id} is not ready to be snapshotted", delay=WAIT)
         if not self._claim(rec, source):
             raise Requeue(f"another snapshot of {source.id} runs", delay=WAIT)
-        member = self._node_to_save(rec, source)
-        if member is not source:  # a group's member reads "snapshotting" too while its node saves
-            self._store.update(member.key, CacheCluster, partial(_hold, name=rec.id))
+        if isinstance(source, ReplicationGroup) and source.cluster_enabled:
+            saves = shard_saves(source, members_of(self._store, source), rec.spec.cache_cluster_id, self.path(rec))
+        else:
+            saves = [Save(self._node_to_save(rec, source), None, self.path(rec))]
+        for item in saves:
+            if item.member is not source:  # a group's member reads "snapshotting" too while its node saves
+                self._store.update(item.member.key, CacheCluster, partial(_hold, name=rec.id))
         if rec.status.phase is None:
             self._write(rec, _started(self._clock))
-        dest = self.path(rec)
-        private_dir(dest.parent)
-        name = node_name(rec.account, rec.region, member.id, NODE_ID)
         runtime, timeout = self._infra.runtime, self._save_timeout
 
-        def save() -> tuple[CacheCluster, int]:
-            return member, runtime.save_rdb(name, dest, timeout)
+        def save() -> list[tuple[Save, int]]:
+            done = []
+            for item in saves:
+                private_dir(item.dest.parent)
+                name = node_name(rec.account, rec.region, item.member.id, NODE_ID)
+                done.append((item, runtime.save_rdb(name, item.dest, timeout)))
+            return done
 
         self._jobs.submit(rec.key, "save", save)
         raise Requeue("the save runs", delay=SAFETY)
@@ -172,16 +185,21 @@ class SnapshotReconciler:
         replicas = [m for m in members if m.id != source.status.primary]
         return replicas[0] if replicas else members[0]
 
-    def _saved(self, rec: Snapshot, source: Source, member: CacheCluster, size: int) -> None:
-        node = member.status.nodes[0] if member.status.nodes else None
+    def _saved(self, rec: Snapshot, source: Source, saved: list[tuple[Save, int]]) -> None:
         now = self._clock.now()
-        entry = NodeSnapshotStatus(cache_cluster_id=member.id, node_group_id="0001" if member is not source else None,
-                                   cache_node_id=node.node_id if node else NODE_ID, size=size, created_at=now,
-                                   node_created_at=node.created_at if node else None)
-        relative = str(self.path(rec).relative_to(self._dir))
+        entries = []
+        for item, size in saved:
+            member = item.member
+            node = member.status.nodes[0] if member.status.nodes else None
+            entries.append(NodeSnapshotStatus(
+                cache_cluster_id=member.id, node_group_id=item.node_group or ("0001" if member is not source else None),
+                cache_node_id=node.node_id if node else NODE_ID, size=size, created_at=now,
+                node_created_at=node.created_at if node else None,
+                file=str(item.dest.relative_to(self._dir)) if item.node_group else None))
+        relative = entries[0].file or str(self.path(rec).relative_to(self._dir))
 
         def done(s: SnapshotStatus) -> None:
-            s.phase, s.file, s.nodes, s.failure = "available", relative, [entry], None
+            s.phase, s.file, s.nodes, s.failure = "available", relative, entries, None
 
         self._write(rec, done)
         self._release(rec, source)
@@ -189,6 +207,7 @@ class SnapshotReconciler:
 
     def _save_failed(self, rec: Snapshot, source: Source, message: str) -> None:
         self.path(rec).unlink(missing_ok=True)
+        remove_shards(self.path(rec))
         if rec.spec.source == "automated" and rec.status.attempts + 1 < AUTOMATED_ATTEMPTS:
             retry_at = self._clock.now() + timedelta(seconds=RETRY_AFTER)
 
@@ -250,11 +269,11 @@ class SnapshotReconciler:
         if job is not None:
             if job.exception() is not None:
                 raise PermanentError(f"the copy of {rec.spec.copy_of} failed: {job.exception()}")
-            nodes = original.status.nodes if original is not None else []
-            relative = str(self.path(rec).relative_to(self._dir))
+            nodes = copied_nodes(original, self._dir, self.path(rec)) if original is not None else []
+            relative = nodes[0].file if nodes and nodes[0].file else str(self.path(rec).relative_to(self._dir))
 
             def done(s: SnapshotStatus) -> None:
-                s.phase, s.file, s.nodes = "available", relative, [n.model_copy() for n in nodes]
+                s.phase, s.file, s.nodes = "available", relative, nodes
 
             self._write(rec, done)
             return
@@ -264,8 +283,13 @@ class SnapshotReconciler:
             raise PermanentError(f"snapshot {rec.spec.copy_of} is gone")
         if rec.status.phase is None:
             self._write(rec, lambda s: setattr(s, "phase", "copying"))
-        source, dest = self._dir / original.status.file, self.path(rec)
-        self._jobs.submit(rec.key, "copy", lambda: _copy_file(source, dest))
+        files = copy_shards(original, self._dir, self.path(rec)) or [(self._dir / original.status.file, self.path(rec))]
+
+        def copy() -> None:
+            for source, dest in files:
+                _copy_file(source, dest)
+
+        self._jobs.submit(rec.key, "copy", copy)
         raise Requeue("the copy runs", delay=SAFETY)
 
     def _export(self, rec: Snapshot) -> None:
@@ -276,9 +300,13 @@ class SnapshotReconciler:
         job = self._jobs.take(rec.key, f"export-{export.seq}")
         if job is None:
             if not self._jobs.running(rec.key):
-                source, objects = self._dir / rec.status.file, self._objects
-                self._jobs.submit(rec.key, f"export-{export.seq}",
-                                  lambda: objects.upload(source, export.bucket, export.key))
+                uploads, objects = export_files(rec, self._dir, export.key), self._objects
+
+                def upload() -> None:
+                    for source, key in uploads:
+                        objects.upload(source, export.bucket, key)
+
+                self._jobs.submit(rec.key, f"export-{export.seq}", upload)
             raise Requeue("the export runs", delay=SAFETY)
         error = job.exception()
 
@@ -298,6 +326,7 @@ class SnapshotReconciler:
         if self._jobs.running(rec.key):
             raise Requeue("a job of the snapshot runs", delay=SAFETY)
         self.path(rec).unlink(missing_ok=True)
+        remove_shards(self.path(rec))
         if not rec.spec.copy_of:
             source = self._source(rec)
             if source is not None and _holds(rec, source):

@@ -108,9 +108,18 @@ class RestoreSource(BaseModel):
     file: str | None = None
     bucket: str | None = None
     key: str | None = None
+    # One RDB per shard (a cluster-mode snapshot, several SnapshotArns), each as above; the
+    # fields above then name the first. Restored into cluster mode, keys go where their slot is.
+    shards: list[RestoreSource] = Field(default_factory=list)
 
     def describe(self) -> str:
-        return f"snapshot {self.snapshot}" if self.snapshot else f"s3://{self.bucket}/{self.key}"
+        if self.snapshot:
+            return f"snapshot {self.snapshot}"
+        return ", ".join(f"s3://{p.bucket}/{p.key}" for p in self.shards or [self])
+
+    def parts(self) -> list[RestoreSource]:
+        """The RDB files to restore, one per shard of the source."""
+        return list(self.shards) or [self]
 
 
 class CacheClusterSpec(BaseModel):

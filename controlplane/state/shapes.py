@@ -274,7 +274,15 @@ def _node_snapshots(rec: Snapshot, show_node_groups: bool) -> list[dict[str, Any
         }
         if node.node_created_at is not None:
             item["CacheNodeCreateTime"] = node.node_created_at
-        if group:
+        shard = next((g for g in config.shards if g.id == node.node_group_id), None)
+        if shard is not None:  # cluster mode: each node group's own configuration
+            item["NodeGroupId"] = shard.id
+            if show_node_groups:
+                item["NodeGroupConfiguration"] = {
+                    "NodeGroupId": shard.id, "Slots": shard.slots, "ReplicaCount": shard.replica_count,
+                    **({"PrimaryAvailabilityZone": shard.primary_az} if shard.primary_az else {}),
+                    "ReplicaAvailabilityZones": list(shard.replica_azs)}
+        elif group:
             item["NodeGroupId"] = node.node_group_id or "0001"
             if show_node_groups:
                 item["NodeGroupConfiguration"] = {

@@ -18,6 +18,16 @@ if TYPE_CHECKING:  # the store reads these records: a runtime import would be ci
     from controlplane.state.store import Store
 
 
+class ShardConfig(BaseModel):
+    """A node group of a cluster-mode source, as DescribeSnapshots' NodeGroupConfiguration shows it."""
+
+    id: str
+    slots: str  # "0-5460" or "0-100,200-300"
+    replica_count: int
+    primary_az: str | None = None
+    replica_azs: list[str] = Field(default_factory=list)
+
+
 class SourceConfig(BaseModel):
     """The source's configuration when the snapshot was asked for (shown by DescribeSnapshots,
     and what a restore starts from when the caller does not say otherwise)."""
@@ -43,6 +53,7 @@ class SourceConfig(BaseModel):
     replica_count: int | None = None
     primary_az: str | None = None
     replica_azs: list[str] = Field(default_factory=list)
+    shards: list[ShardConfig] = Field(default_factory=list)  # cluster mode: each node group's configuration
 
 
 class Export(BaseModel):
@@ -74,6 +85,7 @@ class NodeSnapshotStatus(BaseModel):
     size: int  # bytes of the RDB file
     created_at: datetime  # SnapshotCreateTime
     node_created_at: datetime | None = None
+    file: str | None = None  # a cluster-mode snapshot's RDB of this node group (relative, as SnapshotStatus.file)
 
 
 class SnapshotStatus(BaseModel):
@@ -154,3 +166,27 @@ def group_config(rg: ReplicationGroup, members: list[CacheCluster]) -> SourceCon
         primary_az=primary.status.nodes[0].az if primary and primary.status.nodes else None,
         replica_azs=[x.status.nodes[0].az for x in replicas if x.status.nodes],
     )
+
+
+def sharded_config(rg: ReplicationGroup, members: list[CacheCluster]) -> SourceConfig:
+    """A cluster-mode group's configuration: the group's, with each node group's slots, replicas
+    and zones."""
+    config = group_config(rg, members)
+    shards = []
+    for group in rg.spec.node_groups:
+        primary_id = rg.status.shard_primaries.get(group.id)
+        own = [x for x in members if x.spec.node_group_id == group.id]
+        azs = {x.id: x.status.nodes[0].az for x in own if x.status.nodes}
+        shards.append(ShardConfig(id=group.id, slots=",".join(f"{a}-{b}" for a, b in group.slots),
+                                  replica_count=len(own) - 1 if own else group.replica_count,
+                                  primary_az=azs.get(primary_id or ""),
+                                  replica_azs=[az for i, az in azs.items() if i != primary_id and az]))
+    config.num_node_groups, config.shards = len(shards), shards
+    config.replica_count, config.primary_az, config.replica_azs = None, None, []
+    config.automatic_failover = "enabled" if rg.spec.automatic_failover else "disabled"
+    return config
+
+
+def replication_group_config(rg: ReplicationGroup, members: list[CacheCluster]) -> SourceConfig:
+    """A group's configuration as a snapshot keeps it, with or without cluster mode."""
+    return sharded_config(rg, members) if rg.cluster_enabled else group_config(rg, members)

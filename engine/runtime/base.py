@@ -355,6 +355,12 @@ class NodeRuntime(Protocol):
         """CLUSTER FAILOVER [FORCE|TAKEOVER] on a replica: it takes over its master's slots."""
         ...
 
+    def move_keys(self, name: str, owners: Sequence[tuple[Sequence[SlotRange], str]], timeout: float = 30.0) -> int:
+        """Move every key of the node (cluster mode off) to the node of `owners` (slot ranges,
+        node name: a cluster's masters) serving its slot, values and TTLs as they are (MIGRATE);
+        the node is left empty. Returns the keys moved."""
+        ...
+
     def set_exit_listener(self, listener: ExitListener) -> None: ...
 
     def set_iam_verifier(self, verify: IamVerify) -> None:

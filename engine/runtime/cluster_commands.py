@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine import cluster
+from engine.access import Reach
 from engine.adapters import redis as redis_adapter
-from engine.runtime.base import RuntimeError_
+from engine.keymove import move_keys
+from engine.runtime.base import NodeConfig, RuntimeError_
 
 FAILOVER_MODES = ("", "FORCE", "TAKEOVER")
 
@@ -17,6 +19,12 @@ class TcpClusterCommands:
     """Mixin: needs `_redis_all(name, commands)` of TcpNodeCommands."""
 
     def _redis_all(self, name: str, commands: Sequence[Sequence[str]]) -> list[redis_adapter.RespReply]:
+        raise NotImplementedError  # provided by TcpNodeCommands
+
+    def _running_redis(self, name: str, what: str) -> NodeConfig:
+        raise NotImplementedError  # provided by TcpNodeCommands
+
+    def _reach(self, config: NodeConfig) -> Reach:
         raise NotImplementedError  # provided by TcpNodeCommands
 
     def cluster_view(self, name: str) -> cluster.ClusterView:
@@ -47,3 +55,12 @@ class TcpClusterCommands:
         if mode not in FAILOVER_MODES:
             raise RuntimeError_(f"unknown CLUSTER FAILOVER mode {mode!r}", temporary=False)
         self._redis_all(name, [["CLUSTER", "FAILOVER", *([mode] if mode else [])]])
+
+    def move_keys(self, name: str, owners: Sequence[tuple[Sequence[cluster.SlotRange], str]],
+                  timeout: float = 30.0) -> int:
+        source = self._reach(self._running_redis(name, "has no keys"))
+        targets = [(ranges, self._reach(self._running_redis(owner, "is no cluster node"))) for ranges, owner in owners]
+        try:
+            return move_keys(source, targets, timeout=timeout)
+        except (OSError, ValueError, redis_adapter.RespError) as exc:
+            raise RuntimeError_(f"node {name}: moving its keys failed: {exc}") from exc

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.cluster import ClusterNode, ClusterView, SlotRange, covers_all, merge_ranges
+from engine.keymove import key_slot
 from engine.runtime.base import NodeConfig, NodeState, RuntimeError_
 
 
@@ -19,6 +20,7 @@ class _Node(Protocol):
     state: NodeState
     role: str | None
     hung: bool
+    data: dict[str, str]
 
 
 @dataclass
@@ -157,6 +159,21 @@ class FakeClusterCommands:
             self.primary_of[name] = None
 
     # ---- for tests ---------------------------------------------------------------------------
+
+    def move_keys(self, name: str, owners: Sequence[tuple[Sequence[SlotRange], str]], timeout: float = 30.0) -> int:
+        """As MIGRATE would: each key goes to the owner of its slot, and leaves the node."""
+        with self._lock:
+            self.calls.append(("move_keys", name))
+            source = self._command_target(name)
+            targets = [(ranges, self._command_target(owner)) for ranges, owner in owners]
+            for key, value in source.data.items():
+                slot = key_slot(key.encode())
+                target = next((t for ranges, t in targets if any(a <= slot <= b for a, b in ranges)), None)
+                if target is None:
+                    raise RuntimeError_(f"node {name}: moving its keys failed: slot {slot} has no owner")
+                target.data[key] = value
+            moved, source.data = len(source.data), {}
+            return moved
 
     def cluster_id_of(self, name: str) -> str | None:
         with self._lock:

@@ -19,6 +19,7 @@ from controlplane.reconciler.errors import Requeue, TemporaryError
 from controlplane.reconciler.infra import build_node_config, endpoint_name
 from controlplane.reconciler.nodes import POLL, PROBE_TIMEOUT
 from controlplane.reconciler.replication_groups.cluster_failover import ClusterFailover
+from controlplane.reconciler.replication_groups.cluster_restore import ClusterLoad
 from controlplane.reconciler.replication_groups.cluster_shards import ApplyPending, ClusterShards
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.members import Members, offset
@@ -40,11 +41,12 @@ NODE_SETTINGS = {
 
 
 class ClusterGroups:
-    def __init__(self, ctx: GroupContext, members: Members, failover: ClusterFailover,
+    def __init__(self, ctx: GroupContext, members: Members, failover: ClusterFailover, load: ClusterLoad,
                  apply_pending: ApplyPending | None = None) -> None:
         self._ctx = ctx
         self._members = members
         self._failover = failover
+        self._load = load  # a group created from a snapshot: its keys, once the cluster is formed
         self._shards = ClusterShards(ctx, self._start, apply_pending)  # replicas removed, rolling restarts
         self._forwarders: dict[str, tuple[str, int] | None] = {}  # as in endpoints.py: rebuilt per process
 
@@ -69,6 +71,7 @@ class ClusterGroups:
             raise Requeue(f"cluster not settled: {problem}", delay=POLL)
         if self._shards.roll(rg, members, version, updating):
             raise Requeue("rolling the nodes to the group's node type and engine version", delay=0.0)
+        rg = self._load.run(rg, members, version)
         self._settle(rg, members)
 
     def remove(self, rg: ReplicationGroup) -> None:

@@ -24,6 +24,7 @@ from controlplane.reconciler.infra import Infra
 from controlplane.reconciler.nodes import POLL, Nodes
 from controlplane.reconciler.replication_groups.cluster import ClusterGroups
 from controlplane.reconciler.replication_groups.cluster_failover import ClusterFailover
+from controlplane.reconciler.replication_groups.cluster_restore import ClusterLoad
 from controlplane.reconciler.replication_groups.context import CC, RG, GroupContext
 from controlplane.reconciler.replication_groups.endpoints import Endpoints
 from controlplane.reconciler.replication_groups.failover import Failover, Observer
@@ -68,7 +69,8 @@ class ReplicationGroupReconciler:
         self.migration = GroupMigration(self._ctx)
         self.cluster = ClusterGroups(self._ctx, self.members, ClusterFailover(
             self._ctx, self.endpoints, self.members, timeout=failover_timeout, cooldown=failover_cooldown,
-            observer=observer), apply_pending=self.rollout.apply_pending)
+            observer=observer), ClusterLoad(self._ctx, self._restore, restores),
+            apply_pending=self.rollout.apply_pending)
 
     # ---- entry points -----------------------------------------------------------------
 
@@ -93,6 +95,9 @@ class ReplicationGroupReconciler:
         version, updating = self._version(rg)
         if rg.cluster_enabled:
             self.cluster.reconcile(rg, members, version, updating)
+            current = ctx.store.get(rg.key, ReplicationGroup)  # settled: automatic backups as for any group
+            if current is not None and current.status.phase == "available" and current.status.failover is None:
+                self._backups.tick(current)
             return
         rg = self.endpoints.add_endpoints(rg, members, version)
         rg = self._first_primary(rg, members)
