@@ -92,7 +92,10 @@ class ReplicationGroupReconciler:
             return  # the restore failed: nothing runs; only a delete helps
         version, updating = self._version(rg)
         if rg.cluster_enabled:
-            self.cluster.reconcile(rg, members, version)
+            self.cluster.reconcile(rg, members, version)  # returns once the cluster is settled
+            settled = ctx.store.get(key, ReplicationGroup)
+            if settled is not None and settled.status.failover is None:  # tokens and users, live on every node
+                self.security.converge(settled, ctx.members(settled))
             return
         rg = self.endpoints.add_endpoints(rg, members, version)
         rg = self._first_primary(rg, members)
