@@ -9,7 +9,7 @@ import itertools
 import re
 from dataclasses import dataclass
 
-from controlplane.handlers import parameter_groups, subnet_groups
+from controlplane.handlers import cluster_security, parameter_groups, subnet_groups
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import RequestContext
 from controlplane.handlers.members import MAX_REPLICAS, member_spec
@@ -59,9 +59,8 @@ def layout(ctx: RequestContext, params: m.CreateReplicationGroupMessage) -> Layo
     if params.get("NumCacheClusters") is not None:
         raise v.combination("NumCacheClusters cannot be used with cluster mode enabled: use NumNodeGroups and "
                             "ReplicasPerNodeGroup.")
-    for name in ("PrimaryClusterId", "TransitEncryptionEnabled", "AuthToken", "UserGroupIds"):
-        if params.get(name):
-            raise v.unsupported(f"{name} with cluster mode enabled")
+    if params.get("PrimaryClusterId"):
+        raise v.unsupported("PrimaryClusterId with cluster mode enabled")
     count = count if count is not None else max(len(configs), 1)
     if not 1 <= count <= MAX_NODE_GROUPS:
         raise NodeGroupsPerReplicationGroupQuotaExceededFault(
@@ -101,6 +100,7 @@ def apply(ctx: RequestContext, spec: ReplicationGroupSpec, shape: Layout) -> Rep
     spec.automatic_failover = shape.automatic_failover
     spec.multi_az = shape.multi_az
     spec.parameter_group = cluster_parameter_group(ctx, spec.engine, spec.engine_version, shape.parameter_group)
+    cluster_security.refuse_iam(ctx, spec.security.user_group_ids)
     return spec
 
 

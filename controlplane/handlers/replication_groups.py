@@ -9,6 +9,7 @@ from controlplane import catalog
 from controlplane.handlers import (
     cache_security_groups,
     cluster_mode,
+    cluster_security,
     global_datastores,
     node_types,
     parameter_groups,
@@ -247,8 +248,9 @@ def modify_replication_group(ctx: RequestContext,
     rg = get_group(ctx, params["ReplicationGroupId"])
     require_available(rg)
     for name in _NODE_CHANGES:
-        if params.get(name) is not None:
+        if params.get(name) is not None and not cluster_security.handled(rg, name):
             refuse_cluster_mode(rg, f"ModifyReplicationGroup {name}")
+    cluster_security.on_modify(rg, _security_asked(params))
     store = ctx.services.store
     members = members_of(store, rg)
     spec = spec_to_change(rg)
@@ -277,6 +279,8 @@ def modify_replication_group(ctx: RequestContext,
                             f"{rg.spec.global_group}: changing its in-transit encryption, AUTH token or user groups "
                             "is not supported by elasticache-local yet.")
     if secured is not None:
+        if rg.cluster_enabled:
+            cluster_security.refuse_iam(ctx, secured.user_group_ids)
         spec.security = secured
         security.require_transit_supported(ctx, spec.engine, rg.target().engine_version, secured)  # last: the gate
 

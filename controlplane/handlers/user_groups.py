@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from controlplane.handlers import cluster_security
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.handlers.rbac import (
@@ -103,7 +104,9 @@ def modify_user_group(ctx: RequestContext, params: m.ModifyUserGroupMessage) -> 
             get_user(ctx, uid)
             raise v.invalid(f"User {uid} is already in user group {group.id}.")
     ids = [u for u in group.spec.user_ids if u not in remove] + add
-    fits_caches(ctx, group, group_minimum(engine, _members(ctx, engine, ids)))
+    users = _members(ctx, engine, ids)
+    fits_caches(ctx, group, group_minimum(engine, users))
+    cluster_security.refuse_iam_change(ctx, group, users)
     caches = caches_using_group(ctx.services.store, group)
     if engine == "valkey" and any(rg.spec.engine == "redis" for rg in caches):
         raise v.combination(f"User group {group.id} is used by a Redis OSS replication group: it must stay redis.")

@@ -8,7 +8,7 @@ import hashlib
 from typing import cast
 
 from controlplane.catalog import version_key
-from controlplane.handlers import access_strings
+from controlplane.handlers import access_strings, cluster_security
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import HandlerTable, RequestContext
 from controlplane.handlers.rbac import (
@@ -165,6 +165,7 @@ def modify_user(ctx: RequestContext, params: m.ModifyUserMessage) -> m.User:
         if reason:
             raise v.combination(f"{reason} It is in user group {group.id}.")
         fits_caches(ctx, group, spec.minimum_engine_version)
+        cluster_security.refuse_iam_change(ctx, group, [candidate])
 
     def change(r: User) -> None:
         if r.api_status() != "active":  # checked again in the write: two modifies at once, one wins

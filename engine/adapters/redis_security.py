@@ -101,9 +101,23 @@ def security_directives(config: NodeConfig, node_dir: PurePath, *, backend: tupl
         "tls-auth-clients": "no",
         "tls-replication": "yes" if tls.replication else "no",
     })
-    if _lower(config.settings).get("cluster-enabled", "no").lower() == "yes":
-        directives["tls-cluster"] = "yes"
+    settings = _lower(config.settings)
+    if settings.get("cluster-enabled", "no").lower() == "yes":
+        directives.update(_cluster_tls(config, settings))
     return directives, files
+
+
+def _cluster_tls(config: NodeConfig, settings: Mapping[str, str]) -> dict[str, str]:
+    """A cluster node with TLS: the bus over TLS, and the client port it announces (CLUSTER
+    SLOTS / SHARDS, MOVED / ASK) is the one clients reach it on, TLS or plain alike, never a
+    private port behind the runtime's forwarder (mode preferred, IAM). The bus port is pinned
+    to client port + 10000, where peers MEET it, not derived from a private TLS port (these
+    settings are Redis 7.0's; Valkey has them all)."""
+    if config.engine == "redis" and parse_version(config.version) < (7,):
+        return {"tls-cluster": "yes"}
+    announced = settings.get("cluster-announce-port", str(config.port))
+    return {"tls-cluster": "yes", "cluster-announce-tls-port": announced, "cluster-announce-port": announced,
+            "cluster-port": settings.get("cluster-port", str(config.port + 10000))}
 
 
 def _lower(settings: Mapping[str, str]) -> dict[str, str]:

@@ -23,6 +23,7 @@ from controlplane.reconciler.replication_groups.cluster_restore import ClusterLo
 from controlplane.reconciler.replication_groups.cluster_shards import ApplyPending, ClusterShards
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.members import Members, offset
+from controlplane.reconciler.security import tls_of
 from controlplane.state.acl import node_acl
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus
 from engine import ClusterView, ProxyError, RuntimeError_, merge_ranges
@@ -197,17 +198,20 @@ class ClusterGroups:
             settings["bind"] = " ".join(extra)
         node_type = rg.target().node_type
         acl = node_acl(ctx.store, rg)
+        # Its certificate names the configuration endpoint too: that address moves between nodes.
+        names = [node.host, *([rg.status.config_host] if rg.status.config_host else [])]
         config = build_node_config(name=ctx.name(rg, m.id), engine=rg.spec.engine, version=version, host=node.host,
                                    port=node.port, node_type=node_type,
                                    labels={"account": rg.account, "region": rg.region, "cluster": m.id,
                                            "node": NODE_ID, "group": rg.id,
                                            "node-group": m.spec.node_group_id or ""},
-                                   settings=settings, security=ctx.infra.node_security(acl, [node.host]))
+                                   settings=settings, security=ctx.infra.node_security(acl, names))
         ctx.nodes.start(config, m.id, temporary_delay=0.3)
 
         def started(c: CacheCluster) -> None:
             c.status.nodes[0].node_type = node_type
             c.status.nodes[0].addresses = list(extra)
+            c.status.nodes[0].tls = tls_of(acl)  # what GroupSecurity.converge compares with the group's
 
         return ctx.update_member(m, started)
 

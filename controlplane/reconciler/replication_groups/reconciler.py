@@ -94,10 +94,13 @@ class ReplicationGroupReconciler:
             return  # the restore failed: nothing runs; only a delete helps
         version, updating = self._version(rg)
         if rg.cluster_enabled:
-            self.cluster.reconcile(rg, members, version, updating)
-            current = ctx.store.get(rg.key, ReplicationGroup)  # settled: automatic backups as for any group
-            if current is not None and current.status.phase == "available" and current.status.failover is None:
-                self._backups.tick(current)
+            self.cluster.reconcile(rg, members, version, updating)  # returns once the cluster is settled
+            settled = ctx.store.get(key, ReplicationGroup)
+            if settled is not None and settled.status.failover is None:  # tokens and users, live on every node
+                self.security.converge(settled, ctx.members(settled))
+                current = ctx.store.get(key, ReplicationGroup)  # automatic backups as for any group
+                if current is not None and current.status.phase == "available":
+                    self._backups.tick(current)
             return
         rg = self.endpoints.add_endpoints(rg, members, version)
         rg = self._first_primary(rg, members)

@@ -68,6 +68,22 @@ def test_tls_preferred_puts_the_node_behind_the_forwarder() -> None:
         render_config(config, Path("/n1"))  # only a runtime with a forwarder can run it
 
 
+def test_a_cluster_node_with_tls_announces_its_client_port_and_pins_its_bus() -> None:
+    """CLUSTER SLOTS and MOVED lead TLS clients to the port they reach the node on, never to a
+    private port behind the forwarder; the bus stays where peers MEET it (client port + 10000)."""
+    cluster = dataclasses.replace(NODE, settings={"cluster-enabled": "yes", "cluster-announce-port": "6379"})
+    for mode, backend in (("required", None), ("preferred", (40001, 40002))):
+        config = secured(cluster, tls=dataclasses.replace(TLS, mode=mode))  # type: ignore[arg-type]
+        conf = set(lines(render_config(config, Path("/n1"), backend=backend)))
+        assert {"tls-cluster yes", "cluster-announce-tls-port 6379", "cluster-announce-port 6379",
+                "cluster-port 16379", "tls-replication yes"} <= conf, mode
+    old = secured(dataclasses.replace(cluster, version="6.2.14"))
+    conf = set(lines(render_config(old, Path("/n1"))))
+    assert "tls-cluster yes" in conf and not any(line.startswith("cluster-announce-tls-port") for line in conf)
+    plain = set(lines(render_config(dataclasses.replace(cluster, security=None), Path("/n1"))))
+    assert not any(line.startswith(("tls-cluster", "cluster-port")) for line in plain)
+
+
 def test_a_plain_text_replication_link_logs_in_as_default_without_tls() -> None:
     """While TLS is turned on or off on a running group: the primary may have neither TLS nor the admin user."""
     config = secured(users=(), tls=dataclasses.replace(TLS, mode="preferred", replication=False))
