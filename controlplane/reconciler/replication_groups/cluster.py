@@ -21,6 +21,7 @@ from controlplane.reconciler.nodes import POLL, PROBE_TIMEOUT
 from controlplane.reconciler.replication_groups.cluster_failover import ClusterFailover
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.members import Members, offset
+from controlplane.reconciler.replication_groups.resharding import Resharding
 from controlplane.state.acl import node_acl
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus
 from engine import ClusterView, ProxyError, RuntimeError_, merge_ranges
@@ -43,6 +44,7 @@ class ClusterGroups:
         self._ctx = ctx
         self._members = members
         self._failover = failover
+        self._resharding = Resharding(ctx)
         self._forwarders: dict[str, tuple[str, int] | None] = {}  # as in endpoints.py: rebuilt per process
 
     def reconcile(self, rg: ReplicationGroup, members: list[CacheCluster], version: str) -> None:
@@ -57,10 +59,12 @@ class ClusterGroups:
         views = self._views(rg, members)
         if self._form(rg, members, views):
             views = self._views(rg, members)
+        self._resharding.converge(rg, members, views)
         rg = self._place_config(rg, members)
         problem = consistency(rg, members, views) or self._unsynced(rg, members)
         if problem is not None:
             raise Requeue(f"cluster not settled: {problem}", delay=POLL)
+        self._resharding.finish(rg)
         self._settle(rg, members)
 
     def remove(self, rg: ReplicationGroup) -> None:
