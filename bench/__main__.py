@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from types import FrameType
 
-from bench import dashboard, describe, docker, failover, global_lag, iam, lifecycle, metrics, snapshots, tls
+from bench import dashboard, describe, docker, failover, global_lag, iam, lifecycle, metrics, reshard, snapshots, tls
 from bench.lab import Lab
 from bench.report import Table
 
@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Lab], list[Table]]] = {
     "iam": iam.run,
     "lifecycle": lifecycle.run,
     "metrics": metrics.run,
+    "reshard": reshard.run,
     "snapshots": snapshots.run,
     "tls": tls.run,
 }

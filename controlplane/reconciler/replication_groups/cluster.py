@@ -252,12 +252,15 @@ class ClusterGroups:
                 acted = acted or bool(stale or unknown)
         except RuntimeError_ as exc:
             raise TemporaryError(f"forming the cluster: {exc}", delay=POLL) from exc
+        # Slots any current node says a master serves: a node that has just joined (a new shard's
+        # primary) does not know every owner yet, and must not take their slots as free.
+        owned = merge_ranges(r for v in views.values() for n in v.nodes
+                             if n.role == "master" and n.node_id in ids.values() for r in n.slots)
         for group in rg.spec.node_groups:
             primary = rg.status.shard_primaries.get(group.id)
             if primary not in views:
                 continue
             view = views[primary]
-            owned = merge_ranges(r for n in view.nodes if n.role == "master" for r in n.slots)
             free = _minus(group.slots, owned)
             if free:
                 try:
