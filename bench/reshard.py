@@ -53,7 +53,9 @@ class _Cluster:
             self.procs.append(subprocess.Popen(
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir), "--save", "",
                  "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", "5000", "--logfile", str(node_dir / "log")],
+                 "--cluster-node-timeout", "5000",
+                 "--cluster-port", str(free_port()),  # port + 10000 may be past 65535
+                 "--logfile", str(node_dir / "log")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for port in self.ports:
             wait_until(f"redis-server :{port}", lambda p=port: self._pings(p), 10.0, 0.01)
