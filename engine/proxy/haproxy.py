@@ -69,6 +69,9 @@ class FrontConfig:
     bind_options: str = ""
     global_lines: tuple[str, ...] = ()
     frontend_lines: tuple[str, ...] = ()
+    # A unix socket the server slot connects to instead of its target's address (an IAM front's
+    # node): fixed for the process's life, never re-pointed.
+    server_socket: str | None = None
 
 
 def render_config(*, host: str, port: int, target: tuple[str, int] | None, socket_path: Path,
@@ -103,9 +106,13 @@ def render_config(*, host: str, port: int, target: tuple[str, int] | None, socke
         "",
         f"backend {BACKEND}",
         # No health checks: the control plane's health monitor decides where the endpoint goes.
-        f"    server {BACKEND} {addr}:{srv_port}{disabled}",
+        f"    server {BACKEND} {_server_address(addr, srv_port, front)}{disabled}",
         "",
     ])
+
+
+def _server_address(addr: str, port: int, front: FrontConfig) -> str:
+    return f"unix@{front.server_socket}" if front.server_socket else f"{addr}:{port}"
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,8 @@ class HaproxyForwarders:
                     try:
                         # Asked, not assumed: it must answer, and say where it points now.
                         existing.target = self._state(existing).target
-                        self._point(existing, target, drop_existing=False)
+                        if front is None or front.server_socket is None:  # a socket is not re-pointed
+                            self._point(existing, target, drop_existing=False)
                         return
                     except ProxyError as exc:
                         # Alive but not answering its admin socket (frozen, hung): replaced.

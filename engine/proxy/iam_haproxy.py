@@ -146,9 +146,10 @@ class IamVerifierSocket:
 
 
 def iam_front_config(workdir: Path, name: str, cert_file: str, key_file: str, verifier: Path,
-                     front: str) -> FrontConfig:
+                     front: str, *, node_socket: str | None = None) -> FrontConfig:
     """A HAProxy IAM front's configuration: the node's certificate and key as one PEM (HAProxy
-    reads them so, written owner-only), the Lua step with the verifier's socket and the front's id."""
+    reads them so, written owner-only), the Lua step with the verifier's socket and the front's id;
+    `node_socket`: the node's unix socket, in place of its private TCP port."""
     pem = workdir / f"{name}.pem"
     write_private(pem, Path(cert_file).read_text() + "\n" + Path(key_file).read_text())
     script = resources.files("engine.proxy").joinpath(LUA_SCRIPT)
@@ -157,5 +158,6 @@ def iam_front_config(workdir: Path, name: str, cert_file: str, key_file: str, ve
         # The Lua step waits for the verifier: longer than HAProxy's default 4 s under a burst.
         global_lines=(f"lua-load {script}", "tune.ssl.default-dh-param 2048", "tune.lua.session-timeout 10s"),
         frontend_lines=(f"tcp-request inspect-delay {INSPECT_DELAY}",
-                        f"tcp-request content lua.iam_login {verifier} {front}"))
+                        f"tcp-request content lua.iam_login {verifier} {front}"),
+        server_socket=node_socket)
 

@@ -40,6 +40,7 @@ class IamFront:
     checks: VerifyLogin
     cert_file: str
     key_file: str
+    node_socket: str | None = None  # the node's unix socket for the front (HAProxy), if it has one
 
     def server_tls(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -47,7 +48,8 @@ class IamFront:
         return context
 
 
-def iam_front(security: NodeSecurity, verifier: Callable[[], IamVerify | None]) -> IamFront:
+def iam_front(security: NodeSecurity, verifier: Callable[[], IamVerify | None],
+              node_socket: str | None = None) -> IamFront:
     """The IamFront of a node with `security` (an iam_realm and TLS): tokens checked by what
     `verifier()` returns when a client logs in (the runtime's, set after it was made; none set:
     every token is refused), logging in to the node as the IAM user with its internal password."""
@@ -59,7 +61,8 @@ def iam_front(security: NodeSecurity, verifier: Callable[[], IamVerify | None]) 
         check = verifier()
         return check is not None and check(realm, user, token)
 
-    return IamFront(VerifyLogin(verify, lambda user: iam_password(security.admin, user)), tls.cert_file, tls.key_file)
+    return IamFront(VerifyLogin(verify, lambda user: iam_password(security.admin, user)), tls.cert_file, tls.key_file,
+                    node_socket)
 
 
 def free_ports(host: str, count: int = 2) -> tuple[int, ...]:
@@ -184,7 +187,7 @@ class Frontends:
         front_id = self._verifier.register(iam.checks)
         try:
             config = iam_front_config(self._workdir / "haproxy", front_id, iam.cert_file, iam.key_file,
-                                      self._verifier.path, front_id)
+                                      self._verifier.path, front_id, node_socket=iam.node_socket)
             self._haproxy.add(front, address, port, node, front=config)
         except BaseException:
             self._verifier.unregister(front_id)

@@ -59,6 +59,11 @@ def test_the_front_lets_tokens_in_and_keeps_the_rest_out(kit: ProcessKit, runtim
     # HAProxy's configurations under the runtime's directory: there with HAProxy, not without.
     haproxies = list((kit.data / "_fronts" / "haproxy").glob("*.cfg"))
     assert len(haproxies) == (1 if frontends.find_haproxy() is not None else 0)
+    # HAProxy reaches the node over its owner-only unix socket, not a second TCP hop.
+    sock = kit.data / node.name / "front.sock"
+    assert sock.is_socket() and sock.stat().st_mode & 0o777 == 0o700
+    for cfg in haproxies:
+        assert f"server node unix@{sock}" in cfg.read_text()
     token = iam_token("my-cache", "app-iam")
     app = client(node, ca=ca, username="app-iam", password=token)
     assert app.set("app:1", "a") and app.get("app:1") == b"a"
