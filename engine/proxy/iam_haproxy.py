@@ -34,6 +34,7 @@ from pathlib import Path
 from engine.files import write_private
 from engine.proxy.haproxy import FrontConfig
 from engine.proxy.iam_auth import Verify
+from engine.proxy.iam_sessions import IAM_BACKEND
 
 __all__ = ["LUA_SCRIPT", "IamVerifierSocket", "VerifyLogin", "iam_front_config"]
 
@@ -158,6 +159,8 @@ def iam_front_config(workdir: Path, name: str, cert_file: str, key_file: str, ve
         # The Lua step waits for the verifier: longer than HAProxy's default 4 s under a burst.
         global_lines=(f"lua-load {script}", "tune.ssl.default-dh-param 2048", "tune.lua.session-timeout 10s"),
         frontend_lines=(f"tcp-request inspect-delay {INSPECT_DELAY}",
-                        f"tcp-request content lua.iam_login {verifier} {front}"),
-        server_socket=node_socket)
+                        f"tcp-request content lua.iam_login {verifier} {front}",
+                        # A token's session: its own backend, which `show sess` names (iam_sessions.py).
+                        f"use_backend {IAM_BACKEND} if {{ var(sess.iam) -m bool }}"),
+        server_socket=node_socket, backends=(IAM_BACKEND,))
 

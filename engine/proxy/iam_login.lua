@@ -107,6 +107,7 @@ core.register_action("iam_login", { "tcp-req" }, function(txn, path, front)
   local answer = ask(path, front, user, args[slot])
   if answer:sub(1, 1) == "+" then
     args[slot] = answer:sub(2)
+    txn:set_var("sess.iam", true) -- to the `iam` backend: ended after 12 hours (iam_sessions.py)
   elseif answer == "!" then
     args[slot] = NO_PASSWORD
   else

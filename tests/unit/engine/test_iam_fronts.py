@@ -94,3 +94,28 @@ def test_the_front_lets_tokens_in_and_keeps_the_rest_out(kit: ProcessKit, runtim
     started(runtime, node)
     assert client(node, ca=ca, username="app-iam", password=iam_token("my-cache", "app-iam")).get("app:1") in (
         b"a", None)
+
+
+def test_haproxy_ends_token_sessions_after_12_hours_on_the_engines_clock(kit: ProcessKit, runtime: ProcessRuntime,
+                                                                         tmp_path: Path) -> None:
+    if frontends.find_haproxy() is None:
+        pytest.skip("the asyncio front's limit is tested in test_iam_auth.py")
+    ca = LocalCa(tmp_path / "ca")
+    node = _node(kit, runtime, ca, "f2")
+    fronts = runtime._frontends
+    now = [1000.0]
+    fronts.clock = lambda: now[0]
+    app = client(node, ca=ca, username="app-iam", password=iam_token("my-cache", "app-iam"))
+    assert app.ping()
+    password_user = client(node, ca=ca, password="tok-Old-0001")
+    assert password_user.ping()
+    assert fronts.sweep_iam_sessions() == []
+    now[0] += 12 * 3600 - 5
+    assert fronts.sweep_iam_sessions() == [] and app.ping()
+    now[0] += 10
+    assert len(fronts.sweep_iam_sessions()) == 1  # the token's session, not the password user's
+    with pytest.raises(redis.ConnectionError):
+        app.ping()
+    assert password_user.ping()
+    fresh = client(node, ca=ca, username="app-iam", password=iam_token("my-cache", "app-iam"))
+    assert fresh.ping() and fronts.sweep_iam_sessions() == []  # a new login starts its own 12 hours
