@@ -226,7 +226,7 @@ class Frontends:
         front_id = self._verifier.register(iam.checks)
         try:
             config = iam_front_config(self._workdir / "haproxy", front_id, iam.cert_file, iam.key_file,
-                                      self._verifier.path, front_id, node_socket=iam.node_socket)
+                                      self._verifier.path, front_id, node=node, node_socket=iam.node_socket)
             self._haproxy.add(front, address, port, node, front=config)
         except BaseException:
             self._verifier.unregister(front_id)

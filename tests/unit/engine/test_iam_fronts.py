@@ -6,6 +6,8 @@ checked by the runtime's verifier (NodeRuntime.set_iam_verifier), made as AWS's 
 from __future__ import annotations
 
 import dataclasses
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,16 +108,41 @@ def test_haproxy_ends_token_sessions_after_12_hours_on_the_engines_clock(kit: Pr
     now = [1000.0]
     fronts.clock = lambda: now[0]
     app = client(node, ca=ca, username="app-iam", password=iam_token("my-cache", "app-iam"))
-    assert app.ping()
     password_user = client(node, ca=ca, password="tok-Old-0001")
-    assert password_user.ping()
+    app_id, password_id = app.client_id(), password_user.client_id()
     assert fronts.sweep_iam_sessions() == []
     now[0] += 12 * 3600 - 5
-    assert fronts.sweep_iam_sessions() == [] and app.ping()
+    assert fronts.sweep_iam_sessions() == [] and app.client_id() == app_id
     now[0] += 10
     assert len(fronts.sweep_iam_sessions()) == 1  # the token's session, not the password user's
-    with pytest.raises(redis.ConnectionError):
-        app.ping()
-    assert password_user.ping()
-    fresh = client(node, ca=ca, username="app-iam", password=iam_token("my-cache", "app-iam"))
-    assert fresh.ping() and fronts.sweep_iam_sessions() == []  # a new login starts its own 12 hours
+    # Its connection was ended: redis-py's pool connects again (a new connection, the token still
+    # valid in real time); the password user's connection is the same.
+    assert app.client_id() != app_id
+    assert password_user.client_id() == password_id
+    assert fronts.sweep_iam_sessions() == []  # the new login starts its own 12 hours
+
+
+def _resp(*args: str) -> bytes:
+    return f"*{len(args)}\r\n".encode() + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in args)
+
+
+def test_commands_before_a_token_login_get_the_nodes_own_answers(kit: ProcessKit, runtime: ProcessRuntime,
+                                                                   tmp_path: Path) -> None:
+    ca = LocalCa(tmp_path / "ca")
+    node = _node(kit, runtime, ca, "f3")
+    context = ssl.create_default_context(cafile=str(ca.ca_path))
+    with socket.create_connection((node.host, node.port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=node.host) as conn:
+        reader = conn.makefile("rb")
+        for command in (("PING",), ("HELLO", "3"), ("CLIENT", "SETNAME", "app")):
+            conn.sendall(_resp(*command))
+            assert reader.readline().startswith(b"-NOAUTH"), command  # as the node answers
+        conn.sendall(_resp("CLIENT", "SETINFO", "LIB-NAME", "redis-py"))
+        assert reader.readline().startswith(b"-")  # NOAUTH; before Redis 7.2 an unknown subcommand
+        # Pipelined: a command, the login, a command after it (the node's, in C).
+        conn.sendall(_resp("PING") + _resp("AUTH", "app-iam", iam_token("my-cache", "app-iam")) + _resp("PING"))
+        assert [reader.readline() for _ in range(3)] == [b"-NOAUTH Authentication required.\r\n", b"+OK\r\n",
+                                                         b"+PONG\r\n"]
+        conn.sendall(_resp("SET", "app:2", "b") + _resp("CLIENT", "GETNAME"))
+        assert reader.readline() == b"+OK\r\n"
+        assert reader.readline() == b"$-1\r\n"  # the SETNAME before the login changed nothing
