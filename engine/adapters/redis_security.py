@@ -16,7 +16,8 @@ from engine.runtime.base import NodeConfig
 from engine.security import TlsFiles, acl_line, check_security, effective_users
 from engine.versions import parse_version
 
-__all__ = ["ACL_FILE", "MANAGED", "TLS_COPIES", "acl_file", "security_directives", "tls_paths"]
+__all__ = ["ACL_FILE", "FRONT_SOCKET", "MANAGED", "TLS_COPIES", "acl_file", "front_socket", "security_directives",
+           "tls_paths"]
 
 ACL_FILE = "users.acl"
 # Where a runtime whose nodes cannot read this machine's files (docker) copies the TLS files,
@@ -28,7 +29,20 @@ MANAGED = frozenset({
     "requirepass", "masterauth", "masteruser", "aclfile", "user", "port", "tls-port", "tls-cert-file",
     "tls-key-file", "tls-ca-cert-file", "tls-ca-cert-dir", "tls-auth-clients", "tls-replication", "tls-cluster",
     "tls-client-cert-file", "tls-client-key-file", "replica-announce-port", "slave-announce-port",
+    "unixsocket", "unixsocketperm",
 })
+# The unix socket an IAM front reaches its node on, in the node's directory (see front_socket).
+FRONT_SOCKET = "front.sock"
+UNIX_PATH_MAX = 100  # sun_path is 104-108 bytes, by platform
+
+
+def front_socket(node_dir: PurePath) -> PurePath | None:
+    """Where a node behind an IAM front listens for it besides its private plain port: a unix
+    socket, owner-only. The front's hop to the node over it costs about a quarter less CPU per
+    request than over loopback TCP (no TCP stack, no conntrack; bench/iam.py), which on a small
+    machine is throughput. None where the path is too long for a unix socket: TCP then."""
+    path = node_dir / FRONT_SOCKET
+    return path if len(str(path).encode()) <= UNIX_PATH_MAX else None
 
 
 def channels_known(config: NodeConfig) -> bool:
@@ -93,6 +107,10 @@ def security_directives(config: NodeConfig, node_dir: PurePath, *, backend: tupl
         directives["port"], directives["tls-port"] = str(backend[0]), str(backend[1])
         # Replicas tell their primary the port clients reach them on, not their private one.
         directives["replica-announce-port"] = str(config.port)
+        socket_path = front_socket(node_dir) if security.iam_realm is not None else None
+        if socket_path is not None:
+            directives["unixsocket"] = _quote(socket_path)
+            directives["unixsocketperm"] = "700"
     directives.update({
         "tls-cert-file": _quote(cert),
         "tls-key-file": _quote(key),

@@ -69,6 +69,12 @@ class FrontConfig:
     bind_options: str = ""
     global_lines: tuple[str, ...] = ()
     frontend_lines: tuple[str, ...] = ()
+    # A unix socket the server slot connects to instead of its target's address (an IAM front's
+    # node): fixed for the process's life, never re-pointed.
+    server_socket: str | None = None
+    # More backends with the same one server (an IAM front's `iam`: the sessions a token opened,
+    # told apart in `show sess`).
+    backends: tuple[str, ...] = ()
 
 
 def render_config(*, host: str, port: int, target: tuple[str, int] | None, socket_path: Path,
@@ -103,9 +109,15 @@ def render_config(*, host: str, port: int, target: tuple[str, int] | None, socke
         "",
         f"backend {BACKEND}",
         # No health checks: the control plane's health monitor decides where the endpoint goes.
-        f"    server {BACKEND} {addr}:{srv_port}{disabled}",
+        f"    server {BACKEND} {_server_address(addr, srv_port, front)}{disabled}",
         "",
+        *(f"backend {name}\n    server {name} {_server_address(addr, srv_port, front)}{disabled}\n"
+          for name in front.backends),
     ])
+
+
+def _server_address(addr: str, port: int, front: FrontConfig) -> str:
+    return f"unix@{front.server_socket}" if front.server_socket else f"{addr}:{port}"
 
 
 @dataclass(frozen=True)
@@ -200,7 +212,8 @@ class HaproxyForwarders:
                     try:
                         # Asked, not assumed: it must answer, and say where it points now.
                         existing.target = self._state(existing).target
-                        self._point(existing, target, drop_existing=False)
+                        if front is None or front.server_socket is None:  # a socket is not re-pointed
+                            self._point(existing, target, drop_existing=False)
                         return
                     except ProxyError as exc:
                         # Alive but not answering its admin socket (frozen, hung): replaced.
@@ -247,6 +260,14 @@ class HaproxyForwarders:
         with self._lock:
             endpoint = self._endpoints.get(name)
             return endpoint.proc.pid if endpoint is not None and endpoint.proc is not None else None
+
+    def command(self, name: str, text: str) -> str:
+        """One request on the forwarder's runtime socket (`show sess`, ...), its answer."""
+        with self._lock:
+            endpoint = self._endpoints.get(name)
+            if endpoint is None:
+                raise ProxyError(f"no proxy endpoint named {name!r}")
+            return self._command(endpoint, text)
 
     def target(self, name: str) -> tuple[str, int] | None:
         """Where the running HAProxy sends new connections, read from its runtime API."""

@@ -34,6 +34,7 @@ from pathlib import Path
 from engine.files import write_private
 from engine.proxy.haproxy import FrontConfig
 from engine.proxy.iam_auth import Verify
+from engine.proxy.iam_sessions import IAM_BACKEND
 
 __all__ = ["LUA_SCRIPT", "IamVerifierSocket", "VerifyLogin", "iam_front_config"]
 
@@ -146,9 +147,12 @@ class IamVerifierSocket:
 
 
 def iam_front_config(workdir: Path, name: str, cert_file: str, key_file: str, verifier: Path,
-                     front: str) -> FrontConfig:
+                     front: str, *, node: tuple[str, int] | None = None, node_socket: str | None = None) -> FrontConfig:
     """A HAProxy IAM front's configuration: the node's certificate and key as one PEM (HAProxy
-    reads them so, written owner-only), the Lua step with the verifier's socket and the front's id."""
+    reads them so, written owner-only), the Lua step with the verifier's socket and the front's id;
+    `node`: the node's private plain port, `node_socket`: its unix socket, preferred (the Lua step
+    asks the node there what it answers a client that has not logged in)."""
+    lua_node = f"unix@{node_socket}" if node_socket else f"{node[0]}:{node[1]}" if node is not None else "-"
     pem = workdir / f"{name}.pem"
     write_private(pem, Path(cert_file).read_text() + "\n" + Path(key_file).read_text())
     script = resources.files("engine.proxy").joinpath(LUA_SCRIPT)
@@ -157,5 +161,8 @@ def iam_front_config(workdir: Path, name: str, cert_file: str, key_file: str, ve
         # The Lua step waits for the verifier: longer than HAProxy's default 4 s under a burst.
         global_lines=(f"lua-load {script}", "tune.ssl.default-dh-param 2048", "tune.lua.session-timeout 10s"),
         frontend_lines=(f"tcp-request inspect-delay {INSPECT_DELAY}",
-                        f"tcp-request content lua.iam_login {verifier} {front}"))
+                        f"tcp-request content lua.iam_login {verifier} {front} {lua_node}",
+                        # A token's session: its own backend, which `show sess` names (iam_sessions.py).
+                        f"use_backend {IAM_BACKEND} if {{ var(sess.iam) -m bool }}"),
+        server_socket=node_socket, backends=(IAM_BACKEND,))
 

@@ -1,8 +1,11 @@
 -- The IAM login step of a HAProxy IAM front (engine/proxy/iam_haproxy.py), run once per
--- connection as `tcp-request content lua.iam_login <verifier socket> <front id>`, after HAProxy
+-- connection as `tcp-request content lua.iam_login <verifier socket> <front id> <node>` (`<node>`:
+-- `unix@<path>` or `<ip>:<port>` of the node's plain listener; `-`: none), after HAProxy
 -- has terminated the client's TLS and before it relays bytes to the node in C.
 --
--- It reads the client's first command (RESP). When it is a login, `AUTH <user> <token>`,
+-- It reads the client's commands (RESP) until one is a login; those before it (PING, HELLO 3,
+-- CLIENT SETINFO ...) are answered by the node itself on a side connection (NOAUTH), as a node
+-- answers them before AUTH, and taken out of the stream. When one is a login, `AUTH <user> <token>`,
 -- `AUTH <token>` or `HELLO <ver> ... AUTH <user> <token> ...`, it asks the verifier (a unix
 -- socket of the engine: one line `<front id> <user> <token>`, one line back) and:
 --   "+<password>": the token opens the cache as the user: the token is replaced by the user's
@@ -12,13 +15,14 @@
 --   anything else: the command goes as it is (a password user's login; a token that did not
 --                  verify, which the node refuses with WRONGPASS as no IAM user has a password
 --                  a client knows).
--- Any other first command goes as it is too: the node answers it (NOAUTH without a login).
--- After this step HAProxy reads no more commands: a client that logs in later than its first
--- command can use passwords, not tokens.
+-- Where the node's default user needs no login, the first command goes as it is: the node serves
+-- the client. After this step HAProxy reads no more commands (the data path is C): a new token
+-- on a logged-in connection goes to the node as it is (WRONGPASS).
 
 local MAX_ARGS = 10
 local MAX_BULK = 16384
-local WAIT_MS = 5000 -- for the rest of a first command split across segments
+local WAIT_MS = 5000 -- for a command, or the rest of one split across segments
+local MAX_BEFORE_LOGIN = 16 -- commands answered before a login (then the node has the connection)
 local NO_PASSWORD = "-" -- no user has it: ACL passwords are set as SHA-256 digests of >password rules
 
 -- The command at the start of `buf`: its arguments and its length; nil when more bytes are
@@ -91,26 +95,66 @@ local function ask(path, front, user, token)
   return answer
 end
 
-core.register_action("iam_login", { "tcp-req" }, function(txn, path, front)
-  local req = txn.req
-  local args, length
+-- The client's next command (waiting for it); nil when none comes whole.
+local function next_command(req)
   local waited = 0
   while true do
-    args, length = parse(req:data(0) or "")
-    if args ~= nil or not req:may_recv() or waited >= WAIT_MS then break end
+    local args, length = parse(req:data(0) or "")
+    if args ~= nil or not req:may_recv() or waited >= WAIT_MS then return args, length end
     core.msleep(1)
     waited = waited + 1
   end
-  if not args then return end
-  local user, slot = login(args)
-  if user == nil or user:find("[%s]") or args[slot]:find("[%s]") then return end
+end
+
+-- A connection to the node for the commands a client sends before it logs in (PING, HELLO 3,
+-- CLIENT SETNAME ...): the node answers them, NOAUTH, and nothing changes on it. nil when the
+-- node serves clients without a login (its default user is on without a password: then the
+-- client's own connection does) or cannot be asked.
+local function side_connection(node)
+  local sock = core.tcp()
+  sock:settimeout(5)
+  if sock:connect(node) and sock:send("*1\r\n$4\r\nPING\r\n") then
+    local line = sock:receive("*l")
+    if line and line:sub(1, 7) == "-NOAUTH" then return sock end
+  end
+  sock:close()
+  return nil
+end
+
+core.register_action("iam_login", { "tcp-req" }, function(txn, path, front, node)
+  local req = txn.req
+  local side = nil
+  local args, length, user, slot
+  for _ = 0, MAX_BEFORE_LOGIN do
+    args, length = next_command(req)
+    if not args then break end
+    user, slot = login(args)
+    if user ~= nil or node == nil or node == "-" or args[1]:upper() == "QUIT" then break end
+    -- Not a login: the node answers it on the side connection (an error: no login yet), then
+    -- the next command is read. An answer that is not an error cannot come (the node said
+    -- NOAUTH to a PING), but if one does, the connection ends rather than lose it.
+    side = side or side_connection(node)
+    if not side then break end
+    local line = side:send(encode(args)) and side:receive("*l")
+    if not line or line:sub(1, 1) ~= "-" then
+      side:close()
+      txn:done()
+      return
+    end
+    txn.res:send(line .. "\r\n")
+    req:remove(0, length)
+    args = nil
+  end
+  if side then side:close() end
+  if not args or user == nil or user:find("[%s]") or args[slot]:find("[%s]") then return end
   local answer = ask(path, front, user, args[slot])
   if answer:sub(1, 1) == "+" then
     args[slot] = answer:sub(2)
+    txn:set_var("sess.iam", true) -- to the `iam` backend: ended after 12 hours (iam_sessions.py)
   elseif answer == "!" then
     args[slot] = NO_PASSWORD
   else
     return
   end
   req:set(encode(args), 0, length)
-end, 2)
+end, 3)

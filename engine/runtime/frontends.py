@@ -14,22 +14,28 @@ such nodes keep running but their port is closed, until a runtime adopts them ag
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.proxy.haproxy import FrontConfig, HaproxyForwarders, find_haproxy
 from engine.proxy.hub import ProxyHub
-from engine.proxy.iam_auth import IamAuthenticator, IamBackend, iam_password
+from engine.proxy.iam_auth import MAX_CONNECTION_AGE, IamAuthenticator, IamBackend, iam_password
 from engine.proxy.iam_haproxy import IamVerifierSocket, VerifyLogin, iam_front_config
+from engine.proxy.iam_sessions import IamSessionReaper
 from engine.proxy.tcp import ProxyError
 from engine.runtime.base import IamVerify, RuntimeError_
 from engine.security import NodeSecurity
 
 __all__ = ["Frontends", "IamFront", "free_ports", "iam_front"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class IamFront:
     checks: VerifyLogin
     cert_file: str
     key_file: str
+    node_socket: str | None = None  # the node's unix socket for the front (HAProxy), if it has one
 
     def server_tls(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -47,7 +54,8 @@ class IamFront:
         return context
 
 
-def iam_front(security: NodeSecurity, verifier: Callable[[], IamVerify | None]) -> IamFront:
+def iam_front(security: NodeSecurity, verifier: Callable[[], IamVerify | None],
+              node_socket: str | None = None) -> IamFront:
     """The IamFront of a node with `security` (an iam_realm and TLS): tokens checked by what
     `verifier()` returns when a client logs in (the runtime's, set after it was made; none set:
     every token is refused), logging in to the node as the IAM user with its internal password."""
@@ -59,7 +67,8 @@ def iam_front(security: NodeSecurity, verifier: Callable[[], IamVerify | None]) 
         check = verifier()
         return check is not None and check(realm, user, token)
 
-    return IamFront(VerifyLogin(verify, lambda user: iam_password(security.admin, user)), tls.cert_file, tls.key_file)
+    return IamFront(VerifyLogin(verify, lambda user: iam_password(security.admin, user)), tls.cert_file, tls.key_file,
+                    node_socket)
 
 
 def free_ports(host: str, count: int = 2) -> tuple[int, ...]:
@@ -81,9 +90,18 @@ def free_ports(host: str, count: int = 2) -> tuple[int, ...]:
 class Frontends:
     """Fronts by node. Thread safe; the event loop (and HAProxy's pool) start with the first one.
     `workdir`: where HAProxy IAM fronts keep their files (None, or no haproxy binary: the asyncio
-    authenticator)."""
+    authenticator). A thread ends HAProxy fronts' IAM sessions older than `iam_max_age` on `clock`
+    (AWS: 12 hours), looking every `sweep_every` seconds."""
 
-    def __init__(self, workdir: Path | None = None, haproxy: str | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, haproxy: str | None = None, *,
+                 iam_max_age: float = MAX_CONNECTION_AGE, clock: Callable[[], float] = time.monotonic,
+                 sweep_every: float = 60.0) -> None:
+        self.iam_max_age = iam_max_age
+        self.clock = clock  # read at each sweep: a test may swap it
+        self._sweep_every = sweep_every
+        self._reapers: dict[str, IamSessionReaper] = {}  # HAProxy front name -> its reaper
+        self._stopping = threading.Event()
+        self._sweeper: threading.Thread | None = None
         self._lock = threading.Lock()
         self._hub: ProxyHub | None = None
         self._open: dict[str, tuple[str, ...]] = {}  # node -> the addresses it has fronts on
@@ -153,6 +171,11 @@ class Frontends:
             hub, self._hub = self._hub, None
             pool, self._haproxy = self._haproxy, None
             verifier, self._verifier = self._verifier, None
+            self._reapers.clear()
+            sweeper, self._sweeper = self._sweeper, None
+        self._stopping.set()
+        if sweeper is not None:
+            sweeper.join(5.0)
         if pool is not None:
             pool.close()
         if verifier is not None:
@@ -163,6 +186,22 @@ class Frontends:
             for directory in (self._workdir / "haproxy", self._workdir):
                 with contextlib.suppress(OSError):
                     directory.rmdir()
+
+    def sweep_iam_sessions(self) -> list[str]:
+        """End the HAProxy fronts' IAM sessions older than the limit now; the ids ended."""
+        with self._lock:
+            reapers = list(self._reapers.values())
+        ended: list[str] = []
+        for reaper in reapers:
+            try:
+                ended += reaper.sweep()
+            except ProxyError as exc:  # a front going away, or a HAProxy restarting: next time
+                log.info("IAM sessions not checked: %s", exc)
+        return ended
+
+    def _sweep_loop(self) -> None:
+        while not self._stopping.wait(self._sweep_every):
+            self.sweep_iam_sessions()
 
     # -- lock held ---------------------------------------------------------------------------
 
@@ -176,6 +215,9 @@ class Frontends:
             pool = HaproxyForwarders(self._workdir / "haproxy", self._binary)
             pool.start()
             self._haproxy, self._verifier = pool, IamVerifierSocket()
+            self._stopping.clear()
+            self._sweeper = threading.Thread(target=self._sweep_loop, name="iam-sessions", daemon=True)
+            self._sweeper.start()
         assert self._verifier is not None
         known = self._front_ids.get(front)
         if known is not None:  # adding again brings back a HAProxy that died; the node's port is fixed
@@ -184,15 +226,18 @@ class Frontends:
         front_id = self._verifier.register(iam.checks)
         try:
             config = iam_front_config(self._workdir / "haproxy", front_id, iam.cert_file, iam.key_file,
-                                      self._verifier.path, front_id)
+                                      self._verifier.path, front_id, node=node, node_socket=iam.node_socket)
             self._haproxy.add(front, address, port, node, front=config)
         except BaseException:
             self._verifier.unregister(front_id)
             raise
         self._front_ids[front] = (front_id, config)
+        self._reapers[front] = IamSessionReaper(functools.partial(self._haproxy.command, front), self.iam_max_age,
+                                                clock=lambda: self.clock())
 
     def _remove(self, front: str) -> None:
         known = self._front_ids.pop(front, None)
+        self._reapers.pop(front, None)
         if known is not None:
             front_id = known[0]
             if self._haproxy is not None:

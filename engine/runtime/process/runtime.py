@@ -25,6 +25,7 @@ from engine.adapters import memcached as memcached_adapter
 from engine.adapters import redis as redis_adapter
 from engine.adapters.base import LOG_FILE, PID_FILE
 from engine.adapters.redis_probes import ProbeConnections
+from engine.adapters.redis_security import front_socket
 from engine.addresses import check_bindable
 from engine.files import PRIVATE_UMASK, open_private, private_dir
 from engine.runtime.base import (
@@ -312,7 +313,9 @@ class ProcessRuntime(TcpNodeCommands):
         assert node.backend is not None
         iam: IamFront | None = None
         if node.config.security is not None and node.config.security.iam_realm is not None:
-            iam = iam_front(node.config.security, lambda: self._iam_verify)
+            socket_path = front_socket(node.dir)
+            iam = iam_front(node.config.security, lambda: self._iam_verify,
+                            str(socket_path) if socket_path is not None else None)
         self._frontends.open(node.name, addresses, node.config.port, node.config.host, node.backend, iam)
 
     # --- starting ---

@@ -15,7 +15,7 @@ from engine.access import TlsContexts, reach_of
 from engine.adapters.memcached import argv as memcached_argv
 from engine.adapters.memcached import sasl_files
 from engine.adapters.redis import render_config
-from engine.adapters.redis_security import acl_file
+from engine.adapters.redis_security import acl_file, front_socket
 from engine.runtime.base import NodeConfig, RuntimeError_, config_from_dict, config_to_dict
 from engine.runtime.docker.secure import node_env, node_files
 from engine.runtime.docker.spec import node_command, stored_config
@@ -58,6 +58,21 @@ def test_tls_required_puts_tls_alone_on_the_port() -> None:
                  "aclfile /n1/users.acl", "masteruser ecl-admin", "masterauth admin-Secret-1"):
         assert line in conf, line
     assert not any(line.startswith("port 6379") for line in conf)
+
+
+def test_a_node_behind_an_iam_front_listens_for_it_on_an_owner_only_unix_socket() -> None:
+    config = secured()
+    assert config.security is not None
+    config = dataclasses.replace(config, security=dataclasses.replace(config.security, iam_realm="a/b/c"))
+    conf = lines(render_config(config, Path("/n1"), backend=(40001, 40002)))
+    assert {"port 40001", "tls-port 40002", "unixsocket /n1/front.sock", "unixsocketperm 700"} <= set(conf)
+    # A directory too deep for a unix socket's path: the front reaches the node's port over TCP.
+    deep = Path("/" + "d" * 120)
+    assert front_socket(deep) is None
+    assert not any(line.startswith("unixsocket") for line in lines(render_config(config, deep, backend=(1, 2))))
+    # Without IAM, no socket.
+    plain = lines(render_config(secured(tls=dataclasses.replace(TLS, mode="preferred")), Path("/n1"), backend=(1, 2)))
+    assert not any(line.startswith("unixsocket") for line in plain)
 
 
 def test_tls_preferred_puts_the_node_behind_the_forwarder() -> None:
