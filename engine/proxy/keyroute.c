@@ -1669,7 +1669,7 @@ int main(int argc, char **argv) {
         if (!cert || !key) die("--cert and --key go together");
         tls = SSL_CTX_new(TLS_server_method());
         SSL_CTX_set_min_proto_version(tls, TLS1_2_VERSION);
-        SSL_CTX_set_mode(tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+        SSL_CTX_set_mode(tls, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
         if (SSL_CTX_use_certificate_chain_file(tls, cert) != 1 || SSL_CTX_use_PrivateKey_file(tls, key, SSL_FILETYPE_PEM) != 1)
             die("cannot load the certificate %s / key %s", cert, key);
     }
