@@ -149,7 +149,7 @@ def build_service(settings: Settings, runtime: NodeRuntime | None = None, clock:
     controller.register(UserReconciler(store))
     controller.register(UserGroupReconciler(store, controller.enqueue))
     controller.register(GlobalDatastoreReconciler(store, infra, events, controller.enqueue))
-    controller.register(ServerlessReconciler(store, infra, events, controller.enqueue))
+    controller.register(ServerlessReconciler(store, infra, events))
     api = ApiModel()
     services = Services(store=store, events=events, clock=clock, settings=settings,
                         enqueue=controller.enqueue, available_versions=runtime.available_versions,

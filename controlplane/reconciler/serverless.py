@@ -10,7 +10,6 @@ service is stopped at startup (KeyRoute.start stops what its pid file names)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from controlplane.reconciler.errors import PermanentError, Requeue
@@ -36,14 +35,13 @@ def route_name(of: ServerlessCache | ResourceKey) -> str:
 class ServerlessReconciler:
     kind = ServerlessCache.KIND
 
-    def __init__(self, store: Store, infra: Infra, events: EventLog, enqueue: Callable[[ResourceKey], None]) -> None:
+    def __init__(self, store: Store, infra: Infra, events: EventLog) -> None:
         self._store = store
         self._infra = infra
         self._events = events
-        self._enqueue = enqueue
 
     def startup(self) -> None:
-        return None
+        return None  # keyroutes left by an earlier run are stopped when started again (pid files)
 
     def fail(self, key: ResourceKey, message: str) -> None:
         log.warning("serverless cache %s: %s", key.id, message)
