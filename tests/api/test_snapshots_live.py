@@ -208,9 +208,13 @@ def test_retention_two_and_five_days_of_clock_keep_two_automatic_backups(server:
     now = datetime.fromisoformat(json.loads(urllib.request.urlopen(server.url + "/api/v1/clock", timeout=10).read())[
         "now"])
     start = (now + timedelta(hours=2)).hour
+
+    def weekly(hours: int) -> str:  # `hours` after Sunday `start`:00, rolling into Monday past midnight
+        return f"{'sun' if start + hours < 24 else 'mon'}:{(start + hours) % 24:02d}:00"
+
     ec.create_cache_cluster(CacheClusterId="auto", Engine="redis", CacheNodeType="cache.t3.micro", NumCacheNodes=1,
                             SnapshotRetentionLimit=2, SnapshotWindow=f"{start:02d}:00-{(start + 1) % 24:02d}:00",
-                            PreferredMaintenanceWindow=f"sun:{(start + 6) % 24:02d}:00-sun:{(start + 7) % 24:02d}:00")
+                            PreferredMaintenanceWindow=f"{weekly(6)}-{weekly(7)}")
     ec.get_waiter("cache_cluster_available").wait(CacheClusterId="auto", WaiterConfig=FAST)
     _fill(_node(ec, "auto"), 100)
 
