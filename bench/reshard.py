@@ -42,21 +42,20 @@ class _Cluster:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.ports = [free_port() for _ in range(4)]
-        self.bus_ports = [free_port() for _ in range(4)]  # port + 10000 may be past 65535
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
-        for port, bus in zip(self.ports, self.bus_ports, strict=True):
+        for port in self.ports:
             node_dir = self.dir / str(port)
             node_dir.mkdir(parents=True)
             self.procs.append(subprocess.Popen(
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir), "--save", "",
                  "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                  "--cluster-node-timeout", "5000",
-                 "--cluster-port", str(bus),
+                 "--cluster-port", str(free_port()),  # port + 10000 may be past 65535
                  "--logfile", str(node_dir / "log")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for port in self.ports:
@@ -64,8 +63,7 @@ class _Cluster:
         for port, (first, last) in zip(self.ports, even_ranges(3), strict=False):
             self.node(port).execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
         for port in self.ports[1:]:
-            # the bus port too: without it MEET assumes port + 10000, where nothing listens
-            self.node(port).execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0], self.bus_ports[0])
+            self.node(port).execute_command("CLUSTER", "MEET", "127.0.0.1", self.ports[0])
         wait_until("the cluster agrees", self._agreed, 30.0, 0.05)
 
     def _pings(self, port: int) -> bool:
