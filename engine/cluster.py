@@ -3,12 +3,11 @@ slot ranges. Pure data and parsing (no sockets): runtimes fill it from their nod
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["SLOTS", "ClusterNode", "ClusterView", "SlotRange", "covers_all", "even_ranges", "key_slot",
-           "merge_ranges", "parse_cluster_info", "parse_cluster_nodes", "range_args", "slot_count", "view_of"]
+__all__ = ["SLOTS", "ClusterNode", "ClusterView", "SlotRange", "covers_all", "even_ranges", "merge_ranges",
+           "parse_cluster_info", "parse_cluster_nodes", "range_args", "slot_count", "view_of"]
 
 SLOTS = 16384  # hash slots of a Redis Cluster: 0-16383
 
@@ -136,15 +135,3 @@ def view_of(info: str | bytes, nodes: str | bytes) -> ClusterView:
 
 def range_args(ranges: Sequence[SlotRange]) -> list[str]:
     return [str(v) for r in ranges for v in r]
-
-
-def key_slot(key: str | bytes) -> int:
-    """The hash slot of a key: CRC16 (XMODEM, binascii's crc_hqx) of the key, or of its first
-    non-empty {hash tag}, mod 16384."""
-    data = key.encode() if isinstance(key, str) else key
-    start = data.find(b"{")
-    if start >= 0:
-        end = data.find(b"}", start + 1)
-        if end > start + 1:
-            data = data[start + 1:end]
-    return binascii.crc_hqx(data, 0) % SLOTS

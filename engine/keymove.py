@@ -14,12 +14,38 @@ from collections.abc import Sequence
 
 from engine.access import Reach
 from engine.adapters import redis as redis_adapter
-from engine.cluster import SLOTS, SlotRange, key_slot
+from engine.cluster import SLOTS, SlotRange
 
-__all__ = ["move_keys"]
+__all__ = ["key_slot", "move_keys"]
 
 BATCH = 1000  # keys per SCAN and per MIGRATE: few round trips, replies well under a second
 _ROUNDS = 10  # full SCANs at most; what is still left after them are keys expiring meanwhile
+_TABLE: list[int] = []
+
+
+def _crc16_table() -> list[int]:
+    if not _TABLE:  # CRC16/XMODEM (polynomial 0x1021), as the cluster specification
+        for byte in range(256):
+            crc = byte << 8
+            for _ in range(8):
+                crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            _TABLE.append(crc & 0xFFFF)
+    return _TABLE
+
+
+def key_slot(key: bytes) -> int:
+    """The hash slot of `key`: CRC16 of the key, or of its `{hash tag}` when it has a non-empty one."""
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    table, crc = _crc16_table(), 0
+    for byte in key:
+        crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ byte) & 0xFF]
+    return crc % SLOTS
+
+
 def move_keys(source: Reach, owners: Sequence[tuple[Sequence[SlotRange], Reach]], *,
               timeout: float = 30.0) -> int:
     """Move every key of database 0 of `source` to the node of `owners` whose slot ranges hold

@@ -27,7 +27,6 @@ MAX_NODE_GROUPS = 500  # AWS's limit of shards per cluster
 MAX_NODES = 90  # AWS's default quota of nodes per cluster (raised on request there)
 MODES = ("enabled", "disabled", "compatible")
 _NODE_GROUP_ID = re.compile(r"^[0-9A-Za-z]{1,4}$")
-NODE_GROUP_ID = _NODE_GROUP_ID  # for resharding's new shards
 _SLOT_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 # The keys of a request only cluster mode reads: the common spec is built without them.
 _CLUSTER_KEYS = ("NumNodeGroups", "NodeGroupConfiguration", "ReplicasPerNodeGroup", "AutomaticFailoverEnabled",

@@ -74,16 +74,6 @@ def require_available(rec: CacheCluster | ReplicationGroup) -> None:
         f"Replication group {rec.id} is not in the available state (it is {rec.api_status()}).")
 
 
-def available_members(ctx: RequestContext, rg: ReplicationGroup) -> list[CacheCluster]:
-    """The group's members, every one available (else InvalidCacheClusterState)."""
-    members = members_of(ctx.services.store, rg)
-    busy = [c.id for c in members if c.api_status() != "available"]
-    if busy:
-        raise InvalidCacheClusterStateFault(
-            f"Cache cluster(s) {', '.join(busy)} of replication group {rg.id} are not available.")
-    return members
-
-
 def unchanged_since_read(current: CacheCluster | ReplicationGroup, read: CacheCluster | ReplicationGroup) -> None:
     """Optimistic concurrency for handlers that rewrite a spec computed from an earlier read: if
     another request changed the resource meanwhile, refuse rather than silently undo it. The

@@ -16,7 +16,6 @@ from controlplane.handlers import (
     parameter_groups,
     replication_groups,
     reserved,
-    resharding,
     serverless,
     service_updates,
     snapshots,
@@ -31,8 +30,8 @@ from controlplane.handlers.context import AnyHandler
 def all_handlers() -> dict[str, AnyHandler]:
     table: dict[str, AnyHandler] = {}
     modules = (cache_clusters, cache_security_groups, engines, events, global_datastores, migration, node_types,
-               parameter_groups, replication_groups, reserved, resharding, serverless, service_updates, snapshots,
-               subnet_groups, tags, users, user_groups)
+               parameter_groups, replication_groups, reserved, serverless, service_updates, snapshots, subnet_groups,
+               tags, users, user_groups)
     for module in modules:
         # Each HANDLERS is a HandlerTable, so mypy has checked every entry against its operation.
         for name, handler in module.HANDLERS.items():

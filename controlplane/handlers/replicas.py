@@ -8,7 +8,6 @@ from controlplane.handlers import cluster_replicas
 from controlplane.handlers import validate as v
 from controlplane.handlers.context import RequestContext
 from controlplane.handlers.lookup import (
-    available_members,
     bump_generation,
     get_group,
     group_shape,
@@ -20,6 +19,7 @@ from controlplane.model import messages as m
 from controlplane.model.errors import (
     APICallRateForCustomerExceededFault,
     CacheClusterNotFoundFault,
+    InvalidCacheClusterStateFault,
     InvalidReplicationGroupStateFault,
     NodeGroupNotFoundFault,
     TestFailoverNotAvailableFault,
@@ -118,7 +118,11 @@ def test_failover(ctx: RequestContext, params: m.TestFailoverMessage) -> m.TestF
                                           rg.spec.test_failover.seq > rg.status.test_failover_done):
         raise InvalidReplicationGroupStateFault(f"A failover of replication group {rg.id} is already in progress.")
     require_available(rg)
-    members = available_members(ctx, rg)
+    members = members_of(ctx.services.store, rg)
+    busy = [c.id for c in members if c.api_status() != "available"]
+    if busy:
+        raise InvalidCacheClusterStateFault(
+            f"Cache cluster(s) {', '.join(busy)} of replication group {rg.id} are not available.")
     if rg.cluster_enabled:
         members = [c for c in members if c.spec.node_group_id == node_group]
     if not rg.spec.automatic_failover or len(members) < 2:

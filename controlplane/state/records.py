@@ -396,10 +396,6 @@ class ReplicationGroupStatus(BaseModel):
     config_on: str | None = None
     shard_primaries: dict[str, str] = Field(default_factory=dict)
     cluster_formed: bool = False
-    # Online resharding (reconciler/replication_groups/resharding.py): the slots the current one
-    # moves in all, and how far it is (ReshardingStatus.SlotMigration.ProgressPercentage).
-    resharding_slots: int = 0
-    resharding_progress: float | None = None
 
 
 class ReplicationGroup(Record):

@@ -217,8 +217,6 @@ def _rg_pending(rg: ReplicationGroup) -> dict[str, Any]:
         out["PrimaryClusterId"] = change.member
     if _af_changing(rg):
         out["AutomaticFailoverStatus"] = "enabled" if rg.spec.automatic_failover else "disabled"
-    if rg.status.resharding_progress is not None:
-        out["Resharding"] = {"SlotMigration": {"ProgressPercentage": rg.status.resharding_progress}}
     applied = security.enforced(rg.status.security_applied, rg.status.announced_available)
     out.update(security.pending(rg.spec.security, applied, groups=True))
     return out

@@ -361,12 +361,6 @@ class NodeRuntime(Protocol):
         the node is left empty. Returns the keys moved."""
         ...
 
-    def cluster_move_slots(self, source: str, target: str, slots: Sequence[int], masters: Sequence[str]) -> int:
-        """Move hash slots from the master `source` to the master `target`, with their keys (as
-        `redis-cli --cluster reshard`), and tell every node of `masters` their new owner; resumes
-        a move interrupted anywhere. Returns the number of keys moved."""
-        ...
-
     def set_exit_listener(self, listener: ExitListener) -> None: ...
 
     def set_iam_verifier(self, verify: IamVerify) -> None:

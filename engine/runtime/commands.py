@@ -21,14 +21,13 @@ from engine.rdb import save_rdb
 from engine.runtime import base
 from engine.runtime.base import NodeConfig, NodeInfo, NodeState, NodeStats, ProbeResult, RuntimeError_
 from engine.runtime.cluster_commands import TcpClusterCommands
-from engine.runtime.slot_commands import TcpSlotCommands
 from engine.security import AclUser, check_security, effective_users
 from engine.stats import StatsReader, proc_cpu_seconds
 
 COMMAND_TIMEOUT = 2.0
 
 
-class TcpNodeCommands(TcpClusterCommands, TcpSlotCommands):
+class TcpNodeCommands(TcpClusterCommands):
     """Mixin: needs `inspect(name) -> NodeInfo | None` and `_config_of(name) -> NodeConfig | None`
     from the runtime it is mixed into, and `_stats` / `_tls` set by its __init__."""
 

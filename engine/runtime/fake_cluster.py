@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.cluster import ClusterNode, ClusterView, SlotRange, covers_all, key_slot, merge_ranges
+from engine.cluster import ClusterNode, ClusterView, SlotRange, covers_all, merge_ranges
+from engine.keymove import key_slot
 from engine.runtime.base import NodeConfig, NodeState, RuntimeError_
 
 
@@ -40,7 +41,6 @@ class FakeClusterCommands:
     primary_of: dict[str, tuple[str, int] | None]
     _cluster: dict[str, _Member]
     _cluster_ids = itertools.count(1)
-    interrupt_moves_after: int | None = None  # tests: a slot move fails after this many slots
 
     def _command_target(self, name: str) -> _Node:
         raise NotImplementedError  # provided by FakeRuntime
@@ -157,39 +157,6 @@ class FakeClusterCommands:
             me.master = None
             self._nodes[name].role = "master"
             self.primary_of[name] = None
-
-    def cluster_move_slots(self, source: str, target: str, slots: Sequence[int], masters: Sequence[str]) -> int:
-        """The slots and their keys go from source to target, one slot at a time (so that
-        `interrupt_moves_after` can stop a move midway, as a crash would)."""
-        with self._lock:
-            self.calls.append(("cluster_move_slots", source))
-            src, dst = self._member(source), self._member(target)
-            if target not in self._component(source):
-                raise RuntimeError_(f"node {source}: ERR I don't know about node {dst.node_id}")
-            moved = 0
-            owned = {s for a, b in src.slots for s in range(a, b + 1)}
-            taken: list[int] = []
-            by_slot: dict[int, list[str]] = {}
-            for k in self._nodes[source].data:
-                by_slot.setdefault(key_slot(k), []).append(k)
-            try:
-                for slot in slots:
-                    if self.interrupt_moves_after is not None:
-                        if self.interrupt_moves_after <= 0:
-                            self.interrupt_moves_after = None
-                            raise RuntimeError_(f"moving slots from {source} to {target}: connection lost")
-                        self.interrupt_moves_after -= 1
-                    if slot not in owned:
-                        continue  # moved already
-                    for k in by_slot.get(slot, []):
-                        self._nodes[target].data[k] = self._nodes[source].data.pop(k)
-                        moved += 1
-                    owned.discard(slot)
-                    taken.append(slot)
-            finally:
-                src.slots = merge_ranges((s, s) for s in owned)
-                dst.slots = merge_ranges([*dst.slots, *((s, s) for s in taken)])
-            return moved
 
     # ---- for tests ---------------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from controlplane.reconciler.replication_groups.cluster_restore import ClusterLo
 from controlplane.reconciler.replication_groups.cluster_shards import ApplyPending, ClusterShards
 from controlplane.reconciler.replication_groups.context import CC, NODE_ID, GroupContext, member, replaced
 from controlplane.reconciler.replication_groups.members import Members, offset
-from controlplane.reconciler.replication_groups.resharding import Resharding
 from controlplane.reconciler.security import tls_of
 from controlplane.state.acl import node_acl
 from controlplane.state.records import CacheCluster, ReplicationGroup, ReplicationGroupStatus
@@ -50,7 +49,6 @@ class ClusterGroups:
         self._failover = failover
         self._load = load  # a group created from a snapshot: its keys, once the cluster is formed
         self._shards = ClusterShards(ctx, self._start, apply_pending)  # replicas removed, rolling restarts
-        self._resharding = Resharding(ctx)
         self._forwarders: dict[str, tuple[str, int] | None] = {}  # as in endpoints.py: rebuilt per process
 
     def reconcile(self, rg: ReplicationGroup, members: list[CacheCluster], version: str,
@@ -68,7 +66,6 @@ class ClusterGroups:
         rg = self._shards.adopt(rg, views)
         if self._form(rg, members, views):
             views = self._views(rg, members)
-        self._resharding.converge(rg, members, views)
         rg = self._place_config(rg, members)
         problem = consistency(rg, members, views) or self._unsynced(rg, members)
         if problem is not None:
@@ -76,7 +73,6 @@ class ClusterGroups:
         if self._shards.roll(rg, members, version, updating):
             raise Requeue("rolling the nodes to the group's node type and engine version", delay=0.0)
         rg = self._load.run(rg, members, version)
-        self._resharding.finish(rg)
         self._settle(rg, members)
 
     def remove(self, rg: ReplicationGroup) -> None:
@@ -269,15 +265,12 @@ class ClusterGroups:
                 acted = acted or bool(stale or unknown)
         except RuntimeError_ as exc:
             raise TemporaryError(f"forming the cluster: {exc}", delay=POLL) from exc
-        # Slots any current node says a master serves: a node that has just joined (a new shard's
-        # primary) does not know every owner yet, and must not take their slots as free.
-        owned = merge_ranges(r for v in views.values() for n in v.nodes
-                             if n.role == "master" and n.node_id in ids.values() for r in n.slots)
         for group in rg.spec.node_groups:
             primary = rg.status.shard_primaries.get(group.id)
             if primary not in views:
                 continue
             view = views[primary]
+            owned = merge_ranges(r for n in view.nodes if n.role == "master" for r in n.slots)
             free = _minus(group.slots, owned)
             if free:
                 try:

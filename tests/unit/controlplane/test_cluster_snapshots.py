@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine.cluster import key_slot
+from engine.keymove import key_slot
 from engine.runtime.fake import read_fake_rdb
 from tests.harness import ApiError
 from tests.unit.controlplane.conftest import World

@@ -14,8 +14,9 @@ from botocore.model import ListShape, Shape, StructureShape
 from tests.harness import ApiError
 from tests.unit.controlplane.conftest import World
 
-# Not built yet (issue 15's serverless caches): each answers NotImplemented.
+# Not built yet (issue 13's resharding, issue 15's serverless caches): each answers NotImplemented.
 NOT_YET = frozenset({
+    "ModifyReplicationGroupShardConfiguration",
     "CreateServerlessCacheSnapshot", "CopyServerlessCacheSnapshot", "DeleteServerlessCacheSnapshot",
     "DescribeServerlessCacheSnapshots", "ExportServerlessCacheSnapshot",
 })
