@@ -68,7 +68,7 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_replicas_per_shard_and_node_type_roll_under_a_cluster_client(ec: Any) -> None:
+def test_replicas_per_shard_and_test_failover_under_a_cluster_client(ec: Any) -> None:
     ec.create_replication_group(ReplicationGroupId="cl", ReplicationGroupDescription="d", Engine="redis",
                                 CacheNodeType="cache.t3.micro", NumNodeGroups=2, ReplicasPerNodeGroup=1)
     _wait(ec)
@@ -107,31 +107,15 @@ def test_replicas_per_shard_and_node_type_roll_under_a_cluster_client(ec: Any) -
             writer.writing(len(writer.acked) + 100)
         assert writer.acked and all(_retrying(lambda i=i: client.get(f"a{i}")) is not None for i in writer.acked)
 
-        # The node type rolls shard by shard under a writer: every node restarts, each shard's
-        # primary after a coordinated switchover; no acknowledged write is lost.
-        before = {k: m["CurrentRole"] for k, m in _members(ec).items()}
-        with Writer(client, prefix="b") as writer:
-            writer.writing()
-            modified = ec.modify_replication_group(ReplicationGroupId="cl", CacheNodeType="cache.m5.large", **NOW)
-            assert modified["ReplicationGroup"]["Status"] == "modifying"
-            _wait(ec)
-            writer.writing(len(writer.acked) + 200)
-        types = {c["CacheClusterId"]: c["CacheNodeType"] for c in ec.describe_cache_clusters()["CacheClusters"]}
-        assert set(types.values()) == {"cache.m5.large"} and len(types) == 4
         after = {k: m["CurrentRole"] for k, m in _members(ec).items()}
-        assert after["cl-0001-001"] == after["cl-0002-001"] == "replica", (before, after)
-        _consistent(ec)
-        missing = [i for i in writer.acked if _retrying(lambda i=i: client.get(f"b{i}")) is None]
-        assert missing == [] and len(writer.acked) > 200
-        assert all(int(_retrying(lambda i=i: client.get(f"k{i}"))) == i for i in range(0, 2_000, 3))
-
         # TestFailover of one shard: the other shard's primary keeps its role.
         primary = next(k for k, r in after.items() if r == "primary" and k.startswith("cl-0002"))
         ec.test_failover(ReplicationGroupId="cl", NodeGroupId="0002")
         eventually(lambda: _members(ec)[primary]["CurrentRole"] == "replica", 15.0, 0.05, "shard 0002 failed over")
         _wait(ec)
         roles = {k: m["CurrentRole"] for k, m in _members(ec).items()}
-        assert roles["cl-0002-001"] == "primary" and roles["cl-0001-003"] == after["cl-0001-003"]
+        other = next(k for k in roles if k.startswith("cl-0002") and k != primary)
+        assert roles[other] == "primary" and roles["cl-0001-003"] == after["cl-0001-003"]
         _consistent(ec)
     finally:
         client.close()

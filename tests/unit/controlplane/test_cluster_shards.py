@@ -10,7 +10,7 @@ import pytest
 from controlplane.state.records import CacheCluster
 from tests.harness import ApiError
 from tests.unit.controlplane.conftest import World
-from tests.unit.controlplane.test_cluster_mode import NODE, _group, _make, _rg_events, _roles
+from tests.unit.controlplane.test_cluster_mode import NODE, _group, _make, _roles
 
 NOW = {"ApplyImmediately": True}
 
@@ -116,42 +116,13 @@ def test_multi_az_keeps_a_replica_per_shard(world: World) -> None:
     assert err.value.code == "InvalidParameterValue"
 
 
-def test_node_type_rolls_shard_by_shard_with_a_switchover(world: World) -> None:
+def test_node_type_and_engine_version_changes_are_refused_for_now(world: World) -> None:
     _make(world, shards=2, replicas=1)
-    small = world.runtime.config_of(NODE.format("cl-0001-001")).memory_mb
-    answer = world.call("ModifyReplicationGroup", ReplicationGroupId="cl", CacheNodeType="cache.m5.large", **NOW)
-    assert answer["ReplicationGroup"]["Status"] == "modifying"
-    world.settle_until(lambda: _available(world))
-    clusters = world.call("DescribeCacheClusters")["CacheClusters"]
-    assert {c["CacheNodeType"] for c in clusters} == {"cache.m5.large"}
-    for member in _roles(world):  # the node runs with the larger type's memory
-        assert world.runtime.config_of(NODE.format(member)).memory_mb > small
-    # Each shard's replica restarted first, then took over by a coordinated CLUSTER FAILOVER (no
-    # TAKEOVER: the primary hands its writes over), then the old primary restarted as a replica.
-    assert world.runtime.calls_of("cluster_failover") == [NODE.format("cl-0001-002"), NODE.format("cl-0002-002")]
-    stops = world.runtime.calls_of("stop")
-    assert stops == [NODE.format(m) for m in ("cl-0001-002", "cl-0001-001", "cl-0002-002", "cl-0002-001")]
-    assert _roles(world) == {"cl-0001-001": "replica", "cl-0001-002": "primary",
-                             "cl-0002-001": "replica", "cl-0002-002": "primary"}
-    assert _master_of(world, "cl-0001-001") == "cl-0001-002"
-    assert world.runtime.cluster_view(NODE.format("cl-0002-001")).state_ok
-    events = _rg_events(world)
-    assert "Failover from primary node cl-0002-001 to replica node cl-0002-002 completed" in events
-
-
-def test_engine_version_rolls_and_the_configuration_endpoint_stays_served(world: World) -> None:
-    _make(world, shards=2, replicas=0, EngineVersion="6.2")
-    world.call("ModifyReplicationGroup", ReplicationGroupId="cl", EngineVersion="7.1", **NOW)
-    world.settle_until(lambda: _available(world))
-    group = _group(world)
-    assert group["CacheNodeType"] == "cache.t3.micro"
-    clusters = world.call("DescribeCacheClusters", ShowCacheNodeInfo=True)["CacheClusters"]
-    assert {c["EngineVersion"] for c in clusters} == {"7.1.0"}
-    assert {c["CacheParameterGroup"]["CacheParameterGroupName"] for c in clusters} == {"default.redis7.cluster.on"}
-    # Before 7 the configuration endpoint is a forwarder (kept after the upgrade), to a live node.
-    target = world.hub.targets["123456789012-us-east-1-cl-config"]
-    assert target is not None and world.runtime.listeners(target[0])
-    assert world.runtime.calls_of("cluster_failover") == []  # no replica: restarted in place
+    for params in ({"CacheNodeType": "cache.m5.large"}, {"EngineVersion": "7.1"}):
+        with pytest.raises(ApiError) as err:
+            world.call("ModifyReplicationGroup", ReplicationGroupId="cl", **params, **NOW)
+        assert err.value.code == "InvalidParameterCombination"
+    assert _available(world)
 
 
 def test_test_failover_rules_on_cluster_groups(world: World) -> None:
