@@ -1109,6 +1109,31 @@ static int answer_locally(client_t *c, const args_t *a) {
     return 0;
 }
 
+/* The arguments as a RESP command; `swap`, when set, stands in for argument `at`. */
+static void encode_args(buf_t *b, const args_t *a, int at, const arg_t *swap) {
+    char hdr[48];
+    snprintf(hdr, sizeof hdr, "*%d\r\n", a->n);
+    buf_str(b, hdr);
+    for (int i = 0; i < a->n; i++) {
+        const arg_t *arg = swap && i == at ? swap : &a->v[i];
+        snprintf(hdr, sizeof hdr, "$%zu\r\n", arg->len);
+        buf_str(b, hdr);
+        buf_add(b, arg->p, arg->len);
+        buf_str(b, "\r\n");
+    }
+}
+
+/* A client's request, queued for its reply and sent to the node of `slot` (-1: any primary). */
+static void send_request(client_t *c, const char *bytes, size_t len, int slot, int login, const char *none) {
+    request_t *r = request_new(bytes, len);
+    r->reader = c->reader;
+    r->proto = c->proto;
+    r->ident = c->ident;
+    r->login = login;
+    client_queue(c, r);
+    if (dispatch(r, slot) < 0) reply_to(r, none, strlen(none));
+}
+
 /* ---- fan-out: commands about the whole cache ---------------------------------------------- */
 
 /* The distinct primaries, in slot order (a SCAN cursor names one by its place here). */
@@ -1246,54 +1271,24 @@ static void fan_out(client_t *c, const char *bytes, size_t len, const args_t *a,
     p->shard = (int)(cursor % SCAN_SHARDS);
     p->sum = n;
     p->waiting = 1;
+    char num[32];
+    arg_t node_cursor = {num, (size_t)snprintf(num, sizeof num, "%lld", cursor / SCAN_SHARDS)};
     buf_t cmd = {0};
-    char hdr[48], num[32];
-    snprintf(hdr, sizeof hdr, "*%d\r\n", a->n);
-    buf_str(&cmd, hdr);
-    for (int i = 0; i < a->n; i++) {
-        const char *arg = a->v[i].p;
-        size_t al = a->v[i].len;
-        if (i == 1) {
-            al = (size_t)snprintf(num, sizeof num, "%lld", cursor / SCAN_SHARDS);
-            arg = num;
-        }
-        snprintf(hdr, sizeof hdr, "$%zu\r\n", al);
-        buf_str(&cmd, hdr);
-        buf_add(&cmd, arg, al);
-        buf_str(&cmd, "\r\n");
-    }
+    encode_args(&cmd, a, 1, &node_cursor);
     send_child(p, ids[p->shard], cmd.data, cmd.len);
     buf_free(&cmd);
-}
-
-static void forward_rebuilt(client_t *c, const args_t *a) {
-    buf_t cmd = {0};
-    char hdr[48];
-    snprintf(hdr, sizeof hdr, "*%d\r\n", a->n);
-    buf_str(&cmd, hdr);
-    for (int i = 0; i < a->n; i++) {
-        snprintf(hdr, sizeof hdr, "$%zu\r\n", a->v[i].len);
-        buf_str(&cmd, hdr);
-        buf_add(&cmd, a->v[i].p, a->v[i].len);
-        buf_str(&cmd, "\r\n");
-    }
-    request_t *r = request_new(cmd.data, cmd.len);
-    buf_free(&cmd);
-    r->reader = c->reader;
-    r->proto = c->proto;
-    r->ident = c->ident;
-    r->login = 1;
-    client_queue(c, r);
-    if (dispatch(r, -1) < 0) reply_to(r, "-CLUSTERDOWN no node serves this cache\r\n", 40);
 }
 
 static void handle_request(client_t *c, const char *bytes, size_t len, const args_t *a) {
     if (a->n == 0) return;
     int local = answer_locally(c, a);
     if (local == -5) {
-        args_t hello = *a;
+        args_t hello = *a; /* HELLO protover AUTH user password, SETNAME dropped */
         hello.n = 5;
-        forward_rebuilt(c, &hello);
+        buf_t cmd = {0};
+        encode_args(&cmd, &hello, -1, NULL);
+        send_request(c, cmd.data, cmd.len, -1, 1, "-CLUSTERDOWN no node serves this cache\r\n");
+        buf_free(&cmd);
         return;
     }
     if (local) return;
@@ -1320,13 +1315,7 @@ static void handle_request(client_t *c, const char *bytes, size_t len, const arg
                 return;
             }
     int slot = k >= 0 ? key_slot(a->v[k].p, a->v[k].len) : -1;
-    request_t *r = request_new(bytes, len);
-    r->reader = c->reader;
-    r->proto = c->proto;
-    r->ident = c->ident;
-    r->login = arg_is(&a->v[0], "AUTH");
-    client_queue(c, r);
-    if (dispatch(r, slot) < 0) reply_to(r, "-CLUSTERDOWN no node serves this key's slot\r\n", 45);
+    send_request(c, bytes, len, slot, arg_is(&a->v[0], "AUTH"), "-CLUSTERDOWN no node serves this key's slot\r\n");
 }
 
 /* ---- ECPU throttling ---------------------------------------------------------------------- */
