@@ -70,10 +70,9 @@ def shape(ctx: RequestContext, rec: ServerlessCache) -> m.ServerlessCache:
     if spec.daily_snapshot_time:
         out["DailySnapshotTime"] = spec.daily_snapshot_time
     port, reader_port = rec.ports()
-    if status.endpoint_host:
+    if status.endpoint_host:  # the reader endpoint: the same address on the reader port, as in AWS
         out["Endpoint"] = {"Address": status.endpoint_host, "Port": port}
-    if status.reader_host:
-        out["ReaderEndpoint"] = {"Address": status.reader_host, "Port": reader_port}
+        out["ReaderEndpoint"] = {"Address": status.endpoint_host, "Port": reader_port}
     return cast(m.ServerlessCache, out)
 
 
@@ -148,7 +147,7 @@ def _user_group(ctx: RequestContext, engine: str, group_id: str | None) -> str |
     return group.id
 
 
-def _snapshot_settings(engine: str, retention: int | None, daily: str | None) -> None:
+def _snapshot_settings(retention: int | None, daily: str | None) -> None:
     if retention is not None and not 0 <= retention <= MAX_RETENTION:
         raise v.invalid(f"SnapshotRetentionLimit must be between 0 and {MAX_RETENTION} days; got {retention}.")
     if daily is not None and not _TIME.match(daily):
@@ -189,7 +188,7 @@ def create_serverless_cache(ctx: RequestContext, params: m.CreateServerlessCache
     if params.get("NetworkType", "ipv4") != "ipv4":
         raise v.invalid("Only NetworkType ipv4 is supported by elasticache-local (loopback addresses).")
     retention, daily = params.get("SnapshotRetentionLimit"), params.get("DailySnapshotTime")
-    _snapshot_settings(engine, retention, daily)
+    _snapshot_settings(retention, daily)
     tags = v.tag_records(params.get("Tags", []))
     store = ctx.services.store
     spec = ServerlessSpec(
@@ -255,7 +254,7 @@ def modify_serverless_cache(ctx: RequestContext, params: m.ModifyServerlessCache
     if params.get("SecurityGroupIds"):
         spec.security_group_ids = list(params["SecurityGroupIds"])
     retention, daily = params.get("SnapshotRetentionLimit"), params.get("DailySnapshotTime")
-    _snapshot_settings(engine, retention, daily)
+    _snapshot_settings(retention, daily)
     if retention is not None:
         spec.snapshot_retention_limit = retention
     if daily is not None:

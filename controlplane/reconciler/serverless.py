@@ -86,20 +86,19 @@ class ServerlessReconciler:
     # ---- the endpoint ---------------------------------------------------------------------
 
     def _addresses(self, rec: ServerlessCache) -> ServerlessCache:
-        if rec.status.endpoint_host is not None and rec.status.reader_host is not None:
+        if rec.status.endpoint_host is not None:
             return rec
-        port, reader_port = rec.ports()
+        port, _ = rec.ports()
         infra = self._infra
         with infra.alloc_lock:
             host, _ = infra.allocate(infra.endpoint_addresses, port, self._store)
 
             def give(r: ServerlessCache) -> None:
-                r.status.endpoint_host = r.status.reader_host = host
+                r.status.endpoint_host = host
 
             updated = self._store.update(rec.key, ServerlessCache, give)
         if updated is None:
             raise Requeue("the record vanished", delay=WAIT)
-        del reader_port  # the reader endpoint is the endpoint's address on the reader port, as in AWS
         return updated
 
     def _route(self, rec: ServerlessCache, group: ReplicationGroup) -> None:

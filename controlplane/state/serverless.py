@@ -65,8 +65,7 @@ class ServerlessSpec(BaseModel):
 
 class ServerlessStatus(BaseModel):
     phase: Phase = "creating"
-    endpoint_host: str | None = None
-    reader_host: str | None = None
+    endpoint_host: str | None = None  # the reader endpoint is this address too, on the reader port
     shards: int = 0
     error: str | None = None
 
